@@ -1,0 +1,601 @@
+//! The compiled policy engine.
+//!
+//! [`Engine::compile`] turns a policy set into one immutable index per
+//! signal; evaluating a record then costs a lookup per referenced field plus
+//! work proportional to the matchers that fire, nearly independent of the
+//! number of policies. [`EngineHandle`] holds the current engine behind an
+//! atomic pointer, so evaluation never waits for a reload and a reload never
+//! waits for evaluation.
+//!
+//! Semantics follow the `tero.policy.v1` spec and its conformance suite:
+//! one winning policy per record (most restrictive keep, then lowest id),
+//! hits for every matching policy when the record is kept, a hit for the
+//! winner and misses for the others when it is dropped; transforms from
+//! every matching policy on kept logs.
+
+pub(crate) mod compile;
+mod index;
+mod keep;
+mod matchers;
+mod rate_limit;
+mod record;
+mod regex;
+mod sampling;
+mod scratch;
+mod selector;
+mod stats;
+mod transform;
+mod value;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tero_proto::policy::{self as pb, TraceField};
+
+pub use record::{LogView, LogViewMut, MetricView, SpanView, SpanViewMut};
+pub use selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
+pub use stats::{PolicyRuntime, PolicyStats, StatsDelta, StatsRegistry};
+pub use value::FieldValue;
+
+use crate::policy::{PolicyError, Signal};
+use compile::{CompiledTarget, MatcherSpec};
+use index::{IndexBuilder, MatchIndex};
+use keep::{LogKeep, Rank, TraceKeep};
+use scratch::with_scratch;
+
+/// What the engine knows about every policy it was given, valid or not.
+#[derive(Debug, Clone)]
+pub struct PolicyInfo {
+    pub id: String,
+    pub name: String,
+    pub signal: Option<Signal>,
+    pub enabled: bool,
+    /// Compile errors; a policy with errors is inert.
+    pub errors: Vec<PolicyError>,
+    pub runtime: Arc<PolicyRuntime>,
+}
+
+impl PolicyInfo {
+    /// Errors in the form of `PolicySyncStatus.errors`.
+    pub fn error_messages(&self) -> Vec<String> {
+        self.errors
+            .iter()
+            .map(PolicyError::status_message)
+            .collect()
+    }
+}
+
+/// A compiled policy of one signal.
+struct Slot<A> {
+    id: Arc<str>,
+    runtime: Arc<PolicyRuntime>,
+    rank: Rank,
+    action: A,
+}
+
+struct SignalSet<S, A> {
+    index: MatchIndex<S>,
+    slots: Vec<Slot<A>>,
+}
+
+impl<S, A> SignalSet<S, A> {
+    /// The most restrictive matching policy; ties go to the lowest id, which
+    /// is the lowest index because slots are sorted by id.
+    fn winner(&self, matched: &[u32]) -> u32 {
+        let mut best = matched[0];
+        for &p in &matched[1..] {
+            if self.slots[p as usize]
+                .rank
+                .cmp(&self.slots[best as usize].rank)
+                .is_lt()
+            {
+                best = p;
+            }
+        }
+        best
+    }
+
+    /// Hit/miss accounting (spec §5.2).
+    fn account(&self, matched: &[u32], winner: u32, kept: bool) {
+        for &p in matched {
+            let stats = &self.slots[p as usize].runtime.stats;
+            if kept || p == winner {
+                stats.hit()
+            } else {
+                stats.miss()
+            }
+        }
+    }
+}
+
+struct LogAction {
+    keep: LogKeep,
+    sample_key: Option<LogSelector>,
+    transform: transform::Transform,
+}
+
+/// An immutable, compiled policy set.
+pub struct Engine {
+    generation: u64,
+    policies: Vec<PolicyInfo>,
+    metric: SignalSet<MetricSelector, bool>,
+    log: SignalSet<LogSelector, LogAction>,
+    trace: SignalSet<TraceSelector, TraceKeep>,
+}
+
+/// The outcome of evaluating a metric (or series).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricVerdict {
+    pub keep: bool,
+    /// Index of the winning policy among the engine's metric policies.
+    winner: Option<u32>,
+    matched: Box<[u32]>,
+}
+
+impl MetricVerdict {
+    /// True when at least one policy matched.
+    pub fn matched(&self) -> bool {
+        self.winner.is_some()
+    }
+}
+
+/// The outcome of evaluating a log record or span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No policy matched.
+    NoMatch,
+    Keep,
+    Drop,
+}
+
+impl Decision {
+    pub fn keeps(self) -> bool {
+        !matches!(self, Decision::Drop)
+    }
+}
+
+impl Engine {
+    /// An engine with no policies.
+    pub fn empty() -> Self {
+        Engine::compile(&[], &StatsRegistry::new())
+    }
+
+    /// Compiles `policies`. Invalid policies are kept with their errors and
+    /// are inert; the others compile and run. Counters come from `registry`,
+    /// so a policy keeps its counts across recompiles.
+    pub fn compile(policies: &[pb::Policy], registry: &StatsRegistry) -> Engine {
+        let mut ordered: Vec<&pb::Policy> = policies.iter().collect();
+        // Byte-wise id order: the tie-break and transform order of the spec.
+        ordered.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+
+        let mut infos = Vec::with_capacity(ordered.len());
+        let mut metric = SetBuilder::new();
+        let mut log = SetBuilder::new();
+        let mut trace = SetBuilder::new();
+        let mut seen_ids = std::collections::HashSet::new();
+
+        for policy in ordered {
+            let runtime = registry.runtime(&policy.id);
+            let mut errors = Vec::new();
+            if policy.id.is_empty() {
+                errors.push(PolicyError::new(None, Vec::new(), Some("id"), "required"));
+            } else if !seen_ids.insert(policy.id.as_str()) {
+                errors.push(PolicyError::new(
+                    None,
+                    Vec::new(),
+                    Some("id"),
+                    "duplicate id in this policy set",
+                ));
+            }
+            let compiled = compile::compile_policy(policy);
+            let mut info = PolicyInfo {
+                id: policy.id.clone(),
+                name: policy.name.clone(),
+                signal: crate::policy::signal_of(policy),
+                enabled: policy.enabled,
+                errors,
+                runtime: runtime.clone(),
+            };
+            match compiled {
+                Err(mut e) => info.errors.append(&mut e),
+                Ok(_) if !info.errors.is_empty() || !policy.enabled => {}
+                Ok(CompiledTarget::Metric { matchers, keep }) => {
+                    let rank = if keep {
+                        Rank::keep_all()
+                    } else {
+                        Rank::drop_all()
+                    };
+                    metric.add(&policy.id, runtime, rank, keep, matchers);
+                }
+                Ok(CompiledTarget::Log {
+                    matchers,
+                    keep,
+                    sample_key,
+                    transform,
+                }) => {
+                    if let LogKeep::Rate { limit, window_ms } = keep {
+                        runtime.limiter.configure(limit, window_ms);
+                    }
+                    log.add(
+                        &policy.id,
+                        runtime,
+                        keep.rank(),
+                        LogAction {
+                            keep,
+                            sample_key,
+                            transform,
+                        },
+                        matchers,
+                    );
+                }
+                Ok(CompiledTarget::Trace { matchers, keep }) => {
+                    trace.add(&policy.id, runtime, keep.rank(), keep, matchers);
+                }
+            }
+            infos.push(info);
+        }
+        let live: std::collections::HashSet<&str> = infos.iter().map(|i| i.id.as_str()).collect();
+        registry.retain(&|id| live.contains(id));
+
+        static GENERATION: AtomicU64 = AtomicU64::new(1);
+        Engine {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            policies: infos,
+            metric: metric.build(),
+            log: log.build(),
+            trace: trace.build(),
+        }
+    }
+
+    /// A process-unique number for this compiled set (cache keys).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every policy given to [`Engine::compile`], in id order.
+    pub fn policies(&self) -> &[PolicyInfo] {
+        &self.policies
+    }
+
+    /// Number of enabled, valid metric policies (0 enables raw fast paths).
+    pub fn metric_policy_count(&self) -> usize {
+        self.metric.slots.len()
+    }
+
+    pub fn log_policy_count(&self) -> usize {
+        self.log.slots.len()
+    }
+
+    pub fn trace_policy_count(&self) -> usize {
+        self.trace.slots.len()
+    }
+
+    /// The metric selectors loaded policies read: a view needs to decode
+    /// only these fields.
+    pub fn metric_selectors(&self) -> impl Iterator<Item = &MetricSelector> {
+        self.metric.index.selectors()
+    }
+
+    /// Evaluates without counting. Pair with [`Engine::record_metric`]; a
+    /// verdict can be cached for this engine generation.
+    pub fn metric_verdict<V: MetricView + ?Sized>(&self, view: &V) -> MetricVerdict {
+        with_scratch(|scratch| {
+            let mut matched = std::mem::take(&mut scratch.matched);
+            self.metric
+                .index
+                .matching(|s| view.get(s), scratch, &mut matched);
+            let verdict = if matched.is_empty() {
+                MetricVerdict {
+                    keep: true,
+                    winner: None,
+                    matched: Box::default(),
+                }
+            } else {
+                let winner = self.metric.winner(&matched);
+                MetricVerdict {
+                    keep: self.metric.slots[winner as usize].action,
+                    winner: Some(winner),
+                    matched: matched.as_slice().into(),
+                }
+            };
+            scratch.matched = matched;
+            verdict
+        })
+    }
+
+    /// Counts a verdict's hits and misses (once per evaluated series).
+    pub fn record_metric(&self, verdict: &MetricVerdict) {
+        if let Some(winner) = verdict.winner {
+            self.metric.account(&verdict.matched, winner, verdict.keep);
+        }
+    }
+
+    /// The counters of the policy that decided `verdict`, if any.
+    pub fn metric_winner_stats(&self, verdict: &MetricVerdict) -> Option<&PolicyStats> {
+        verdict
+            .winner
+            .map(|w| &self.metric.slots[w as usize].runtime.stats)
+    }
+
+    /// The id of the policy that decided `verdict`, if any.
+    pub fn metric_winner_id(&self, verdict: &MetricVerdict) -> Option<&str> {
+        verdict.winner.map(|w| &*self.metric.slots[w as usize].id)
+    }
+
+    /// Evaluates and counts: true if the metric is kept.
+    pub fn evaluate_metric<V: MetricView + ?Sized>(&self, view: &V) -> bool {
+        if self.metric.slots.is_empty() {
+            return true;
+        }
+        with_scratch(|scratch| {
+            let mut matched = std::mem::take(&mut scratch.matched);
+            self.metric
+                .index
+                .matching(|s| view.get(s), scratch, &mut matched);
+            let keep = if matched.is_empty() {
+                true
+            } else {
+                let winner = self.metric.winner(&matched);
+                let keep = self.metric.slots[winner as usize].action;
+                self.metric.account(&matched, winner, keep);
+                keep
+            };
+            scratch.matched = matched;
+            keep
+        })
+    }
+
+    /// Evaluates a log record: decides keep, counts, and applies the
+    /// transforms of every matching policy to a kept record.
+    pub fn evaluate_log<V: LogViewMut + ?Sized>(&self, record: &mut V) -> Decision {
+        if self.log.slots.is_empty() {
+            return Decision::NoMatch;
+        }
+        let mut matched = Vec::new();
+        with_scratch(|scratch| {
+            self.log
+                .index
+                .matching(|s| record.get(s), scratch, &mut matched)
+        });
+        if matched.is_empty() {
+            return Decision::NoMatch;
+        }
+        let winner = self.log.winner(&matched);
+        let slot = &self.log.slots[winner as usize];
+        let kept = match slot.action.keep {
+            LogKeep::All => true,
+            LogKeep::None => false,
+            LogKeep::Percent(p) => match slot.action.sample_key.as_ref() {
+                Some(key) => match record
+                    .get(key)
+                    .filter(|v| !v.is_empty())
+                    .as_ref()
+                    .and_then(FieldValue::key_text)
+                {
+                    Some(text) => sampling::key_randomness(&text) >= sampling::threshold(p / 100.0),
+                    // No key value: keep (fail-open), as reference engines do.
+                    None => true,
+                },
+                None => fastrand::f64() * 100.0 < p,
+            },
+            LogKeep::Rate { limit, window_ms } => slot.runtime.limiter.admit(limit, window_ms),
+        };
+        self.log.account(&matched, winner, kept);
+        if !kept {
+            return Decision::Drop;
+        }
+        // Policies in id order, each running its stages in the normative
+        // order remove, redact, rename, add. (The spec's prose orders stages
+        // across policies; the conformance suite, and every reference engine,
+        // apply policy by policy, so later ids see earlier ids' results.)
+        for &p in &matched {
+            let slot = &self.log.slots[p as usize];
+            if !slot.action.transform.is_empty() {
+                transform::apply(&slot.action.transform, record, &slot.runtime.stats);
+            }
+        }
+        Decision::Keep
+    }
+
+    /// Evaluates a span: decides keep with consistent probability sampling,
+    /// counts, and records the applied threshold in the tracestate.
+    pub fn evaluate_span<V: SpanViewMut + ?Sized>(&self, span: &mut V) -> Decision {
+        if self.trace.slots.is_empty() {
+            return Decision::NoMatch;
+        }
+        let mut matched = Vec::new();
+        with_scratch(|scratch| {
+            self.trace
+                .index
+                .matching(|s| span.get(s), scratch, &mut matched)
+        });
+        if matched.is_empty() {
+            return Decision::NoMatch;
+        }
+        let winner = self.trace.winner(&matched);
+        let kept = sample_span(&self.trace.slots[winner as usize].action, span);
+        self.trace.account(&matched, winner, kept);
+        if kept { Decision::Keep } else { Decision::Drop }
+    }
+}
+
+fn text_of(value: Option<FieldValue<'_>>) -> Option<String> {
+    value
+        .filter(|v| !v.is_empty())
+        .and_then(|v| v.text().map(|t| t.into_owned()))
+}
+
+/// The keep decision of a trace policy (spec §1.6, OTel consistent
+/// probability sampling), writing `th` into the tracestate of kept spans.
+fn sample_span<V: SpanViewMut + ?Sized>(keep: &TraceKeep, span: &mut V) -> bool {
+    let cfg = match keep {
+        TraceKeep::Unconfigured => return true,
+        TraceKeep::None => return false,
+        TraceKeep::All => {
+            let state = text_of(span.get(&TraceSelector::Field(TraceField::TraceState)))
+                .unwrap_or_default();
+            span.set_trace_state(sampling::with_threshold(&state, "0"));
+            return true;
+        }
+        TraceKeep::Sample(cfg) => cfg,
+    };
+    let state =
+        text_of(span.get(&TraceSelector::Field(TraceField::TraceState))).unwrap_or_default();
+    let rv = sampling::ot_value(&state, "rv");
+    let incoming = sampling::ot_value(&state, "th");
+    // An upstream threshold the randomness contradicts: keep the span as it
+    // is rather than act on inconsistent state.
+    if let (Some(rv), Some(th)) = (rv, incoming)
+        && rv < th
+    {
+        return true;
+    }
+    let trace_id = text_of(span.get(&TraceSelector::Field(TraceField::TraceId)));
+    let id_randomness = || trace_id.as_deref().and_then(sampling::id_randomness);
+    let (randomness, threshold) = match cfg.mode {
+        pb::SamplingMode::Proportional => {
+            let incoming_p = incoming.map_or(1.0, sampling::probability);
+            (
+                rv.or_else(id_randomness),
+                sampling::threshold((cfg.probability * incoming_p).clamp(0.0, 1.0)),
+            )
+        }
+        pb::SamplingMode::Equalizing => {
+            if let Some(th) = incoming.filter(|&th| th >= cfg.threshold) {
+                if rv.or_else(id_randomness).is_none() {
+                    return !cfg.fail_closed;
+                }
+                span.set_trace_state(sampling::with_threshold(
+                    &state,
+                    &sampling::encode_threshold(th, cfg.precision),
+                ));
+                return true;
+            }
+            (rv.or_else(id_randomness), cfg.threshold)
+        }
+        _ => {
+            let r = if cfg.hash_seed == 0 {
+                rv.or_else(id_randomness)
+            } else {
+                trace_id.as_deref().filter(|id| id.len() >= 14).map(|id| {
+                    sampling::fnv1a(&[id.as_bytes(), &cfg.hash_seed.to_le_bytes()])
+                        & (sampling::MAX_THRESHOLD - 1)
+                })
+            };
+            (r, cfg.threshold)
+        }
+    };
+    let Some(r) = randomness else {
+        return !cfg.fail_closed;
+    };
+    if r < threshold {
+        return false;
+    }
+    span.set_trace_state(sampling::with_threshold(
+        &state,
+        &sampling::encode_threshold(threshold, cfg.precision),
+    ));
+    true
+}
+
+struct SetBuilder<S, A> {
+    index: IndexBuilder<S>,
+    slots: Vec<Slot<A>>,
+}
+
+impl<S: Clone + Eq + std::hash::Hash, A> SetBuilder<S, A> {
+    fn new() -> Self {
+        Self {
+            index: IndexBuilder::new(),
+            slots: Vec::new(),
+        }
+    }
+
+    fn add(
+        &mut self,
+        id: &str,
+        runtime: Arc<PolicyRuntime>,
+        rank: Rank,
+        action: A,
+        matchers: Vec<MatcherSpec<S>>,
+    ) {
+        let p = self.index.policy();
+        for m in matchers {
+            self.index.matcher(p, m.selector, m.pattern, m.negated);
+        }
+        self.slots.push(Slot {
+            id: Arc::from(id),
+            runtime,
+            rank,
+            action,
+        });
+    }
+
+    fn build(self) -> SignalSet<S, A> {
+        let index = match self.index.build() {
+            Ok(index) => index,
+            // Patterns were validated one by one; a combined automaton can
+            // still exceed its size limit. Fail open: no policy of this
+            // signal applies, and the reason is visible in the logs.
+            Err(reason) => {
+                tracing_fallback(&reason);
+                IndexBuilder::new()
+                    .build()
+                    .unwrap_or_else(|_| unreachable!("an empty index always builds"))
+            }
+        };
+        let slots = if index.policy_count() == 0 {
+            Vec::new()
+        } else {
+            self.slots
+        };
+        SignalSet { index, slots }
+    }
+}
+
+fn tracing_fallback(reason: &str) {
+    eprintln!(
+        "tero-sdk: matcher index could not be built, policies of this signal are inactive: {reason}"
+    );
+}
+
+/// The current engine, swapped atomically on reload.
+pub struct EngineHandle {
+    current: ArcSwap<Engine>,
+    registry: StatsRegistry,
+}
+
+impl Default for EngineHandle {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EngineHandle {
+    pub fn new() -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Engine::empty()),
+            registry: StatsRegistry::new(),
+        }
+    }
+
+    /// The engine to evaluate with. Cheap; hold it for one unit of work (a
+    /// scrape, a batch) so the whole unit sees one policy set.
+    pub fn load(&self) -> Arc<Engine> {
+        self.current.load_full()
+    }
+
+    /// Compiles `policies` and makes them current. Counters of ids present
+    /// before and after carry over.
+    pub fn replace(&self, policies: &[pb::Policy]) -> Arc<Engine> {
+        let engine = Arc::new(Engine::compile(policies, &self.registry));
+        self.current.store(engine.clone());
+        engine
+    }
+
+    /// The counters behind every policy this handle has compiled.
+    pub fn registry(&self) -> &StatsRegistry {
+        &self.registry
+    }
+}

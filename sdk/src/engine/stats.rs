@@ -1,0 +1,195 @@
+//! Per-policy counters that survive reloads and are read as deltas.
+//!
+//! Counters are plain atomics: evaluation increments them without locks, and
+//! a reporter takes a delta with one `swap(0)` per counter, so no increment
+//! is ever lost or counted twice even while evaluation runs. A report that
+//! fails to send can be put back with [`PolicyStats::restore`]. The
+//! [`StatsRegistry`] hands the same counters to every compiled engine that
+//! contains the policy id, as the spec requires across reloads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use super::rate_limit::RateLimiter;
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Live counters of one policy.
+        #[derive(Debug, Default)]
+        pub struct PolicyStats {
+            $(pub(crate) $name: AtomicU64,)*
+        }
+
+        /// A snapshot or delta of [`PolicyStats`].
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct StatsDelta {
+            $(pub $name: u64,)*
+        }
+
+        impl PolicyStats {
+            /// Reads and resets every counter (a delta since the last take).
+            pub fn take(&self) -> StatsDelta {
+                StatsDelta { $($name: self.$name.swap(0, Relaxed),)* }
+            }
+
+            /// Reads without resetting.
+            pub fn peek(&self) -> StatsDelta {
+                StatsDelta { $($name: self.$name.load(Relaxed),)* }
+            }
+
+            /// Adds a delta back, e.g. one whose report could not be sent.
+            pub fn restore(&self, delta: &StatsDelta) {
+                $(self.$name.fetch_add(delta.$name, Relaxed);)*
+            }
+        }
+
+        impl StatsDelta {
+            pub fn is_zero(&self) -> bool {
+                true $(&& self.$name == 0)*
+            }
+
+            /// Sums two deltas (merging unsent reports).
+            pub fn merge(&mut self, other: &StatsDelta) {
+                $(self.$name += other.$name;)*
+            }
+        }
+    };
+}
+
+counters!(
+    match_hits,
+    match_misses,
+    remove_hits,
+    remove_misses,
+    redact_hits,
+    redact_misses,
+    rename_hits,
+    rename_misses,
+    add_hits,
+    add_misses,
+    // Filled in by data planes that know sizes (the Edge): what the policy
+    // removed, per series/record and in bytes.
+    records_dropped,
+    bytes_dropped,
+);
+
+impl PolicyStats {
+    #[inline]
+    pub(crate) fn hit(&self) {
+        self.match_hits.fetch_add(1, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn miss(&self) {
+        self.match_misses.fetch_add(1, Relaxed);
+    }
+
+    /// Counts what a winning drop removed.
+    #[inline]
+    pub fn record_drop(&self, records: u64, bytes: u64) {
+        self.records_dropped.fetch_add(records, Relaxed);
+        self.bytes_dropped.fetch_add(bytes, Relaxed);
+    }
+}
+
+/// Counters and limiter state that belong to a policy id, not to one
+/// compiled engine.
+#[derive(Debug, Default)]
+pub struct PolicyRuntime {
+    pub stats: PolicyStats,
+    pub(crate) limiter: RateLimiter,
+}
+
+/// Hands out [`PolicyRuntime`]s by policy id.
+#[derive(Debug, Default)]
+pub struct StatsRegistry {
+    runtimes: Mutex<HashMap<String, Arc<PolicyRuntime>>>,
+}
+
+impl StatsRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The runtime of `id`, created on first use.
+    pub fn runtime(&self, id: &str) -> Arc<PolicyRuntime> {
+        let mut map = self.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// Takes the delta of every known policy, skipping zero ones.
+    pub fn take_all(&self) -> Vec<(String, StatsDelta)> {
+        let map = self.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<(String, StatsDelta)> = map
+            .iter()
+            .map(|(id, rt)| (id.clone(), rt.stats.take()))
+            .filter(|(_, d)| !d.is_zero())
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Puts back deltas that could not be delivered.
+    pub fn restore(&self, deltas: &[(String, StatsDelta)]) {
+        for (id, delta) in deltas {
+            self.runtime(id).stats.restore(delta);
+        }
+    }
+
+    /// Forgets policies that are no longer loaded, unless they still hold
+    /// counts that have not been taken yet.
+    pub fn retain(&self, live: &dyn Fn(&str) -> bool) {
+        let mut map = self.runtimes.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|id, rt| live(id) || !rt.stats.peek().is_zero());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_is_a_delta_and_restore_puts_it_back() {
+        let registry = StatsRegistry::new();
+        let rt = registry.runtime("a");
+        rt.stats.hit();
+        rt.stats.hit();
+        rt.stats.miss();
+        let taken = registry.take_all();
+        assert_eq!(taken.len(), 1);
+        assert_eq!((taken[0].1.match_hits, taken[0].1.match_misses), (2, 1));
+        assert!(registry.take_all().is_empty());
+        registry.restore(&taken);
+        rt.stats.hit();
+        let again = registry.take_all();
+        assert_eq!(again[0].1.match_hits, 3);
+    }
+
+    #[test]
+    fn concurrent_increments_and_takes_lose_nothing() {
+        let registry = Arc::new(StatsRegistry::new());
+        let rt = registry.runtime("p");
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let rt = rt.clone();
+                std::thread::spawn(move || (0..50_000).for_each(|_| rt.stats.hit()))
+            })
+            .collect();
+        let mut total = 0;
+        while workers.iter().any(|w| !w.is_finished()) {
+            total += registry
+                .take_all()
+                .iter()
+                .map(|(_, d)| d.match_hits)
+                .sum::<u64>();
+        }
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        total += registry
+            .take_all()
+            .iter()
+            .map(|(_, d)| d.match_hits)
+            .sum::<u64>();
+        assert_eq!(total, 200_000);
+    }
+}

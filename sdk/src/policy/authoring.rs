@@ -1,0 +1,1284 @@
+//! The lenient authoring decoder: YAML, JSON and proto3 JSON → [`Policy`].
+//!
+//! One decoder serves all three encodings of the spec, because they differ
+//! only in spelling: snake_case or camelCase keys, enum names, suffixes or
+//! numbers, attribute paths as a bare string, an array or `{path: [...]}`,
+//! typed literals as scalars or `{int_value: …}` objects. Files may hold one
+//! policy, several YAML documents, a `{policies: [...]}` wrapper or a whole
+//! `SyncResponse` in wire form.
+//!
+//! A policy that cannot be decoded is rejected on its own with errors naming
+//! its id and the field path; the other policies of the file stay usable.
+//! Semantic checks (regex syntax, keep strings, empty paths…) are not made
+//! here but in [`super::validate`], so that policies arriving over the wire
+//! in binary protobuf get exactly the same checks.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use serde_json::{Map, Value as Json};
+use tero_proto::otel;
+use tero_proto::policy::{self as pb, policy::Target};
+
+use super::enums::{LenientEnum, parse_enum_str};
+use super::error::{PathSeg, PolicyError, Signal};
+
+/// The encoding of a policy document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    /// Picks the format from a file extension; YAML is a superset of JSON, so
+    /// anything that is not `.json` is read as YAML.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("json") => Format::Json,
+            _ => Format::Yaml,
+        }
+    }
+}
+
+/// A document that could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("{0}")]
+    Shape(String),
+}
+
+/// A policy that was skipped because it could not be decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedPolicy {
+    /// Position in the document (zero-based), for policies without an id.
+    pub index: usize,
+    /// The id, when it could be read.
+    pub id: Option<String>,
+    pub errors: Vec<PolicyError>,
+}
+
+impl std::fmt::Display for RejectedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.id {
+            Some(id) => write!(f, "policy {id:?}: ")?,
+            None => write!(f, "policy #{}: ", self.index)?,
+        }
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of decoding one document.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedPolicies {
+    pub policies: Vec<pb::Policy>,
+    pub rejected: Vec<RejectedPolicy>,
+    /// Keys that were not understood, with their path. Not fatal: a newer
+    /// writer may know fields this reader does not.
+    pub warnings: Vec<String>,
+}
+
+/// Reads and decodes a policy file (format from its extension).
+pub fn load_file(path: &Path) -> Result<LoadedPolicies, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_policies(&text, Format::from_path(path))
+}
+
+/// Decodes a policy document.
+pub fn parse_policies(text: &str, format: Format) -> Result<LoadedPolicies, LoadError> {
+    let documents: Vec<Json> = match format {
+        Format::Json => vec![serde_json::from_str(text)?],
+        Format::Yaml => {
+            let mut docs = Vec::new();
+            for doc in serde_yaml_ng::Deserializer::from_str(text) {
+                let value: Json = serde::Deserialize::deserialize(doc)?;
+                if !value.is_null() {
+                    docs.push(value);
+                }
+            }
+            docs
+        }
+    };
+    let mut out = LoadedPolicies::default();
+    let mut index = 0;
+    for doc in documents {
+        for item in policy_items(doc)? {
+            decode_into(&item, index, &mut out);
+            index += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes one policy object (e.g. an API request body).
+pub fn parse_policy_value(value: &Json) -> Result<pb::Policy, RejectedPolicy> {
+    let mut out = LoadedPolicies::default();
+    decode_into(value, 0, &mut out);
+    match out.rejected.pop() {
+        Some(rejected) => Err(rejected),
+        None => Ok(out
+            .policies
+            .pop()
+            .expect("decode_into yields a policy or a rejection")),
+    }
+}
+
+fn policy_items(doc: Json) -> Result<Vec<Json>, LoadError> {
+    match doc {
+        Json::Array(items) => Ok(items),
+        Json::Object(mut map) => match map.remove("policies") {
+            Some(Json::Array(items)) => Ok(items),
+            Some(Json::Null) => Ok(Vec::new()),
+            Some(_) => Err(LoadError::Shape(
+                "`policies` must be a list of policies".into(),
+            )),
+            None => Ok(vec![Json::Object(map)]),
+        },
+        other => Err(LoadError::Shape(format!(
+            "expected a policy, a list of policies or {{policies: [...]}}, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
+fn decode_into(value: &Json, index: usize, out: &mut LoadedPolicies) {
+    let mut d = Decoder {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        signal: None,
+    };
+    let policy = d.policy(value);
+    out.warnings.extend(d.warnings);
+    if d.errors.is_empty() {
+        out.policies.push(policy);
+    } else {
+        let id = (!policy.id.is_empty()).then_some(policy.id);
+        out.rejected.push(RejectedPolicy {
+            index,
+            id,
+            errors: d.errors,
+        });
+    }
+}
+
+fn kind(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// An object whose keys are looked up in either spelling; keys never looked
+/// up are reported as unknown.
+struct Obj<'a> {
+    map: &'a Map<String, Json>,
+    used: Vec<&'a str>,
+}
+
+impl<'a> Obj<'a> {
+    fn new(map: &'a Map<String, Json>) -> Self {
+        Self {
+            map,
+            used: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, snake: &str) -> Option<&'a Json> {
+        let (key, value) = self
+            .map
+            .get_key_value(snake)
+            .or_else(|| self.map.get_key_value(camel(snake).as_str()))?;
+        self.used.push(key.as_str());
+        Some(value)
+    }
+
+    fn unknown_keys(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !self.used.contains(k))
+    }
+}
+
+struct Decoder {
+    errors: Vec<PolicyError>,
+    warnings: Vec<String>,
+    signal: Option<Signal>,
+}
+
+type Loc = Vec<PathSeg>;
+
+fn at(loc: &Loc, seg: PathSeg) -> Loc {
+    let mut l = loc.clone();
+    l.push(seg);
+    l
+}
+
+/// Selector keys shared by log matchers and log transform ops.
+const LOG_SELECTORS: &[&str] = &[
+    "log_field",
+    "log_attribute",
+    "resource_attribute",
+    "scope_attribute",
+];
+const MATCH_KEYS: &[&str] = &[
+    "exact",
+    "regex",
+    "exists",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "equals",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+];
+
+/// The decoded match member, identical across the three matcher messages.
+enum MatchSpec {
+    Exact(String),
+    Regex(String),
+    Exists(bool),
+    StartsWith(String),
+    EndsWith(String),
+    Contains(String),
+    Equals(pb::Value),
+    Gt(pb::NumericValue),
+    Gte(pb::NumericValue),
+    Lt(pb::NumericValue),
+    Lte(pb::NumericValue),
+}
+
+macro_rules! into_match {
+    ($spec:expr, $m:path) => {{
+        use $m as M;
+        match $spec {
+            MatchSpec::Exact(s) => M::Exact(s),
+            MatchSpec::Regex(s) => M::Regex(s),
+            MatchSpec::Exists(b) => M::Exists(b),
+            MatchSpec::StartsWith(s) => M::StartsWith(s),
+            MatchSpec::EndsWith(s) => M::EndsWith(s),
+            MatchSpec::Contains(s) => M::Contains(s),
+            MatchSpec::Equals(v) => M::Equals(v),
+            MatchSpec::Gt(v) => M::Gt(v),
+            MatchSpec::Gte(v) => M::Gte(v),
+            MatchSpec::Lt(v) => M::Lt(v),
+            MatchSpec::Lte(v) => M::Lte(v),
+        }
+    }};
+}
+
+impl Decoder {
+    fn err(&mut self, loc: &Loc, field: Option<&'static str>, reason: impl Into<String>) {
+        self.errors
+            .push(PolicyError::new(self.signal, loc.clone(), field, reason));
+    }
+
+    fn warn_unknown(&mut self, obj: &Obj<'_>, loc: &Loc) {
+        for key in obj.unknown_keys() {
+            let mut path: Vec<String> = self.signal.iter().map(|s| s.as_str().to_owned()).collect();
+            path.extend(loc.iter().map(ToString::to_string));
+            path.push(key.to_owned());
+            self.warnings
+                .push(format!("unknown key `{}` ignored", path.join(".")));
+        }
+    }
+
+    fn object<'a>(
+        &mut self,
+        v: &'a Json,
+        loc: &Loc,
+        field: Option<&'static str>,
+    ) -> Option<Obj<'a>> {
+        match v {
+            Json::Object(map) => Some(Obj::new(map)),
+            other => {
+                self.err(
+                    loc,
+                    field,
+                    format!("expected an object, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Json, loc: &Loc, field: &'static str) -> String {
+        match v {
+            Json::String(s) => s.clone(),
+            // YAML turns unquoted `200` or `true` into scalars; they are still
+            // meant as text where the schema says string.
+            Json::Number(n) => n.to_string(),
+            Json::Bool(b) => b.to_string(),
+            Json::Null => String::new(),
+            other => {
+                self.err(
+                    loc,
+                    Some(field),
+                    format!("expected a string, found {}", kind(other)),
+                );
+                String::new()
+            }
+        }
+    }
+
+    fn boolean(&mut self, v: &Json, loc: &Loc, field: &'static str) -> bool {
+        match v {
+            Json::Bool(b) => *b,
+            Json::Null => false,
+            Json::String(s) if s.eq_ignore_ascii_case("true") => true,
+            Json::String(s) if s.eq_ignore_ascii_case("false") => false,
+            other => {
+                self.err(
+                    loc,
+                    Some(field),
+                    format!("expected true or false, found {}", kind(other)),
+                );
+                false
+            }
+        }
+    }
+
+    fn u64_value(&mut self, v: &Json, loc: &Loc, field: &'static str) -> u64 {
+        let parsed = match v {
+            Json::Number(n) => n.as_u64(),
+            Json::String(s) => s.trim().parse().ok(),
+            Json::Null => Some(0),
+            _ => None,
+        };
+        parsed.unwrap_or_else(|| {
+            self.err(
+                loc,
+                Some(field),
+                format!("expected an unsigned integer, found {v}"),
+            );
+            0
+        })
+    }
+
+    fn enumeration<E: LenientEnum>(&mut self, v: &Json, loc: &Loc, field: &'static str) -> i32 {
+        let parsed = match v {
+            Json::String(s) => parse_enum_str::<E>(s),
+            Json::Number(n) => n
+                .as_i64()
+                .and_then(|n| i32::try_from(n).ok())
+                .and_then(E::from_i32),
+            _ => None,
+        };
+        match parsed {
+            Some(e) => e.to_i32(),
+            None => {
+                self.err(
+                    loc,
+                    Some(field),
+                    format!("unknown value {v} (expected a {}* name)", E::PREFIX),
+                );
+                0
+            }
+        }
+    }
+
+    fn policy(&mut self, value: &Json) -> pb::Policy {
+        let root: Loc = Vec::new();
+        let mut policy = pb::Policy {
+            enabled: true,
+            ..Default::default()
+        };
+        let Some(mut obj) = self.object(value, &root, None) else {
+            return policy;
+        };
+        match obj.get("id") {
+            Some(Json::String(s)) => policy.id = s.clone(),
+            Some(Json::Number(n)) => policy.id = n.to_string(),
+            Some(other) => self.err(
+                &root,
+                Some("id"),
+                format!("expected a string, found {}", kind(other)),
+            ),
+            None => {}
+        }
+        if let Some(v) = obj.get("name") {
+            policy.name = self.string(v, &root, "name");
+        }
+        if let Some(v) = obj.get("description") {
+            policy.description = self.string(v, &root, "description");
+        }
+        if let Some(v) = obj.get("enabled") {
+            policy.enabled = self.boolean(v, &root, "enabled");
+        }
+        if let Some(v) = obj.get("created_at_unix_nano") {
+            policy.created_at_unix_nano = self.u64_value(v, &root, "created_at_unix_nano");
+        }
+        if let Some(v) = obj.get("modified_at_unix_nano") {
+            policy.modified_at_unix_nano = self.u64_value(v, &root, "modified_at_unix_nano");
+        }
+        if let Some(v) = obj.get("labels") {
+            policy.labels = self.labels(v, &root);
+        }
+        if let Some(v) = obj.get("extensions") {
+            policy.extensions = self.extensions(v);
+        }
+
+        let targets = [
+            ("log", Signal::Log),
+            ("metric", Signal::Metric),
+            ("trace", Signal::Trace),
+        ];
+        let mut found: Vec<(&'static str, Signal, &Json)> = Vec::new();
+        for (key, signal) in targets {
+            if let Some(v) = obj.get(key) {
+                if !v.is_null() {
+                    found.push((key, signal, v));
+                }
+            }
+        }
+        if found.len() > 1 {
+            let names: Vec<&str> = found.iter().map(|f| f.0).collect();
+            self.err(
+                &root,
+                Some("target"),
+                format!(
+                    "exactly one of log, metric or trace may be set, found {}",
+                    names.join(" and ")
+                ),
+            );
+        }
+        if let Some(&(_, signal, v)) = found.first() {
+            self.signal = Some(signal);
+            policy.target = match signal {
+                Signal::Log => self.log_target(v).map(Target::Log),
+                Signal::Metric => self.metric_target(v).map(Target::Metric),
+                Signal::Trace => self.trace_target(v).map(Target::Trace),
+            };
+            self.signal = None;
+        }
+        self.warn_unknown(&obj, &root);
+        policy
+    }
+
+    fn labels(&mut self, v: &Json, loc: &Loc) -> Vec<otel::KeyValue> {
+        match v {
+            // The authoring shorthand: a plain map of scalars.
+            Json::Object(map) => map
+                .iter()
+                .map(|(k, v)| otel::KeyValue {
+                    key: k.clone(),
+                    value: Some(any_value_from_scalar(v)),
+                })
+                .collect(),
+            // OTLP JSON: [{key, value: {stringValue: …}}].
+            Json::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    match serde_json::from_value::<otel::KeyValue>(item.clone()) {
+                        Ok(kv) => Some(kv),
+                        Err(e) => {
+                            self.err(
+                                &at(loc, PathSeg::Index("labels", i)),
+                                None,
+                                format!("invalid key/value: {e}"),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect(),
+            Json::Null => Vec::new(),
+            other => {
+                self.err(
+                    loc,
+                    Some("labels"),
+                    format!("expected a map of labels, found {}", kind(other)),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn extensions(&mut self, v: &Json) -> Vec<pb::Extension> {
+        let Json::Array(items) = v else {
+            self.err(
+                &Vec::new(),
+                Some("extensions"),
+                format!("expected a list, found {}", kind(v)),
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let loc = vec![PathSeg::Index("extensions", i)];
+            let Some(mut obj) = self.object(item, &loc, None) else {
+                continue;
+            };
+            let mut ext = pb::Extension::default();
+            if let Some(v) = obj.get("type") {
+                ext.r#type = self.string(v, &loc, "type");
+            }
+            if let Some(v) = obj.get("version") {
+                ext.version = self.string(v, &loc, "version");
+            }
+            if let Some(v) = obj.get("mode") {
+                ext.mode = self.enumeration::<pb::ExtensionMode>(v, &loc, "mode");
+            }
+            match obj.get("config") {
+                // Wire form: base64 bytes.
+                Some(Json::String(s)) => {
+                    match base64::engine::general_purpose::STANDARD.decode(s) {
+                        Ok(bytes) => ext.config = bytes,
+                        Err(_) => ext.config = s.as_bytes().to_vec(),
+                    }
+                }
+                // Authoring form: a nested object, handed to the handler as JSON.
+                Some(Json::Null) | None => {}
+                Some(other) => ext.config = other.to_string().into_bytes(),
+            }
+            self.warn_unknown(&obj, &loc);
+            out.push(ext);
+        }
+        out
+    }
+
+    fn matchers<'a>(&mut self, obj: &mut Obj<'a>) -> Vec<(Loc, Obj<'a>)> {
+        let loc: Loc = Vec::new();
+        match obj.get("match") {
+            None | Some(Json::Null) => Vec::new(),
+            Some(Json::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| {
+                    let loc = vec![PathSeg::Index("match", i)];
+                    self.object(item, &loc, None).map(|o| (loc, o))
+                })
+                .collect(),
+            Some(other) => {
+                self.err(
+                    &loc,
+                    Some("match"),
+                    format!("expected a list of matchers, found {}", kind(other)),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Finds the single key of `choices` present in `obj`. More than one is
+    /// an error (a oneof holds one member).
+    fn one_of<'a>(
+        &mut self,
+        obj: &mut Obj<'a>,
+        choices: &[&'static str],
+        loc: &Loc,
+        what: &str,
+    ) -> Option<(&'static str, &'a Json)> {
+        let present: Vec<(&'static str, &'a Json)> = choices
+            .iter()
+            .filter_map(|&c| obj.get(c).filter(|v| !v.is_null()).map(|v| (c, v)))
+            .collect();
+        if present.len() > 1 {
+            let names: Vec<&str> = present.iter().map(|p| p.0).collect();
+            self.err(
+                loc,
+                None,
+                format!("only one {what} may be set, found {}", names.join(", ")),
+            );
+        }
+        present.into_iter().next()
+    }
+
+    fn match_spec(&mut self, obj: &mut Obj<'_>, loc: &Loc) -> Option<MatchSpec> {
+        let (key, v) = self.one_of(obj, MATCH_KEYS, loc, "match type")?;
+        Some(match key {
+            "exact" => MatchSpec::Exact(self.string(v, loc, key)),
+            "regex" => MatchSpec::Regex(self.string(v, loc, key)),
+            "starts_with" => MatchSpec::StartsWith(self.string(v, loc, key)),
+            "ends_with" => MatchSpec::EndsWith(self.string(v, loc, key)),
+            "contains" => MatchSpec::Contains(self.string(v, loc, key)),
+            "exists" => MatchSpec::Exists(self.boolean(v, loc, key)),
+            "equals" => MatchSpec::Equals(self.typed_value(v, loc)?),
+            "gt" => MatchSpec::Gt(self.numeric_value(v, loc, "gt")?),
+            "gte" => MatchSpec::Gte(self.numeric_value(v, loc, "gte")?),
+            "lt" => MatchSpec::Lt(self.numeric_value(v, loc, "lt")?),
+            "lte" => MatchSpec::Lte(self.numeric_value(v, loc, "lte")?),
+            _ => unreachable!("MATCH_KEYS lists every member"),
+        })
+    }
+
+    fn flags(&mut self, obj: &mut Obj<'_>, loc: &Loc) -> (bool, bool) {
+        let negate = obj
+            .get("negate")
+            .map(|v| self.boolean(v, loc, "negate"))
+            .unwrap_or(false);
+        let ci = obj
+            .get("case_insensitive")
+            .map(|v| self.boolean(v, loc, "case_insensitive"))
+            .unwrap_or(false);
+        (negate, ci)
+    }
+
+    fn typed_value(&mut self, v: &Json, loc: &Loc) -> Option<pb::Value> {
+        use pb::value::Value as V;
+        let value = match v {
+            Json::Bool(b) => V::BoolValue(*b),
+            Json::String(s) => V::StringValue(s.clone()),
+            Json::Number(n) => match n.as_i64() {
+                Some(i) if !n.is_f64() => V::IntValue(i),
+                _ => V::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Json::Object(map) => {
+                let mut obj = Obj::new(map);
+                let choices = [
+                    "bool_value",
+                    "int_value",
+                    "double_value",
+                    "bytes_value",
+                    "hex_value",
+                    "string_value",
+                ];
+                let Some((key, inner)) = self.one_of(&mut obj, &choices, loc, "value") else {
+                    self.err(loc, Some("equals"), "empty typed value");
+                    return None;
+                };
+                match key {
+                    "bool_value" => V::BoolValue(self.boolean(inner, loc, "equals")),
+                    "string_value" => V::StringValue(self.string(inner, loc, "equals")),
+                    "hex_value" => V::HexValue(self.string(inner, loc, "equals")),
+                    "int_value" => V::IntValue(self.integer(inner, loc, "equals")?),
+                    "double_value" => V::DoubleValue(self.double(inner, loc, "equals")?),
+                    "bytes_value" => {
+                        let text = self.string(inner, loc, "equals");
+                        match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+                            Ok(bytes) => V::BytesValue(bytes),
+                            Err(e) => {
+                                self.err(
+                                    loc,
+                                    Some("equals"),
+                                    format!("bytes_value is not base64: {e}"),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    _ => unreachable!(),
+                }
+            }
+            other => {
+                self.err(
+                    loc,
+                    Some("equals"),
+                    format!("expected a scalar or a typed value, found {}", kind(other)),
+                );
+                return None;
+            }
+        };
+        Some(pb::Value { value: Some(value) })
+    }
+
+    fn integer(&mut self, v: &Json, loc: &Loc, field: &'static str) -> Option<i64> {
+        let parsed = match v {
+            Json::Number(n) => n.as_i64(),
+            Json::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.err(loc, Some(field), format!("expected an integer, found {v}"));
+        }
+        parsed
+    }
+
+    fn double(&mut self, v: &Json, loc: &Loc, field: &'static str) -> Option<f64> {
+        let parsed = match v {
+            Json::Number(n) => n.as_f64(),
+            Json::String(s) => match s.trim() {
+                "NaN" => Some(f64::NAN),
+                "Infinity" => Some(f64::INFINITY),
+                "-Infinity" => Some(f64::NEG_INFINITY),
+                t => t.parse().ok(),
+            },
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.err(loc, Some(field), format!("expected a number, found {v}"));
+        }
+        parsed
+    }
+
+    /// Comparator operands must be numbers: `gt: "abc"` is rejected here
+    /// because the wire type cannot even represent it.
+    fn numeric_value(
+        &mut self,
+        v: &Json,
+        loc: &Loc,
+        field: &'static str,
+    ) -> Option<pb::NumericValue> {
+        use pb::numeric_value::Value as N;
+        let value = match v {
+            Json::Number(n) => match n.as_i64() {
+                Some(i) if !n.is_f64() => N::IntValue(i),
+                _ => N::DoubleValue(n.as_f64()?),
+            },
+            Json::String(s) => {
+                let t = s.trim();
+                if let Ok(i) = t.parse::<i64>() {
+                    N::IntValue(i)
+                } else if let Some(d) = t.parse::<f64>().ok().filter(|d| d.is_finite()) {
+                    N::DoubleValue(d)
+                } else {
+                    self.err(
+                        loc,
+                        Some(field),
+                        format!("comparator literal {s:?} is not a number"),
+                    );
+                    return None;
+                }
+            }
+            Json::Object(map) => {
+                let mut obj = Obj::new(map);
+                match self.one_of(
+                    &mut obj,
+                    &["int_value", "double_value"],
+                    loc,
+                    "numeric value",
+                ) {
+                    Some(("int_value", inner)) => N::IntValue(self.integer(inner, loc, field)?),
+                    Some((_, inner)) => N::DoubleValue(self.double(inner, loc, field)?),
+                    None => {
+                        self.err(loc, Some(field), "empty numeric value");
+                        return None;
+                    }
+                }
+            }
+            other => {
+                self.err(
+                    loc,
+                    Some(field),
+                    format!("comparator literal must be a number, found {}", kind(other)),
+                );
+                return None;
+            }
+        };
+        Some(pb::NumericValue { value: Some(value) })
+    }
+
+    fn path(&mut self, v: &Json, loc: &Loc, field: &'static str) -> pb::AttributePath {
+        let segments = |items: &Vec<Json>, this: &mut Self| -> Vec<String> {
+            items.iter().map(|s| this.string(s, loc, field)).collect()
+        };
+        let path = match v {
+            Json::String(s) => vec![s.clone()],
+            Json::Array(items) => segments(items, self),
+            Json::Object(map) => match map.get("path") {
+                Some(Json::Array(items)) => segments(items, self),
+                Some(Json::String(s)) => vec![s.clone()],
+                // `{}` and `{path: null}` are empty paths: a validation error,
+                // not a decode failure, as the spec asks.
+                None | Some(Json::Null) => Vec::new(),
+                Some(other) => {
+                    self.err(
+                        loc,
+                        Some(field),
+                        format!("path must be a list of strings, found {}", kind(other)),
+                    );
+                    Vec::new()
+                }
+            },
+            Json::Null => Vec::new(),
+            other => {
+                self.err(
+                    loc,
+                    Some(field),
+                    format!("expected an attribute path, found {}", kind(other)),
+                );
+                Vec::new()
+            }
+        };
+        pb::AttributePath { path }
+    }
+
+    // ---- metric ----
+
+    fn metric_target(&mut self, v: &Json) -> Option<pb::MetricTarget> {
+        let root: Loc = Vec::new();
+        let mut obj = self.object(v, &root, None)?;
+        let mut target = pb::MetricTarget {
+            keep: true,
+            ..Default::default()
+        };
+        for (loc, mut m) in self.matchers(&mut obj) {
+            target.r#match.push(self.metric_matcher(&mut m, &loc));
+            self.warn_unknown(&m, &loc);
+        }
+        match obj.get("keep") {
+            None | Some(Json::Null) => {}
+            Some(Json::Bool(b)) => target.keep = *b,
+            Some(Json::String(s)) if matches!(s.to_ascii_lowercase().as_str(), "true" | "all") => {
+                target.keep = true
+            }
+            Some(Json::String(s))
+                if matches!(s.to_ascii_lowercase().as_str(), "false" | "none") =>
+            {
+                target.keep = false
+            }
+            Some(other) => self.err(
+                &root,
+                Some("keep"),
+                format!("metric keep must be true or false, found {other}"),
+            ),
+        }
+        self.warn_unknown(&obj, &root);
+        Some(target)
+    }
+
+    fn metric_matcher(&mut self, obj: &mut Obj<'_>, loc: &Loc) -> pb::MetricMatcher {
+        use pb::metric_matcher::Field as F;
+        let keys = [
+            "metric_field",
+            "datapoint_attribute",
+            "resource_attribute",
+            "scope_attribute",
+            "metric_type",
+            "aggregation_temporality",
+        ];
+        let field = self
+            .one_of(obj, &keys, loc, "field selector")
+            .map(|(key, v)| match key {
+                "metric_field" => F::MetricField(self.enumeration::<pb::MetricField>(v, loc, key)),
+                "datapoint_attribute" => F::DatapointAttribute(self.path(v, loc, key)),
+                "resource_attribute" => F::ResourceAttribute(self.path(v, loc, key)),
+                "scope_attribute" => F::ScopeAttribute(self.path(v, loc, key)),
+                "metric_type" => F::MetricType(self.enumeration::<pb::MetricType>(v, loc, key)),
+                _ => F::AggregationTemporality(
+                    self.enumeration::<pb::AggregationTemporality>(v, loc, key),
+                ),
+            });
+        let r#match = self
+            .match_spec(obj, loc)
+            .map(|s| into_match!(s, pb::metric_matcher::Match));
+        let (negate, case_insensitive) = self.flags(obj, loc);
+        pb::MetricMatcher {
+            field,
+            r#match,
+            negate,
+            case_insensitive,
+        }
+    }
+
+    // ---- log ----
+
+    fn log_target(&mut self, v: &Json) -> Option<pb::LogTarget> {
+        let root: Loc = Vec::new();
+        let mut obj = self.object(v, &root, None)?;
+        let mut target = pb::LogTarget::default();
+        for (loc, mut m) in self.matchers(&mut obj) {
+            target.r#match.push(self.log_matcher(&mut m, &loc));
+            self.warn_unknown(&m, &loc);
+        }
+        if let Some(v) = obj.get("keep") {
+            target.keep = match v {
+                Json::String(s) => s.clone(),
+                Json::Null => String::new(),
+                // `keep: 0` / `keep: 100` in YAML: a percentage without the sign
+                // is ambiguous; keep the literal so validation names it.
+                other => other.to_string(),
+            };
+        }
+        if let Some(v) = obj.get("sample_key").filter(|v| !v.is_null()) {
+            let loc = vec![PathSeg::Key("sample_key")];
+            if let Some(mut o) = self.object(v, &loc, None) {
+                let field = self.log_selector(&mut o, &loc, LOG_SELECTORS);
+                target.sample_key = Some(pb::LogSampleKey {
+                    field: field.map(log_sel::sample_key),
+                });
+                self.warn_unknown(&o, &loc);
+            }
+        }
+        if let Some(v) = obj.get("transform").filter(|v| !v.is_null()) {
+            target.transform = self.log_transform(v);
+        }
+        self.warn_unknown(&obj, &root);
+        Some(target)
+    }
+
+    fn log_selector(
+        &mut self,
+        obj: &mut Obj<'_>,
+        loc: &Loc,
+        keys: &[&'static str],
+    ) -> Option<log_sel::Sel> {
+        let (key, v) = self.one_of(obj, keys, loc, "field selector")?;
+        let key = key.trim_start_matches("from_");
+        Some(match key {
+            "log_field" => {
+                log_sel::Sel::Field(self.enumeration::<pb::LogField>(v, loc, "log_field"))
+            }
+            "log_attribute" => log_sel::Sel::Log(self.path(v, loc, "log_attribute")),
+            "resource_attribute" => log_sel::Sel::Resource(self.path(v, loc, "resource_attribute")),
+            _ => log_sel::Sel::Scope(self.path(v, loc, "scope_attribute")),
+        })
+    }
+
+    fn log_matcher(&mut self, obj: &mut Obj<'_>, loc: &Loc) -> pb::LogMatcher {
+        let field = self
+            .log_selector(obj, loc, LOG_SELECTORS)
+            .map(log_sel::matcher);
+        let r#match = self
+            .match_spec(obj, loc)
+            .map(|s| into_match!(s, pb::log_matcher::Match));
+        let (negate, case_insensitive) = self.flags(obj, loc);
+        pb::LogMatcher {
+            field,
+            r#match,
+            negate,
+            case_insensitive,
+        }
+    }
+
+    fn log_transform(&mut self, v: &Json) -> Option<pb::LogTransform> {
+        let tloc = vec![PathSeg::Key("transform")];
+        let mut obj = self.object(v, &tloc, None)?;
+        let mut t = pb::LogTransform::default();
+        for (stage, items) in [
+            ("remove", obj.get("remove")),
+            ("redact", obj.get("redact")),
+            ("rename", obj.get("rename")),
+            ("add", obj.get("add")),
+        ] {
+            let items = match items {
+                None | Some(Json::Null) => continue,
+                Some(Json::Array(items)) => items,
+                Some(other) => {
+                    self.err(
+                        &tloc,
+                        Some(stage),
+                        format!("expected a list, found {}", kind(other)),
+                    );
+                    continue;
+                }
+            };
+            for (i, item) in items.iter().enumerate() {
+                let loc = at(&tloc, PathSeg::Index(stage, i));
+                let Some(mut o) = self.object(item, &loc, None) else {
+                    continue;
+                };
+                match stage {
+                    "remove" => {
+                        let field = self
+                            .log_selector(&mut o, &loc, LOG_SELECTORS)
+                            .map(log_sel::remove);
+                        t.remove.push(pb::LogRemove { field });
+                    }
+                    "redact" => {
+                        let field = self
+                            .log_selector(&mut o, &loc, LOG_SELECTORS)
+                            .map(log_sel::redact);
+                        let replacement = match o.get("replacement") {
+                            Some(v) => self.string(v, &loc, "replacement"),
+                            // The spec's default; proto3 cannot tell unset from empty,
+                            // so authoring files get it filled in explicitly.
+                            None => "[REDACTED]".to_owned(),
+                        };
+                        let regex = o
+                            .get("regex")
+                            .filter(|v| !v.is_null())
+                            .map(|v| self.string(v, &loc, "regex"));
+                        t.redact.push(pb::LogRedact {
+                            field,
+                            replacement,
+                            regex,
+                        });
+                    }
+                    "rename" => {
+                        let keys = [
+                            "from_log_field",
+                            "from_log_attribute",
+                            "from_resource_attribute",
+                            "from_scope_attribute",
+                            "log_field",
+                            "log_attribute",
+                            "resource_attribute",
+                            "scope_attribute",
+                        ];
+                        let from = self.log_selector(&mut o, &loc, &keys).map(log_sel::rename);
+                        let to = o
+                            .get("to")
+                            .map(|v| self.string(v, &loc, "to"))
+                            .unwrap_or_default();
+                        let upsert = o
+                            .get("upsert")
+                            .map(|v| self.boolean(v, &loc, "upsert"))
+                            .unwrap_or(false);
+                        t.rename.push(pb::LogRename { from, to, upsert });
+                    }
+                    _ => {
+                        let field = self
+                            .log_selector(&mut o, &loc, LOG_SELECTORS)
+                            .map(log_sel::add);
+                        let value = o
+                            .get("value")
+                            .map(|v| self.string(v, &loc, "value"))
+                            .unwrap_or_default();
+                        let upsert = o
+                            .get("upsert")
+                            .map(|v| self.boolean(v, &loc, "upsert"))
+                            .unwrap_or(false);
+                        t.add.push(pb::LogAdd {
+                            field,
+                            value,
+                            upsert,
+                        });
+                    }
+                }
+                self.warn_unknown(&o, &loc);
+            }
+        }
+        self.warn_unknown(&obj, &tloc);
+        Some(t)
+    }
+
+    // ---- trace ----
+
+    fn trace_target(&mut self, v: &Json) -> Option<pb::TraceTarget> {
+        let root: Loc = Vec::new();
+        let mut obj = self.object(v, &root, None)?;
+        let mut target = pb::TraceTarget::default();
+        for (loc, mut m) in self.matchers(&mut obj) {
+            target.r#match.push(self.trace_matcher(&mut m, &loc));
+            self.warn_unknown(&m, &loc);
+        }
+        if let Some(v) = obj.get("keep").filter(|v| !v.is_null()) {
+            target.keep = self.sampling_config(v);
+        }
+        self.warn_unknown(&obj, &root);
+        Some(target)
+    }
+
+    fn sampling_config(&mut self, v: &Json) -> Option<pb::TraceSamplingConfig> {
+        let loc = vec![PathSeg::Key("keep")];
+        let mut cfg = pb::TraceSamplingConfig::default();
+        match v {
+            // Shorthand: `keep: 25` or `keep: "25%"`.
+            Json::Number(_) | Json::String(_) => {
+                let text = v
+                    .as_str()
+                    .map(|s| s.trim().trim_end_matches('%').to_owned())
+                    .unwrap_or_else(|| v.to_string());
+                match text.parse::<f32>() {
+                    Ok(p) => cfg.percentage = p,
+                    Err(_) => {
+                        self.err(
+                            &loc,
+                            Some("percentage"),
+                            format!("expected a percentage, found {v}"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            Json::Object(map) => {
+                let mut obj = Obj::new(map);
+                if let Some(p) = obj.get("percentage") {
+                    cfg.percentage = self.double(p, &loc, "percentage")? as f32;
+                }
+                if let Some(m) = obj.get("mode").filter(|v| !v.is_null()) {
+                    cfg.mode = Some(self.enumeration::<pb::SamplingMode>(m, &loc, "mode"));
+                }
+                if let Some(p) = obj.get("sampling_precision").filter(|v| !v.is_null()) {
+                    cfg.sampling_precision = Some(
+                        u32::try_from(self.u64_value(p, &loc, "sampling_precision"))
+                            .unwrap_or(u32::MAX),
+                    );
+                }
+                if let Some(s) = obj.get("hash_seed").filter(|v| !v.is_null()) {
+                    match u32::try_from(self.u64_value(s, &loc, "hash_seed")) {
+                        Ok(seed) => cfg.hash_seed = Some(seed),
+                        Err(_) => {
+                            self.err(&loc, Some("hash_seed"), "hash_seed must fit in 32 bits")
+                        }
+                    }
+                }
+                if let Some(f) = obj.get("fail_closed").filter(|v| !v.is_null()) {
+                    cfg.fail_closed = Some(self.boolean(f, &loc, "fail_closed"));
+                }
+                self.warn_unknown(&obj, &loc);
+            }
+            other => {
+                self.err(
+                    &loc,
+                    None,
+                    format!(
+                        "trace keep must be a sampling config object, found {}",
+                        kind(other)
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(cfg)
+    }
+
+    fn trace_matcher(&mut self, obj: &mut Obj<'_>, loc: &Loc) -> pb::TraceMatcher {
+        use pb::trace_matcher::Field as F;
+        let keys = [
+            "trace_field",
+            "span_attribute",
+            "resource_attribute",
+            "scope_attribute",
+            "span_kind",
+            "span_status",
+            "event_name",
+            "event_attribute",
+            "link_trace_id",
+        ];
+        let field = self
+            .one_of(obj, &keys, loc, "field selector")
+            .map(|(key, v)| match key {
+                "trace_field" => F::TraceField(self.enumeration::<pb::TraceField>(v, loc, key)),
+                "span_attribute" => F::SpanAttribute(self.path(v, loc, key)),
+                "resource_attribute" => F::ResourceAttribute(self.path(v, loc, key)),
+                "scope_attribute" => F::ScopeAttribute(self.path(v, loc, key)),
+                "span_kind" => F::SpanKind(self.enumeration::<pb::SpanKind>(v, loc, key)),
+                "span_status" => F::SpanStatus(self.enumeration::<pb::SpanStatusCode>(v, loc, key)),
+                "event_name" => F::EventName(self.string(v, loc, key)),
+                "event_attribute" => F::EventAttribute(self.path(v, loc, key)),
+                _ => F::LinkTraceId(self.string(v, loc, key)),
+            });
+        let r#match = self
+            .match_spec(obj, loc)
+            .map(|s| into_match!(s, pb::trace_matcher::Match));
+        let (negate, case_insensitive) = self.flags(obj, loc);
+        pb::TraceMatcher {
+            field,
+            r#match,
+            negate,
+            case_insensitive,
+        }
+    }
+}
+
+/// The four log selector oneofs share one shape; these convert between them.
+mod log_sel {
+    use tero_proto::policy as pb;
+
+    pub(super) enum Sel {
+        Field(i32),
+        Log(pb::AttributePath),
+        Resource(pb::AttributePath),
+        Scope(pb::AttributePath),
+    }
+
+    macro_rules! conv {
+        ($name:ident, $ty:path, $f:ident, $l:ident, $r:ident, $s:ident) => {
+            pub(super) fn $name(sel: Sel) -> $ty {
+                use $ty as T;
+                match sel {
+                    Sel::Field(f) => T::$f(f),
+                    Sel::Log(p) => T::$l(p),
+                    Sel::Resource(p) => T::$r(p),
+                    Sel::Scope(p) => T::$s(p),
+                }
+            }
+        };
+    }
+
+    conv!(
+        matcher,
+        pb::log_matcher::Field,
+        LogField,
+        LogAttribute,
+        ResourceAttribute,
+        ScopeAttribute
+    );
+    conv!(
+        sample_key,
+        pb::log_sample_key::Field,
+        LogField,
+        LogAttribute,
+        ResourceAttribute,
+        ScopeAttribute
+    );
+    conv!(
+        remove,
+        pb::log_remove::Field,
+        LogField,
+        LogAttribute,
+        ResourceAttribute,
+        ScopeAttribute
+    );
+    conv!(
+        redact,
+        pb::log_redact::Field,
+        LogField,
+        LogAttribute,
+        ResourceAttribute,
+        ScopeAttribute
+    );
+    conv!(
+        add,
+        pb::log_add::Field,
+        LogField,
+        LogAttribute,
+        ResourceAttribute,
+        ScopeAttribute
+    );
+    conv!(
+        rename,
+        pb::log_rename::From,
+        FromLogField,
+        FromLogAttribute,
+        FromResourceAttribute,
+        FromScopeAttribute
+    );
+}
+
+fn any_value_from_scalar(v: &Json) -> otel::AnyValue {
+    use otel::any_value::Value as A;
+    let value = match v {
+        Json::Bool(b) => A::BoolValue(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) if !n.is_f64() => A::IntValue(i),
+            _ => A::DoubleValue(n.as_f64().unwrap_or_default()),
+        },
+        Json::String(s) => A::StringValue(s.clone()),
+        other => A::StringValue(other.to_string()),
+    };
+    otel::AnyValue { value: Some(value) }
+}
