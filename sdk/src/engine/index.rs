@@ -1,85 +1,160 @@
 //! From field values to matching policies.
 //!
 //! A policy matches when all of its positive matchers hold and none of its
-//! negated matchers' inner conditions hold (spec §3.1). The index runs each
-//! field's [`FieldIndex`] once, then credits or vetoes the owners of the
-//! matchers that fired. Policies whose matchers are all negated are
-//! candidates without any credit and are checked separately; they are rare.
+//! negated matchers' inner conditions hold (spec §3.1).
+//!
+//! Crediting every matcher that fires would make a common condition such
+//! as `service.name = checkout`, shared by hundreds of policies, cost work
+//! for each of them on every record. Instead each policy contributes one
+//! *anchor*, its most selective positive matcher, to the per-field automata;
+//! only when the anchor fires are the policy's remaining matchers checked
+//! one by one. Evaluation cost then follows the number of candidate
+//! policies, which stays small however many policies are loaded. Policies
+//! without a positive matcher (all negated) are checked on every record;
+//! they are rare.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 
-use super::matchers::{FieldIndex, MatcherId, Pattern};
+use super::matchers::{FieldIndex, MatcherId, Pattern, Single};
 use super::scratch::Scratch;
 use super::value::FieldValue;
 
 pub(crate) struct MatchIndex<S> {
-    fields: Vec<(S, FieldIndex)>,
-    matcher_policy: Vec<u32>,
-    matcher_negated: Vec<bool>,
-    /// Positive matchers each policy needs.
-    required: Vec<u32>,
-    /// Policies with no positive matcher.
+    selectors: Vec<S>,
+    /// Per field, the automata over the anchors reading it.
+    anchors: Vec<(usize, FieldIndex)>,
+    /// Anchor matcher → its policy.
+    anchor_policy: Vec<u32>,
+    /// Per policy, the matchers checked after its anchor fired.
+    residual: Vec<Vec<Residual>>,
+    /// Policies without a positive matcher.
     unconditional: Vec<u32>,
 }
 
-/// Collects matchers while compiling, grouped by field.
+struct Residual {
+    selector: usize,
+    test: Single,
+    negated: bool,
+}
+
+/// Collects matchers while compiling.
 pub(crate) struct IndexBuilder<S> {
-    groups: FxHashMap<S, Vec<(MatcherId, Pattern)>>,
-    order: Vec<S>,
-    matcher_policy: Vec<u32>,
-    matcher_negated: Vec<bool>,
-    required: Vec<u32>,
+    selectors: Vec<S>,
+    slot_of: FxHashMap<S, usize>,
+    policies: Vec<Vec<(usize, Pattern, bool)>>,
+}
+
+/// How often a pattern class is expected to fire, relative to an exact
+/// match; used to pick anchors.
+fn firing_weight(pattern: &Pattern) -> u64 {
+    use super::matchers::TextOp::*;
+    match pattern {
+        Pattern::Text { op: Exact, .. } | Pattern::Typed(_) | Pattern::Never => 1,
+        Pattern::Text {
+            op: Prefix | Suffix,
+            ..
+        } => 2,
+        Pattern::Text {
+            op: Contains | Regex,
+            ..
+        } => 3,
+        Pattern::Compare(..) => 4,
+        Pattern::Exists => 16,
+    }
 }
 
 impl<S: Clone + Eq + Hash> IndexBuilder<S> {
     pub(crate) fn new() -> Self {
         Self {
-            groups: FxHashMap::default(),
-            order: Vec::new(),
-            matcher_policy: Vec::new(),
-            matcher_negated: Vec::new(),
-            required: Vec::new(),
+            selectors: Vec::new(),
+            slot_of: FxHashMap::default(),
+            policies: Vec::new(),
         }
     }
 
     /// Registers a policy; its matchers follow through [`Self::matcher`].
     pub(crate) fn policy(&mut self) -> u32 {
-        self.required.push(0);
-        (self.required.len() - 1) as u32
+        self.policies.push(Vec::new());
+        (self.policies.len() - 1) as u32
     }
 
     pub(crate) fn matcher(&mut self, policy: u32, selector: S, pattern: Pattern, negated: bool) {
-        let id = self.matcher_policy.len() as MatcherId;
-        self.matcher_policy.push(policy);
-        self.matcher_negated.push(negated);
-        if !negated {
-            self.required[policy as usize] += 1;
-        }
-        match self.groups.get_mut(&selector) {
-            Some(list) => list.push((id, pattern)),
+        let slot = match self.slot_of.get(&selector) {
+            Some(&slot) => slot,
             None => {
-                self.order.push(selector.clone());
-                self.groups.insert(selector, vec![(id, pattern)]);
+                self.selectors.push(selector.clone());
+                self.slot_of.insert(selector, self.selectors.len() - 1);
+                self.selectors.len() - 1
             }
-        }
+        };
+        self.policies[policy as usize].push((slot, pattern, negated));
     }
 
-    pub(crate) fn build(mut self) -> Result<MatchIndex<S>, String> {
-        let mut fields = Vec::with_capacity(self.order.len());
-        for selector in self.order {
-            let patterns = self.groups.remove(&selector).unwrap_or_default();
-            fields.push((selector, FieldIndex::build(patterns)?));
+    pub(crate) fn build(self) -> Result<MatchIndex<S>, String> {
+        // How many policies share each positive (field, pattern): an anchor
+        // shared by many policies makes all of them candidates at once.
+        let key = |slot: usize, p: &Pattern| format!("{slot}:{p:?}");
+        let mut sharing: HashMap<String, u64> = HashMap::new();
+        for matchers in &self.policies {
+            for (slot, pattern, negated) in matchers {
+                if !negated {
+                    *sharing.entry(key(*slot, pattern)).or_default() += 1;
+                }
+            }
         }
-        let unconditional = (0..self.required.len() as u32)
-            .filter(|&p| self.required[p as usize] == 0)
-            .collect();
+
+        let mut groups: FxHashMap<usize, Vec<(MatcherId, Pattern)>> = FxHashMap::default();
+        let mut group_order = Vec::new();
+        let mut anchor_policy = Vec::new();
+        let mut residual = Vec::with_capacity(self.policies.len());
+        let mut unconditional = Vec::new();
+        for (policy, matchers) in self.policies.into_iter().enumerate() {
+            let anchor = matchers
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, _, negated))| !negated)
+                .min_by_key(|(_, (slot, pattern, _))| {
+                    sharing[&key(*slot, pattern)] * firing_weight(pattern)
+                })
+                .map(|(i, _)| i);
+            let mut rest = Vec::new();
+            for (i, (slot, pattern, negated)) in matchers.into_iter().enumerate() {
+                if Some(i) == anchor {
+                    let id = anchor_policy.len() as MatcherId;
+                    anchor_policy.push(policy as u32);
+                    groups
+                        .entry(slot)
+                        .or_insert_with(|| {
+                            group_order.push(slot);
+                            Vec::new()
+                        })
+                        .push((id, pattern));
+                } else {
+                    rest.push(Residual {
+                        selector: slot,
+                        test: Single::build(pattern)?,
+                        negated,
+                    });
+                }
+            }
+            if anchor.is_none() {
+                unconditional.push(policy as u32);
+            }
+            residual.push(rest);
+        }
+        let mut anchors = Vec::with_capacity(group_order.len());
+        for slot in group_order {
+            let patterns = groups.remove(&slot).unwrap_or_default();
+            anchors.push((slot, FieldIndex::build(patterns)?));
+        }
         Ok(MatchIndex {
-            fields,
-            matcher_policy: self.matcher_policy,
-            matcher_negated: self.matcher_negated,
-            required: self.required,
+            selectors: self.selectors,
+            anchors,
+            anchor_policy,
+            residual,
             unconditional,
         })
     }
@@ -87,12 +162,12 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
 
 impl<S> MatchIndex<S> {
     pub(crate) fn policy_count(&self) -> usize {
-        self.required.len()
+        self.residual.len()
     }
 
-    /// The selectors the compiled policies read, in first-use order.
+    /// Every selector the compiled policies read.
     pub(crate) fn selectors(&self) -> impl Iterator<Item = &S> {
-        self.fields.iter().map(|(s, _)| s)
+        self.selectors.iter()
     }
 
     /// Writes the indices of matching policies, ascending, to `out`.
@@ -103,34 +178,38 @@ impl<S> MatchIndex<S> {
         out: &mut Vec<u32>,
     ) {
         out.clear();
-        if self.required.is_empty() {
+        if self.residual.is_empty() {
             return;
         }
-        scratch.begin(self.matcher_policy.len(), self.required.len());
-        for (selector, index) in &self.fields {
-            let value = lookup(selector);
+        scratch.begin(self.anchor_policy.len());
+        for (slot, index) in &self.anchors {
+            let value = lookup(&self.selectors[*slot]);
             index.collect(value.as_ref(), scratch);
         }
-        for i in 0..scratch.fired.len() {
-            let m = scratch.fired[i] as usize;
-            let policy = self.matcher_policy[m];
-            if self.matcher_negated[m] {
-                scratch.veto(policy)
-            } else {
-                scratch.credit(policy)
+        // Each policy has one anchor and fired matchers are unique, so a
+        // policy is examined at most once here.
+        for &m in &scratch.fired {
+            let policy = self.anchor_policy[m as usize];
+            if self.residual_holds(policy, &mut lookup) {
+                out.push(policy);
             }
         }
-        for &p in &scratch.touched {
-            let (hits, vetoed) = scratch.tally(p);
-            if !vetoed && hits == self.required[p as usize] && hits > 0 {
-                out.push(p);
-            }
-        }
-        for &p in &self.unconditional {
-            if !scratch.tally(p).1 {
-                out.push(p);
+        for &policy in &self.unconditional {
+            if self.residual_holds(policy, &mut lookup) {
+                out.push(policy);
             }
         }
         out.sort_unstable();
+    }
+
+    fn residual_holds<'r>(
+        &self,
+        policy: u32,
+        lookup: &mut impl FnMut(&S) -> Option<FieldValue<'r>>,
+    ) -> bool {
+        self.residual[policy as usize].iter().all(|r| {
+            let value = lookup(&self.selectors[r.selector]);
+            r.test.holds(value.as_ref()) != r.negated
+        })
     }
 }

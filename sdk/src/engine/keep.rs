@@ -40,8 +40,8 @@ impl LogKeep {
             let p: f64 = number.parse().ok().filter(|_| well_formed)?;
             return match p {
                 p if !(0.0..=100.0).contains(&p) => None,
-                p if p == 0.0 => Some(LogKeep::None),
-                p if p == 100.0 => Some(LogKeep::All),
+                0.0 => Some(LogKeep::None),
+                100.0 => Some(LogKeep::All),
                 p => Some(LogKeep::Percent(p)),
             };
         }

@@ -90,12 +90,15 @@ struct Bounds {
 }
 
 /// Regexes behind a literal prefilter: a regex whose every match must
-/// contain one of a few literals runs only when the prefilter automaton finds
-/// such a literal in the value. The rest (no usable literal) run as one
+/// contain one of a few literals runs only when a prefilter automaton finds
+/// such a literal in the value. Literals of `^`-anchored regexes can only
+/// occur at the start, so they go into an anchored automaton that stops at
+/// the first byte no literal shares. The rest (no usable literal) run as one
 /// `RegexSet`.
 struct RegexIndex {
     prefiltered: Vec<(regex::Regex, MatcherId)>,
-    prefilter: Option<Automaton>,
+    anchored: Option<Automaton>,
+    unanchored: Option<Automaton>,
     residual: Option<(regex::RegexSet, Vec<MatcherId>)>,
 }
 
@@ -182,6 +185,115 @@ impl FieldIndex {
         }
         if let Some(n) = value.number() {
             self.bounds.collect(n, scratch);
+        }
+    }
+}
+
+/// One matcher compiled on its own, for the non-anchor matchers of a
+/// policy that are checked only once its anchor fired.
+pub(crate) enum Single {
+    Exists,
+    Text {
+        op: TextOp,
+        pattern: String,
+        case_insensitive: bool,
+        regex: Option<regex::Regex>,
+    },
+    Typed(TypedKey),
+    Compare(CmpOp, Number),
+    Never,
+}
+
+impl Single {
+    pub(crate) fn build(pattern: Pattern) -> Result<Single, String> {
+        Ok(match pattern {
+            Pattern::Exists => Single::Exists,
+            Pattern::Never => Single::Never,
+            Pattern::Typed(k) => Single::Typed(k),
+            Pattern::Compare(op, n) => Single::Compare(op, n),
+            Pattern::Text {
+                op: TextOp::Regex,
+                pattern,
+                case_insensitive,
+            } => {
+                let regex = regex::RegexBuilder::new(&pattern)
+                    .size_limit(16 << 20)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                Single::Text {
+                    op: TextOp::Regex,
+                    pattern,
+                    case_insensitive,
+                    regex: Some(regex),
+                }
+            }
+            Pattern::Text {
+                op,
+                pattern,
+                case_insensitive,
+            } => {
+                let pattern = if case_insensitive {
+                    fold_case(&pattern)
+                } else {
+                    pattern
+                };
+                Single::Text {
+                    op,
+                    pattern,
+                    case_insensitive,
+                    regex: None,
+                }
+            }
+        })
+    }
+
+    /// The matcher's inner condition (before negation) on `value`.
+    pub(crate) fn holds(&self, value: Option<&FieldValue<'_>>) -> bool {
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return false;
+        };
+        match self {
+            Single::Exists => true,
+            Single::Never => false,
+            Single::Typed(key) => TypedKey::of(value).as_ref() == Some(key),
+            Single::Compare(op, operand) => value.number().is_some_and(|n| {
+                let ord = n.cmp(*operand);
+                match op {
+                    CmpOp::Gt => ord.is_gt(),
+                    CmpOp::Gte => ord.is_ge(),
+                    CmpOp::Lt => ord.is_lt(),
+                    CmpOp::Lte => ord.is_le(),
+                }
+            }),
+            Single::Text {
+                op,
+                pattern,
+                case_insensitive,
+                regex,
+            } => {
+                let Some(text) = value.text() else {
+                    return false;
+                };
+                if let Some(regex) = regex {
+                    return regex.is_match(&text);
+                }
+                let folded;
+                let text: &str = if *case_insensitive {
+                    folded = fold_case(&text);
+                    &folded
+                } else {
+                    &text
+                };
+                match op {
+                    TextOp::Exact => text == pattern,
+                    TextOp::Prefix => text.starts_with(pattern.as_str()),
+                    TextOp::Suffix => text.ends_with(pattern.as_str()),
+                    TextOp::Contains => {
+                        memchr::memmem::find(text.as_bytes(), pattern.as_bytes()).is_some()
+                    }
+                    TextOp::Regex => false,
+                }
+            }
         }
     }
 }
@@ -295,10 +407,10 @@ impl Automaton {
     }
 
     /// The distinct patterns occurring in `text`, written to `out`.
-    fn patterns_in(&self, text: &str, out: &mut Vec<u32>) {
+    fn patterns_in(&self, input: Input<'_>, out: &mut Vec<u32>) {
         let mut state = aho_corasick::automaton::OverlappingState::start();
         loop {
-            self.ac.find_overlapping(Input::new(text), &mut state);
+            self.ac.find_overlapping(input.clone(), &mut state);
             let Some(m) = state.get_match() else { break };
             out.push(m.pattern().as_u32());
         }
@@ -308,19 +420,25 @@ impl Automaton {
 impl RegexIndex {
     fn build(patterns: Vec<(String, MatcherId)>) -> Result<Self, String> {
         let mut prefiltered = Vec::new();
-        let mut literal_owner: Vec<(String, MatcherId)> = Vec::new();
+        let mut anchored_literals: Vec<(String, MatcherId)> = Vec::new();
+        let mut unanchored_literals: Vec<(String, MatcherId)> = Vec::new();
         let mut residual_patterns = Vec::new();
         let mut residual_ids = Vec::new();
         for (pattern, id) in patterns {
             match required_literals(&pattern) {
-                Some(literals) => {
+                Some(Literals { texts, at_start }) => {
                     let slot = u32::try_from(prefiltered.len()).expect("fewer than 2^32 regexes");
                     let regex = regex::RegexBuilder::new(&pattern)
                         .size_limit(16 << 20)
                         .build()
                         .map_err(|e| e.to_string())?;
                     prefiltered.push((regex, id));
-                    literal_owner.extend(literals.into_iter().map(|l| (l, slot)));
+                    let owner = if at_start {
+                        &mut anchored_literals
+                    } else {
+                        &mut unanchored_literals
+                    };
+                    owner.extend(texts.into_iter().map(|l| (l, slot)));
                 }
                 None => {
                     residual_patterns.push(pattern);
@@ -340,20 +458,27 @@ impl RegexIndex {
         };
         Ok(RegexIndex {
             prefiltered,
-            prefilter: Automaton::build(literal_owner, StartKind::Unanchored)?,
+            anchored: Automaton::build(anchored_literals, StartKind::Anchored)?,
+            unanchored: Automaton::build(unanchored_literals, StartKind::Unanchored)?,
             residual,
         })
     }
 
     fn collect(&self, text: &str, scratch: &mut Scratch) {
-        if let Some(prefilter) = &self.prefilter {
+        if self.anchored.is_some() || self.unanchored.is_some() {
             let mut candidates = std::mem::take(&mut scratch.candidates);
-            candidates.clear();
             let mut slots = std::mem::take(&mut scratch.literal_hits);
-            slots.clear();
-            prefilter.patterns_in(text, &mut slots);
-            for &p in &slots {
-                candidates.extend(prefilter.ids[p as usize].iter().copied());
+            candidates.clear();
+            for (automaton, mode) in [
+                (&self.anchored, Anchored::Yes),
+                (&self.unanchored, Anchored::No),
+            ] {
+                let Some(automaton) = automaton else { continue };
+                slots.clear();
+                automaton.patterns_in(Input::new(text).anchored(mode), &mut slots);
+                for &p in &slots {
+                    candidates.extend(automaton.ids[p as usize].iter().copied());
+                }
             }
             candidates.sort_unstable();
             candidates.dedup();
@@ -374,15 +499,26 @@ impl RegexIndex {
     }
 }
 
+struct Literals {
+    texts: Vec<String>,
+    /// The literals can only occur at the start of the value.
+    at_start: bool,
+}
+
 /// Literals of which every match of `pattern` contains at least one, if a
 /// small set of reasonably long ones exists.
-fn required_literals(pattern: &str) -> Option<Vec<String>> {
+fn required_literals(pattern: &str) -> Option<Literals> {
     let hir = regex_syntax::ParserBuilder::new()
         .build()
         .parse(pattern)
         .ok()?;
-    let mut best: Option<Vec<String>> = None;
+    let starts_anchored = hir
+        .properties()
+        .look_set_prefix()
+        .contains(regex_syntax::hir::Look::Start);
+    let mut best: Option<(usize, Literals)> = None;
     for kind in [ExtractKind::Prefix, ExtractKind::Suffix] {
+        let at_start = starts_anchored && matches!(kind, ExtractKind::Prefix);
         let seq = Extractor::new().kind(kind).extract(&hir);
         let Some(literals) = seq.literals() else {
             continue;
@@ -405,15 +541,13 @@ fn required_literals(pattern: &str) -> Option<Vec<String>> {
         else {
             continue;
         };
-        let better = match &best {
-            None => true,
-            Some(b) => min_len > b.iter().map(String::len).min().unwrap_or(0),
-        };
-        if better {
-            best = Some(texts);
+        // Prefer literals pinned to the start, then longer ones.
+        let score = min_len + if at_start { 1 << 16 } else { 0 };
+        if best.as_ref().is_none_or(|(b, _)| score > *b) {
+            best = Some((score, Literals { texts, at_start }));
         }
     }
-    best
+    best.map(|(_, l)| l)
 }
 
 impl Bounds {
@@ -442,7 +576,7 @@ mod tests {
 
     fn fired(index: &FieldIndex, value: FieldValue<'_>) -> Vec<MatcherId> {
         let mut scratch = Scratch::default();
-        scratch.begin(64, 64);
+        scratch.begin(64);
         index.collect(Some(&value), &mut scratch);
         let mut ids = scratch.fired.clone();
         ids.sort_unstable();
@@ -492,7 +626,7 @@ mod tests {
         ])
         .unwrap();
         let mut scratch = Scratch::default();
-        scratch.begin(4, 4);
+        scratch.begin(4);
         index.collect(None, &mut scratch);
         index.collect(Some(&FieldValue::str("")), &mut scratch);
         assert!(scratch.fired.is_empty());

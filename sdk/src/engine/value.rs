@@ -116,7 +116,7 @@ impl TypedKey {
         if d.is_nan() {
             return None;
         }
-        if d.fract() == 0.0 && d >= -9.223_372_036_854_776e18 && d < 9.223_372_036_854_776e18 {
+        if d.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&d) {
             return Some(TypedKey::Int(d as i64));
         }
         Some(TypedKey::Double(d.to_bits()))

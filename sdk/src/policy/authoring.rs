@@ -465,10 +465,8 @@ impl Decoder {
         ];
         let mut found: Vec<(&'static str, Signal, &Json)> = Vec::new();
         for (key, signal) in targets {
-            if let Some(v) = obj.get(key) {
-                if !v.is_null() {
-                    found.push((key, signal, v));
-                }
+            if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
+                found.push((key, signal, v));
             }
         }
         if found.len() > 1 {
