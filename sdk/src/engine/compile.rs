@@ -354,23 +354,39 @@ impl Compiler {
     // ---- log ----
 
     fn log_selector(&mut self, field: Option<LogSel<'_>>, loc: &[PathSeg]) -> Option<LogSelector> {
+        self.log_selector_named(
+            field,
+            loc,
+            [
+                "log_field",
+                "log_attribute",
+                "resource_attribute",
+                "scope_attribute",
+            ],
+        )
+    }
+
+    /// `names` are the proto field names of the oneof members (they differ
+    /// for `LogRename.from`), so errors name the field the user wrote.
+    fn log_selector_named(
+        &mut self,
+        field: Option<LogSel<'_>>,
+        loc: &[PathSeg],
+        names: [&'static str; 4],
+    ) -> Option<LogSelector> {
         match field {
             None => {
                 self.err(loc.to_vec(), None, "missing field selector");
                 None
             }
             Some(LogSel::Field(f)) => self
-                .enum_field::<pb::LogField>(f, loc, "log_field")
+                .enum_field::<pb::LogField>(f, loc, names[0])
                 .map(LogSelector::Field),
-            Some(LogSel::Log(p)) => self
-                .path(p, loc, "log_attribute")
-                .map(LogSelector::LogAttribute),
+            Some(LogSel::Log(p)) => self.path(p, loc, names[1]).map(LogSelector::LogAttribute),
             Some(LogSel::Resource(p)) => self
-                .path(p, loc, "resource_attribute")
+                .path(p, loc, names[2])
                 .map(LogSelector::ResourceAttribute),
-            Some(LogSel::Scope(p)) => self
-                .path(p, loc, "scope_attribute")
-                .map(LogSelector::ScopeAttribute),
+            Some(LogSel::Scope(p)) => self.path(p, loc, names[3]).map(LogSelector::ScopeAttribute),
         }
     }
 
@@ -453,7 +469,16 @@ impl Compiler {
         }
         for (i, op) in t.rename.iter().enumerate() {
             let loc = at("rename", i);
-            let from = self.log_selector(op.from.as_ref().map(LogSel::from_rename), &loc);
+            let from = self.log_selector_named(
+                op.from.as_ref().map(LogSel::from_rename),
+                &loc,
+                [
+                    "from_log_field",
+                    "from_log_attribute",
+                    "from_resource_attribute",
+                    "from_scope_attribute",
+                ],
+            );
             if op.to.is_empty() {
                 self.err(loc, Some("to"), "empty target");
                 continue;

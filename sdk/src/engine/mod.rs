@@ -178,7 +178,7 @@ impl Engine {
         for policy in ordered {
             let runtime = registry.runtime(&policy.id);
             let mut errors = Vec::new();
-            if policy.id.is_empty() {
+            if policy.id.trim().is_empty() {
                 errors.push(PolicyError::new(None, Vec::new(), Some("id"), "required"));
             } else if !seen_ids.insert(policy.id.as_str()) {
                 errors.push(PolicyError::new(

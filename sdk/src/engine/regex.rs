@@ -26,7 +26,7 @@ pub(crate) fn translate(pattern: &str, case_insensitive: bool) -> Result<String,
         .parse(pattern)
         .map_err(|e| error_detail(&e.to_string()))?;
     let mut edits = Vec::new();
-    ast::visit(&parsed, AsciiEscapes { edits: &mut edits }).expect("the visitor never fails");
+    ast::visit(&parsed, AsciiEscapes { edits: &mut edits })?;
     edits.sort_by_key(|e: &(usize, usize, &str)| e.0);
     let mut out = String::with_capacity(pattern.len() + 16);
     if case_insensitive {
@@ -78,14 +78,35 @@ fn perl_replacement(kind: &ClassPerlKind, negated: bool) -> &'static str {
 
 impl Visitor for AsciiEscapes<'_> {
     type Output = ();
-    type Err = ();
+    type Err = String;
 
-    fn finish(self) -> Result<(), ()> {
+    fn finish(self) -> Result<(), String> {
         Ok(())
     }
 
-    fn visit_pre(&mut self, node: &Ast) -> Result<(), ()> {
+    fn visit_pre(&mut self, node: &Ast) -> Result<(), String> {
         match node {
+            // RE2 rejects what Rust accepts here: a repetition of a bare
+            // repetition (`a**`, `a{2}{3}`) and counts above 1000.
+            Ast::Repetition(rep) => {
+                if matches!(*rep.ast, Ast::Repetition(_)) {
+                    return Err("bad repetition operator".to_owned());
+                }
+                if let ast::RepetitionKind::Range(range) = &rep.op.kind {
+                    let (ast::RepetitionRange::Exactly(n)
+                    | ast::RepetitionRange::AtLeast(n)
+                    | ast::RepetitionRange::Bounded(_, n)) = range;
+                    let max = match range {
+                        ast::RepetitionRange::Bounded(a, b) => (*a).max(*b),
+                        _ => *n,
+                    };
+                    if max > 1000 {
+                        return Err(format!(
+                            "bad repetition count {max} (RE2 allows at most 1000)"
+                        ));
+                    }
+                }
+            }
             Ast::ClassPerl(class) => {
                 self.edits.push((
                     class.span.start.offset,
@@ -107,7 +128,7 @@ impl Visitor for AsciiEscapes<'_> {
         Ok(())
     }
 
-    fn visit_class_set_item_pre(&mut self, item: &ClassSetItem) -> Result<(), ()> {
+    fn visit_class_set_item_pre(&mut self, item: &ClassSetItem) -> Result<(), String> {
         if let ClassSetItem::Perl(class) = item {
             self.edits.push((
                 class.span.start.offset,

@@ -442,7 +442,7 @@ impl Decoder {
         if let Some(v) = obj.get("description") {
             policy.description = self.string(v, &root, "description");
         }
-        if let Some(v) = obj.get("enabled") {
+        if let Some(v) = obj.get("enabled").filter(|v| !v.is_null()) {
             policy.enabled = self.boolean(v, &root, "enabled");
         }
         if let Some(v) = obj.get("created_at_unix_nano") {
@@ -560,12 +560,10 @@ impl Decoder {
             }
             match obj.get("config") {
                 // Wire form: base64 bytes.
-                Some(Json::String(s)) => {
-                    match base64::engine::general_purpose::STANDARD.decode(s) {
-                        Ok(bytes) => ext.config = bytes,
-                        Err(_) => ext.config = s.as_bytes().to_vec(),
-                    }
-                }
+                Some(Json::String(s)) => match decode_base64(s) {
+                    Ok(bytes) => ext.config = bytes,
+                    Err(_) => ext.config = s.as_bytes().to_vec(),
+                },
                 // Authoring form: a nested object, handed to the handler as JSON.
                 Some(Json::Null) | None => {}
                 Some(other) => ext.config = other.to_string().into_bytes(),
@@ -684,7 +682,7 @@ impl Decoder {
                     "double_value" => V::DoubleValue(self.double(inner, loc, "equals")?),
                     "bytes_value" => {
                         let text = self.string(inner, loc, "equals");
-                        match base64::engine::general_purpose::STANDARD.decode(text.as_bytes()) {
+                        match decode_base64(&text) {
                             Ok(bytes) => V::BytesValue(bytes),
                             Err(e) => {
                                 self.err(
@@ -888,9 +886,15 @@ impl Decoder {
                     self.enumeration::<pb::AggregationTemporality>(v, loc, key),
                 ),
             });
-        let r#match = self
+        let mut r#match = self
             .match_spec(obj, loc)
             .map(|s| into_match!(s, pb::metric_matcher::Match));
+        // Enum selectors carry their operand; an omitted match is `exists: true`.
+        if r#match.is_none()
+            && matches!(field, Some(F::MetricType(_) | F::AggregationTemporality(_)))
+        {
+            r#match = Some(pb::metric_matcher::Match::Exists(true));
+        }
         let (negate, case_insensitive) = self.flags(obj, loc);
         pb::MetricMatcher {
             field,
@@ -1113,8 +1117,10 @@ impl Decoder {
             }
             Json::Object(map) => {
                 let mut obj = Obj::new(map);
-                if let Some(p) = obj.get("percentage") {
-                    cfg.percentage = self.double(p, &loc, "percentage")? as f32;
+                match obj.get("percentage").filter(|v| !v.is_null()) {
+                    Some(p) => cfg.percentage = self.double(p, &loc, "percentage")? as f32,
+                    // Defaulting to 0 % would silently drop every span.
+                    None => self.err(&loc, Some("percentage"), "required"),
                 }
                 if let Some(m) = obj.get("mode").filter(|v| !v.is_null()) {
                     cfg.mode = Some(self.enumeration::<pb::SamplingMode>(m, &loc, "mode"));
@@ -1179,9 +1185,12 @@ impl Decoder {
                 "event_attribute" => F::EventAttribute(self.path(v, loc, key)),
                 _ => F::LinkTraceId(self.string(v, loc, key)),
             });
-        let r#match = self
+        let mut r#match = self
             .match_spec(obj, loc)
             .map(|s| into_match!(s, pb::trace_matcher::Match));
+        if r#match.is_none() && matches!(field, Some(F::SpanKind(_) | F::SpanStatus(_))) {
+            r#match = Some(pb::trace_matcher::Match::Exists(true));
+        }
         let (negate, case_insensitive) = self.flags(obj, loc);
         pb::TraceMatcher {
             field,
@@ -1265,6 +1274,16 @@ mod log_sel {
         FromResourceAttribute,
         FromScopeAttribute
     );
+}
+
+/// Proto3 JSON accepts standard and URL-safe base64, padded or not.
+fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    GeneralPurpose::new(&base64::alphabet::STANDARD, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&base64::alphabet::URL_SAFE, config).decode(text))
 }
 
 fn any_value_from_scalar(v: &Json) -> otel::AnyValue {
