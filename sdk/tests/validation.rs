@@ -959,7 +959,6 @@ fn missing_name_is_invalid() {
 #[test]
 /// A documented choice: the API validator requires a name, the engine does
 /// not, so a policy a server sends without a name still runs at the edge.
-#[test]
 fn nameless_policy_is_rejected_by_validate_but_runs_in_the_engine() {
     let policy = load_one(
         "id: p\nlog:\n  match:\n    - log_field: body\n      exists: true\n  keep: none\n",
