@@ -96,6 +96,24 @@ impl<S, A> SignalSet<S, A> {
         best
     }
 
+    /// The matching policies (ascending) and the winner among them, if any
+    /// policy matches.
+    fn find<'r>(
+        &self,
+        lookup: impl FnMut(&S) -> Option<FieldValue<'r>>,
+    ) -> Option<(Vec<u32>, u32)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mut matched = Vec::new();
+        with_scratch(|scratch| self.index.matching(lookup, scratch, &mut matched));
+        if matched.is_empty() {
+            return None;
+        }
+        let winner = self.winner(&matched);
+        Some((matched, winner))
+    }
+
     /// Hit/miss accounting (spec §5.2).
     fn account(&self, matched: &[u32], winner: u32, kept: bool) {
         for &p in matched {
@@ -349,19 +367,9 @@ impl Engine {
     /// Evaluates a log record: decides keep, counts, and applies the
     /// transforms of every matching policy to a kept record.
     pub fn evaluate_log<V: LogViewMut + ?Sized>(&self, record: &mut V) -> Decision {
-        if self.log.slots.is_empty() {
+        let Some((matched, winner)) = self.log.find(|s| record.get(s)) else {
             return Decision::NoMatch;
-        }
-        let mut matched = Vec::new();
-        with_scratch(|scratch| {
-            self.log
-                .index
-                .matching(|s| record.get(s), scratch, &mut matched)
-        });
-        if matched.is_empty() {
-            return Decision::NoMatch;
-        }
-        let winner = self.log.winner(&matched);
+        };
         let slot = &self.log.slots[winner as usize];
         let kept = match slot.action.keep {
             LogKeep::All => true,
@@ -401,19 +409,9 @@ impl Engine {
     /// Evaluates a span: decides keep with consistent probability sampling,
     /// counts, and records the applied threshold in the tracestate.
     pub fn evaluate_span<V: SpanViewMut + ?Sized>(&self, span: &mut V) -> Decision {
-        if self.trace.slots.is_empty() {
+        let Some((matched, winner)) = self.trace.find(|s| span.get(s)) else {
             return Decision::NoMatch;
-        }
-        let mut matched = Vec::new();
-        with_scratch(|scratch| {
-            self.trace
-                .index
-                .matching(|s| span.get(s), scratch, &mut matched)
-        });
-        if matched.is_empty() {
-            return Decision::NoMatch;
-        }
-        let winner = self.trace.winner(&matched);
+        };
         let kept = sample_span(&self.trace.slots[winner as usize].action, span);
         self.trace.account(&matched, winner, kept);
         if kept { Decision::Keep } else { Decision::Drop }
