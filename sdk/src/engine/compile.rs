@@ -64,12 +64,18 @@ pub(crate) fn check_policy(policy: &pb::Policy) -> Vec<PolicyError> {
     errors
 }
 
-/// Envelope rules the engine needs: an id to order by and report under.
+/// A blank id counts as missing: the engine orders and reports by id.
+pub(crate) fn missing_id(policy: &pb::Policy) -> Option<PolicyError> {
+    policy
+        .id
+        .trim()
+        .is_empty()
+        .then(|| PolicyError::new(None, Vec::new(), Some("id"), "required"))
+}
+
+/// Envelope rules of the API validator: an id to order by and report under.
 fn envelope_errors(policy: &pb::Policy) -> Vec<PolicyError> {
-    let mut errors = Vec::new();
-    if policy.id.trim().is_empty() {
-        errors.push(PolicyError::new(None, Vec::new(), Some("id"), "required"));
-    }
+    let mut errors: Vec<PolicyError> = missing_id(policy).into_iter().collect();
     if policy.name.trim().is_empty() {
         errors.push(PolicyError::new(None, Vec::new(), Some("name"), "required"));
     }

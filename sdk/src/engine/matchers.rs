@@ -392,28 +392,21 @@ impl Automaton {
         Ok(Some(Automaton { ac, ids }))
     }
 
-    /// Fires the matchers of every pattern occurring in `input`. The empty
-    /// pattern is a prefix, suffix and substring of everything, which the
-    /// overlapping search reports as well.
-    fn collect_overlapping(&self, input: Input<'_>, scratch: &mut Scratch) {
+    /// Calls `f` with the matcher ids of every pattern occurrence in
+    /// `input`. The empty pattern is a prefix, suffix and substring of
+    /// everything, which the overlapping search reports as well.
+    fn each_match(&self, input: Input<'_>, mut f: impl FnMut(&[MatcherId])) {
         let mut state = aho_corasick::automaton::OverlappingState::start();
         loop {
             self.ac.find_overlapping(input.clone(), &mut state);
             let Some(m) = state.get_match() else { break };
-            for &id in &self.ids[m.pattern().as_usize()] {
-                scratch.fire(id);
-            }
+            f(&self.ids[m.pattern().as_usize()]);
         }
     }
 
-    /// The distinct patterns occurring in `text`, written to `out`.
-    fn patterns_in(&self, input: Input<'_>, out: &mut Vec<u32>) {
-        let mut state = aho_corasick::automaton::OverlappingState::start();
-        loop {
-            self.ac.find_overlapping(input.clone(), &mut state);
-            let Some(m) = state.get_match() else { break };
-            out.push(m.pattern().as_u32());
-        }
+    /// Fires the matchers of every pattern occurring in `input`.
+    fn collect_overlapping(&self, input: Input<'_>, scratch: &mut Scratch) {
+        self.each_match(input, |ids| ids.iter().for_each(|&id| scratch.fire(id)));
     }
 }
 
@@ -467,18 +460,15 @@ impl RegexIndex {
     fn collect(&self, text: &str, scratch: &mut Scratch) {
         if self.anchored.is_some() || self.unanchored.is_some() {
             let mut candidates = std::mem::take(&mut scratch.candidates);
-            let mut slots = std::mem::take(&mut scratch.literal_hits);
             candidates.clear();
             for (automaton, mode) in [
                 (&self.anchored, Anchored::Yes),
                 (&self.unanchored, Anchored::No),
             ] {
                 let Some(automaton) = automaton else { continue };
-                slots.clear();
-                automaton.patterns_in(Input::new(text).anchored(mode), &mut slots);
-                for &p in &slots {
-                    candidates.extend(automaton.ids[p as usize].iter().copied());
-                }
+                automaton.each_match(Input::new(text).anchored(mode), |slots| {
+                    candidates.extend_from_slice(slots)
+                });
             }
             candidates.sort_unstable();
             candidates.dedup();
@@ -489,7 +479,6 @@ impl RegexIndex {
                 }
             }
             scratch.candidates = candidates;
-            scratch.literal_hits = slots;
         }
         if let Some((set, ids)) = &self.residual {
             for i in set.matches(text).iter() {

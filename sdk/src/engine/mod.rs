@@ -42,7 +42,7 @@ use crate::policy::{PolicyError, Signal};
 use compile::{CompiledTarget, MatcherSpec};
 use index::{IndexBuilder, MatchIndex};
 use keep::{LogKeep, Rank, TraceKeep};
-use scratch::with_scratch;
+use scratch::{with_matched, with_scratch};
 
 /// What the engine knows about every policy it was given, valid or not.
 #[derive(Debug, Clone)]
@@ -96,22 +96,19 @@ impl<S, A> SignalSet<S, A> {
         best
     }
 
-    /// The matching policies (ascending) and the winner among them, if any
-    /// policy matches.
+    /// Writes the matching policies (ascending) to `matched` and returns
+    /// the winner among them, if any policy matches.
     fn find<'r>(
         &self,
         lookup: impl FnMut(&S) -> Option<FieldValue<'r>>,
-    ) -> Option<(Vec<u32>, u32)> {
+        matched: &mut Vec<u32>,
+    ) -> Option<u32> {
+        matched.clear();
         if self.slots.is_empty() {
             return None;
         }
-        let mut matched = Vec::new();
-        with_scratch(|scratch| self.index.matching(lookup, scratch, &mut matched));
-        if matched.is_empty() {
-            return None;
-        }
-        let winner = self.winner(&matched);
-        Some((matched, winner))
+        with_scratch(|scratch| self.index.matching(lookup, scratch, matched));
+        (!matched.is_empty()).then(|| self.winner(matched))
     }
 
     /// Hit/miss accounting (spec §5.2).
@@ -196,8 +193,8 @@ impl Engine {
         for policy in ordered {
             let runtime = registry.runtime(&policy.id);
             let mut errors = Vec::new();
-            if policy.id.trim().is_empty() {
-                errors.push(PolicyError::new(None, Vec::new(), Some("id"), "required"));
+            if let Some(missing) = compile::missing_id(policy) {
+                errors.push(missing);
             } else if !seen_ids.insert(policy.id.as_str()) {
                 errors.push(PolicyError::new(
                     None,
@@ -298,27 +295,17 @@ impl Engine {
     /// Evaluates without counting. Pair with [`Engine::record_metric`]; a
     /// verdict can be cached for this engine generation.
     pub fn metric_verdict<V: MetricView + ?Sized>(&self, view: &V) -> MetricVerdict {
-        with_scratch(|scratch| {
-            let mut matched = std::mem::take(&mut scratch.matched);
-            self.metric
-                .index
-                .matching(|s| view.get(s), scratch, &mut matched);
-            let verdict = if matched.is_empty() {
-                MetricVerdict {
-                    keep: true,
-                    winner: None,
-                    matched: Box::default(),
-                }
-            } else {
-                let winner = self.metric.winner(&matched);
-                MetricVerdict {
-                    keep: self.metric.slots[winner as usize].action,
-                    winner: Some(winner),
-                    matched: matched.as_slice().into(),
-                }
-            };
-            scratch.matched = matched;
-            verdict
+        with_matched(|matched| match self.metric.find(|s| view.get(s), matched) {
+            None => MetricVerdict {
+                keep: true,
+                winner: None,
+                matched: Box::default(),
+            },
+            Some(winner) => MetricVerdict {
+                keep: self.metric.slots[winner as usize].action,
+                winner: Some(winner),
+                matched: matched.as_slice().into(),
+            },
         })
     }
 
@@ -343,23 +330,12 @@ impl Engine {
 
     /// Evaluates and counts: true if the metric is kept.
     pub fn evaluate_metric<V: MetricView + ?Sized>(&self, view: &V) -> bool {
-        if self.metric.slots.is_empty() {
-            return true;
-        }
-        with_scratch(|scratch| {
-            let mut matched = std::mem::take(&mut scratch.matched);
-            self.metric
-                .index
-                .matching(|s| view.get(s), scratch, &mut matched);
-            let keep = if matched.is_empty() {
-                true
-            } else {
-                let winner = self.metric.winner(&matched);
-                let keep = self.metric.slots[winner as usize].action;
-                self.metric.account(&matched, winner, keep);
-                keep
+        with_matched(|matched| {
+            let Some(winner) = self.metric.find(|s| view.get(s), matched) else {
+                return true;
             };
-            scratch.matched = matched;
+            let keep = self.metric.slots[winner as usize].action;
+            self.metric.account(matched, winner, keep);
             keep
         })
     }
@@ -367,7 +343,15 @@ impl Engine {
     /// Evaluates a log record: decides keep, counts, and applies the
     /// transforms of every matching policy to a kept record.
     pub fn evaluate_log<V: LogViewMut + ?Sized>(&self, record: &mut V) -> Decision {
-        let Some((matched, winner)) = self.log.find(|s| record.get(s)) else {
+        with_matched(|matched| self.decide_log(record, matched))
+    }
+
+    fn decide_log<V: LogViewMut + ?Sized>(
+        &self,
+        record: &mut V,
+        matched: &mut Vec<u32>,
+    ) -> Decision {
+        let Some(winner) = self.log.find(|s| record.get(s), matched) else {
             return Decision::NoMatch;
         };
         let slot = &self.log.slots[winner as usize];
@@ -389,7 +373,7 @@ impl Engine {
             },
             LogKeep::Rate { limit, window_ms } => slot.runtime.limiter.admit(limit, window_ms),
         };
-        self.log.account(&matched, winner, kept);
+        self.log.account(matched, winner, kept);
         if !kept {
             return Decision::Drop;
         }
@@ -397,7 +381,7 @@ impl Engine {
         // order remove, redact, rename, add. (The spec's prose orders stages
         // across policies; the conformance suite, and every reference engine,
         // apply policy by policy, so later ids see earlier ids' results.)
-        for &p in &matched {
+        for &p in matched.iter() {
             let slot = &self.log.slots[p as usize];
             if !slot.action.transform.is_empty() {
                 transform::apply(&slot.action.transform, record, &slot.runtime.stats);
@@ -409,12 +393,14 @@ impl Engine {
     /// Evaluates a span: decides keep with consistent probability sampling,
     /// counts, and records the applied threshold in the tracestate.
     pub fn evaluate_span<V: SpanViewMut + ?Sized>(&self, span: &mut V) -> Decision {
-        let Some((matched, winner)) = self.trace.find(|s| span.get(s)) else {
-            return Decision::NoMatch;
-        };
-        let kept = sample_span(&self.trace.slots[winner as usize].action, span);
-        self.trace.account(&matched, winner, kept);
-        if kept { Decision::Keep } else { Decision::Drop }
+        with_matched(|matched| {
+            let Some(winner) = self.trace.find(|s| span.get(s), matched) else {
+                return Decision::NoMatch;
+            };
+            let kept = sample_span(&self.trace.slots[winner as usize].action, span);
+            self.trace.account(matched, winner, kept);
+            if kept { Decision::Keep } else { Decision::Drop }
+        })
     }
 }
 
@@ -537,7 +523,7 @@ impl<S: Clone + Eq + std::hash::Hash, A> SetBuilder<S, A> {
             // still exceed its size limit. Fail open: no policy of this
             // signal applies, and the reason is visible in the logs.
             Err(reason) => {
-                tracing_fallback(&reason);
+                tracing::error!(%reason, "matcher index could not be built; policies of this signal are inactive");
                 IndexBuilder::new()
                     .build()
                     .unwrap_or_else(|_| unreachable!("an empty index always builds"))
@@ -550,12 +536,6 @@ impl<S: Clone + Eq + std::hash::Hash, A> SetBuilder<S, A> {
         };
         SignalSet { index, slots }
     }
-}
-
-fn tracing_fallback(reason: &str) {
-    eprintln!(
-        "tero-sdk: matcher index could not be built, policies of this signal are inactive: {reason}"
-    );
 }
 
 /// The current engine, swapped atomically on reload.

@@ -17,8 +17,6 @@ pub(crate) struct Scratch {
     pub(crate) folded: String,
     pub(crate) reversed: String,
     pub(crate) candidates: Vec<u32>,
-    pub(crate) literal_hits: Vec<u32>,
-    pub(crate) matched: Vec<u32>,
 }
 
 impl Scratch {
@@ -49,6 +47,17 @@ impl Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static MATCHED: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's buffer for the indices of matching
+/// policies, kept apart from [`Scratch`] so that a caller can hold it while
+/// mutating the record (transforms) after matching is done.
+pub(crate) fn with_matched<R>(f: impl FnOnce(&mut Vec<u32>) -> R) -> R {
+    MATCHED.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut matched) => f(&mut matched),
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// Runs `f` with this thread's scratch space. Re-entrant calls (a record
