@@ -2,11 +2,13 @@
 //! sync protocol, all decoded by `parse_policies`, and the worked examples of
 //! §10 loading, validating and behaving as described.
 
+mod common;
+
+use common::TestMetric;
 use std::borrow::Cow;
 
 use tero_sdk::engine::{
-    Decision, Engine, FieldValue, LogSelector, LogView, LogViewMut, MetricSelector, MetricView,
-    StatsRegistry,
+    Decision, Engine, FieldValue, LogSelector, LogView, LogViewMut, StatsRegistry,
 };
 use tero_sdk::policy::{
     Format, LoadError, LoadedPolicies, parse_policies, parse_policy_value, validate, validate_all,
@@ -100,28 +102,7 @@ fn equals_of(literal: &str) -> value::Value {
     }
 }
 
-// A metric and a log record as the engine sees them.
-
-struct TestMetric {
-    name: &'static str,
-    kind: pb::MetricType,
-    attrs: Vec<(&'static str, &'static str)>,
-}
-
-impl MetricView for TestMetric {
-    fn get(&self, selector: &MetricSelector) -> Option<FieldValue<'_>> {
-        match selector {
-            MetricSelector::Field(pb::MetricField::Name) => Some(FieldValue::str(self.name)),
-            MetricSelector::DatapointAttribute(p) if p.len() == 1 => self
-                .attrs
-                .iter()
-                .find(|(k, _)| *k == p[0])
-                .map(|(_, v)| FieldValue::str(v)),
-            MetricSelector::Type => Some(FieldValue::Int(self.kind as i64)),
-            _ => None,
-        }
-    }
-}
+// A log record as the engine sees it (metrics: common::TestMetric).
 
 fn metric(
     name: &'static str,

@@ -2,9 +2,11 @@
 //! error (policy id, field path, sync-protocol message), error collection
 //! within one policy, and isolation of invalid policies in a batch (§7.2).
 
+mod common;
+
+use common::TestMetric;
 use tero_sdk::engine::{
-    Decision, Engine, FieldValue, MetricSelector, MetricView, SpanView, SpanViewMut, StatsRegistry,
-    TraceSelector,
+    Decision, Engine, FieldValue, SpanView, SpanViewMut, StatsRegistry, TraceSelector,
 };
 use tero_sdk::policy::{
     Format, InvalidPolicy, PolicyError, parse_policies, parse_policy_value, validate, validate_all,
@@ -121,28 +123,6 @@ fn metric_policy(id: &str, body: &str) -> String {
 
 fn trace_policy(id: &str, body: &str) -> String {
     format!("id: {id}\nname: {id}\ntrace:\n{body}")
-}
-
-/// A metric as policies see it.
-struct TestMetric {
-    name: &'static str,
-    kind: pb::MetricType,
-    attrs: Vec<(&'static str, &'static str)>,
-}
-
-impl MetricView for TestMetric {
-    fn get(&self, selector: &MetricSelector) -> Option<FieldValue<'_>> {
-        match selector {
-            MetricSelector::Field(pb::MetricField::Name) => Some(FieldValue::str(self.name)),
-            MetricSelector::DatapointAttribute(path) if path.len() == 1 => self
-                .attrs
-                .iter()
-                .find(|(k, _)| *k == path[0])
-                .map(|(_, v)| FieldValue::str(v)),
-            MetricSelector::Type => Some(FieldValue::Int(self.kind as i64)),
-            _ => None,
-        }
-    }
 }
 
 fn metric(name: &'static str) -> TestMetric {
