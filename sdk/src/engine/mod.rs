@@ -155,6 +155,15 @@ impl MetricVerdict {
     }
 }
 
+/// A counted metric decision that names its deciding policy without
+/// allocating: what a streaming filter needs per series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesDecision {
+    pub keep: bool,
+    /// Index of the winning metric policy, for [`Engine::metric_stats`].
+    pub winner: Option<u32>,
+}
+
 /// The outcome of evaluating a log record or span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -326,6 +335,31 @@ impl Engine {
     /// The id of the policy that decided `verdict`, if any.
     pub fn metric_winner_id(&self, verdict: &MetricVerdict) -> Option<&str> {
         verdict.winner.map(|w| &*self.metric.slots[w as usize].id)
+    }
+
+    /// Evaluates and counts like [`Engine::evaluate_metric`], and names the
+    /// deciding policy so that a data plane can attribute what it drops
+    /// (see [`Engine::metric_stats`]). Allocates nothing.
+    pub fn decide_metric<V: MetricView + ?Sized>(&self, view: &V) -> SeriesDecision {
+        with_matched(|matched| {
+            let Some(winner) = self.metric.find(|s| view.get(s), matched) else {
+                return SeriesDecision {
+                    keep: true,
+                    winner: None,
+                };
+            };
+            let keep = self.metric.slots[winner as usize].action;
+            self.metric.account(matched, winner, keep);
+            SeriesDecision {
+                keep,
+                winner: Some(winner),
+            }
+        })
+    }
+
+    /// The counters of the metric policy a [`SeriesDecision`] names.
+    pub fn metric_stats(&self, winner: u32) -> &PolicyStats {
+        &self.metric.slots[winner as usize].runtime.stats
     }
 
     /// Evaluates and counts: true if the metric is kept.

@@ -1,0 +1,307 @@
+//! One exposition line: what it is, its metric name and label section.
+//!
+//! The parser stops after the label section: values, timestamps and
+//! exemplars are never read, because policies cannot select on them and a
+//! kept line is emitted as the bytes it arrived as.
+
+use std::borrow::Cow;
+
+use super::labels::{LabelIter, closing_quote, decode_escapes};
+
+/// A metric or family name as written: bare, or quoted UTF-8 (text 1.0,
+/// OpenMetrics 2) whose escapes are decoded on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Name<'a> {
+    pub raw: &'a [u8],
+    pub quoted: bool,
+}
+
+impl<'a> Name<'a> {
+    /// The name as policies see it; `None` if it is not UTF-8.
+    pub fn decoded(&self) -> Option<Cow<'a, str>> {
+        if self.quoted {
+            decode_escapes(self.raw, true)
+        } else {
+            std::str::from_utf8(self.raw).ok().map(Cow::Borrowed)
+        }
+    }
+}
+
+/// A sample line: `name{labels} value [timestamp] [# exemplar]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample<'a> {
+    pub name: Name<'a>,
+    /// The pairs between the braces (after the quoted name, if the name is
+    /// inside them); empty when the sample has no labels.
+    pub labels: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaKind {
+    Help,
+    Type,
+    Unit,
+}
+
+/// `# HELP name text`, `# TYPE name type` or `# UNIT name unit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata<'a> {
+    pub kind: MetaKind,
+    pub name: Name<'a>,
+    /// The rest of the line after the name, as written (HELP still escaped).
+    pub value: &'a [u8],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line<'a> {
+    Blank,
+    Sample(Sample<'a>),
+    Metadata(Metadata<'a>),
+    /// Any other `#` line.
+    Comment,
+    /// OpenMetrics' terminator.
+    Eof,
+    /// Not understood: emitted verbatim, never judged.
+    Invalid,
+}
+
+fn is_metric_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+fn is_metric_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+/// The end of a bare metric name starting at `from` (exclusive).
+fn bare_name_end(bytes: &[u8], from: usize) -> Option<usize> {
+    if from >= bytes.len() || !is_metric_name_start(bytes[from]) {
+        return None;
+    }
+    let mut e = from + 1;
+    while e < bytes.len() && is_metric_name_char(bytes[e]) {
+        e += 1;
+    }
+    Some(e)
+}
+
+fn skip_blanks(bytes: &[u8], mut i: usize) -> usize {
+    while i < bytes.len() && (bytes[i] == b' ' || bytes[i] == b'\t') {
+        i += 1;
+    }
+    i
+}
+
+/// Reads a bare or quoted name at `from`; returns it and where it ends.
+fn read_name(bytes: &[u8], from: usize) -> Option<(Name<'_>, usize)> {
+    if bytes.get(from) == Some(&b'"') {
+        let close = closing_quote(bytes, from + 1)?;
+        let name = Name {
+            raw: &bytes[from + 1..close],
+            quoted: true,
+        };
+        return Some((name, close + 1));
+    }
+    let end = bare_name_end(bytes, from)?;
+    Some((
+        Name {
+            raw: &bytes[from..end],
+            quoted: false,
+        },
+        end,
+    ))
+}
+
+/// Classifies one line. `line` excludes the LF; a trailing CR is ignored.
+pub fn parse_line(line: &[u8]) -> Line<'_> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let start = skip_blanks(line, 0);
+    match line.get(start) {
+        None => Line::Blank,
+        Some(b'#') => parse_comment(&line[start..]),
+        Some(_) => parse_sample(&line[start..]).map_or(Line::Invalid, Line::Sample),
+    }
+}
+
+fn parse_comment(line: &[u8]) -> Line<'_> {
+    if line == b"# EOF" {
+        return Line::Eof;
+    }
+    let Some(rest) = line.strip_prefix(b"# ") else {
+        return Line::Comment;
+    };
+    let (kind, rest) = if let Some(r) = rest.strip_prefix(b"HELP ") {
+        (MetaKind::Help, r)
+    } else if let Some(r) = rest.strip_prefix(b"TYPE ") {
+        (MetaKind::Type, r)
+    } else if let Some(r) = rest.strip_prefix(b"UNIT ") {
+        (MetaKind::Unit, r)
+    } else {
+        return Line::Comment;
+    };
+    let from = skip_blanks(rest, 0);
+    let Some((name, end)) = read_name(rest, from) else {
+        return Line::Invalid;
+    };
+    let value = match rest.get(end) {
+        None => &rest[end..],
+        Some(b' ' | b'\t') => &rest[end + 1..],
+        Some(_) => return Line::Invalid,
+    };
+    Line::Metadata(Metadata { kind, name, value })
+}
+
+fn parse_sample(line: &[u8]) -> Option<Sample<'_>> {
+    let (name, after_name, labels_from) = if line[0] == b'{' {
+        // `{"quoted.name", label="v"} 1`: the name is the first element.
+        let at = skip_blanks(line, 1);
+        let (name, end) = read_name(line, at)?;
+        if !name.quoted {
+            return None;
+        }
+        let next = skip_blanks(line, end);
+        match line.get(next)? {
+            b',' => (name, None, next + 1),
+            b'}' => (name, Some(next + 1), next),
+            _ => return None,
+        }
+    } else {
+        let (name, end) = read_name(line, 0)?;
+        if name.quoted {
+            return None;
+        }
+        match line.get(end) {
+            Some(b'{') => (name, None, end + 1),
+            _ => (name, Some(end), end),
+        }
+    };
+    let (labels, rest_from) = match after_name {
+        Some(end) => (&line[labels_from..labels_from], end),
+        None => {
+            let close = label_section_end(line, labels_from)?;
+            (&line[labels_from..close], close + 1)
+        }
+    };
+    // A value must follow, separated by whitespace.
+    let value_at = skip_blanks(line, rest_from);
+    if value_at == rest_from || value_at >= line.len() {
+        return None;
+    }
+    Some(Sample { name, labels })
+}
+
+/// Finds the `}` closing a label section that starts at `from`, checking
+/// the pairs on the way.
+fn label_section_end(line: &[u8], from: usize) -> Option<usize> {
+    // Quote-aware scan for the closing brace, then a strict pair walk.
+    let mut i = from;
+    loop {
+        let at = i + memchr::memchr2(b'"', b'}', &line[i..])?;
+        if line[at] == b'}' {
+            let mut pairs = LabelIter::new(&line[from..at]);
+            pairs.by_ref().for_each(drop);
+            return (!pairs.failed()).then_some(at);
+        }
+        i = closing_quote(line, at + 1)? + 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(line: &str) -> (String, String) {
+        match parse_line(line.as_bytes()) {
+            Line::Sample(s) => (
+                s.name.decoded().unwrap().into_owned(),
+                String::from_utf8(s.labels.to_vec()).unwrap(),
+            ),
+            other => panic!("{line:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn samples_with_and_without_labels() {
+        assert_eq!(sample("up 1"), ("up".into(), "".into()));
+        assert_eq!(
+            sample(r#"http_requests_total{code="200",path="/a b"} 12 1700000000000"#),
+            (
+                "http_requests_total".into(),
+                r#"code="200",path="/a b""#.into()
+            )
+        );
+        assert_eq!(sample("ns:rule_x\t3.5\r"), ("ns:rule_x".into(), "".into()));
+        assert_eq!(sample("  indented 1"), ("indented".into(), "".into()));
+    }
+
+    #[test]
+    fn quoted_utf8_names_inside_braces() {
+        assert_eq!(
+            sample(r#"{"my.metric", "my.label"="v"} 1"#),
+            ("my.metric".into(), r#" "my.label"="v""#.into())
+        );
+        assert_eq!(
+            sample(r#"{"only.name"} 2"#),
+            ("only.name".into(), "".into())
+        );
+        assert_eq!(
+            sample(r#"{"esc\"aped"} 2"#),
+            ("esc\"aped".into(), "".into())
+        );
+    }
+
+    #[test]
+    fn a_hash_inside_a_label_value_is_not_an_exemplar() {
+        let line = r##"foo_bucket{le="1",note="a # b"} 6 # {trace_id="abc"} 0.5 1.6e9"##;
+        assert_eq!(sample(line).1, r##"le="1",note="a # b""##);
+    }
+
+    #[test]
+    fn metadata_lines() {
+        let Line::Metadata(m) = parse_line(br"# HELP foo Some \\ help") else {
+            panic!()
+        };
+        assert_eq!(
+            (m.kind, m.name.raw, m.value),
+            (MetaKind::Help, &b"foo"[..], &br"Some \\ help"[..])
+        );
+        let Line::Metadata(m) = parse_line(br#"# TYPE "my.metric" counter"#) else {
+            panic!()
+        };
+        assert_eq!(
+            (m.kind, m.name.raw, m.value),
+            (MetaKind::Type, &b"my.metric"[..], &b"counter"[..])
+        );
+        assert!(m.name.quoted);
+        let Line::Metadata(m) = parse_line(b"# HELP bare") else {
+            panic!()
+        };
+        assert_eq!(m.value, b"");
+        assert_eq!(
+            parse_line(b"# UNIT foo_seconds seconds").to_owned(),
+            parse_line(b"# UNIT foo_seconds seconds")
+        );
+    }
+
+    #[test]
+    fn other_lines() {
+        assert_eq!(parse_line(b"# EOF"), Line::Eof);
+        assert_eq!(parse_line(b"# EOF\r"), Line::Eof);
+        assert_eq!(parse_line(b"# just a comment"), Line::Comment);
+        assert_eq!(parse_line(b"#HELP x"), Line::Comment);
+        assert_eq!(parse_line(b""), Line::Blank);
+        assert_eq!(parse_line(b"  \r"), Line::Blank);
+        for bad in [
+            "foo",
+            "foo{",
+            r#"foo{a="1" 1"#,
+            r#"foo{a="1"}"#,
+            "1foo 2",
+            r#"foo{a=1} 2"#,
+            r#"{bare} 1"#,
+            "# TYPE 9bad counter",
+        ] {
+            assert_eq!(parse_line(bad.as_bytes()), Line::Invalid, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,687 @@
+//! The streaming scrape filter: exposition chunks in, kept byte ranges out.
+//!
+//! The filter is synchronous and knows nothing of HTTP: the proxy feeds it
+//! decoded chunks and sends on what it returns. Kept lines leave as slices
+//! of the input chunk (runs of adjacent kept lines as one slice), so nothing
+//! is re-serialised. Memory per scrape is the line buffer, the metadata
+//! buffer of one family and a small decision memo, whatever the scrape's
+//! size.
+//!
+//! What it guarantees (see `spec/prometheus-edge.md`): HELP/TYPE/UNIT leave
+//! only in front of their family's first kept line; all lines of one
+//! histogram or summary series get one decision, counted once; a line longer
+//! than the line buffer passes whole and unfiltered; the output cap cuts on
+//! a line boundary; OpenMetrics output ends with exactly one `# EOF`.
+
+mod series;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rustc_hash::FxBuildHasher;
+use tero_proto::policy::MetricField;
+use tero_sdk::Engine;
+use tero_sdk::engine::{MetricSelector, SeriesDecision};
+
+use crate::exposition::family::StructuralLabel;
+use crate::exposition::{FamilyType, Format, LabelIter, Line, MetaKind, Metadata, Sample};
+pub use series::{FamilyFacts, Resource, SeriesView};
+
+const EOF_LINE: &[u8] = b"# EOF\n";
+/// Distinct multi-line series remembered per family (non-contiguous lines).
+const MEMO_CAPACITY: usize = 4096;
+
+/// Limits of one scrape filter.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterOptions {
+    pub format: Format,
+    /// A line longer than this (without its LF) passes whole, unfiltered.
+    pub max_line_bytes: usize,
+    /// Pending metadata beyond this is emitted unfiltered.
+    pub max_metadata_bytes: usize,
+    /// Uncompressed output cap; 0 = unlimited.
+    pub max_output_bytes: u64,
+}
+
+impl FilterOptions {
+    pub fn new(format: Format) -> Self {
+        FilterOptions {
+            format,
+            max_line_bytes: 4096,
+            max_metadata_bytes: 64 * 1024,
+            max_output_bytes: 0,
+        }
+    }
+}
+
+/// Which cap cut a scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Input,
+    Output,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Input => "input",
+            Limit::Output => "output",
+        }
+    }
+}
+
+/// What one scrape did, added to the Edge's self-metrics when it ends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScrapeCounters {
+    pub lines_sample: u64,
+    pub lines_metadata: u64,
+    pub lines_comment: u64,
+    pub lines_unparsed: u64,
+    pub lines_oversized: u64,
+    pub lines_dropped: u64,
+    pub series_kept: u64,
+    pub series_dropped: u64,
+    pub eval_errors: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub truncated: Option<Limit>,
+}
+
+/// The input ended inside a line that was already partly sent: the
+/// response cannot be completed validly and must be aborted.
+#[derive(Debug, thiserror::Error)]
+#[error("the input cap was reached inside an oversized line that was already partly sent")]
+pub struct CutMidLine;
+
+/// Where a line's bytes live.
+enum Src {
+    /// A range of the current input chunk.
+    Range(usize, usize),
+    /// Bytes of their own (a line assembled across chunks).
+    Owned(Bytes),
+}
+
+/// Output of one `push`: coalesces adjacent chunk ranges into one slice.
+struct Out<'a> {
+    segments: &'a mut Vec<Bytes>,
+    chunk: &'a Bytes,
+    run: Option<(usize, usize)>,
+}
+
+impl Out<'_> {
+    fn range(&mut self, start: usize, end: usize) {
+        match &mut self.run {
+            Some((_, run_end)) if *run_end == start => *run_end = end,
+            _ => {
+                self.flush();
+                self.run = Some((start, end));
+            }
+        }
+    }
+
+    fn bytes(&mut self, bytes: Bytes) {
+        self.flush();
+        self.segments.push(bytes);
+    }
+
+    fn src(&mut self, src: &Src) {
+        match src {
+            Src::Range(s, e) => self.range(*s, *e),
+            Src::Owned(b) => self.bytes(b.clone()),
+        }
+    }
+
+    fn to_bytes(&self, src: &Src) -> Bytes {
+        match src {
+            Src::Range(s, e) => self.chunk.slice(*s..*e),
+            Src::Owned(b) => b.clone(),
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((s, e)) = self.run.take() {
+            self.segments.push(self.chunk.slice(s..e));
+        }
+    }
+}
+
+/// The family being read: its facts, unsent metadata and decision memo.
+#[derive(Default)]
+struct Family {
+    facts: FamilyFacts,
+    /// False until the first line (metadata or sample) names a family.
+    named: bool,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    /// Metadata already went out (a series was kept, or it overflowed).
+    emitted: bool,
+    /// The identity of the last judged series and its decision: the lines
+    /// of one series are almost always adjacent.
+    last_identity: Vec<u8>,
+    last: Option<SeriesDecision>,
+    /// Decisions of earlier multi-line series, for non-adjacent lines.
+    memo: HashMap<u64, SeriesDecision, FxBuildHasher>,
+}
+
+impl Family {
+    fn start(&mut self, name: &str, kind: FamilyType) {
+        self.facts.name.clear();
+        self.facts.name.push_str(name);
+        self.facts.kind = kind;
+        self.facts.help = None;
+        self.facts.unit = None;
+        self.named = true;
+        self.pending.clear();
+        self.pending_len = 0;
+        self.emitted = false;
+        self.last_identity.clear();
+        self.last = None;
+        self.memo.clear();
+    }
+}
+
+/// Filters one scrape body.
+pub struct ScrapeFilter {
+    engine: Arc<Engine>,
+    resource: Arc<Resource>,
+    opts: FilterOptions,
+    needs_description: bool,
+    needs_unit: bool,
+    /// A line that began in an earlier chunk (≤ `max_line_bytes`).
+    carry: BytesMut,
+    /// Inside an oversized line: bytes pass through up to its LF.
+    passthrough: bool,
+    family: Family,
+    identity: Vec<u8>,
+    written: u64,
+    /// `# EOF` sent or output cut: everything after is ignored.
+    done: bool,
+    eof_sent: bool,
+    counters: ScrapeCounters,
+}
+
+impl ScrapeFilter {
+    pub fn new(engine: Arc<Engine>, resource: Arc<Resource>, opts: FilterOptions) -> Self {
+        let reads = |field| {
+            engine
+                .metric_selectors()
+                .any(|s| *s == MetricSelector::Field(field))
+        };
+        let needs_description = reads(MetricField::Description);
+        let needs_unit = reads(MetricField::Unit);
+        ScrapeFilter {
+            engine,
+            resource,
+            opts,
+            needs_description,
+            needs_unit,
+            carry: BytesMut::new(),
+            passthrough: false,
+            family: Family::default(),
+            identity: Vec::new(),
+            written: 0,
+            done: false,
+            eof_sent: false,
+            counters: ScrapeCounters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> &ScrapeCounters {
+        &self.counters
+    }
+
+    /// True once nothing more will be written (EOF sent or output cut):
+    /// the caller may stop reading upstream.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Filters `chunk`, appending output slices to `segments`.
+    pub fn push(&mut self, chunk: &Bytes, segments: &mut Vec<Bytes>) {
+        self.counters.bytes_in += chunk.len() as u64;
+        if self.done {
+            return;
+        }
+        let mut out = Out {
+            segments,
+            chunk,
+            run: None,
+        };
+        let bytes = &chunk[..];
+        let mut pos = 0;
+        if self.passthrough {
+            let end = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |i| i + 1);
+            self.passthrough = end == bytes.len() && bytes.last() != Some(&b'\n');
+            self.raw(&mut out, Src::Range(0, end));
+            pos = end;
+        }
+        if !self.carry.is_empty() && pos < bytes.len() {
+            let max = self.opts.max_line_bytes;
+            match memchr::memchr(b'\n', &bytes[pos..]) {
+                Some(i) if self.carry.len() + i <= max => {
+                    self.carry.extend_from_slice(&bytes[pos..pos + i + 1]);
+                    let line = self.carry.split().freeze();
+                    self.line(&mut out, &line, Src::Owned(line.clone()));
+                    pos += i + 1;
+                }
+                Some(i) => {
+                    let prefix = self.carry.split().freeze();
+                    if self.oversized(
+                        &mut out,
+                        &prefix,
+                        Src::Owned(prefix.clone()),
+                        prefix.len() + i + 1,
+                    ) {
+                        self.raw(&mut out, Src::Range(pos, pos + i + 1));
+                    }
+                    pos += i + 1;
+                }
+                None if self.carry.len() + (bytes.len() - pos) <= max => {
+                    self.carry.extend_from_slice(&bytes[pos..]);
+                    pos = bytes.len();
+                }
+                None => {
+                    let prefix = self.carry.split().freeze();
+                    let len = prefix.len() + bytes.len() - pos;
+                    if self.oversized(&mut out, &prefix, Src::Owned(prefix.clone()), len) {
+                        self.raw(&mut out, Src::Range(pos, bytes.len()));
+                        self.passthrough = true;
+                    }
+                    pos = bytes.len();
+                }
+            }
+        }
+        while pos < bytes.len() && !self.done {
+            match memchr::memchr(b'\n', &bytes[pos..]) {
+                Some(i) => {
+                    let end = pos + i + 1;
+                    if i > self.opts.max_line_bytes {
+                        self.oversized(&mut out, &bytes[pos..end], Src::Range(pos, end), end - pos);
+                    } else {
+                        self.line(&mut out, &bytes[pos..end], Src::Range(pos, end));
+                    }
+                    pos = end;
+                }
+                None => {
+                    let rest = &bytes[pos..];
+                    if rest.len() > self.opts.max_line_bytes {
+                        if self.oversized(&mut out, rest, Src::Range(pos, bytes.len()), rest.len())
+                        {
+                            self.passthrough = true;
+                        }
+                    } else {
+                        self.carry.extend_from_slice(rest);
+                    }
+                    pos = bytes.len();
+                }
+            }
+        }
+        out.flush();
+    }
+
+    /// The body ended cleanly: completes a final line without LF and, for
+    /// OpenMetrics, makes sure `# EOF` is last.
+    pub fn finish(&mut self, segments: &mut Vec<Bytes>) {
+        let empty = Bytes::new();
+        let mut out = Out {
+            segments,
+            chunk: &empty,
+            run: None,
+        };
+        if !self.done {
+            if self.passthrough {
+                self.passthrough = false;
+                self.raw(&mut out, Src::Owned(Bytes::from_static(b"\n")));
+            } else if !self.carry.is_empty() {
+                self.carry.extend_from_slice(b"\n");
+                let line = self.carry.split().freeze();
+                self.line(&mut out, &line, Src::Owned(line.clone()));
+            }
+        }
+        self.close_openmetrics(&mut out);
+        out.flush();
+    }
+
+    /// The input cap was reached after the bytes pushed so far: drops the
+    /// unfinished line and ends the output validly, or reports that it
+    /// cannot because an oversized line is half sent.
+    pub fn cut_input(&mut self, segments: &mut Vec<Bytes>) -> Result<(), CutMidLine> {
+        if self.passthrough {
+            return Err(CutMidLine);
+        }
+        self.carry.clear();
+        if !self.done {
+            self.counters.truncated = Some(Limit::Input);
+            self.done = true;
+        }
+        let empty = Bytes::new();
+        let mut out = Out {
+            segments,
+            chunk: &empty,
+            run: None,
+        };
+        self.close_openmetrics(&mut out);
+        out.flush();
+        Ok(())
+    }
+
+    fn close_openmetrics(&mut self, out: &mut Out<'_>) {
+        if self.opts.format == Format::OpenMetrics && !self.eof_sent {
+            self.eof_sent = true;
+            self.done = true;
+            self.written += EOF_LINE.len() as u64;
+            self.counters.bytes_out = self.written;
+            out.bytes(Bytes::from_static(EOF_LINE));
+        }
+    }
+
+    /// Room for `len` more bytes, keeping space for a final `# EOF`.
+    fn fits(&self, len: usize) -> bool {
+        let cap = self.opts.max_output_bytes;
+        if cap == 0 {
+            return true;
+        }
+        let reserve = if self.opts.format == Format::OpenMetrics {
+            EOF_LINE.len() as u64
+        } else {
+            0
+        };
+        self.written + len as u64 + reserve <= cap
+    }
+
+    fn cut_output(&mut self, out: &mut Out<'_>) {
+        self.counters.truncated = Some(Limit::Output);
+        self.done = true;
+        self.close_openmetrics(out);
+    }
+
+    /// Writes bytes that bypass the cap (the rest of an oversized line).
+    fn raw(&mut self, out: &mut Out<'_>, src: Src) {
+        let len = match &src {
+            Src::Range(s, e) => e - s,
+            Src::Owned(b) => b.len(),
+        };
+        self.written += len as u64;
+        self.counters.bytes_out = self.written;
+        out.src(&src);
+    }
+
+    /// Writes a line if it fits under the output cap; cuts otherwise.
+    fn write(&mut self, out: &mut Out<'_>, src: Src, len: usize) -> bool {
+        if !self.fits(len) {
+            self.cut_output(out);
+            return false;
+        }
+        self.raw(out, src);
+        true
+    }
+
+    fn flush_metadata(&mut self, out: &mut Out<'_>) {
+        self.family.emitted = true;
+        self.written += self.family.pending_len as u64;
+        self.counters.bytes_out = self.written;
+        self.family.pending_len = 0;
+        for line in self.family.pending.drain(..) {
+            out.bytes(line);
+        }
+    }
+
+    /// One complete line (with its LF) of at most `max_line_bytes`.
+    fn line(&mut self, out: &mut Out<'_>, line: &[u8], src: Src) {
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        match crate::exposition::parse_line(content) {
+            Line::Sample(sample) => self.sample(out, sample, line.len(), src),
+            Line::Metadata(meta) => self.metadata(out, meta, line.len(), src),
+            Line::Eof if self.opts.format == Format::OpenMetrics => {
+                // Always room: `fits` reserved it.
+                self.raw(out, src);
+                self.eof_sent = true;
+                self.done = true;
+            }
+            Line::Blank | Line::Comment | Line::Eof => {
+                self.counters.lines_comment += 1;
+                self.write(out, src, line.len());
+            }
+            Line::Invalid => {
+                self.counters.lines_unparsed += 1;
+                self.write(out, src, line.len());
+            }
+        }
+    }
+
+    fn metadata(&mut self, out: &mut Out<'_>, meta: Metadata<'_>, len: usize, src: Src) {
+        self.counters.lines_metadata += 1;
+        let Some(name) = meta.name.decoded() else {
+            self.counters.lines_unparsed += 1;
+            self.write(out, src, len);
+            return;
+        };
+        if !self.family.named || self.family.facts.name != name {
+            self.family.start(&name, FamilyType::Untyped);
+        }
+        match meta.kind {
+            MetaKind::Type => self.family.facts.kind = FamilyType::from_word(meta.value),
+            MetaKind::Help if self.needs_description => {
+                let quotes = self.opts.format == Format::OpenMetrics;
+                self.family.facts.help = crate::exposition::decode_escapes(meta.value, quotes)
+                    .filter(|h| !h.is_empty())
+                    .map(|h| h.into_owned());
+            }
+            MetaKind::Unit if self.needs_unit && self.opts.format == Format::OpenMetrics => {
+                let unit = meta.value.trim_ascii();
+                self.family.facts.unit =
+                    (!unit.is_empty()).then(|| String::from_utf8_lossy(unit).into_owned());
+            }
+            MetaKind::Help | MetaKind::Unit => {}
+        }
+        if self.family.emitted {
+            self.write(out, src, len);
+            return;
+        }
+        let bytes = out.to_bytes(&src);
+        self.family.pending_len += bytes.len();
+        self.family.pending.push(bytes);
+        if self.family.pending_len > self.opts.max_metadata_bytes {
+            // Never truncate metadata: send it all, unfiltered.
+            if self.fits(self.family.pending_len) {
+                self.flush_metadata(out);
+            } else {
+                self.cut_output(out);
+            }
+        }
+    }
+
+    fn sample(&mut self, out: &mut Out<'_>, sample: Sample<'_>, len: usize, src: Src) {
+        let Some(name) = sample.name.decoded() else {
+            self.counters.lines_unparsed += 1;
+            self.write(out, src, len);
+            return;
+        };
+        self.counters.lines_sample += 1;
+        let family = &mut self.family;
+        if !family.named || !family.facts.kind.is_member(&family.facts.name, &name) {
+            family.start(&name, FamilyType::Untyped);
+        }
+        let decision = self.decide(sample.labels);
+        if decision.keep {
+            let pending = if self.family.emitted {
+                0
+            } else {
+                self.family.pending_len
+            };
+            if !self.fits(pending + len) {
+                self.cut_output(out);
+                return;
+            }
+            if !self.family.emitted {
+                self.flush_metadata(out);
+            }
+            self.raw(out, src);
+        } else {
+            self.counters.lines_dropped += 1;
+            if let Some(winner) = decision.winner {
+                self.engine.metric_stats(winner).record_drop(0, len as u64);
+            }
+        }
+    }
+
+    /// The decision for the series a sample line belongs to, evaluated and
+    /// counted once per series.
+    fn decide(&mut self, labels: &[u8]) -> SeriesDecision {
+        let structural = self.family.facts.kind.structural_label();
+        let identity: &[u8] = match structural {
+            Some(label) => {
+                identity_without(labels, label, &mut self.identity);
+                &self.identity
+            }
+            None => labels,
+        };
+        if let Some(last) = self.family.last
+            && self.family.last_identity == identity
+        {
+            return last;
+        }
+        let memo_key = structural.map(|_| FxBuildHasher.hash_one(identity));
+        if let Some(key) = memo_key
+            && let Some(&decision) = self.family.memo.get(&key)
+        {
+            remember(
+                &mut self.family,
+                identity_copy(structural, labels, &self.identity),
+                decision,
+            );
+            return decision;
+        }
+        let view = SeriesView {
+            family: &self.family.facts,
+            labels,
+            resource: &self.resource,
+        };
+        let engine = &self.engine;
+        let decision =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| engine.decide_metric(&view))) {
+                Ok(decision) => decision,
+                Err(_) => {
+                    // Fail open: an evaluation failure keeps the series.
+                    self.counters.eval_errors += 1;
+                    SeriesDecision {
+                        keep: true,
+                        winner: None,
+                    }
+                }
+            };
+        if decision.keep {
+            self.counters.series_kept += 1;
+        } else {
+            self.counters.series_dropped += 1;
+            if let Some(winner) = decision.winner {
+                self.engine.metric_stats(winner).record_drop(1, 0);
+            }
+        }
+        if let Some(key) = memo_key {
+            if self.family.memo.len() >= MEMO_CAPACITY {
+                self.family.memo.clear();
+            }
+            self.family.memo.insert(key, decision);
+        }
+        remember(
+            &mut self.family,
+            identity_copy(structural, labels, &self.identity),
+            decision,
+        );
+        decision
+    }
+
+    /// A line longer than the line buffer: passes whole and unfiltered.
+    /// `prefix` is its start (at least the line buffer), `total` the bytes
+    /// known so far. Returns false if the output cap stopped it.
+    fn oversized(&mut self, out: &mut Out<'_>, prefix: &[u8], src: Src, total: usize) -> bool {
+        let pending = if self.family.emitted {
+            0
+        } else {
+            self.family.pending_len
+        };
+        if !self.fits(pending + total) {
+            self.cut_output(out);
+            return false;
+        }
+        self.counters.lines_oversized += 1;
+        if self.family.named && !self.family.emitted {
+            self.flush_metadata(out);
+        }
+        // Family tracking still advances when the name is readable.
+        let head = &prefix[..prefix.len().min(self.opts.max_line_bytes)];
+        let name = match crate::exposition::parse_line(head) {
+            Line::Metadata(m) => m.name.decoded().map(|n| (n.into_owned(), false)),
+            _ => leading_name(head).map(|n| (n, true)),
+        };
+        if let Some((name, is_sample)) = name {
+            let member = self.family.named
+                && if is_sample {
+                    self.family
+                        .facts
+                        .kind
+                        .is_member(&self.family.facts.name, &name)
+                } else {
+                    self.family.facts.name == name
+                };
+            if !member {
+                self.family.start(&name, FamilyType::Untyped);
+            }
+            self.family.emitted = true;
+        }
+        self.raw(out, src);
+        true
+    }
+}
+
+fn remember(family: &mut Family, identity: &[u8], decision: SeriesDecision) {
+    family.last_identity.clear();
+    family.last_identity.extend_from_slice(identity);
+    family.last = Some(decision);
+}
+
+/// The bare or quoted metric name at the start of a sample line.
+fn leading_name(line: &[u8]) -> Option<String> {
+    let line = line.trim_ascii_start();
+    if line.first() == Some(&b'{') {
+        let rest = line[1..].trim_ascii_start();
+        let inner = rest.strip_prefix(b"\"")?;
+        let close = crate::exposition::labels::closing_quote(inner, 0)?;
+        return crate::exposition::decode_escapes(&inner[..close], true).map(|n| n.into_owned());
+    }
+    let end = line
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_' || b == b':'))
+        .unwrap_or(line.len());
+    (end > 0 && !line[0].is_ascii_digit())
+        .then(|| String::from_utf8_lossy(&line[..end]).into_owned())
+}
+
+/// Copies `labels` into `out` without the structural label's pair.
+fn identity_without(labels: &[u8], label: StructuralLabel, out: &mut Vec<u8>) {
+    out.clear();
+    let mut from = 0;
+    for pair in LabelIter::new(labels) {
+        if pair.name_is(label.name()) {
+            out.extend_from_slice(&labels[from..pair.start]);
+            from = pair.end;
+        }
+    }
+    out.extend_from_slice(&labels[from..]);
+}
+
+fn identity_copy<'a>(
+    structural: Option<StructuralLabel>,
+    labels: &'a [u8],
+    scratch: &'a [u8],
+) -> &'a [u8] {
+    if structural.is_some() {
+        scratch
+    } else {
+        labels
+    }
+}

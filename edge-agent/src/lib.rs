@@ -1,0 +1,13 @@
+//! Tero Edge: a sidecar that sits between Prometheus and an application's
+//! `/metrics`, streams every scrape through the loaded `tero.policy.v1`
+//! metric policies and returns what they keep.
+//!
+//! The scrape path, one module per arrow:
+//! [`proxy`] (routes, upstream, negotiation, compression) →
+//! [`filter`] (line splitting, family tracking, series decisions, caps) →
+//! [`exposition`] (what a line is). Policies arrive through
+//! [`providers`] into the [`registry`], which compiles and swaps them
+//! atomically; [`telemetry`] holds the self-metrics.
+
+pub mod exposition;
+pub mod filter;
