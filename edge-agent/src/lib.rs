@@ -9,5 +9,10 @@
 //! [`providers`] into the [`registry`], which compiles and swaps them
 //! atomically; [`telemetry`] holds the self-metrics.
 
+pub mod config;
 pub mod exposition;
 pub mod filter;
+pub mod providers;
+pub mod proxy;
+pub mod registry;
+pub mod telemetry;

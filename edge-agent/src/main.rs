@@ -1,1 +1,205 @@
-fn main() {}
+//! `tero-edge CONFIG`: start the sidecar.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use tero_edge::config::Config;
+use tero_edge::filter::Resource;
+use tero_edge::providers::{self, ClientIdentity};
+use tero_edge::proxy::{self, EdgeState};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Tero Edge: filters Prometheus scrapes through tero.policy.v1 policies.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The JSON config file.
+    #[arg(default_value = "/etc/tero/config.json")]
+    config: PathBuf,
+    /// Validate the config and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", env = "TERO_LOG_FORMAT")]
+    log_format: LogFormat,
+    /// How long in-flight scrapes may take to finish on shutdown.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    drain_timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (config, warnings) = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("tero-edge: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.check_config {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        println!(
+            "{}: OK (listen {}, upstream {}, {} policy provider(s))",
+            args.config.display(),
+            config.listen(),
+            config.upstream,
+            config.providers.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_tracing(&config.log_level, args.log_format);
+    for w in &warnings {
+        tracing::warn!(config = %args.config.display(), "{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tero-edge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(
+        config,
+        Duration::from_secs_f64(args.drain_timeout.max(0.0)),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("tero-edge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let instance_id = config.instance_id(&env);
+    let mut resource_attributes: Vec<(String, String)> = config
+        .service
+        .resource_attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for (key, value) in [
+        ("service.instance.id", Some(instance_id.clone())),
+        ("service.name", config.service.name.clone()),
+        ("service.namespace", config.service.namespace.clone()),
+        ("service.version", config.service.version.clone()),
+    ] {
+        resource_attributes.retain(|(k, _)| k != key);
+        resource_attributes.push((key.to_owned(), value.unwrap_or_default()));
+    }
+    let identity = ClientIdentity {
+        resource_attributes: resource_attributes.clone(),
+        labels: config
+            .service
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let resource = Arc::new(Resource::new(
+        resource_attributes
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty()),
+    ));
+    let registry = Arc::new(providers::registry_for(&config));
+    let listen = config.listen();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (listen_address/listen_port)"))?;
+    let local = listener.local_addr()?;
+    let config = Arc::new(config);
+    tracing::info!(
+        listen = %local,
+        upstream = %config.upstream,
+        providers = config.providers.len(),
+        instance = %instance_id,
+        "tero-edge started"
+    );
+
+    let stop_providers = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    providers::spawn_all(
+        &config,
+        identity,
+        registry.clone(),
+        stop_providers.clone(),
+        &mut tasks,
+    );
+
+    let stop_serving = CancellationToken::new();
+    let signal = stop_serving.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining in-flight scrapes");
+        signal.cancel();
+    });
+    let state = Arc::new(EdgeState::new(config, registry, resource));
+    proxy::serve(listener, state, stop_serving, drain).await?;
+
+    // Providers stop after the last scrape so their final sync carries it.
+    stop_providers.cancel();
+    let flushed = tokio::time::timeout(drain.max(Duration::from_secs(1)), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if flushed.is_err() {
+        tracing::warn!("providers did not stop within the drain timeout");
+        tasks.abort_all();
+    }
+    tracing::info!("tero-edge stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -685,3 +685,6 @@ fn identity_copy<'a>(
         labels
     }
 }
+
+#[cfg(test)]
+mod tests;

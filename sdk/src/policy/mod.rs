@@ -9,6 +9,7 @@
 mod authoring;
 mod enums;
 mod error;
+mod hash;
 mod validate;
 
 pub use authoring::{
@@ -16,6 +17,7 @@ pub use authoring::{
     parse_policy_value,
 };
 pub use error::{InvalidPolicy, PathSeg, PolicyError, Signal};
+pub use hash::policy_set_hash;
 pub use validate::{validate, validate_all};
 
 use tero_proto::policy::{Policy, policy::Target};

@@ -1,0 +1,705 @@
+//! The Edge configuration file: a JSON document compatible with existing
+//! Tero Edge configs, validated once at start-up.
+//!
+//! Loading goes: read → `${VAR}` substitution in every string → `TERO_*`
+//! environment overrides → typed decoding (errors name the key path) →
+//! semantic checks. Unknown keys are warnings with their path, not errors,
+//! so a config written for a newer Edge still starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+use serde_json::Value;
+
+const MIB: u64 = 1024 * 1024;
+
+/// A config problem that stops start-up, naming the key to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid JSON: {source}")]
+    Syntax {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{key}: {reason}")]
+    Key { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn key(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Key {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_address: String,
+    pub listen_port: u16,
+    /// The full upstream metrics URL (`/metrics` appended to a bare base).
+    pub upstream: Uri,
+    pub log_level: String,
+    pub service: ServiceConfig,
+    pub prometheus: PrometheusConfig,
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ServiceConfig {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub version: Option<String>,
+    /// `service.instance.id`; defaults to `$POD_NAME`, then the host name.
+    pub instance_id: Option<String>,
+    pub resource_attributes: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PrometheusConfig {
+    /// Decompressed bytes read from upstream per scrape; 0 = unlimited.
+    pub max_input_bytes_per_scrape: u64,
+    /// Uncompressed bytes written per scrape; 0 = unlimited.
+    pub max_output_bytes_per_scrape: u64,
+    /// Lines longer than this pass whole and unfiltered.
+    pub max_line_bytes: usize,
+    /// Scrapes served at once; more get 503 with Retry-After.
+    pub max_concurrent_scrapes: usize,
+    /// Upstream deadline when Prometheus sends no scrape timeout header.
+    pub scrape_timeout_secs: f64,
+    /// Upstream connect timeout.
+    pub connect_timeout_secs: f64,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            max_input_bytes_per_scrape: 10 * MIB,
+            max_output_bytes_per_scrape: 10 * MIB,
+            max_line_bytes: 4096,
+            max_concurrent_scrapes: 64,
+            scrape_timeout_secs: 10.0,
+            connect_timeout_secs: 2.0,
+        }
+    }
+}
+
+impl PrometheusConfig {
+    pub fn scrape_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.scrape_timeout_secs)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.connect_timeout_secs)
+    }
+}
+
+/// A header sent with provider requests.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: String,
+}
+
+/// How an HTTP provider encodes sync requests.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncEncoding {
+    #[default]
+    Json,
+    Protobuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderConfig {
+    File {
+        id: String,
+        path: PathBuf,
+    },
+    Http {
+        id: String,
+        /// The sync endpoint (`/v1/policy/sync` appended to a bare base).
+        url: Uri,
+        headers: Vec<Header>,
+        poll_interval: Duration,
+        encoding: SyncEncoding,
+    },
+}
+
+impl ProviderConfig {
+    pub fn id(&self) -> &str {
+        match self {
+            ProviderConfig::File { id, .. } | ProviderConfig::Http { id, .. } => id,
+        }
+    }
+}
+
+/// The file as written, before checks.
+#[derive(Debug, Deserialize)]
+struct RawConfig {
+    #[serde(default = "default_listen_address")]
+    listen_address: String,
+    #[serde(default = "default_listen_port")]
+    listen_port: u16,
+    upstream_url: Option<String>,
+    /// Older configs name the full metrics URL instead.
+    metrics_url: Option<String>,
+    #[serde(default = "default_log_level")]
+    log_level: String,
+    #[serde(default)]
+    service: ServiceConfig,
+    #[serde(default)]
+    prometheus: PrometheusConfig,
+    #[serde(default)]
+    policy_providers: Vec<RawProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawProvider {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    headers: Vec<Header>,
+    #[serde(alias = "poll_interval")]
+    poll_interval_secs: Option<f64>,
+    #[serde(default)]
+    encoding: SyncEncoding,
+}
+
+fn default_listen_address() -> String {
+    "0.0.0.0".into()
+}
+
+fn default_listen_port() -> u16 {
+    9090
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// A non-fatal finding, e.g. an unknown key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning(pub String);
+
+impl std::fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Loads and validates a config file with the process environment.
+    pub fn load(path: &Path) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| ConfigError::Syntax {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_value(value, &|k| std::env::var(k).ok())
+    }
+
+    /// Validates a parsed document; `env` answers `${VAR}` and `TERO_*`.
+    pub fn from_value(
+        mut value: Value,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        if !value.is_object() {
+            return Err(ConfigError::key(
+                "(root)",
+                "the config must be a JSON object",
+            ));
+        }
+        substitute(&mut value, &mut Vec::new(), env)?;
+        apply_overrides(&mut value, env);
+
+        let mut warnings = Vec::new();
+        let raw: RawConfig = {
+            let mut on_unknown = |path: serde_ignored::Path<'_>| {
+                warnings.push(ConfigWarning(format!(
+                    "{}: unknown key, ignored",
+                    display_path(&path.to_string())
+                )));
+            };
+            let de = serde_ignored::Deserializer::new(&value, &mut on_unknown);
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = display_path(&e.path().to_string());
+                ConfigError::key(key, e.into_inner().to_string())
+            })?
+        };
+        let config = validate(raw)?;
+        Ok((config, warnings))
+    }
+
+    /// The address the proxy listens on.
+    pub fn listen(&self) -> String {
+        if self.listen_address.contains(':') {
+            format!("[{}]:{}", self.listen_address, self.listen_port)
+        } else {
+            format!("{}:{}", self.listen_address, self.listen_port)
+        }
+    }
+
+    /// `service.instance.id`: configured, else the pod name, else the host
+    /// name; all stable across restarts of the same pod or host.
+    pub fn instance_id(&self, env: &dyn Fn(&str) -> Option<String>) -> String {
+        self.service
+            .instance_id
+            .clone()
+            .or_else(|| env("POD_NAME"))
+            .or_else(|| env("HOSTNAME"))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("tero-edge-{}", self.listen_port))
+    }
+}
+
+fn display_path(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        "(root)".into()
+    } else {
+        // serde_path_to_error writes sequence indices as `.0`.
+        let mut out = String::new();
+        for seg in path.split('.') {
+            if seg.chars().all(|c| c.is_ascii_digit()) && !out.is_empty() {
+                out.push_str(&format!("[{seg}]"));
+            } else {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(seg);
+            }
+        }
+        out
+    }
+}
+
+/// Replaces `${VAR}` (and `${VAR:-default}`) in every string; `$${` is a
+/// literal `${`.
+fn substitute(
+    value: &mut Value,
+    path: &mut Vec<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        Value::String(s) if s.contains('$') => {
+            *s = expand(s, env).map_err(|var| {
+                ConfigError::key(
+                    display_path(&path.join(".")),
+                    format!("environment variable {var} is not set (write $${{ for a literal ${{)"),
+                )
+            })?;
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                substitute(item, path, env)?;
+                path.pop();
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                path.push(k.clone());
+                substitute(v, path, env)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(inner) = tail.strip_prefix("${")
+            && let Some(close) = inner.find('}')
+        {
+            let expr = &inner[..close];
+            let (var, default) = match expr.split_once(":-") {
+                Some((v, d)) => (v, Some(d)),
+                None => (expr, None),
+            };
+            match env(var).or_else(|| default.map(str::to_owned)) {
+                Some(v) => out.push_str(&v),
+                None => return Err(var.to_owned()),
+            }
+            rest = &inner[close + 1..];
+        } else {
+            out.push('$');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `TERO_<FIELD_PATH>` overrides for scalar keys, e.g. `TERO_LISTEN_PORT`
+/// or `TERO_PROMETHEUS_MAX_INPUT_BYTES_PER_SCRAPE`.
+fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
+    const KEYS: &[&[&str]] = &[
+        &["listen_address"],
+        &["listen_port"],
+        &["upstream_url"],
+        &["metrics_url"],
+        &["log_level"],
+        &["service", "name"],
+        &["service", "namespace"],
+        &["service", "version"],
+        &["service", "instance_id"],
+        &["prometheus", "max_input_bytes_per_scrape"],
+        &["prometheus", "max_output_bytes_per_scrape"],
+        &["prometheus", "max_line_bytes"],
+        &["prometheus", "max_concurrent_scrapes"],
+        &["prometheus", "scrape_timeout_secs"],
+        &["prometheus", "connect_timeout_secs"],
+    ];
+    for key in KEYS {
+        let var = format!("TERO_{}", key.join("_").to_ascii_uppercase());
+        let Some(raw) = env(&var) else { continue };
+        // Numbers and booleans keep their JSON type; anything else is text.
+        let parsed = serde_json::from_str::<Value>(&raw)
+            .ok()
+            .filter(|v| v.is_number() || v.is_boolean())
+            .unwrap_or(Value::String(raw));
+        let mut node = &mut *value;
+        for (i, seg) in key.iter().enumerate() {
+            let Some(map) = node.as_object_mut() else {
+                break;
+            };
+            if i + 1 == key.len() {
+                map.insert((*seg).to_owned(), parsed);
+                break;
+            }
+            node = map
+                .entry((*seg).to_owned())
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
+    }
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let (key, url) = match (raw.upstream_url, raw.metrics_url) {
+        (Some(u), _) => ("upstream_url", u),
+        (None, Some(u)) => ("metrics_url", u),
+        (None, None) => {
+            return Err(ConfigError::key(
+                "upstream_url",
+                "required: the application's base URL, e.g. \"http://127.0.0.1:8080\"",
+            ));
+        }
+    };
+    let upstream = http_url(key, &url, "/metrics")?;
+    if raw.listen_address.trim().is_empty() {
+        return Err(ConfigError::key("listen_address", "must not be empty"));
+    }
+    let p = &raw.prometheus;
+    if p.max_line_bytes < 256 {
+        return Err(ConfigError::key(
+            "prometheus.max_line_bytes",
+            "must be at least 256",
+        ));
+    }
+    if p.max_concurrent_scrapes == 0 {
+        return Err(ConfigError::key(
+            "prometheus.max_concurrent_scrapes",
+            "must be at least 1",
+        ));
+    }
+    for (k, v) in [
+        ("prometheus.scrape_timeout_secs", p.scrape_timeout_secs),
+        ("prometheus.connect_timeout_secs", p.connect_timeout_secs),
+    ] {
+        if !(v > 0.0 && v <= 3600.0) {
+            return Err(ConfigError::key(k, "must be between 0 and 3600 seconds"));
+        }
+    }
+    let mut providers = Vec::with_capacity(raw.policy_providers.len());
+    let mut ids = std::collections::HashSet::new();
+    for (i, p) in raw.policy_providers.into_iter().enumerate() {
+        let at = |field: &str| format!("policy_providers[{i}].{field}");
+        let id =
+            p.id.filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| ConfigError::key(at("id"), "required"))?;
+        if !ids.insert(id.clone()) {
+            return Err(ConfigError::key(
+                at("id"),
+                format!("duplicate provider id {id:?}"),
+            ));
+        }
+        let kind = p
+            .kind
+            .ok_or_else(|| ConfigError::key(at("type"), "required: \"file\" or \"http\""))?;
+        let provider = match kind.as_str() {
+            "file" => {
+                let path = p
+                    .path
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| ConfigError::key(at("path"), "required for a file provider"))?;
+                ProviderConfig::File {
+                    id,
+                    path: PathBuf::from(path),
+                }
+            }
+            "http" => {
+                let url = p
+                    .url
+                    .ok_or_else(|| ConfigError::key(at("url"), "required for an http provider"))?;
+                let url = http_url(&at("url"), &url, "/v1/policy/sync")?;
+                let secs = p.poll_interval_secs.unwrap_or(30.0);
+                if !(secs >= 1.0 && secs <= 86_400.0) {
+                    return Err(ConfigError::key(
+                        at("poll_interval_secs"),
+                        "must be between 1 and 86400 seconds",
+                    ));
+                }
+                for (h, header) in p.headers.iter().enumerate() {
+                    if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+                        return Err(ConfigError::key(
+                            at(&format!("headers[{h}].name")),
+                            format!("{:?} is not a valid HTTP header name", header.name),
+                        ));
+                    }
+                    if http::HeaderValue::from_str(&header.value).is_err() {
+                        return Err(ConfigError::key(
+                            at(&format!("headers[{h}].value")),
+                            "not a valid HTTP header value",
+                        ));
+                    }
+                }
+                ProviderConfig::Http {
+                    id,
+                    url,
+                    headers: p.headers,
+                    poll_interval: Duration::from_secs_f64(secs),
+                    encoding: p.encoding,
+                }
+            }
+            other => {
+                return Err(ConfigError::key(
+                    at("type"),
+                    format!("unknown provider type {other:?}; expected \"file\" or \"http\""),
+                ));
+            }
+        };
+        providers.push(provider);
+    }
+    Ok(Config {
+        listen_address: raw.listen_address,
+        listen_port: raw.listen_port,
+        upstream,
+        log_level: raw.log_level,
+        service: raw.service,
+        prometheus: raw.prometheus,
+        providers,
+    })
+}
+
+/// Parses an `http://` URL, adding `default_path` when it has none.
+fn http_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| ConfigError::key(key, format!("{url:?} is not a valid URL: {e}")))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(ConfigError::key(
+                key,
+                "https is not supported here; use http:// (the Edge talks to its neighbours on loopback or the pod network)",
+            ));
+        }
+        _ => {
+            return Err(ConfigError::key(
+                key,
+                format!("{url:?} must be an absolute http:// URL"),
+            ));
+        }
+    }
+    if uri.authority().is_none() {
+        return Err(ConfigError::key(key, format!("{url:?} has no host")));
+    }
+    let has_path = !matches!(uri.path(), "" | "/");
+    if has_path {
+        return Ok(uri);
+    }
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let full = format!(
+        "{}://{}{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        default_path,
+        query
+    );
+    full.parse()
+        .map_err(|e| ConfigError::key(key, format!("{url:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn load(v: Value) -> Result<(Config, Vec<ConfigWarning>), ConfigError> {
+        Config::from_value(v, &|k| match k {
+            "EDGE_KEY" => Some("secret".into()),
+            "TERO_LISTEN_PORT" => None,
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn defaults_and_metrics_path() {
+        let (c, w) = load(json!({"upstream_url": "http://127.0.0.1:8080"})).unwrap();
+        assert!(w.is_empty());
+        assert_eq!(c.listen(), "0.0.0.0:9090");
+        assert_eq!(c.upstream.to_string(), "http://127.0.0.1:8080/metrics");
+        assert_eq!(c.log_level, "info");
+        assert_eq!(c.prometheus.max_input_bytes_per_scrape, 10 * MIB);
+        assert_eq!(c.prometheus.max_output_bytes_per_scrape, 10 * MIB);
+        let (c, _) = load(json!({"upstream_url": "http://app:9100/custom?module=x"})).unwrap();
+        assert_eq!(c.upstream.to_string(), "http://app:9100/custom?module=x");
+    }
+
+    #[test]
+    fn providers_and_env_substitution() {
+        let (c, _) = load(json!({
+            "upstream_url": "http://127.0.0.1:8080",
+            "policy_providers": [
+                {"id": "local", "type": "file", "path": "/etc/tero/policies.yaml"},
+                {"id": "cp", "type": "http", "url": "http://cp:7070",
+                 "headers": [{"name": "Authorization", "value": "Bearer ${EDGE_KEY}"}],
+                 "poll_interval_secs": 15, "encoding": "protobuf"},
+                {"id": "lit", "type": "file", "path": "/x/$${NOT_EXPANDED}/${MISSING:-dflt}"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(c.providers.len(), 3);
+        match &c.providers[1] {
+            ProviderConfig::Http {
+                url,
+                headers,
+                poll_interval,
+                encoding,
+                ..
+            } => {
+                assert_eq!(url.to_string(), "http://cp:7070/v1/policy/sync");
+                assert_eq!(headers[0].value, "Bearer secret");
+                assert_eq!(*poll_interval, Duration::from_secs(15));
+                assert_eq!(*encoding, SyncEncoding::Protobuf);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &c.providers[2] {
+            ProviderConfig::File { path, .. } => {
+                assert_eq!(path, &PathBuf::from("/x/${NOT_EXPANDED}/dflt"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_warn_with_their_path() {
+        let (_, w) = load(json!({
+            "upstream_url": "http://a:1",
+            "colour": "blue",
+            "prometheus": {"max_input_bytes_per_scrap": 1},
+            "policy_providers": [{"id": "f", "type": "file", "path": "p", "pth": 1}]
+        }))
+        .unwrap();
+        let w: Vec<String> = w.into_iter().map(|w| w.0).collect();
+        assert!(
+            w.contains(&"colour: unknown key, ignored".to_string()),
+            "{w:?}"
+        );
+        assert!(
+            w.iter()
+                .any(|x| x.starts_with("prometheus.max_input_bytes_per_scrap")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|x| x.starts_with("policy_providers[0].pth")),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (json!({}), "upstream_url"),
+            (json!({"upstream_url": "ftp://x"}), "upstream_url"),
+            (
+                json!({"upstream_url": "http://a:1", "listen_port": "x"}),
+                "listen_port",
+            ),
+            (
+                json!({"upstream_url": "http://a:1", "prometheus": {"max_input_bytes_per_scrape": -1}}),
+                "prometheus.max_input_bytes_per_scrape",
+            ),
+            (
+                json!({"upstream_url": "http://a:1", "policy_providers": [{"id": "x", "type": "ftp"}]}),
+                "policy_providers[0].type",
+            ),
+            (
+                json!({"upstream_url": "http://a:1", "policy_providers": [{"id": "x", "type": "file"}]}),
+                "policy_providers[0].path",
+            ),
+            (
+                json!({"upstream_url": "http://a:1", "policy_providers": [{"type": "file", "path": "p"}]}),
+                "policy_providers[0].id",
+            ),
+            (
+                json!({"upstream_url": "http://a:1", "policy_providers": [
+                    {"id": "h", "type": "http", "url": "http://x", "headers": [{"name": "A", "value": "${NOPE}"}]}]}),
+                "policy_providers[0].headers[0].value",
+            ),
+        ];
+        for (doc, key) in cases {
+            let err = load(doc.clone()).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{doc}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn tero_environment_overrides() {
+        let (c, _) = Config::from_value(json!({"upstream_url": "http://a:1"}), &|k| match k {
+            "TERO_LISTEN_PORT" => Some("9191".into()),
+            "TERO_PROMETHEUS_MAX_OUTPUT_BYTES_PER_SCRAPE" => Some("0".into()),
+            "TERO_SERVICE_NAME" => Some("checkout".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.listen_port, 9191);
+        assert_eq!(c.prometheus.max_output_bytes_per_scrape, 0);
+        assert_eq!(c.service.name.as_deref(), Some("checkout"));
+    }
+}

@@ -1,0 +1,74 @@
+//! Policy providers: where policies come from.
+//!
+//! Each provider is a cancellable task that delivers its whole policy set
+//! to the [`PolicyRegistry`](crate::registry::PolicyRegistry) whenever it
+//! changes and keeps the last good set on any failure. Scrapes never wait
+//! on a provider.
+
+mod backoff;
+mod file;
+mod http;
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ProviderConfig};
+use crate::registry::PolicyRegistry;
+
+pub use backoff::Backoff;
+pub use file::FileProvider;
+pub use http::{ClientIdentity, HttpProvider};
+
+/// The registry entries for the configured providers, in priority order.
+pub fn registry_for(config: &Config) -> PolicyRegistry {
+    let ids: Vec<(String, &'static str)> = config
+        .providers
+        .iter()
+        .map(|p| {
+            let kind = match p {
+                ProviderConfig::File { .. } => "file",
+                ProviderConfig::Http { .. } => "http",
+            };
+            (p.id().to_owned(), kind)
+        })
+        .collect();
+    PolicyRegistry::new(&ids)
+}
+
+/// Starts one task per configured provider.
+pub fn spawn_all(
+    config: &Config,
+    identity: ClientIdentity,
+    registry: Arc<PolicyRegistry>,
+    shutdown: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    for provider in &config.providers {
+        match provider {
+            ProviderConfig::File { id, path } => {
+                let p = FileProvider::new(id.clone(), path.clone(), registry.clone());
+                tasks.spawn(p.run(shutdown.clone()));
+            }
+            ProviderConfig::Http {
+                id,
+                url,
+                headers,
+                poll_interval,
+                encoding,
+            } => {
+                let p = HttpProvider::new(
+                    id.clone(),
+                    url.clone(),
+                    headers.clone(),
+                    *poll_interval,
+                    *encoding,
+                    identity.clone(),
+                    registry.clone(),
+                );
+                tasks.spawn(p.run(shutdown.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The Edge's HTTP server: routes, the scrape proxy and the admin
+//! endpoints.
+//!
+//! `/_health` answers before anything else and never touches upstream or
+//! policies; `/_edge/*` is reserved for the Edge itself; `/metrics` and its
+//! sub-paths are scrapes. The proxy knows nothing about policies: it hands
+//! the upstream body to the filter and streams back what comes out.
+
+mod admin;
+mod negotiate;
+mod scrape;
+mod source;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::filter::Resource;
+use crate::registry::PolicyRegistry;
+use crate::telemetry::EdgeMetrics;
+
+pub use negotiate::{accepts_gzip, rewrite_accept, strip_hop_by_hop};
+pub use source::Encoding;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+pub type UpstreamClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// What every request handler shares.
+pub struct EdgeState {
+    pub config: Arc<Config>,
+    pub registry: Arc<PolicyRegistry>,
+    pub metrics: Arc<EdgeMetrics>,
+    pub resource: Arc<Resource>,
+    pub client: UpstreamClient,
+    pub scrapes: Arc<Semaphore>,
+}
+
+impl EdgeState {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Arc<PolicyRegistry>,
+        resource: Arc<Resource>,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.prometheus.connect_timeout()));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(32)
+            .build(connector);
+        let scrapes = Arc::new(Semaphore::new(config.prometheus.max_concurrent_scrapes));
+        EdgeState {
+            config,
+            registry,
+            metrics: Arc::new(EdgeMetrics::default()),
+            resource,
+            client,
+            scrapes,
+        }
+    }
+}
+
+pub(crate) fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let path = req.uri().path();
+    if path == "/_health" {
+        return admin::health();
+    }
+    if path == "/_ready" {
+        return admin::ready(&state);
+    }
+    if path == "/_edge/metrics" {
+        return admin::metrics(&state);
+    }
+    if path == "/_edge/policies" {
+        return admin::policies(&state);
+    }
+    if path.starts_with("/_edge/") || path == "/_edge" {
+        return text_response(
+            StatusCode::NOT_FOUND,
+            "tero-edge: no such endpoint\n".into(),
+        );
+    }
+    if path == "/metrics" || path.starts_with("/metrics/") {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            let mut resp = text_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "tero-edge: scrapes are GET or HEAD\n".into(),
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return resp;
+        }
+        return scrape::handle(state, req).await;
+    }
+    text_response(
+        StatusCode::NOT_FOUND,
+        "tero-edge: not found; scrape /metrics\n".into(),
+    )
+}
+
+/// Serves until `shutdown` is cancelled, then drains in-flight requests
+/// for at most `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<EdgeState>,
+    shutdown: CancellationToken,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(route(state, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(drain) => tracing::warn!(drain_secs = drain.as_secs_f64(), "drain timeout; closing remaining connections"),
+    }
+    Ok(())
+}

@@ -1,0 +1,659 @@
+//! One scrape: ask upstream, then stream its body through the filter.
+//!
+//! The response body is a pull stream: hyper asks for the next frame when
+//! the client has drained the last one, and only then is upstream read, so
+//! a slow Prometheus slows the exporter instead of filling memory. Failures
+//! before the first byte become 502/504 with a body naming the upstream;
+//! failures after it abort the response, because a clean end of a broken
+//! body would be recorded as a successful scrape.
+
+use std::collections::VecDeque;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use futures_util::stream;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, StreamBody};
+use hyper::body::Body as _;
+use hyper::body::{Frame, Incoming};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant as TokioInstant;
+
+use super::negotiate::{self, DECODABLE_ENCODINGS};
+use super::source::{BodySource, Encoding, SourceError};
+use super::{BoxError, EdgeState, ResponseBody, text_response};
+use crate::exposition::Format;
+use crate::filter::{FilterOptions, Limit, ScrapeFilter};
+use crate::telemetry::{ScrapeResult, Unfiltered, UpstreamError};
+
+const TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
+const TRUNCATED_HEADER: &str = "x-edge-truncated";
+
+/// Records a scrape's outcome when its response is finished or dropped
+/// (a client that disconnects mid-body counts as aborted).
+struct ScrapeRecord {
+    state: Arc<EdgeState>,
+    started: Instant,
+    result: Option<ScrapeResult>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ScrapeRecord {
+    fn finish(&mut self, result: ScrapeResult) {
+        if self.result.is_none() {
+            self.result = Some(result);
+        }
+    }
+}
+
+impl Drop for ScrapeRecord {
+    fn drop(&mut self) {
+        let result = self.result.unwrap_or(ScrapeResult::Aborted);
+        self.state
+            .metrics
+            .scrape_finished(result, self.started.elapsed());
+    }
+}
+
+/// The upstream deadline: Prometheus' timeout minus a margin,
+/// never above the configured one.
+fn deadline(headers: &HeaderMap, configured: Duration) -> Duration {
+    let from_header = headers
+        .get(TIMEOUT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map(|s| {
+            let margin = (s * 0.1).min(0.5);
+            Duration::from_secs_f64((s - margin).max(0.05))
+        });
+    from_header.map_or(configured, |d| d.min(configured))
+}
+
+/// The upstream URI for a request path under `/metrics`: the
+/// upstream base path plus the sub-path; the client's query wins over the
+/// configured one.
+fn upstream_uri(base: &Uri, request: &Uri) -> Result<Uri, http::Error> {
+    let sub = request.path().strip_prefix("/metrics").unwrap_or("");
+    let path = format!("{}{}", base.path().trim_end_matches('/'), sub);
+    let path = if path.is_empty() {
+        "/".to_owned()
+    } else {
+        path
+    };
+    let query = request.query().or(base.query());
+    let pq = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    Uri::builder()
+        .scheme(base.scheme_str().unwrap_or("http"))
+        .authority(base.authority().map(|a| a.as_str()).unwrap_or(""))
+        .path_and_query(pq)
+        .build()
+}
+
+pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let Ok(permit) = state.scrapes.clone().try_acquire_owned() else {
+        state.metrics.rejected_busy();
+        let mut resp = text_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tero-edge: too many scrapes in flight; retry shortly\n".into(),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
+    let mut record = ScrapeRecord {
+        state: state.clone(),
+        started: Instant::now(),
+        result: None,
+        _permit: permit,
+    };
+    let (parts, _body) = req.into_parts();
+    let header_bytes: usize = parts
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if parts.headers.len() > 100 || header_bytes > 64 * 1024 {
+        record.finish(ScrapeResult::Rejected);
+        return text_response(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "tero-edge: request headers too large\n".into(),
+        );
+    }
+    let engine = state.registry.engine();
+    let filtering = engine.metric_policy_count() > 0;
+    let timeout = deadline(&parts.headers, state.config.prometheus.scrape_timeout());
+    let deadline_at = TokioInstant::now() + timeout;
+    let upstream = &state.config.upstream;
+
+    let uri = match upstream_uri(upstream, &parts.uri) {
+        Ok(u) => u,
+        Err(e) => {
+            record.finish(ScrapeResult::Rejected);
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                format!("tero-edge: bad request path: {e}\n"),
+            );
+        }
+    };
+    let mut headers = parts.headers.clone();
+    negotiate::strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(header::CONTENT_LENGTH);
+    if filtering {
+        let accept = negotiate::rewrite_accept(
+            parts
+                .headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            headers.insert(header::ACCEPT, v);
+        }
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static(DECODABLE_ENCODINGS),
+        );
+    }
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri.clone());
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    let Ok(upstream_req) = builder.body(Empty::<Bytes>::new()) else {
+        record.finish(ScrapeResult::Rejected);
+        return text_response(
+            StatusCode::BAD_REQUEST,
+            "tero-edge: cannot build the upstream request\n".into(),
+        );
+    };
+
+    let response = match tokio::time::timeout_at(deadline_at, state.client.request(upstream_req))
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            state.metrics.upstream_error(UpstreamError::Connect);
+            record.finish(ScrapeResult::UpstreamError);
+            let reason = error_chain(&e);
+            tracing::warn!(upstream = %uri, error = %reason, "upstream request failed");
+            return text_response(
+                StatusCode::BAD_GATEWAY,
+                format!("tero-edge: upstream {uri} failed: {reason}\n"),
+            );
+        }
+        Err(_) => {
+            state.metrics.upstream_error(UpstreamError::Timeout);
+            record.finish(ScrapeResult::Timeout);
+            tracing::warn!(upstream = %uri, timeout_secs = timeout.as_secs_f64(), "upstream timed out");
+            return text_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "tero-edge: upstream {uri} did not answer within {:.3}s\n",
+                    timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
+
+    let (mut up_parts, body) = response.into_parts();
+    negotiate::strip_hop_by_hop(&mut up_parts.headers);
+    let is_head = parts.method == Method::HEAD;
+    let client_ae = parts
+        .headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    if !filtering || !up_parts.status.is_success() {
+        let reason = if filtering {
+            state.metrics.upstream_error(UpstreamError::Status);
+            Unfiltered::Status
+        } else {
+            Unfiltered::NoPolicies
+        };
+        state.metrics.unfiltered(reason);
+        return relay(record, up_parts, body, deadline_at, is_head);
+    }
+
+    let content_type = up_parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let Some(format) = Format::from_content_type(content_type) else {
+        state.metrics.unfiltered(Unfiltered::ContentType);
+        tracing::info!(upstream = %uri, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
+        return relay(record, up_parts, body, deadline_at, is_head);
+    };
+    let encoding_header = up_parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(encoding) = Encoding::from_header(encoding_header.as_deref()) else {
+        let coding = encoding_header.unwrap_or_default();
+        if negotiate::encoding_quality(client_ae.as_deref(), &coding) > 0.0 {
+            state.metrics.unfiltered(Unfiltered::Encoding);
+            return relay(record, up_parts, body, deadline_at, is_head);
+        }
+        state.metrics.upstream_error(UpstreamError::Decode);
+        record.finish(ScrapeResult::UpstreamError);
+        return text_response(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "tero-edge: upstream {uri} answered with Content-Encoding {coding:?}, which neither the Edge nor the client can decode\n"
+            ),
+        );
+    };
+
+    let gzip_out = negotiate::accepts_gzip(client_ae.as_deref());
+    let mut headers = up_parts.headers.clone();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::CONTENT_ENCODING);
+    headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzip_out {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    let input_cap = state.config.prometheus.max_input_bytes_per_scrape;
+    let declared_len = up_parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if encoding == Encoding::Identity
+        && input_cap > 0
+        && declared_len.is_some_and(|l| l > input_cap)
+    {
+        headers.insert(TRUNCATED_HEADER, HeaderValue::from_static("input"));
+    }
+    let mut builder = Response::builder().status(up_parts.status);
+    if let Some(h) = builder.headers_mut() {
+        *h = headers;
+    }
+    if is_head {
+        record.finish(ScrapeResult::Ok);
+        return builder
+            .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
+            .unwrap_or_else(|_| text_response(StatusCode::INTERNAL_SERVER_ERROR, String::new()));
+    }
+
+    let source = match tokio::time::timeout_at(deadline_at, BodySource::new(body, encoding)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            state.metrics.upstream_error(UpstreamError::Reset);
+            record.finish(ScrapeResult::UpstreamError);
+            return text_response(
+                StatusCode::BAD_GATEWAY,
+                format!("tero-edge: upstream {uri}: {e}\n"),
+            );
+        }
+        Err(_) => {
+            state.metrics.upstream_error(UpstreamError::Timeout);
+            record.finish(ScrapeResult::Timeout);
+            return text_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "tero-edge: upstream {uri} did not send its body within {:.3}s\n",
+                    timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
+    let mut options = FilterOptions::new(format);
+    options.max_line_bytes = state.config.prometheus.max_line_bytes;
+    options.max_output_bytes = state.config.prometheus.max_output_bytes_per_scrape;
+    let filter = ScrapeFilter::new(engine, state.resource.clone(), options);
+    let scrape = FilteredScrape {
+        state: state.clone(),
+        record,
+        uri,
+        source,
+        filter,
+        encoder: gzip_out
+            .then(|| GzEncoder::new(Vec::with_capacity(16 * 1024), Compression::fast())),
+        deadline: deadline_at,
+        input_cap,
+        decoded: 0,
+        out_wire: 0,
+        queue: VecDeque::new(),
+        segments: Vec::new(),
+        finished: false,
+        failed: None,
+    };
+    let body = StreamBody::new(stream::unfold(scrape, |mut s| async move {
+        let frame = s.next_frame().await?;
+        Some((frame, s))
+    }));
+    builder
+        .body(body.boxed_unsync())
+        .unwrap_or_else(|_| text_response(StatusCode::INTERNAL_SERVER_ERROR, String::new()))
+}
+
+/// The state of a filtered response body.
+struct FilteredScrape {
+    state: Arc<EdgeState>,
+    record: ScrapeRecord,
+    uri: Uri,
+    source: BodySource,
+    filter: ScrapeFilter,
+    encoder: Option<GzEncoder<Vec<u8>>>,
+    deadline: TokioInstant,
+    input_cap: u64,
+    decoded: u64,
+    out_wire: u64,
+    queue: VecDeque<Frame<Bytes>>,
+    segments: Vec<Bytes>,
+    finished: bool,
+    failed: Option<BoxError>,
+}
+
+impl FilteredScrape {
+    async fn next_frame(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        loop {
+            if let Some(frame) = self.queue.pop_front() {
+                if let Some(data) = frame.data_ref() {
+                    self.out_wire += data.len() as u64;
+                }
+                return Some(Ok(frame));
+            }
+            if let Some(e) = self.failed.take() {
+                return Some(Err(e));
+            }
+            if self.finished {
+                return None;
+            }
+            self.step().await;
+        }
+    }
+
+    /// Reads one chunk from upstream and queues what the filter emits.
+    async fn step(&mut self) {
+        let next = if self.filter.is_done() {
+            Ok(Ok(None))
+        } else {
+            tokio::time::timeout_at(self.deadline, self.source.next_chunk()).await
+        };
+        match next {
+            Ok(Ok(Some(chunk))) => {
+                let room = if self.input_cap == 0 {
+                    u64::MAX
+                } else {
+                    self.input_cap - self.decoded
+                };
+                if (chunk.len() as u64) <= room {
+                    self.decoded += chunk.len() as u64;
+                    self.filter.push(&chunk, &mut self.segments);
+                    self.emit(false);
+                } else {
+                    let head = chunk.slice(..room as usize);
+                    self.decoded += head.len() as u64;
+                    self.filter.push(&head, &mut self.segments);
+                    match self.filter.cut_input(&mut self.segments) {
+                        Ok(()) => self.complete(),
+                        Err(e) => self.abort(ScrapeResult::Aborted, e.into()),
+                    }
+                }
+            }
+            Ok(Ok(None)) => {
+                self.filter.finish(&mut self.segments);
+                self.complete();
+            }
+            Ok(Err(e)) => {
+                let kind = match e {
+                    SourceError::Reset(_) => UpstreamError::Reset,
+                    SourceError::Decode { .. } => UpstreamError::Decode,
+                };
+                self.state.metrics.upstream_error(kind);
+                tracing::warn!(upstream = %self.uri, error = %e, "scrape aborted mid-body");
+                self.abort(ScrapeResult::Aborted, e.into());
+            }
+            Err(_) => {
+                self.state.metrics.upstream_error(UpstreamError::Timeout);
+                tracing::warn!(upstream = %self.uri, "scrape deadline passed mid-body; aborted");
+                self.abort(
+                    ScrapeResult::Timeout,
+                    "upstream deadline passed mid-body".into(),
+                );
+            }
+        }
+    }
+
+    /// Moves filter output into frames, compressing if negotiated.
+    fn emit(&mut self, last: bool) {
+        match &mut self.encoder {
+            None => {
+                for seg in self.segments.drain(..) {
+                    if !seg.is_empty() {
+                        self.queue.push_back(Frame::data(seg));
+                    }
+                }
+            }
+            Some(encoder) => {
+                let mut wrote = false;
+                for seg in self.segments.drain(..) {
+                    wrote |= !seg.is_empty();
+                    // Writing to a Vec cannot fail.
+                    let _ = encoder.write_all(&seg);
+                }
+                if wrote || last {
+                    let _ = encoder.flush();
+                }
+                let out = std::mem::take(encoder.get_mut());
+                if !out.is_empty() {
+                    self.queue.push_back(Frame::data(Bytes::from(out)));
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self) {
+        self.emit(true);
+        if let Some(encoder) = self.encoder.take()
+            && let Ok(tail) = encoder.finish()
+            && !tail.is_empty()
+        {
+            self.queue.push_back(Frame::data(Bytes::from(tail)));
+        }
+        let counters = *self.filter.counters();
+        if let Some(limit) = counters.truncated {
+            tracing::warn!(
+                upstream = %self.uri,
+                limit = limit.as_str(),
+                bytes_read = self.decoded,
+                bytes_written = counters.bytes_out,
+                series_kept = counters.series_kept,
+                series_dropped = counters.series_dropped,
+                "scrape truncated at the {} byte cap",
+                limit.as_str()
+            );
+            let mut trailers = HeaderMap::new();
+            trailers.insert(
+                TRUNCATED_HEADER,
+                HeaderValue::from_static(match limit {
+                    Limit::Input => "input",
+                    Limit::Output => "output",
+                }),
+            );
+            self.queue.push_back(Frame::trailers(trailers));
+            self.record.finish(ScrapeResult::Truncated);
+        } else {
+            self.record.finish(ScrapeResult::Ok);
+        }
+        self.finished = true;
+        self.account();
+    }
+
+    fn abort(&mut self, result: ScrapeResult, error: BoxError) {
+        self.record.finish(result);
+        self.queue.clear();
+        self.finished = true;
+        self.failed = Some(error);
+        self.account();
+    }
+
+    fn account(&mut self) {
+        let counters = self.filter.counters();
+        let metrics = &self.state.metrics;
+        metrics.add_filter(counters);
+        let queued: u64 = self
+            .queue
+            .iter()
+            .filter_map(|f| f.data_ref().map(|d| d.len() as u64))
+            .sum();
+        metrics.add_bytes(
+            self.source.wire_bytes(),
+            self.decoded,
+            counters.bytes_out,
+            self.out_wire + queued,
+        );
+    }
+}
+
+/// Relays upstream's response unchanged (fast path, non-2xx, unfilterable
+/// formats), still bounded by the deadline and counted.
+fn relay(
+    mut record: ScrapeRecord,
+    mut parts: http::response::Parts,
+    body: Incoming,
+    deadline: TokioInstant,
+    is_head: bool,
+) -> Response<ResponseBody> {
+    let metrics = record.state.metrics.clone();
+    if is_head {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        record.finish(if parts.status.is_success() {
+            ScrapeResult::Ok
+        } else {
+            ScrapeResult::UpstreamError
+        });
+        return Response::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed_unsync());
+    }
+    let status_ok = parts.status.is_success();
+    /// Counts what was relayed when the body ends or is dropped.
+    struct Relay {
+        body: Incoming,
+        record: ScrapeRecord,
+        bytes: u64,
+        status_ok: bool,
+        done: bool,
+    }
+    impl Relay {
+        fn ended(&mut self) {
+            self.record.finish(if self.status_ok {
+                ScrapeResult::Ok
+            } else {
+                ScrapeResult::UpstreamError
+            });
+        }
+    }
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            let b = self.bytes;
+            self.record.state.metrics.add_bytes(b, b, b, b);
+        }
+    }
+    let state = Relay {
+        body,
+        record,
+        bytes: 0,
+        status_ok,
+        done: false,
+    };
+    let stream = stream::unfold(state, move |mut s| {
+        let metrics = metrics.clone();
+        async move {
+            if s.done {
+                return None;
+            }
+            match tokio::time::timeout_at(deadline, s.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        s.bytes += d.len() as u64;
+                    }
+                    // hyper stops polling once Content-Length bytes are out.
+                    if s.body.is_end_stream() {
+                        s.ended();
+                    }
+                    Some((Ok(frame), s))
+                }
+                Ok(None) => {
+                    s.ended();
+                    None
+                }
+                Ok(Some(Err(e))) => {
+                    metrics.upstream_error(UpstreamError::Reset);
+                    s.done = true;
+                    Some((Err(Box::new(e) as BoxError), s))
+                }
+                Err(_) => {
+                    metrics.upstream_error(UpstreamError::Timeout);
+                    s.record.finish(ScrapeResult::Timeout);
+                    s.done = true;
+                    Some((Err("upstream deadline passed mid-body".into()), s))
+                }
+            }
+        }
+    });
+    Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
+}
+
+/// An error with its causes, for messages users read.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_takes_the_prometheus_header_minus_a_margin() {
+        let mut h = HeaderMap::new();
+        let configured = Duration::from_secs(10);
+        assert_eq!(deadline(&h, configured), configured);
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("3"));
+        assert_eq!(deadline(&h, configured), Duration::from_secs_f64(2.7));
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("30"));
+        assert_eq!(deadline(&h, configured), configured);
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("junk"));
+        assert_eq!(deadline(&h, configured), configured);
+    }
+
+    #[test]
+    fn upstream_paths_keep_base_sub_path_and_query() {
+        let base: Uri = "http://app:8080/custom?module=x".parse().unwrap();
+        let u = |p: &str| {
+            upstream_uri(&base, &p.parse().unwrap())
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(u("/metrics"), "http://app:8080/custom?module=x");
+        assert_eq!(
+            u("/metrics/sub?target=y"),
+            "http://app:8080/custom/sub?target=y"
+        );
+        let plain: Uri = "http://app:8080/metrics".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&plain, &"/metrics".parse().unwrap())
+                .unwrap()
+                .to_string(),
+            "http://app:8080/metrics"
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! The upstream body as a sequence of decoded chunks.
+//!
+//! Identity bodies pass hyper's own buffers through untouched. Compressed
+//! bodies are decoded by pulling at most one read buffer at a time, so a
+//! decompression bomb costs one buffer, not its expanded size; the caller
+//! enforces the decoded-size cap.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use async_compression::tokio::bufread::{DeflateDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio_util::io::StreamReader;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A `Content-Encoding` the Edge can decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Deflate,
+    Zstd,
+}
+
+impl Encoding {
+    /// `None` for encodings the Edge cannot decode.
+    pub fn from_header(value: Option<&str>) -> Option<Encoding> {
+        let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+            return Some(Encoding::Identity);
+        };
+        if v.eq_ignore_ascii_case("identity") {
+            Some(Encoding::Identity)
+        } else if v.eq_ignore_ascii_case("gzip") || v.eq_ignore_ascii_case("x-gzip") {
+            Some(Encoding::Gzip)
+        } else if v.eq_ignore_ascii_case("deflate") {
+            Some(Encoding::Deflate)
+        } else if v.eq_ignore_ascii_case("zstd") {
+            Some(Encoding::Zstd)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why the body could not be read to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("upstream connection failed mid-body: {0}")]
+    Reset(String),
+    #[error("cannot decode the {encoding:?} body: {message}")]
+    Decode { encoding: Encoding, message: String },
+}
+
+type WireStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+enum Inner {
+    Identity(WireStream),
+    Decoded {
+        reader: Pin<Box<dyn AsyncRead + Send>>,
+        buf: BytesMut,
+    },
+}
+
+/// Decoded chunks of one upstream body, counting wire bytes as they pass.
+pub struct BodySource {
+    inner: Inner,
+    encoding: Encoding,
+    wire_bytes: Arc<AtomicU64>,
+}
+
+fn data_frames(body: Incoming, wire: Arc<AtomicU64>) -> WireStream {
+    Box::pin(body.into_data_stream().map(move |r| {
+        r.map(|b| {
+            wire.fetch_add(b.len() as u64, Relaxed);
+            b
+        })
+        .map_err(io::Error::other)
+    }))
+}
+
+impl BodySource {
+    pub async fn new(body: Incoming, encoding: Encoding) -> Result<BodySource, SourceError> {
+        let wire_bytes = Arc::new(AtomicU64::new(0));
+        let stream = data_frames(body, wire_bytes.clone());
+        let inner = match encoding {
+            Encoding::Identity => Inner::Identity(stream),
+            _ => {
+                let mut reader = BufReader::with_capacity(READ_CHUNK, StreamReader::new(stream));
+                let reader: Pin<Box<dyn AsyncRead + Send>> = match encoding {
+                    Encoding::Gzip => {
+                        let mut d = GzipDecoder::new(reader);
+                        d.multiple_members(true);
+                        Box::pin(d)
+                    }
+                    Encoding::Zstd => {
+                        let mut d = ZstdDecoder::new(reader);
+                        d.multiple_members(true);
+                        Box::pin(d)
+                    }
+                    Encoding::Deflate => {
+                        // "deflate" is zlib-wrapped by the RFC, raw by some
+                        // servers: the zlib header tells them apart.
+                        let head = reader
+                            .fill_buf()
+                            .await
+                            .map_err(|e| SourceError::Reset(e.to_string()))?;
+                        let zlib = head.len() >= 2
+                            && head[0] & 0x0f == 8
+                            && (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0;
+                        if zlib {
+                            Box::pin(ZlibDecoder::new(reader))
+                        } else {
+                            Box::pin(DeflateDecoder::new(reader))
+                        }
+                    }
+                    Encoding::Identity => unreachable!("handled above"),
+                };
+                Inner::Decoded {
+                    reader,
+                    buf: BytesMut::new(),
+                }
+            }
+        };
+        Ok(BodySource {
+            inner,
+            encoding,
+            wire_bytes,
+        })
+    }
+
+    /// Compressed bytes received so far.
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire_bytes.load(Relaxed)
+    }
+
+    /// The next decoded chunk; `None` at the clean end of the body.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+        match &mut self.inner {
+            Inner::Identity(stream) => loop {
+                match stream.next().await {
+                    None => return Ok(None),
+                    Some(Ok(b)) if b.is_empty() => continue,
+                    Some(Ok(b)) => return Ok(Some(b)),
+                    Some(Err(e)) => return Err(SourceError::Reset(e.to_string())),
+                }
+            },
+            Inner::Decoded { reader, buf } => {
+                buf.reserve(READ_CHUNK);
+                match reader.read_buf(buf).await {
+                    Ok(0) => Ok(None),
+                    Ok(_) => Ok(Some(buf.split().freeze())),
+                    Err(e) => {
+                        // A transport failure surfaces through the decoder;
+                        // its message says which.
+                        let message = e.to_string();
+                        if e.kind() == io::ErrorKind::InvalidData
+                            || e.kind() == io::ErrorKind::UnexpectedEof
+                        {
+                            Err(SourceError::Decode {
+                                encoding: self.encoding,
+                                message,
+                            })
+                        } else {
+                            Err(SourceError::Reset(message))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

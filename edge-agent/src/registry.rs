@@ -1,0 +1,302 @@
+//! The policy registry: merges what every provider delivered into one
+//! compiled engine, and keeps the books on policy statistics.
+//!
+//! Providers never compile or swap engines themselves: they hand their
+//! whole set to [`PolicyRegistry::update`], which merges all providers in
+//! config order (a later provider wins a duplicate id, and the loser is
+//! listed as shadowed), compiles, and swaps atomically. Scrapes hold the
+//! engine they started with, so an update applies from the next scrape.
+//!
+//! Statistics have two readers: self-metrics want totals since start, sync
+//! providers want deltas since their last acknowledged report. The ledger
+//! takes every delta from the engine's counters exactly once and credits it
+//! to both, so neither reader can steal counts from the other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use tero_proto::policy::{PolicySyncStatus, TransformStageStatus};
+use tero_sdk::engine::StatsDelta;
+use tero_sdk::{Engine, EngineHandle, Policy};
+
+/// What one provider last delivered and how its syncs went.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderState {
+    pub id: String,
+    pub kind: &'static str,
+    pub policies: Vec<Policy>,
+    pub hash: String,
+    /// Policies the provider could not even decode, as messages.
+    pub rejected: Vec<String>,
+    /// Set once the provider delivered a set (possibly empty).
+    pub loaded: bool,
+    pub last_attempt: Option<SystemTime>,
+    pub last_success: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+    /// How the provider currently receives policies (e.g. "file", "http").
+    pub transport: &'static str,
+}
+
+#[derive(Default)]
+struct State {
+    providers: Vec<ProviderState>,
+    /// The provider whose copy of a policy id is (or last was) active.
+    owners: HashMap<String, String>,
+    /// (policy id, provider whose copy lost to a later provider).
+    shadowed: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Ledger {
+    totals: BTreeMap<String, StatsDelta>,
+    /// Deltas not yet acknowledged by each provider, by policy id.
+    unsent: HashMap<String, BTreeMap<String, StatsDelta>>,
+}
+
+pub struct PolicyRegistry {
+    handle: EngineHandle,
+    state: Mutex<State>,
+    ledger: Mutex<Ledger>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl PolicyRegistry {
+    /// A registry for providers `(id, kind)` in priority order (later wins).
+    pub fn new(providers: &[(String, &'static str)]) -> Self {
+        let providers = providers
+            .iter()
+            .map(|(id, kind)| ProviderState {
+                id: id.clone(),
+                kind,
+                transport: kind,
+                ..Default::default()
+            })
+            .collect();
+        PolicyRegistry {
+            handle: EngineHandle::new(),
+            state: Mutex::new(State {
+                providers,
+                ..Default::default()
+            }),
+            ledger: Mutex::default(),
+        }
+    }
+
+    /// The current engine; hold it for one scrape.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.handle.load()
+    }
+
+    /// Ready once every provider has finished its first attempt (or there
+    /// are no providers): a scrape does not run on a half-loaded set at
+    /// start-up, and an unreachable provider cannot keep the Edge unready
+    /// (it fails open with what it has).
+    pub fn ready(&self) -> bool {
+        lock(&self.state)
+            .providers
+            .iter()
+            .all(|p| p.loaded || p.last_attempt.is_some())
+    }
+
+    /// Replaces `provider`'s whole set and recompiles the merged set.
+    pub fn update(
+        &self,
+        provider: &str,
+        policies: Vec<Policy>,
+        hash: String,
+        rejected: Vec<String>,
+    ) {
+        // Credit pending counts to the owners they were earned under
+        // before ownership can move.
+        self.collect();
+        let mut state = lock(&self.state);
+        let Some(slot) = state.providers.iter_mut().find(|p| p.id == provider) else {
+            tracing::error!(provider, "update from an unknown provider ignored");
+            return;
+        };
+        slot.policies = policies;
+        slot.hash = hash;
+        slot.rejected = rejected;
+        slot.loaded = true;
+        let mut merged: BTreeMap<String, (&Policy, &str)> = BTreeMap::new();
+        let mut shadowed = Vec::new();
+        for p in &state.providers {
+            for policy in &p.policies {
+                if let Some((_, loser)) = merged.insert(policy.id.clone(), (policy, &p.id)) {
+                    shadowed.push((policy.id.clone(), loser.to_owned()));
+                }
+            }
+        }
+        let owners: Vec<(String, String)> = merged
+            .iter()
+            .map(|(id, (_, owner))| (id.clone(), (*owner).to_owned()))
+            .collect();
+        let set: Vec<Policy> = merged.into_values().map(|(p, _)| p.clone()).collect();
+        for (id, owner) in &shadowed {
+            tracing::warn!(policy = %id, shadowed_provider = %owner, "duplicate policy id: the later provider's copy wins");
+        }
+        state.shadowed = shadowed;
+        state.owners.extend(owners);
+        let engine = self.handle.replace(&set);
+        let invalid = engine
+            .policies()
+            .iter()
+            .filter(|p| !p.errors.is_empty())
+            .count();
+        tracing::info!(
+            provider,
+            policies = set.len(),
+            metric_policies = engine.metric_policy_count(),
+            invalid,
+            "policy set applied"
+        );
+    }
+
+    /// Records the outcome of a sync attempt (success or the reason).
+    pub fn record_sync(&self, provider: &str, result: Result<(), String>) {
+        let mut state = lock(&self.state);
+        if let Some(p) = state.providers.iter_mut().find(|p| p.id == provider) {
+            let now = SystemTime::now();
+            p.last_attempt = Some(now);
+            match result {
+                Ok(()) => {
+                    p.last_success = Some(now);
+                    p.last_error = None;
+                    p.syncs_ok += 1;
+                }
+                Err(e) => {
+                    p.last_error = Some(e);
+                    p.syncs_failed += 1;
+                }
+            }
+        }
+    }
+
+    pub fn set_transport(&self, provider: &str, transport: &'static str) {
+        let mut state = lock(&self.state);
+        if let Some(p) = state.providers.iter_mut().find(|p| p.id == provider) {
+            p.transport = transport;
+        }
+    }
+
+    /// The hash of the set `provider` last delivered.
+    pub fn provider_hash(&self, provider: &str) -> Option<String> {
+        let state = lock(&self.state);
+        state
+            .providers
+            .iter()
+            .find(|p| p.id == provider && p.loaded)
+            .map(|p| p.hash.clone())
+    }
+
+    pub fn providers(&self) -> Vec<ProviderState> {
+        lock(&self.state).providers.clone()
+    }
+
+    pub fn shadowed(&self) -> Vec<(String, String)> {
+        lock(&self.state).shadowed.clone()
+    }
+
+    /// The provider whose copy of `id` is active.
+    pub fn owner(&self, id: &str) -> Option<String> {
+        lock(&self.state).owners.get(id).cloned()
+    }
+
+    /// Moves every counter delta from the engine into the books.
+    pub fn collect(&self) {
+        let deltas = self.handle.registry().take_all();
+        if deltas.is_empty() {
+            return;
+        }
+        let owners = lock(&self.state).owners.clone();
+        let mut ledger = lock(&self.ledger);
+        for (id, delta) in deltas {
+            ledger.totals.entry(id.clone()).or_default().merge(&delta);
+            if let Some(owner) = owners.get(&id) {
+                ledger
+                    .unsent
+                    .entry(owner.clone())
+                    .or_default()
+                    .entry(id)
+                    .or_default()
+                    .merge(&delta);
+            }
+        }
+    }
+
+    /// Totals since start, by policy id.
+    pub fn totals(&self) -> BTreeMap<String, StatsDelta> {
+        self.collect();
+        lock(&self.ledger).totals.clone()
+    }
+
+    /// Takes `provider`'s unreported deltas for a sync request. Give them
+    /// back with [`PolicyRegistry::restore_unsent`] if the request fails.
+    pub fn take_unsent(&self, provider: &str) -> BTreeMap<String, StatsDelta> {
+        self.collect();
+        lock(&self.ledger)
+            .unsent
+            .remove(provider)
+            .unwrap_or_default()
+    }
+
+    /// Merges deltas of a failed report back, so the next report carries
+    /// them: nothing lost, nothing counted twice.
+    pub fn restore_unsent(&self, provider: &str, deltas: BTreeMap<String, StatsDelta>) {
+        let mut ledger = lock(&self.ledger);
+        let unsent = ledger.unsent.entry(provider.to_owned()).or_default();
+        for (id, delta) in deltas {
+            unsent.entry(id).or_default().merge(&delta);
+        }
+    }
+
+    /// The `policy_statuses` of a sync request: `deltas` plus an entry for
+    /// every policy of this provider with compile errors.
+    pub fn statuses(
+        &self,
+        provider: &str,
+        deltas: &BTreeMap<String, StatsDelta>,
+    ) -> Vec<PolicySyncStatus> {
+        let engine = self.engine();
+        let owners = lock(&self.state).owners.clone();
+        let mut out: BTreeMap<String, PolicySyncStatus> = BTreeMap::new();
+        for (id, d) in deltas {
+            out.insert(id.clone(), status_of(id, d));
+        }
+        for info in engine.policies() {
+            if info.errors.is_empty() || owners.get(&info.id).map(String::as_str) != Some(provider)
+            {
+                continue;
+            }
+            out.entry(info.id.clone())
+                .or_insert_with(|| status_of(&info.id, &StatsDelta::default()))
+                .errors = info.error_messages();
+        }
+        out.into_values().collect()
+    }
+}
+
+fn status_of(id: &str, d: &StatsDelta) -> PolicySyncStatus {
+    let stage = |hits: u64, misses: u64| {
+        (hits > 0 || misses > 0).then_some(TransformStageStatus {
+            hits: hits as i64,
+            misses: misses as i64,
+        })
+    };
+    PolicySyncStatus {
+        id: id.to_owned(),
+        match_hits: d.match_hits as i64,
+        match_misses: d.match_misses as i64,
+        errors: Vec::new(),
+        remove: stage(d.remove_hits, d.remove_misses),
+        redact: stage(d.redact_hits, d.redact_misses),
+        rename: stage(d.rename_hits, d.rename_misses),
+        add: stage(d.add_hits, d.add_misses),
+    }
+}

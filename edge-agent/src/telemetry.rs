@@ -1,0 +1,507 @@
+//! The Edge's own metrics, rendered in Prometheus text at `/_edge/metrics`.
+//!
+//! Counters are plain atomics updated once per scrape (a scrape sums its
+//! line counts locally), so self-metrics cost nothing per line.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::filter::{Limit, ScrapeCounters};
+use crate::registry::PolicyRegistry;
+
+/// How a scrape ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeResult {
+    Ok,
+    UpstreamError,
+    Timeout,
+    Aborted,
+    Truncated,
+    Rejected,
+}
+
+impl ScrapeResult {
+    const ALL: [ScrapeResult; 6] = [
+        ScrapeResult::Ok,
+        ScrapeResult::UpstreamError,
+        ScrapeResult::Timeout,
+        ScrapeResult::Aborted,
+        ScrapeResult::Truncated,
+        ScrapeResult::Rejected,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ScrapeResult::Ok => "ok",
+            ScrapeResult::UpstreamError => "upstream_error",
+            ScrapeResult::Timeout => "timeout",
+            ScrapeResult::Aborted => "aborted",
+            ScrapeResult::Truncated => "truncated",
+            ScrapeResult::Rejected => "rejected",
+        }
+    }
+}
+
+/// Why a scrape was relayed without filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfiltered {
+    NoPolicies,
+    ContentType,
+    Encoding,
+    Status,
+}
+
+impl Unfiltered {
+    const ALL: [Unfiltered; 4] = [
+        Unfiltered::NoPolicies,
+        Unfiltered::ContentType,
+        Unfiltered::Encoding,
+        Unfiltered::Status,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Unfiltered::NoPolicies => "no_policies",
+            Unfiltered::ContentType => "content_type",
+            Unfiltered::Encoding => "encoding",
+            Unfiltered::Status => "upstream_status",
+        }
+    }
+}
+
+/// Upstream failure kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    Connect,
+    Timeout,
+    Reset,
+    Decode,
+    Status,
+}
+
+impl UpstreamError {
+    const ALL: [UpstreamError; 5] = [
+        UpstreamError::Connect,
+        UpstreamError::Timeout,
+        UpstreamError::Reset,
+        UpstreamError::Decode,
+        UpstreamError::Status,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Reset => "reset",
+            UpstreamError::Decode => "decode",
+            UpstreamError::Status => "status",
+        }
+    }
+}
+
+const DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+pub struct EdgeMetrics {
+    scrapes: [AtomicU64; 6],
+    duration_buckets: [AtomicU64; 12],
+    duration_count: AtomicU64,
+    duration_sum_micros: AtomicU64,
+    bytes_in_wire: AtomicU64,
+    bytes_in_decoded: AtomicU64,
+    bytes_out_decoded: AtomicU64,
+    bytes_out_wire: AtomicU64,
+    series_kept: AtomicU64,
+    series_dropped: AtomicU64,
+    lines_sample: AtomicU64,
+    lines_metadata: AtomicU64,
+    lines_comment: AtomicU64,
+    lines_unparsed: AtomicU64,
+    lines_oversized: AtomicU64,
+    lines_dropped: AtomicU64,
+    eval_errors: AtomicU64,
+    truncated_input: AtomicU64,
+    truncated_output: AtomicU64,
+    unfiltered: [AtomicU64; 4],
+    upstream_errors: [AtomicU64; 5],
+    rejected_busy: AtomicU64,
+}
+
+impl EdgeMetrics {
+    pub fn scrape_finished(&self, result: ScrapeResult, elapsed: Duration) {
+        let i = ScrapeResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
+        self.scrapes[i].fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        for (bucket, bound) in self.duration_buckets.iter().zip(DURATION_BUCKETS) {
+            if secs <= bound {
+                bucket.fetch_add(1, Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Relaxed);
+        self.duration_sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+    }
+
+    pub fn add_filter(&self, c: &ScrapeCounters) {
+        self.series_kept.fetch_add(c.series_kept, Relaxed);
+        self.series_dropped.fetch_add(c.series_dropped, Relaxed);
+        self.lines_sample.fetch_add(c.lines_sample, Relaxed);
+        self.lines_metadata.fetch_add(c.lines_metadata, Relaxed);
+        self.lines_comment.fetch_add(c.lines_comment, Relaxed);
+        self.lines_unparsed.fetch_add(c.lines_unparsed, Relaxed);
+        self.lines_oversized.fetch_add(c.lines_oversized, Relaxed);
+        self.lines_dropped.fetch_add(c.lines_dropped, Relaxed);
+        self.eval_errors.fetch_add(c.eval_errors, Relaxed);
+        match c.truncated {
+            Some(Limit::Input) => self.truncated_input.fetch_add(1, Relaxed),
+            Some(Limit::Output) => self.truncated_output.fetch_add(1, Relaxed),
+            None => 0,
+        };
+    }
+
+    pub fn add_bytes(&self, in_wire: u64, in_decoded: u64, out_decoded: u64, out_wire: u64) {
+        self.bytes_in_wire.fetch_add(in_wire, Relaxed);
+        self.bytes_in_decoded.fetch_add(in_decoded, Relaxed);
+        self.bytes_out_decoded.fetch_add(out_decoded, Relaxed);
+        self.bytes_out_wire.fetch_add(out_wire, Relaxed);
+    }
+
+    pub fn unfiltered(&self, reason: Unfiltered) {
+        let i = Unfiltered::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.unfiltered[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        let i = UpstreamError::ALL
+            .iter()
+            .position(|r| *r == kind)
+            .unwrap_or(0);
+        self.upstream_errors[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn rejected_busy(&self) {
+        self.rejected_busy.fetch_add(1, Relaxed);
+    }
+
+    /// Renders everything in Prometheus text 0.0.4.
+    pub fn render(&self, registry: &PolicyRegistry) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        let w = &mut out;
+        family(w, "edge_build_info", "gauge", "Build of this Edge.");
+        let _ = writeln!(
+            w,
+            "edge_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        family(
+            w,
+            "edge_scrapes_total",
+            "counter",
+            "Scrapes served, by result.",
+        );
+        for (r, c) in ScrapeResult::ALL.iter().zip(&self.scrapes) {
+            let _ = writeln!(
+                w,
+                "edge_scrapes_total{{result=\"{}\"}} {}",
+                r.label(),
+                c.load(Relaxed)
+            );
+        }
+        family(
+            w,
+            "edge_scrape_rejected_total",
+            "counter",
+            "Scrapes refused with 503 because too many were in flight.",
+        );
+        let _ = writeln!(
+            w,
+            "edge_scrape_rejected_total {}",
+            self.rejected_busy.load(Relaxed)
+        );
+        family(
+            w,
+            "edge_scrape_duration_seconds",
+            "histogram",
+            "Time from request to the last response byte.",
+        );
+        for (b, bound) in self.duration_buckets.iter().zip(DURATION_BUCKETS) {
+            let _ = writeln!(
+                w,
+                "edge_scrape_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                b.load(Relaxed)
+            );
+        }
+        let count = self.duration_count.load(Relaxed);
+        let _ = writeln!(
+            w,
+            "edge_scrape_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            w,
+            "edge_scrape_duration_seconds_sum {}",
+            self.duration_sum_micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(w, "edge_scrape_duration_seconds_count {count}");
+        family(
+            w,
+            "edge_scrape_bytes_total",
+            "counter",
+            "Scrape bytes: read from upstream (wire, decoded) and written (decoded, wire).",
+        );
+        for (d, c) in [
+            ("in_wire", &self.bytes_in_wire),
+            ("in_decoded", &self.bytes_in_decoded),
+            ("out_decoded", &self.bytes_out_decoded),
+            ("out_wire", &self.bytes_out_wire),
+        ] {
+            let _ = writeln!(
+                w,
+                "edge_scrape_bytes_total{{direction=\"{d}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        family(
+            w,
+            "edge_scrape_series_total",
+            "counter",
+            "Series judged, by decision.",
+        );
+        for (d, c) in [
+            ("kept", &self.series_kept),
+            ("dropped", &self.series_dropped),
+        ] {
+            let _ = writeln!(
+                w,
+                "edge_scrape_series_total{{decision=\"{d}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        family(
+            w,
+            "edge_scrape_lines_total",
+            "counter",
+            "Lines read, by kind.",
+        );
+        for (k, c) in [
+            ("sample", &self.lines_sample),
+            ("metadata", &self.lines_metadata),
+            ("comment", &self.lines_comment),
+            ("unparsed", &self.lines_unparsed),
+            ("oversized", &self.lines_oversized),
+        ] {
+            let _ = writeln!(
+                w,
+                "edge_scrape_lines_total{{kind=\"{k}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        family(
+            w,
+            "edge_scrape_lines_dropped_total",
+            "counter",
+            "Sample lines dropped by policies.",
+        );
+        let _ = writeln!(
+            w,
+            "edge_scrape_lines_dropped_total {}",
+            self.lines_dropped.load(Relaxed)
+        );
+        family(
+            w,
+            "edge_eval_errors_total",
+            "counter",
+            "Series kept because evaluation failed.",
+        );
+        let _ = writeln!(
+            w,
+            "edge_eval_errors_total {}",
+            self.eval_errors.load(Relaxed)
+        );
+        family(
+            w,
+            "edge_scrape_truncated_total",
+            "counter",
+            "Scrapes cut by a byte cap.",
+        );
+        for (l, c) in [
+            ("input", &self.truncated_input),
+            ("output", &self.truncated_output),
+        ] {
+            let _ = writeln!(
+                w,
+                "edge_scrape_truncated_total{{limit=\"{l}\"}} {}",
+                c.load(Relaxed)
+            );
+        }
+        family(
+            w,
+            "edge_scrape_unfiltered_total",
+            "counter",
+            "Scrapes relayed without filtering, by reason.",
+        );
+        for (r, c) in Unfiltered::ALL.iter().zip(&self.unfiltered) {
+            let _ = writeln!(
+                w,
+                "edge_scrape_unfiltered_total{{reason=\"{}\"}} {}",
+                r.label(),
+                c.load(Relaxed)
+            );
+        }
+        family(
+            w,
+            "edge_upstream_errors_total",
+            "counter",
+            "Upstream failures, by kind.",
+        );
+        for (k, c) in UpstreamError::ALL.iter().zip(&self.upstream_errors) {
+            let _ = writeln!(
+                w,
+                "edge_upstream_errors_total{{kind=\"{}\"}} {}",
+                k.label(),
+                c.load(Relaxed)
+            );
+        }
+        render_policies(w, registry);
+        out
+    }
+}
+
+fn family(w: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// Escapes a label value for the text format.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_policies(w: &mut String, registry: &PolicyRegistry) {
+    let engine = registry.engine();
+    family(
+        w,
+        "edge_policies_loaded",
+        "gauge",
+        "Valid, enabled policies in the active set, by signal.",
+    );
+    let invalid = engine
+        .policies()
+        .iter()
+        .filter(|p| !p.errors.is_empty())
+        .count();
+    let _ = writeln!(
+        w,
+        "edge_policies_loaded{{signal=\"metric\"}} {}",
+        engine.metric_policy_count()
+    );
+    let _ = writeln!(
+        w,
+        "edge_policies_loaded{{signal=\"log\"}} {}",
+        engine.log_policy_count()
+    );
+    let _ = writeln!(
+        w,
+        "edge_policies_loaded{{signal=\"trace\"}} {}",
+        engine.trace_policy_count()
+    );
+    family(
+        w,
+        "edge_policy_errors",
+        "gauge",
+        "Policies in the active set that are invalid (inert).",
+    );
+    let _ = writeln!(w, "edge_policy_errors {invalid}");
+
+    let providers = registry.providers();
+    family(
+        w,
+        "edge_policy_sync_total",
+        "counter",
+        "Policy provider syncs, by result.",
+    );
+    for p in &providers {
+        let id = label_value(&p.id);
+        let _ = writeln!(
+            w,
+            "edge_policy_sync_total{{provider=\"{id}\",result=\"ok\"}} {}",
+            p.syncs_ok
+        );
+        let _ = writeln!(
+            w,
+            "edge_policy_sync_total{{provider=\"{id}\",result=\"error\"}} {}",
+            p.syncs_failed
+        );
+    }
+    family(
+        w,
+        "edge_policy_sync_last_success_timestamp_seconds",
+        "gauge",
+        "When each provider last delivered policies.",
+    );
+    for p in &providers {
+        let ts = p
+            .last_success
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        let _ = writeln!(
+            w,
+            "edge_policy_sync_last_success_timestamp_seconds{{provider=\"{}\"}} {ts}",
+            label_value(&p.id)
+        );
+    }
+    family(
+        w,
+        "edge_policy_provider_up",
+        "gauge",
+        "1 if the provider's last sync succeeded.",
+    );
+    for p in &providers {
+        let up = u8::from(p.loaded && p.last_error.is_none());
+        let _ = writeln!(
+            w,
+            "edge_policy_provider_up{{provider=\"{}\",transport=\"{}\"}} {up}",
+            label_value(&p.id),
+            p.transport
+        );
+    }
+
+    let totals = registry.totals();
+    let per_policy: [(&str, &str, fn(&tero_sdk::engine::StatsDelta) -> u64); 4] = [
+        (
+            "edge_policy_match_hits_total",
+            "Series a policy matched and decided or agreed with.",
+            |d| d.match_hits,
+        ),
+        (
+            "edge_policy_match_misses_total",
+            "Series a policy matched but lost to a stricter one.",
+            |d| d.match_misses,
+        ),
+        (
+            "edge_policy_series_dropped_total",
+            "Series this policy dropped.",
+            |d| d.records_dropped,
+        ),
+        (
+            "edge_policy_bytes_dropped_total",
+            "Exposition bytes this policy dropped.",
+            |d| d.bytes_dropped,
+        ),
+    ];
+    for (name, help, get) in per_policy {
+        family(w, name, "counter", help);
+        for (id, d) in &totals {
+            let _ = writeln!(w, "{name}{{policy_id=\"{}\"}} {}", label_value(id), get(d));
+        }
+    }
+}
