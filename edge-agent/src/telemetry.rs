@@ -475,7 +475,11 @@ fn render_policies(w: &mut String, registry: &PolicyRegistry) {
         );
     }
 
-    let totals = registry.totals();
+    // Every active policy appears, with zeros until it matches.
+    let mut totals = registry.totals();
+    for p in engine.policies() {
+        totals.entry(p.id.clone()).or_default();
+    }
     let per_policy: [(&str, &str, fn(&tero_sdk::engine::StatsDelta) -> u64); 4] = [
         (
             "edge_policy_match_hits_total",

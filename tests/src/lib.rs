@@ -1,0 +1,182 @@
+//! Helpers for end-to-end tests: start the real binaries and their
+//! neighbours on loopback ports chosen at run time, and clean up on drop.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub mod upstream;
+
+/// A free loopback port (bound and released; the race is acceptable in tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A workspace binary built by `cargo test --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: run `cargo test --workspace` (or `cargo build --bin {name}`) first",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed (and reaped) on drop; its stderr goes to a file
+/// printed when a test fails.
+pub struct Process {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, command: &mut Command, log_dir: &Path) -> Process {
+        let log = log_dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("create log file");
+        let err = file.try_clone().expect("clone log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Process {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("----- {} log -----\n{}", self.name, self.log());
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A plain HTTP GET: status, headers and body (ureq follows no redirects
+/// and decodes no content encodings here).
+pub fn http_get(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.call().map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let hdrs = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .map_err(|e| e.to_string())?;
+    Ok((status, hdrs, body))
+}
+
+/// A running `tero-edge` with its config in a temporary directory.
+pub struct Edge {
+    pub process: Process,
+    pub port: u16,
+    pub dir: Arc<tempfile::TempDir>,
+}
+
+impl Edge {
+    /// Starts `tero-edge` with `config` (the listen port is filled in) and
+    /// waits until `/_ready` answers 200.
+    pub fn start(mut config: serde_json::Value, dir: Arc<tempfile::TempDir>, name: &str) -> Edge {
+        let port = free_port();
+        config["listen_address"] = "127.0.0.1".into();
+        config["listen_port"] = port.into();
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let process = Process::spawn(
+            name,
+            Command::new(binary("tero-edge"))
+                .arg(&path)
+                .env("RUST_LOG", "info"),
+            dir.path(),
+        );
+        let edge = Edge { process, port, dir };
+        wait_for(Duration::from_secs(20), "tero-edge /_ready", || {
+            http_get(&edge.url("/_ready"), &[])
+                .ok()
+                .filter(|r| r.0 == 200)
+        });
+        edge
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}

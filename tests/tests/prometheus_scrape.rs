@@ -1,0 +1,272 @@
+//! A real Prometheus scrapes applications through `tero-edge`; its HTTP API
+//! must show exactly the series the policies keep — for a plain, a gzip
+//! and an OpenMetrics upstream.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tero_e2e::upstream::{Compression, Upstream};
+use tero_e2e::{Edge, Process, free_port, http_get, wait_for};
+
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn exposition(openmetrics: bool) -> String {
+    let counter_family = if openmetrics {
+        "http_requests"
+    } else {
+        "http_requests_total"
+    };
+    let mut s = format!(
+        "# HELP {counter_family} Requests served.\n# TYPE {counter_family} counter\n\
+         http_requests_total{{method=\"GET\",code=\"200\"}} 1027\n\
+         http_requests_total{{method=\"POST\",code=\"500\"}} 3\n\
+         # HELP debug_cache_entries Entries in the debug cache.\n# TYPE debug_cache_entries gauge\n\
+         debug_cache_entries{{cache=\"a\"}} 12\ndebug_cache_entries{{cache=\"b\"}} 7\n\
+         # HELP request_duration_seconds Latency.\n# TYPE request_duration_seconds histogram\n"
+    );
+    for route in ["/a", "/b"] {
+        for le in ["0.1", "0.5", "1", "+Inf"] {
+            s.push_str(&format!(
+                "request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} 4\n"
+            ));
+        }
+        s.push_str(&format!(
+            "request_duration_seconds_sum{{route=\"{route}\"}} 1.5\n"
+        ));
+        s.push_str(&format!(
+            "request_duration_seconds_count{{route=\"{route}\"}} 4\n"
+        ));
+    }
+    s.push_str(
+        "# HELP user_sessions Open sessions.\n# TYPE user_sessions gauge\n\
+         user_sessions{tier=\"public\"} 40\nuser_sessions{tier=\"internal\"} 2\n\
+         # HELP rpc_latency_seconds RPC latency.\n# TYPE rpc_latency_seconds summary\n\
+         rpc_latency_seconds{quantile=\"0.5\"} 0.01\nrpc_latency_seconds{quantile=\"0.9\"} 0.05\n\
+         rpc_latency_seconds_sum 12\nrpc_latency_seconds_count 900\n",
+    );
+    if openmetrics {
+        s.push_str("# EOF\n");
+    }
+    s
+}
+
+const POLICIES: &str = r#"
+policies:
+  - id: drop-debug
+    name: Drop debug families
+    metric:
+      match:
+        - metric_field: name
+          regex: "^debug_"
+      keep: false
+  - id: drop-latency-histogram
+    name: Drop the request latency histogram
+    metric:
+      match:
+        - metric_field: name
+          exact: request_duration_seconds
+      keep: false
+  - id: drop-internal-sessions
+    name: Drop internal sessions
+    metric:
+      match:
+        - datapoint_attribute: tier
+          exact: internal
+      keep: false
+  - id: bucket-bound-is-not-an-attribute
+    name: A policy on le matches nothing
+    metric:
+      match:
+        - datapoint_attribute: le
+          exact: "0.5"
+      keep: false
+"#;
+
+/// The series Prometheus must hold for one job, as `name{k="v",…}`.
+fn expected_series() -> BTreeSet<String> {
+    [
+        r#"http_requests_total{code="200",method="GET"}"#,
+        r#"http_requests_total{code="500",method="POST"}"#,
+        r#"user_sessions{tier="public"}"#,
+        r#"rpc_latency_seconds{quantile="0.5"}"#,
+        r#"rpc_latency_seconds{quantile="0.9"}"#,
+        "rpc_latency_seconds_sum{}",
+        "rpc_latency_seconds_count{}",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn series_key(labels: &serde_json::Map<String, Value>) -> Option<String> {
+    let name = labels.get("__name__")?.as_str()?;
+    if name == "up" || name.starts_with("scrape_") {
+        return None;
+    }
+    let mut pairs: Vec<String> = labels
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "__name__" | "job" | "instance"))
+        .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    Some(format!("{name}{{{}}}", pairs.join(",")))
+}
+
+fn prometheus_binary() -> String {
+    for candidate in ["prometheus", "/usr/bin/prometheus"] {
+        if Command::new(candidate).arg("--version").output().is_ok() {
+            return candidate.to_owned();
+        }
+    }
+    panic!(
+        "the `prometheus` binary is required (Debian package `prometheus`; .ci/run installs it)"
+    );
+}
+
+fn query(prom: &str, path: &str) -> Option<Value> {
+    let (status, _, body) = http_get(&format!("{prom}{path}"), &[]).ok()?;
+    (status == 200).then(|| serde_json::from_slice(&body).ok())?
+}
+
+#[test]
+fn prometheus_sees_exactly_the_kept_series() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let policy_file = dir.path().join("policies.yaml");
+    std::fs::write(&policy_file, POLICIES).unwrap();
+
+    let upstreams = [
+        (
+            "plain",
+            Upstream::start(exposition(false).into_bytes(), TEXT, Compression::None),
+        ),
+        (
+            "gzip",
+            Upstream::start(exposition(false).into_bytes(), TEXT, Compression::Gzip),
+        ),
+        (
+            "openmetrics",
+            Upstream::start(
+                exposition(true).into_bytes(),
+                OPENMETRICS,
+                Compression::Gzip,
+            ),
+        ),
+    ];
+    let edges: Vec<(&str, Edge)> = upstreams
+        .iter()
+        .map(|(job, up)| {
+            let config = json!({
+                "upstream_url": up.url(),
+                "service": {"name": format!("app-{job}")},
+                "policy_providers": [{"id": "local", "type": "file", "path": policy_file}],
+            });
+            (
+                *job,
+                Edge::start(config, dir.clone(), &format!("edge-{job}")),
+            )
+        })
+        .collect();
+
+    let scrape_configs: Vec<String> = edges
+        .iter()
+        .map(|(job, edge)| {
+            format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['{}']\n",
+                edge.addr()
+            )
+        })
+        .collect();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &prom_config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}",
+            scrape_configs.concat()
+        ),
+    )
+    .unwrap();
+    let prom_port = free_port();
+    let _prometheus = Process::spawn(
+        "prometheus",
+        Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", prom_config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .arg("--log.level=warn"),
+        dir.path(),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+
+    for (job, _) in &edges {
+        // Three successful scrapes, so every kept series has been ingested.
+        wait_for(
+            Duration::from_secs(60),
+            &format!("3 good scrapes of {job}"),
+            || {
+                let q =
+                    format!("/api/v1/query?query=sum_over_time(up%7Bjob%3D%22{job}%22%7D%5B1m%5D)");
+                let v = query(&prom, &q)?;
+                let value = v["data"]["result"][0]["value"][1]
+                    .as_str()?
+                    .parse::<f64>()
+                    .ok()?;
+                (value >= 3.0).then_some(())
+            },
+        );
+        let v = query(
+            &prom,
+            &format!("/api/v1/series?match%5B%5D=%7Bjob%3D%22{job}%22%7D"),
+        )
+        .expect("series API");
+        let seen: BTreeSet<String> = v["data"]
+            .as_array()
+            .expect("series list")
+            .iter()
+            .filter_map(|s| series_key(s.as_object()?))
+            .collect();
+        assert_eq!(seen, expected_series(), "series of job {job}");
+
+        let up = query(
+            &prom,
+            &format!("/api/v1/query?query=up%7Bjob%3D%22{job}%22%7D"),
+        )
+        .unwrap();
+        assert_eq!(up["data"]["result"][0]["value"][1], "1", "{job} is up");
+    }
+
+    // The gzip upstreams were really compressed and decoded by the Edge.
+    for (job, edge) in &edges {
+        let (_, _, body) = http_get(&edge.url("/_edge/metrics"), &[]).unwrap();
+        let text = String::from_utf8(body).unwrap();
+        let value = |series: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{series} missing in self-metrics:\n{text}"))
+        };
+        let wire = value("edge_scrape_bytes_total{direction=\"in_wire\"}");
+        let decoded = value("edge_scrape_bytes_total{direction=\"in_decoded\"}");
+        if *job == "plain" {
+            assert_eq!(wire, decoded, "{job}: identity body");
+        } else {
+            assert!(
+                wire < decoded,
+                "{job}: gzip body decoded ({wire} < {decoded})"
+            );
+        }
+        assert!(value("edge_scrape_series_total{decision=\"dropped\"}") > 0.0);
+        assert!(
+            value("edge_policy_series_dropped_total{policy_id=\"drop-latency-histogram\"}") >= 2.0
+        );
+        assert_eq!(
+            value("edge_policy_match_hits_total{policy_id=\"bucket-bound-is-not-an-attribute\"}"),
+            0.0
+        );
+    }
+}
