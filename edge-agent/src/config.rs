@@ -476,7 +476,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     .ok_or_else(|| ConfigError::key(at("url"), "required for an http provider"))?;
                 let url = http_url(&at("url"), &url, "/v1/policy/sync")?;
                 let secs = p.poll_interval_secs.unwrap_or(30.0);
-                if !(secs >= 1.0 && secs <= 86_400.0) {
+                if !(1.0..=86_400.0).contains(&secs) {
                     return Err(ConfigError::key(
                         at("poll_interval_secs"),
                         "must be between 1 and 86400 seconds",

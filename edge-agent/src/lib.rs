@@ -15,4 +15,6 @@ pub mod filter;
 pub mod providers;
 pub mod proxy;
 pub mod registry;
+#[doc(hidden)]
+pub mod synthetic;
 pub mod telemetry;

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use tero_sdk::engine::StatsDelta;
+
 use crate::filter::{Limit, ScrapeCounters};
 use crate::registry::PolicyRegistry;
 
@@ -480,7 +482,8 @@ fn render_policies(w: &mut String, registry: &PolicyRegistry) {
     for p in engine.policies() {
         totals.entry(p.id.clone()).or_default();
     }
-    let per_policy: [(&str, &str, fn(&tero_sdk::engine::StatsDelta) -> u64); 4] = [
+    type Read = fn(&StatsDelta) -> u64;
+    let per_policy: [(&str, &str, Read); 4] = [
         (
             "edge_policy_match_hits_total",
             "Series a policy matched and decided or agreed with.",

@@ -109,12 +109,29 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
     }
 }
 
-/// A plain HTTP GET: status, headers and body (ureq follows no redirects
-/// and decodes no content encodings here).
-pub fn http_get(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+/// A response as the tests see it.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A plain HTTP GET (ureq here decodes no content encoding, so the body
+/// is what was on the wire).
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -137,7 +154,11 @@ pub fn http_get(
         .limit(1 << 30)
         .read_to_vec()
         .map_err(|e| e.to_string())?;
-    Ok((status, hdrs, body))
+    Ok(HttpResponse {
+        status,
+        headers: hdrs,
+        body,
+    })
 }
 
 /// A running `tero-edge` with its config in a temporary directory.
@@ -167,7 +188,7 @@ impl Edge {
         wait_for(Duration::from_secs(20), "tero-edge /_ready", || {
             http_get(&edge.url("/_ready"), &[])
                 .ok()
-                .filter(|r| r.0 == 200)
+                .filter(|r| r.status == 200)
         });
         edge
     }

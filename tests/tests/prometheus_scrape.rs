@@ -128,8 +128,8 @@ fn prometheus_binary() -> String {
 }
 
 fn query(prom: &str, path: &str) -> Option<Value> {
-    let (status, _, body) = http_get(&format!("{prom}{path}"), &[]).ok()?;
-    (status == 200).then(|| serde_json::from_slice(&body).ok())?
+    let r = http_get(&format!("{prom}{path}"), &[]).ok()?;
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
 }
 
 #[test]
@@ -243,8 +243,7 @@ fn prometheus_sees_exactly_the_kept_series() {
 
     // The gzip upstreams were really compressed and decoded by the Edge.
     for (job, edge) in &edges {
-        let (_, _, body) = http_get(&edge.url("/_edge/metrics"), &[]).unwrap();
-        let text = String::from_utf8(body).unwrap();
+        let text = http_get(&edge.url("/_edge/metrics"), &[]).unwrap().text();
         let value = |series: &str| -> f64 {
             text.lines()
                 .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())

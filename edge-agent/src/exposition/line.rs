@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::labels::{LabelIter, closing_quote, decode_escapes};
+use super::labels::{closing_quote, decode_escapes};
 
 /// A metric or family name as written: bare, or quoted UTF-8 (text 1.0,
 /// OpenMetrics 2) whose escapes are decoded on demand.
@@ -34,6 +34,11 @@ pub struct Sample<'a> {
     /// The pairs between the braces (after the quoted name, if the name is
     /// inside them); empty when the sample has no labels.
     pub labels: &'a [u8],
+    /// Where the `le` and `quantile` pairs are in `labels` (with their
+    /// trailing comma), found during the one scan of the line, so that
+    /// series identity needs no second pass.
+    pub le: Option<(usize, usize)>,
+    pub quantile: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,11 +180,16 @@ fn parse_sample(line: &[u8]) -> Option<Sample<'_>> {
             _ => (name, Some(end), end),
         }
     };
-    let (labels, rest_from) = match after_name {
-        Some(end) => (&line[labels_from..labels_from], end),
+    let (labels, rest_from, le, quantile) = match after_name {
+        Some(end) => (&line[labels_from..labels_from], end, None, None),
         None => {
-            let close = label_section_end(line, labels_from)?;
-            (&line[labels_from..close], close + 1)
+            let scan = scan_labels(line, labels_from)?;
+            (
+                &line[labels_from..scan.close],
+                scan.close + 1,
+                scan.le,
+                scan.quantile,
+            )
         }
     };
     // A value must follow, separated by whitespace.
@@ -187,22 +197,84 @@ fn parse_sample(line: &[u8]) -> Option<Sample<'_>> {
     if value_at == rest_from || value_at >= line.len() {
         return None;
     }
-    Some(Sample { name, labels })
+    Some(Sample {
+        name,
+        labels,
+        le,
+        quantile,
+    })
 }
 
-/// Finds the `}` closing a label section that starts at `from`, checking
-/// the pairs on the way.
-fn label_section_end(line: &[u8], from: usize) -> Option<usize> {
-    // Quote-aware scan for the closing brace, then a strict pair walk.
+struct LabelScan {
+    close: usize,
+    le: Option<(usize, usize)>,
+    quantile: Option<(usize, usize)>,
+}
+
+/// Validates the pairs of a label section starting at `from` in one pass
+/// and finds its closing `}`. Ranges are relative to `from`. This is the
+/// hot loop of the filter: plain byte loops, because label names and
+/// values are short and a vectorised search costs more to set up than it
+/// saves on them.
+fn scan_labels(line: &[u8], from: usize) -> Option<LabelScan> {
+    let len = line.len();
+    let mut scan = LabelScan {
+        close: 0,
+        le: None,
+        quantile: None,
+    };
     let mut i = from;
     loop {
-        let at = i + memchr::memchr2(b'"', b'}', &line[i..])?;
-        if line[at] == b'}' {
-            let mut pairs = LabelIter::new(&line[from..at]);
-            pairs.by_ref().for_each(drop);
-            return (!pairs.failed()).then_some(at);
+        i = skip_blanks(line, i);
+        let pair_start = i;
+        match *line.get(i)? {
+            b'}' => {
+                scan.close = i;
+                return Some(scan);
+            }
+            b'"' => {
+                i = closing_quote(line, i + 1)? + 1;
+            }
+            b if b.is_ascii_alphabetic() || b == b'_' => {
+                i += 1;
+                while i < len && (line[i].is_ascii_alphanumeric() || line[i] == b'_') {
+                    i += 1;
+                }
+            }
+            _ => return None,
         }
-        i = closing_quote(line, at + 1)? + 1;
+        let name = &line[pair_start..i];
+        i = skip_blanks(line, i);
+        if line.get(i) != Some(&b'=') {
+            return None;
+        }
+        i = skip_blanks(line, i + 1);
+        if line.get(i) != Some(&b'"') {
+            return None;
+        }
+        i += 1;
+        loop {
+            match *line.get(i)? {
+                b'"' => break,
+                b'\\' => i += 2,
+                _ => i += 1,
+            }
+        }
+        i = skip_blanks(line, i + 1);
+        let pair_end = match *line.get(i)? {
+            b',' => {
+                i += 1;
+                i
+            }
+            b'}' => i,
+            _ => return None,
+        };
+        let range = Some((pair_start - from, pair_end - from));
+        match name {
+            b"le" | b"\"le\"" => scan.le = range,
+            b"quantile" | b"\"quantile\"" => scan.quantile = range,
+            _ => {}
+        }
     }
 }
 

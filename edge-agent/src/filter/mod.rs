@@ -27,7 +27,7 @@ use tero_sdk::Engine;
 use tero_sdk::engine::{MetricSelector, SeriesDecision};
 
 use crate::exposition::family::StructuralLabel;
-use crate::exposition::{FamilyType, Format, LabelIter, Line, MetaKind, Metadata, Sample};
+use crate::exposition::{FamilyType, Format, Line, MetaKind, Metadata, Sample};
 pub use series::{FamilyFacts, Resource, SeriesView};
 
 const EOF_LINE: &[u8] = b"# EOF\n";
@@ -269,12 +269,9 @@ impl ScrapeFilter {
                 }
                 Some(i) => {
                     let prefix = self.carry.split().freeze();
-                    if self.oversized(
-                        &mut out,
-                        &prefix,
-                        Src::Owned(prefix.clone()),
-                        prefix.len() + i + 1,
-                    ) {
+                    let head = self.head(&prefix, &bytes[pos..pos + i + 1]);
+                    let total = prefix.len() + i + 1;
+                    if self.oversized(&mut out, &head, Src::Owned(prefix), total) {
                         self.raw(&mut out, Src::Range(pos, pos + i + 1));
                     }
                     pos += i + 1;
@@ -285,8 +282,9 @@ impl ScrapeFilter {
                 }
                 None => {
                     let prefix = self.carry.split().freeze();
+                    let head = self.head(&prefix, &bytes[pos..]);
                     let len = prefix.len() + bytes.len() - pos;
-                    if self.oversized(&mut out, &prefix, Src::Owned(prefix.clone()), len) {
+                    if self.oversized(&mut out, &head, Src::Owned(prefix), len) {
                         self.raw(&mut out, Src::Range(pos, bytes.len()));
                         self.passthrough = true;
                     }
@@ -378,6 +376,19 @@ impl ScrapeFilter {
         }
     }
 
+    /// The first `max_line_bytes` of a line split across chunks.
+    fn head(&self, carried: &[u8], rest: &[u8]) -> Vec<u8> {
+        let want = self
+            .opts
+            .max_line_bytes
+            .saturating_sub(carried.len())
+            .min(rest.len());
+        let mut head = Vec::with_capacity(carried.len() + want);
+        head.extend_from_slice(carried);
+        head.extend_from_slice(&rest[..want]);
+        head
+    }
+
     /// Room for `len` more bytes, keeping space for a final `# EOF`.
     fn fits(&self, len: usize) -> bool {
         let cap = self.opts.max_output_bytes;
@@ -436,10 +447,15 @@ impl ScrapeFilter {
             Line::Sample(sample) => self.sample(out, sample, line.len(), src),
             Line::Metadata(meta) => self.metadata(out, meta, line.len(), src),
             Line::Eof if self.opts.format == Format::OpenMetrics => {
-                // Always room: `fits` reserved it.
-                self.raw(out, src);
-                self.eof_sent = true;
-                self.done = true;
+                let cap = self.opts.max_output_bytes;
+                if cap == 0 || self.written + line.len() as u64 <= cap {
+                    self.raw(out, src);
+                    self.eof_sent = true;
+                    self.done = true;
+                } else {
+                    // `# EOF\r\n` is a byte longer than the reserved room.
+                    self.cut_output(out);
+                }
             }
             Line::Blank | Line::Comment | Line::Eof => {
                 self.counters.lines_comment += 1;
@@ -505,7 +521,7 @@ impl ScrapeFilter {
         if !family.named || !family.facts.kind.is_member(&family.facts.name, &name) {
             family.start(&name, FamilyType::Untyped);
         }
-        let decision = self.decide(sample.labels);
+        let decision = self.decide(&sample);
         if decision.keep {
             let pending = if self.family.emitted {
                 0
@@ -529,30 +545,36 @@ impl ScrapeFilter {
     }
 
     /// The decision for the series a sample line belongs to, evaluated and
-    /// counted once per series.
-    fn decide(&mut self, labels: &[u8]) -> SeriesDecision {
-        let structural = self.family.facts.kind.structural_label();
-        let identity: &[u8] = match structural {
-            Some(label) => {
-                identity_without(labels, label, &mut self.identity);
-                &self.identity
+    /// counted once per series.
+    fn decide(&mut self, sample: &Sample<'_>) -> SeriesDecision {
+        let labels = sample.labels;
+        let kind = self.family.facts.kind;
+        let cut = match kind.structural_label() {
+            Some(StructuralLabel::Le) => sample.le,
+            Some(StructuralLabel::Quantile) => sample.quantile,
+            None => None,
+        };
+        let identity: &[u8] = match cut {
+            Some((start, end)) => {
+                self.identity.clear();
+                self.identity.extend_from_slice(&labels[..start]);
+                self.identity.extend_from_slice(&labels[end..]);
+                trim_separators(&self.identity)
             }
-            None => labels,
+            None => trim_separators(labels),
         };
         if let Some(last) = self.family.last
             && self.family.last_identity == identity
         {
             return last;
         }
-        let memo_key = structural.map(|_| FxBuildHasher.hash_one(identity));
+        // Lines of one series that are not adjacent find their
+        // decision here instead of being evaluated and counted again.
+        let memo_key = kind.multi_line().then(|| FxBuildHasher.hash_one(identity));
         if let Some(key) = memo_key
             && let Some(&decision) = self.family.memo.get(&key)
         {
-            remember(
-                &mut self.family,
-                identity_copy(structural, labels, &self.identity),
-                decision,
-            );
+            remember(&mut self.family, identity, decision);
             return decision;
         }
         let view = SeriesView {
@@ -587,19 +609,37 @@ impl ScrapeFilter {
             }
             self.family.memo.insert(key, decision);
         }
-        remember(
-            &mut self.family,
-            identity_copy(structural, labels, &self.identity),
-            decision,
-        );
+        remember(&mut self.family, identity, decision);
         decision
     }
 
-    /// A line longer than the line buffer: passes whole and unfiltered.
-    /// `prefix` is its start (at least the line buffer), `total` the bytes
-    /// known so far. Returns false if the output cap stopped it.
-    fn oversized(&mut self, out: &mut Out<'_>, prefix: &[u8], src: Src, total: usize) -> bool {
-        let pending = if self.family.emitted {
+    /// A line longer than the line buffer: passes whole and unfiltered
+    /// . `head` is at least its first `max_line_bytes` (or all of
+    /// it), for reading its name; `src` is what to emit now and `total` the
+    /// bytes of the line known so far. Returns false if the output cap
+    /// stopped it.
+    fn oversized(&mut self, out: &mut Out<'_>, head: &[u8], src: Src, total: usize) -> bool {
+        let head = &head[..head.len().min(self.opts.max_line_bytes)];
+        // family tracking advances when the name is readable.
+        let name = match crate::exposition::parse_line(head) {
+            Line::Metadata(m) => m.name.decoded().map(|n| (n.into_owned(), false)),
+            _ => leading_name(head).map(|n| (n, true)),
+        };
+        let new_family = name.as_ref().filter(|(name, is_sample)| {
+            !self.family.named
+                || if *is_sample {
+                    !self
+                        .family
+                        .facts
+                        .kind
+                        .is_member(&self.family.facts.name, name)
+                } else {
+                    self.family.facts.name != *name
+                }
+        });
+        // A new family drops the old one's unsent metadata; the
+        // line's own family sends its metadata first.
+        let pending = if new_family.is_some() || self.family.emitted {
             0
         } else {
             self.family.pending_len
@@ -609,29 +649,15 @@ impl ScrapeFilter {
             return false;
         }
         self.counters.lines_oversized += 1;
-        if self.family.named && !self.family.emitted {
+        if let Some((name, _)) = new_family {
+            let name = name.clone();
+            self.family.start(&name, FamilyType::Untyped);
+        } else if self.family.named && !self.family.emitted {
             self.flush_metadata(out);
         }
-        // Family tracking still advances when the name is readable.
-        let head = &prefix[..prefix.len().min(self.opts.max_line_bytes)];
-        let name = match crate::exposition::parse_line(head) {
-            Line::Metadata(m) => m.name.decoded().map(|n| (n.into_owned(), false)),
-            _ => leading_name(head).map(|n| (n, true)),
-        };
-        if let Some((name, is_sample)) = name {
-            let member = self.family.named
-                && if is_sample {
-                    self.family
-                        .facts
-                        .kind
-                        .is_member(&self.family.facts.name, &name)
-                } else {
-                    self.family.facts.name == name
-                };
-            if !member {
-                self.family.start(&name, FamilyType::Untyped);
-            }
+        if name.is_some() {
             self.family.emitted = true;
+            self.family.last = None;
         }
         self.raw(out, src);
         true
@@ -661,29 +687,14 @@ fn leading_name(line: &[u8]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&line[..end]).into_owned())
 }
 
-/// Copies `labels` into `out` without the structural label's pair.
-fn identity_without(labels: &[u8], label: StructuralLabel, out: &mut Vec<u8>) {
-    out.clear();
-    let mut from = 0;
-    for pair in LabelIter::new(labels) {
-        if pair.name_is(label.name()) {
-            out.extend_from_slice(&labels[from..pair.start]);
-            from = pair.end;
-        }
-    }
-    out.extend_from_slice(&labels[from..]);
-}
-
-fn identity_copy<'a>(
-    structural: Option<StructuralLabel>,
-    labels: &'a [u8],
-    scratch: &'a [u8],
-) -> &'a [u8] {
-    if structural.is_some() {
-        scratch
-    } else {
-        labels
-    }
+/// A label section without trailing separators, so `a="1",le="2"` minus
+/// its `le` pair and `a="1"` name the same series.
+fn trim_separators(labels: &[u8]) -> &[u8] {
+    let end = labels
+        .iter()
+        .rposition(|&b| !matches!(b, b',' | b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    &labels[..end]
 }
 
 #[cfg(test)]

@@ -761,7 +761,7 @@ rpc_created{svc=\"b\"} 5
 }
 
 #[test]
-#[ignore = "BUG: series identity keeps the comma before a trailing le/quantile pair (identity of _bucket{a=..,le=..} is `a=..,`, of _sum{a=..} is `a=..`), so each histogram/summary series is evaluated and counted twice (match_hits, records_dropped, series_kept/series_dropped)"]
+
 fn hits_and_drops_are_counted_once_per_series() {
     // Typical client output: `le` last.
     let items = [
@@ -813,7 +813,7 @@ fn hits_are_counted_once_per_series_with_le_first() {
 }
 
 #[test]
-#[ignore = "BUG: series identity keeps the comma before a trailing le/quantile pair (identity of _bucket{a=..,le=..} is `a=..,`, of _sum{a=..} is `a=..`), so each histogram/summary series is evaluated and counted twice (match_hits, records_dropped, series_kept/series_dropped)"]
+
 fn summary_hits_are_counted_once_per_series() {
     let input = "\
 # TYPE rpc summary
@@ -853,7 +853,7 @@ h_count{a=\"2\"} 2
 }
 
 #[test]
-#[ignore = "BUG: counter series have no decision memo, so `foo_created{a}` that is not adjacent to `foo_total{a}` re-evaluates the series and counts it again (R-3.3/R-3.4)"]
+
 fn openmetrics_counter_lines_that_are_not_contiguous_are_counted_once() {
     let input = "\
 # TYPE foo counter
@@ -1226,6 +1226,24 @@ fn oversized_lines_with_a_small_line_buffer_at_every_split() {
 }
 
 #[test]
+fn line_buffer_boundary_is_exact() {
+    let opts = FilterOptions {
+        max_line_bytes: 16,
+        ..text()
+    };
+    let p = dropping(&["{metric_field: name, exact: x}"]);
+    let fits = "x{a=\"1234567\"} 1";
+    let over = "x{a=\"12345678\"} 1";
+    let crlf_over = "x{a=\"1234567\"} 1\r";
+    assert_eq!((fits.len(), over.len(), crlf_over.len()), (16, 17, 17));
+    let input = format!("{fits}\n{over}\n{fits}\n{crlf_over}\n{fits}\n");
+    let run = filter(&p, opts, &input);
+    assert_eq!(run.text(), format!("{over}\n{crlf_over}\n"));
+    assert_eq!(run.counters.lines_oversized, 2);
+    assert_eq!(run.counters.lines_dropped, 3);
+}
+
+#[test]
 fn oversized_line_flushes_its_own_family_metadata_first() {
     let opts = FilterOptions {
         max_line_bytes: 32,
@@ -1239,7 +1257,7 @@ fn oversized_line_flushes_its_own_family_metadata_first() {
 }
 
 #[test]
-#[ignore = "BUG: an oversized line that starts a new family releases the previous, fully dropped family's pending HELP/TYPE (R-2.1/R-2.3)"]
+
 fn oversized_line_of_a_new_family_does_not_release_dropped_metadata() {
     let opts = FilterOptions {
         max_line_bytes: 32,
@@ -1253,7 +1271,7 @@ fn oversized_line_of_a_new_family_does_not_release_dropped_metadata() {
 }
 
 #[test]
-#[ignore = "BUG: when an oversized line is split so that only a few bytes of it were carried from the previous chunk, family tracking uses a truncated name (e.g. `big_t`), so the next lines of the family lose its TYPE/HELP; output depends on chunking"]
+
 fn oversized_line_keeps_family_tracking_at_every_split() {
     let opts = FilterOptions {
         max_line_bytes: 32,
@@ -1438,7 +1456,7 @@ fn output_cap_with_an_oversized_line_overshoots_by_at_most_that_line() {
 }
 
 #[test]
-#[ignore = "BUG: an input `# EOF` line with CRLF is 7 bytes but only 6 are reserved for the terminator, so the output cap is exceeded by one byte"]
+
 fn output_cap_holds_with_a_crlf_eof() {
     let p = dropping(&["{metric_field: name, exact: x}"]);
     let input = "a 1\r\nb 2\r\n# EOF\r\n";

@@ -77,9 +77,8 @@ pub struct BodySource {
 
 fn data_frames(body: Incoming, wire: Arc<AtomicU64>) -> WireStream {
     Box::pin(body.into_data_stream().map(move |r| {
-        r.map(|b| {
+        r.inspect(|b| {
             wire.fetch_add(b.len() as u64, Relaxed);
-            b
         })
         .map_err(io::Error::other)
     }))
