@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use tero_proto::policy::{PolicySyncStatus, TransformStageStatus};
 use tero_sdk::engine::StatsDelta;
+use tero_sdk::policy::policy_set_hash;
 use tero_sdk::{Engine, EngineHandle, Policy};
 
 /// What one provider last delivered and how its syncs went.
@@ -43,6 +44,8 @@ pub struct ProviderState {
 #[derive(Default)]
 struct State {
     providers: Vec<ProviderState>,
+    /// Content hash of each active policy, by id.
+    policy_hashes: HashMap<String, String>,
     /// The provider whose copy of a policy id is (or last was) active.
     owners: HashMap<String, String>,
     /// (policy id, provider whose copy lost to a later provider).
@@ -143,6 +146,10 @@ impl PolicyRegistry {
         }
         state.shadowed = shadowed;
         state.owners.extend(owners);
+        state.policy_hashes = set
+            .iter()
+            .map(|p| (p.id.clone(), policy_set_hash(std::slice::from_ref(p))))
+            .collect();
         let engine = self.handle.replace(&set);
         let invalid = engine
             .policies()
@@ -201,6 +208,11 @@ impl PolicyRegistry {
 
     pub fn shadowed(&self) -> Vec<(String, String)> {
         lock(&self.state).shadowed.clone()
+    }
+
+    /// The content hash of the active policy `id`.
+    pub fn policy_hash(&self, id: &str) -> Option<String> {
+        lock(&self.state).policy_hashes.get(id).cloned()
     }
 
     /// The provider whose copy of `id` is active.
@@ -298,5 +310,128 @@ fn status_of(id: &str, d: &StatsDelta) -> PolicySyncStatus {
         redact: stage(d.redact_hits, d.redact_misses),
         rename: stage(d.rename_hits, d.rename_misses),
         add: stage(d.add_hits, d.add_misses),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tero_sdk::engine::{FieldValue, MetricSelector, MetricView};
+    use tero_sdk::policy::{Format, parse_policies};
+
+    struct Named(&'static str);
+    impl MetricView for Named {
+        fn get(&self, s: &MetricSelector) -> Option<FieldValue<'_>> {
+            matches!(
+                s,
+                MetricSelector::Field(tero_proto::policy::MetricField::Name)
+            )
+            .then(|| FieldValue::str(self.0))
+        }
+    }
+
+    fn drop_named(id: &str, name: &str) -> Policy {
+        let yaml = format!(
+            "id: {id}\nname: {id}\nmetric:\n  match:\n    - metric_field: name\n      exact: {name}\n  keep: false\n"
+        );
+        parse_policies(&yaml, Format::Yaml)
+            .unwrap()
+            .policies
+            .remove(0)
+    }
+
+    fn registry() -> PolicyRegistry {
+        PolicyRegistry::new(&[("file".into(), "file"), ("remote".into(), "http")])
+    }
+
+    #[test]
+    fn a_later_provider_wins_a_duplicate_id_and_the_loser_is_listed() {
+        let r = registry();
+        r.update(
+            "file",
+            vec![drop_named("p", "a"), drop_named("q", "x")],
+            "h1".into(),
+            vec![],
+        );
+        r.update("remote", vec![drop_named("p", "b")], "h2".into(), vec![]);
+        let engine = r.engine();
+        assert!(
+            engine.evaluate_metric(&Named("a")),
+            "file's copy of p is shadowed"
+        );
+        assert!(
+            !engine.evaluate_metric(&Named("b")),
+            "remote's copy of p is active"
+        );
+        assert!(!engine.evaluate_metric(&Named("x")));
+        assert_eq!(r.shadowed(), vec![("p".to_string(), "file".to_string())]);
+        assert_eq!(r.owner("p").as_deref(), Some("remote"));
+        assert_eq!(r.owner("q").as_deref(), Some("file"));
+        assert!(r.policy_hash("p").is_some());
+    }
+
+    #[test]
+    fn ready_after_every_provider_tried_once() {
+        let r = registry();
+        assert!(!r.ready());
+        r.update("file", vec![], "h".into(), vec![]);
+        assert!(!r.ready());
+        r.record_sync("remote", Err("unreachable".into()));
+        assert!(r.ready());
+        assert!(PolicyRegistry::new(&[]).ready());
+    }
+
+    #[test]
+    fn every_count_reaches_totals_and_its_owner_exactly_once() {
+        let r = registry();
+        r.update("file", vec![drop_named("f", "a")], "h1".into(), vec![]);
+        r.update("remote", vec![drop_named("g", "b")], "h2".into(), vec![]);
+        for _ in 0..3 {
+            assert!(!r.engine().evaluate_metric(&Named("a")));
+        }
+        for _ in 0..5 {
+            assert!(!r.engine().evaluate_metric(&Named("b")));
+        }
+        // A failed report is given back and merged with later counts.
+        let first = r.take_unsent("remote");
+        assert_eq!(first["g"].match_hits, 5);
+        r.restore_unsent("remote", first);
+        assert!(!r.engine().evaluate_metric(&Named("b")));
+        let second = r.take_unsent("remote");
+        assert_eq!(second["g"].match_hits, 6);
+        assert!(!second.contains_key("f"), "f belongs to the file provider");
+        assert!(r.take_unsent("remote").is_empty(), "taken once");
+        assert_eq!(r.take_unsent("file")["f"].match_hits, 3);
+        // Totals saw everything once, whatever the providers did.
+        let totals = r.totals();
+        assert_eq!(totals["f"].match_hits, 3);
+        assert_eq!(totals["g"].match_hits, 6);
+    }
+
+    #[test]
+    fn statuses_carry_deltas_and_compile_errors_of_own_policies() {
+        let r = registry();
+        let mut broken = drop_named("bad", "a");
+        if let Some(tero_proto::policy::policy::Target::Metric(m)) = &mut broken.target {
+            m.r#match[0].r#match =
+                Some(tero_proto::policy::metric_matcher::Match::Regex("(".into()));
+        }
+        r.update(
+            "remote",
+            vec![broken, drop_named("ok", "b")],
+            "h".into(),
+            vec![],
+        );
+        assert!(!r.engine().evaluate_metric(&Named("b")));
+        let deltas = r.take_unsent("remote");
+        let statuses = r.statuses("remote", &deltas);
+        let bad = statuses
+            .iter()
+            .find(|s| s.id == "bad")
+            .expect("errors reported");
+        assert!(!bad.errors.is_empty());
+        let ok = statuses.iter().find(|s| s.id == "ok").unwrap();
+        assert_eq!(ok.match_hits, 1);
+        assert!(r.statuses("file", &BTreeMap::new()).is_empty());
     }
 }

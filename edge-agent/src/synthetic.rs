@@ -25,9 +25,26 @@ pub fn family_name(i: usize) -> String {
 /// Text 0.0.4 of at least `target_bytes`: families cycle counter, gauge,
 /// histogram, each with `series_per_family` label sets.
 pub fn exposition(target_bytes: usize, series_per_family: usize) -> Vec<u8> {
-    let mut out = String::with_capacity(target_bytes + 64 * 1024);
+    let mut all = Vec::with_capacity(target_bytes + 64 * 1024);
+    render(target_bytes, series_per_family, 64 * 1024, &mut |piece| {
+        all.extend_from_slice(piece)
+    });
+    all
+}
+
+/// Renders the same exposition as [`exposition`], handing it to `sink`
+/// in pieces of about `piece_bytes` as it is formatted, the way an
+/// exporter streams its response.
+pub fn render(
+    target_bytes: usize,
+    series_per_family: usize,
+    piece_bytes: usize,
+    sink: &mut dyn FnMut(&[u8]),
+) {
+    let mut out = String::with_capacity(piece_bytes + 16 * 1024);
+    let mut rendered = 0;
     let mut family = 0;
-    while out.len() < target_bytes {
+    while rendered + out.len() < target_bytes {
         let name = family_name(family);
         let kind = ["counter", "gauge", "histogram"][family % 3];
         let _ = writeln!(out, "# HELP {name} Synthetic {kind} number {family}.");
@@ -49,8 +66,6 @@ pub fn exposition(target_bytes: usize, series_per_family: usize) -> Vec<u8> {
             );
             match kind {
                 "histogram" => {
-                    let base = name.trim_end_matches("_seconds");
-                    let _ = base;
                     for (b, le) in BUCKETS.iter().enumerate() {
                         let _ = writeln!(
                             out,
@@ -65,10 +80,17 @@ pub fn exposition(target_bytes: usize, series_per_family: usize) -> Vec<u8> {
                     let _ = writeln!(out, "{name}{{{labels}}} {}", (s * 31 + family) % 100_000);
                 }
             }
+            if out.len() >= piece_bytes {
+                rendered += out.len();
+                sink(out.as_bytes());
+                out.clear();
+            }
         }
         family += 1;
     }
-    out.into_bytes()
+    if !out.is_empty() {
+        sink(out.as_bytes());
+    }
 }
 
 /// `count` metric policies in YAML: about 7 in 10 exact-name drops of

@@ -70,12 +70,67 @@ pub enum Line<'a> {
     Invalid,
 }
 
+/// Byte classes of the name grammar, as one table lookup per byte.
+const METRIC_START: u8 = 1;
+const METRIC_CHAR: u8 = 2;
+const LABEL_CHAR: u8 = 4;
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        if alpha || c == b':' {
+            t[b] |= METRIC_START | METRIC_CHAR;
+        }
+        if digit {
+            t[b] |= METRIC_CHAR;
+        }
+        if alpha || digit {
+            t[b] |= LABEL_CHAR;
+        }
+        b += 1;
+    }
+    t
+};
+
 fn is_metric_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+    CLASSES[b as usize] & METRIC_START != 0
 }
 
 fn is_metric_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+    CLASSES[b as usize] & METRIC_CHAR != 0
+}
+
+fn is_label_char(b: u8) -> bool {
+    CLASSES[b as usize] & LABEL_CHAR != 0
+}
+
+/// The index of the first `"` or `\` at or after `i`, eight bytes at a
+/// time: label values are mostly 5–40 bytes, too short for a vectorised
+/// search to pay off and long enough for a byte loop to dominate.
+#[inline]
+fn quote_or_escape(line: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const SLASHES: u64 = ONES * b'\\' as u64;
+    while let Some(word) = line.get(i..i + 8) {
+        let w = u64::from_le_bytes(word.try_into().ok()?);
+        let q = w ^ QUOTES;
+        let e = w ^ SLASHES;
+        // Bytes that became zero: exact for the lowest set bit.
+        let hits = (q.wrapping_sub(ONES) & !q | e.wrapping_sub(ONES) & !e) & HIGHS;
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    line[i..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|p| i + p)
 }
 
 /// The end of a bare metric name starting at `from` (exclusive).
@@ -237,7 +292,7 @@ fn scan_labels(line: &[u8], from: usize) -> Option<LabelScan> {
             }
             b if b.is_ascii_alphabetic() || b == b'_' => {
                 i += 1;
-                while i < len && (line[i].is_ascii_alphanumeric() || line[i] == b'_') {
+                while i < len && is_label_char(line[i]) {
                     i += 1;
                 }
             }
@@ -254,11 +309,11 @@ fn scan_labels(line: &[u8], from: usize) -> Option<LabelScan> {
         }
         i += 1;
         loop {
-            match *line.get(i)? {
-                b'"' => break,
-                b'\\' => i += 2,
-                _ => i += 1,
+            i = quote_or_escape(line, i)?;
+            if line[i] == b'"' {
+                break;
             }
+            i += 2;
         }
         i = skip_blanks(line, i + 1);
         let pair_end = match *line.get(i)? {

@@ -237,18 +237,19 @@ impl HttpProvider {
     fn apply(&mut self, response: SyncResponse) {
         self.last_sync_timestamp = response.sync_timestamp_unix_nano;
         self.last_recommended = response.recommended_sync_interval_seconds;
-        self.registry.record_sync(&self.id, Ok(()));
-        if self.applied_hash.as_deref() == Some(response.hash.as_str()) {
-            return;
+        if self.applied_hash.as_deref() != Some(response.hash.as_str()) {
+            let hash = if response.hash.is_empty() {
+                tero_sdk::policy::policy_set_hash(&response.policies)
+            } else {
+                response.hash
+            };
+            tracing::info!(provider = %self.id, policies = response.policies.len(), %hash, "new policy set from the server");
+            self.registry
+                .update(&self.id, response.policies, hash.clone(), Vec::new());
+            self.applied_hash = Some(hash);
         }
-        let hash = if response.hash.is_empty() {
-            tero_sdk::policy::policy_set_hash(&response.policies)
-        } else {
-            response.hash
-        };
-        tracing::info!(provider = %self.id, policies = response.policies.len(), %hash, "new policy set from the server");
-        self.registry
-            .update(&self.id, response.policies, hash.clone(), Vec::new());
-        self.applied_hash = Some(hash);
+        // Recorded after the update: the first recorded attempt makes the
+        // Edge ready, and ready must mean the delivered set is applied.
+        self.registry.record_sync(&self.id, Ok(()));
     }
 }

@@ -102,6 +102,7 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
                 "signal": p.signal.map(|s| s.as_str()),
                 "enabled": p.enabled,
                 "provider": registry.owner(&p.id),
+                "hash": registry.policy_hash(&p.id),
                 "applied": p.errors.is_empty() && p.enabled && p.signal == Some(tero_sdk::Signal::Metric),
                 "errors": p.error_messages(),
                 "stats": {

@@ -33,6 +33,8 @@ use crate::telemetry::{ScrapeResult, Unfiltered, UpstreamError};
 
 const TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 const TRUNCATED_HEADER: &str = "x-edge-truncated";
+/// Frames between the filter task and the client connection.
+const FRAMES_IN_FLIGHT: usize = 8;
 
 /// Records a scrape's outcome when its response is finished or dropped
 /// (a client that disconnects mid-body counts as aborted).
@@ -329,9 +331,22 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
         finished: false,
         failed: None,
     };
-    let body = StreamBody::new(stream::unfold(scrape, |mut s| async move {
-        let frame = s.next_frame().await?;
-        Some((frame, s))
+    // Reading upstream and filtering run in their own task, writing to the
+    // client in the connection's: two cores share one scrape. The channel
+    // is short, so backpressure still reaches upstream; a client
+    // that goes away drops the receiver, which stops the producer.
+    let (tx, rx) = tokio::sync::mpsc::channel(FRAMES_IN_FLIGHT);
+    tokio::spawn(async move {
+        let mut scrape = scrape;
+        while let Some(frame) = scrape.next_frame().await {
+            if tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let body = StreamBody::new(stream::unfold(rx, |mut rx| async move {
+        let frame = rx.recv().await?;
+        Some((frame, rx))
     }));
     builder
         .body(body.boxed_unsync())
