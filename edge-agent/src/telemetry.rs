@@ -204,31 +204,24 @@ impl EdgeMetrics {
             "edge_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         );
-        family(
+
+        let results = ScrapeResult::ALL.iter().map(|r| r.label());
+        counter(
             w,
             "edge_scrapes_total",
-            "counter",
             "Scrapes served, by result.",
+            "result",
+            results.zip(&self.scrapes),
         );
-        for (r, c) in ScrapeResult::ALL.iter().zip(&self.scrapes) {
-            let _ = writeln!(
-                w,
-                "edge_scrapes_total{{result=\"{}\"}} {}",
-                r.label(),
-                c.load(Relaxed)
-            );
-        }
-        family(
+        let single = [("", &self.rejected_busy)];
+        counter(
             w,
             "edge_scrape_rejected_total",
-            "counter",
             "Scrapes refused with 503 because too many were in flight.",
+            "",
+            single,
         );
-        let _ = writeln!(
-            w,
-            "edge_scrape_rejected_total {}",
-            self.rejected_busy.load(Relaxed)
-        );
+
         family(
             w,
             "edge_scrape_duration_seconds",
@@ -243,137 +236,117 @@ impl EdgeMetrics {
             );
         }
         let count = self.duration_count.load(Relaxed);
+        let sum = self.duration_sum_micros.load(Relaxed) as f64 / 1e6;
         let _ = writeln!(
             w,
             "edge_scrape_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
         );
-        let _ = writeln!(
-            w,
-            "edge_scrape_duration_seconds_sum {}",
-            self.duration_sum_micros.load(Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(w, "edge_scrape_duration_seconds_sum {sum}");
         let _ = writeln!(w, "edge_scrape_duration_seconds_count {count}");
-        family(
-            w,
-            "edge_scrape_bytes_total",
-            "counter",
-            "Scrape bytes: read from upstream (wire, decoded) and written (decoded, wire).",
-        );
-        for (d, c) in [
+
+        let bytes = [
             ("in_wire", &self.bytes_in_wire),
             ("in_decoded", &self.bytes_in_decoded),
             ("out_decoded", &self.bytes_out_decoded),
             ("out_wire", &self.bytes_out_wire),
-        ] {
-            let _ = writeln!(
-                w,
-                "edge_scrape_bytes_total{{direction=\"{d}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        family(
+        ];
+        counter(
             w,
-            "edge_scrape_series_total",
-            "counter",
-            "Series judged, by decision.",
+            "edge_scrape_bytes_total",
+            "Scrape bytes: read from upstream (wire, decoded) and written (decoded, wire).",
+            "direction",
+            bytes,
         );
-        for (d, c) in [
+        let series = [
             ("kept", &self.series_kept),
             ("dropped", &self.series_dropped),
-        ] {
-            let _ = writeln!(
-                w,
-                "edge_scrape_series_total{{decision=\"{d}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        family(
+        ];
+        counter(
             w,
-            "edge_scrape_lines_total",
-            "counter",
-            "Lines read, by kind.",
+            "edge_scrape_series_total",
+            "Series judged, by decision.",
+            "decision",
+            series,
         );
-        for (k, c) in [
+        let lines = [
             ("sample", &self.lines_sample),
             ("metadata", &self.lines_metadata),
             ("comment", &self.lines_comment),
             ("unparsed", &self.lines_unparsed),
             ("oversized", &self.lines_oversized),
-        ] {
-            let _ = writeln!(
-                w,
-                "edge_scrape_lines_total{{kind=\"{k}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        family(
+        ];
+        counter(
+            w,
+            "edge_scrape_lines_total",
+            "Lines read, by kind.",
+            "kind",
+            lines,
+        );
+        let dropped = [("", &self.lines_dropped)];
+        counter(
             w,
             "edge_scrape_lines_dropped_total",
-            "counter",
             "Sample lines dropped by policies.",
+            "",
+            dropped,
         );
-        let _ = writeln!(
-            w,
-            "edge_scrape_lines_dropped_total {}",
-            self.lines_dropped.load(Relaxed)
-        );
-        family(
+        let errors = [("", &self.eval_errors)];
+        counter(
             w,
             "edge_eval_errors_total",
-            "counter",
             "Series kept because evaluation failed.",
+            "",
+            errors,
         );
-        let _ = writeln!(
-            w,
-            "edge_eval_errors_total {}",
-            self.eval_errors.load(Relaxed)
-        );
-        family(
-            w,
-            "edge_scrape_truncated_total",
-            "counter",
-            "Scrapes cut by a byte cap.",
-        );
-        for (l, c) in [
+        let limits = [
             ("input", &self.truncated_input),
             ("output", &self.truncated_output),
-        ] {
-            let _ = writeln!(
-                w,
-                "edge_scrape_truncated_total{{limit=\"{l}\"}} {}",
-                c.load(Relaxed)
-            );
-        }
-        family(
+        ];
+        counter(
+            w,
+            "edge_scrape_truncated_total",
+            "Scrapes cut by a byte cap.",
+            "limit",
+            limits,
+        );
+        let reasons = Unfiltered::ALL.iter().map(|r| r.label());
+        counter(
             w,
             "edge_scrape_unfiltered_total",
-            "counter",
             "Scrapes relayed without filtering, by reason.",
+            "reason",
+            reasons.zip(&self.unfiltered),
         );
-        for (r, c) in Unfiltered::ALL.iter().zip(&self.unfiltered) {
-            let _ = writeln!(
-                w,
-                "edge_scrape_unfiltered_total{{reason=\"{}\"}} {}",
-                r.label(),
-                c.load(Relaxed)
-            );
-        }
-        family(
+        let kinds = UpstreamError::ALL.iter().map(|k| k.label());
+        counter(
             w,
             "edge_upstream_errors_total",
-            "counter",
             "Upstream failures, by kind.",
+            "kind",
+            kinds.zip(&self.upstream_errors),
         );
-        for (k, c) in UpstreamError::ALL.iter().zip(&self.upstream_errors) {
-            let _ = writeln!(
-                w,
-                "edge_upstream_errors_total{{kind=\"{}\"}} {}",
-                k.label(),
-                c.load(Relaxed)
-            );
-        }
         render_policies(w, registry);
         out
+    }
+}
+
+/// A counter family: one sample per label value, or a single unlabelled
+/// sample when `label` is empty.
+fn counter<'a>(
+    w: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    samples: impl IntoIterator<Item = (&'a str, &'a AtomicU64)>,
+) {
+    family(w, name, "counter", help);
+    for (value, count) in samples {
+        let count = count.load(Relaxed);
+        if label.is_empty() {
+            let _ = writeln!(w, "{name} {count}");
+        } else {
+            let _ = writeln!(w, "{name}{{{label}=\"{value}\"}} {count}");
+        }
     }
 }
 

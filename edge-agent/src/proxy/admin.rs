@@ -3,27 +3,14 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
-use super::{EdgeState, ResponseBody};
+use super::{EdgeState, ResponseBody, full_response};
 
 fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
     let bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
-    let mut resp = Response::new(
-        Full::new(Bytes::from(bytes))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    full_response(status, "application/json", bytes)
 }
 
 pub fn health() -> Response<ResponseBody> {
@@ -50,16 +37,11 @@ pub fn ready(state: &EdgeState) -> Response<ResponseBody> {
 
 pub fn metrics(state: &EdgeState) -> Response<ResponseBody> {
     let body = state.metrics.render(&state.registry);
-    let mut resp = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    resp
+    full_response(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        body,
+    )
 }
 
 fn unix(t: Option<SystemTime>) -> Value {

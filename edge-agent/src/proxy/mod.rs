@@ -41,6 +41,9 @@ pub use negotiate::{accepts_gzip, rewrite_accept, strip_hop_by_hop};
 pub use source::Encoding;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// hyper's per-connection read/write buffer bound.
+const IO_BUFFER_BYTES: usize = 64 * 1024;
 pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 pub type UpstreamClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -63,9 +66,12 @@ impl EdgeState {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.prometheus.connect_timeout()));
         connector.set_nodelay(true);
+        // A bounded read buffer bounds what one scrape holds of its
+        // upstream body, whatever the response size.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(32)
+            .http1_max_buf_size(IO_BUFFER_BYTES)
             .build(connector);
         let scrapes = Arc::new(Semaphore::new(config.prometheus.max_concurrent_scrapes));
         EdgeState {
@@ -79,18 +85,25 @@ impl EdgeState {
     }
 }
 
-pub(crate) fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+/// A complete (non-streamed) response.
+pub(crate) fn full_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<ResponseBody> {
     let mut resp = Response::new(
-        Full::new(Bytes::from(body))
+        Full::new(body.into())
             .map_err(|e| match e {})
             .boxed_unsync(),
     );
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+pub(crate) fn text_response(status: StatusCode, body: String) -> Response<ResponseBody> {
+    full_response(status, "text/plain; charset=utf-8", body)
 }
 
 async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
@@ -140,7 +153,8 @@ pub async fn serve(
     drain: Duration,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().max_buf_size(IO_BUFFER_BYTES);
     loop {
         let (stream, peer): (_, SocketAddr) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -34,7 +34,7 @@ use crate::telemetry::{ScrapeResult, Unfiltered, UpstreamError};
 const TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
 const TRUNCATED_HEADER: &str = "x-edge-truncated";
 /// Frames between the filter task and the client connection.
-const FRAMES_IN_FLIGHT: usize = 8;
+const FRAMES_IN_FLIGHT: usize = 4;
 
 /// Records a scrape's outcome when its response is finished or dropped
 /// (a client that disconnects mid-body counts as aborted).
