@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod fixtures;
+pub mod sync_server;
 pub mod upstream;
 
 /// A free loopback port (bound and released; the race is acceptable in tests).
@@ -132,12 +134,27 @@ impl HttpResponse {
 /// A plain HTTP GET (ureq here decodes no content encoding, so the body
 /// is what was on the wire).
 pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, String> {
+    http_request("GET", url, headers)
+}
+
+/// A bodyless request (`GET` or `HEAD`); the body is what was on the wire.
+/// A body that ends early (connection reset, missing final chunk) is an
+/// error.
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut req = agent.get(url);
+    let mut req = match method {
+        "GET" => agent.get(url),
+        "HEAD" => agent.head(url),
+        other => panic!("http_request: unsupported method {other}"),
+    };
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -158,6 +175,15 @@ pub fn http_get(url: &str, headers: &[(&str, &str)]) -> Result<HttpResponse, Str
         status,
         headers: hdrs,
         body,
+    })
+}
+
+/// The value of one series (`name` or `name{labels}`, exactly as rendered)
+/// in a Prometheus text exposition.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.starts_with(' ').then(|| rest.trim().parse().ok())?
     })
 }
 
@@ -199,5 +225,26 @@ impl Edge {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `/_edge/metrics` as text.
+    pub fn self_metrics(&self) -> String {
+        let r = http_get(&self.url("/_edge/metrics"), &[]).expect("GET /_edge/metrics");
+        assert_eq!(r.status, 200, "/_edge/metrics: {}", r.text());
+        r.text()
+    }
+
+    /// One self-metric series (`name{labels}` exactly as rendered).
+    pub fn self_metric(&self, series: &str) -> f64 {
+        let text = self.self_metrics();
+        metric_value(&text, series)
+            .unwrap_or_else(|| panic!("{series} missing in self-metrics:\n{text}"))
+    }
+
+    /// `/_edge/policies` as JSON.
+    pub fn policies(&self) -> serde_json::Value {
+        let r = http_get(&self.url("/_edge/policies"), &[]).expect("GET /_edge/policies");
+        assert_eq!(r.status, 200, "/_edge/policies: {}", r.text());
+        serde_json::from_slice(&r.body).expect("/_edge/policies is JSON")
     }
 }

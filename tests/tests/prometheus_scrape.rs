@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tero_e2e::fixtures::{OPENMETRICS, TEXT};
 use tero_e2e::upstream::{Compression, Upstream};
 use tero_e2e::{Edge, Process, free_port, http_get, wait_for};
-
-const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 fn exposition(openmetrics: bool) -> String {
     let counter_family = if openmetrics {

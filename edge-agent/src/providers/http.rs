@@ -237,12 +237,14 @@ impl HttpProvider {
     fn apply(&mut self, response: SyncResponse) {
         self.last_sync_timestamp = response.sync_timestamp_unix_nano;
         self.last_recommended = response.recommended_sync_interval_seconds;
-        if self.applied_hash.as_deref() != Some(response.hash.as_str()) {
-            let hash = if response.hash.is_empty() {
-                tero_sdk::policy::policy_set_hash(&response.policies)
-            } else {
-                response.hash
-            };
+        // A server that sends no hash gets one computed here, and the
+        // comparison uses it: the same set resent is not recompiled.
+        let hash = if response.hash.is_empty() {
+            tero_sdk::policy::policy_set_hash(&response.policies)
+        } else {
+            response.hash
+        };
+        if self.applied_hash.as_deref() != Some(hash.as_str()) {
             tracing::info!(provider = %self.id, policies = response.policies.len(), %hash, "new policy set from the server");
             self.registry
                 .update(&self.id, response.policies, hash.clone(), Vec::new());

@@ -224,7 +224,16 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
             Unfiltered::NoPolicies
         };
         state.metrics.unfiltered(reason);
-        return relay(record, up_parts, body, deadline_at, is_head);
+        return relay_unfiltered(
+            record,
+            up_parts,
+            body,
+            deadline_at,
+            is_head,
+            filtering,
+            client_ae.as_deref(),
+        )
+        .await;
     }
 
     let content_type = up_parts
@@ -234,7 +243,16 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
     let Some(format) = Format::from_content_type(content_type) else {
         state.metrics.unfiltered(Unfiltered::ContentType);
         tracing::info!(upstream = %uri, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
-        return relay(record, up_parts, body, deadline_at, is_head);
+        return relay_unfiltered(
+            record,
+            up_parts,
+            body,
+            deadline_at,
+            is_head,
+            true,
+            client_ae.as_deref(),
+        )
+        .await;
     };
     let encoding_header = up_parts
         .headers
@@ -531,6 +549,85 @@ impl FilteredScrape {
             self.out_wire + queued,
         );
     }
+}
+
+/// Relays a response that is not filtered. When the Edge rewrote
+/// `Accept-Encoding` (`asked_encodings`) and upstream used an encoding the
+/// client did not ask for, the body is decoded on the way, so the client
+/// never receives an encoding it cannot read.
+async fn relay_unfiltered(
+    mut record: ScrapeRecord,
+    mut parts: http::response::Parts,
+    body: Incoming,
+    deadline: TokioInstant,
+    is_head: bool,
+    asked_encodings: bool,
+    client_accept_encoding: Option<&str>,
+) -> Response<ResponseBody> {
+    let coding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty() && v != "identity");
+    let Some(coding) = coding.filter(|c| {
+        asked_encodings && negotiate::encoding_quality(client_accept_encoding, c) <= 0.0
+    }) else {
+        return relay(record, parts, body, deadline, is_head);
+    };
+    let Some(encoding) = Encoding::from_header(Some(&coding)) else {
+        record.finish(ScrapeResult::UpstreamError);
+        return text_response(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "tero-edge: upstream answered with Content-Encoding {coding:?}, which the client does not accept\n"
+            ),
+        );
+    };
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    let status_ok = parts.status.is_success();
+    if is_head {
+        record.finish(if status_ok {
+            ScrapeResult::Ok
+        } else {
+            ScrapeResult::UpstreamError
+        });
+        return Response::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed_unsync());
+    }
+    let source = match tokio::time::timeout_at(deadline, BodySource::new(body, encoding)).await {
+        Ok(Ok(source)) => source,
+        _ => {
+            record.finish(ScrapeResult::UpstreamError);
+            return text_response(
+                StatusCode::BAD_GATEWAY,
+                "tero-edge: cannot read the upstream body\n".into(),
+            );
+        }
+    };
+    let frames = stream::unfold(Some((source, record)), move |state| async move {
+        let (mut source, mut record) = state?;
+        match tokio::time::timeout_at(deadline, source.next_chunk()).await {
+            Ok(Ok(Some(chunk))) => Some((Ok(Frame::data(chunk)), Some((source, record)))),
+            Ok(Ok(None)) => {
+                record.finish(if status_ok {
+                    ScrapeResult::Ok
+                } else {
+                    ScrapeResult::UpstreamError
+                });
+                None
+            }
+            Ok(Err(e)) => Some((Err(Box::new(e) as BoxError), None)),
+            Err(_) => {
+                record.finish(ScrapeResult::Timeout);
+                Some((Err("upstream deadline passed mid-body".into()), None))
+            }
+        }
+    });
+    Response::from_parts(parts, StreamBody::new(frames).boxed_unsync())
 }
 
 /// Relays upstream's response unchanged (fast path, non-2xx, unfilterable
