@@ -136,6 +136,16 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// User plus system CPU time of a process so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are
+    // the 12th and 13th of them, in clock ticks (100 Hz on Linux).
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -234,6 +244,7 @@ fn main() {
         let proxied_url = format!("{edge_url}{path}");
         let (mut direct, mut proxied) = (Vec::new(), Vec::new());
         let (mut direct_bytes, mut proxied_bytes) = (0, 0);
+        let mut edge_cpu = Duration::ZERO;
         runtime.block_on(async {
             for _ in 0..3 {
                 scrape(&client, &direct_url).await;
@@ -243,7 +254,9 @@ fn main() {
                 let (n, t) = scrape(&client, &direct_url).await;
                 direct_bytes = n;
                 direct.push(t);
+                let cpu = cpu_time(pid);
                 let (n, t) = scrape(&client, &proxied_url).await;
+                edge_cpu += cpu_time(pid).saturating_sub(cpu);
                 proxied_bytes = n;
                 proxied.push(t);
             }
@@ -264,6 +277,10 @@ fn main() {
             ms(percentile(&proxied, 0.9)),
             proxied_bytes,
             100.0 * proxied_bytes as f64 / direct_bytes as f64
+        );
+        println!(
+            "  tero-edge CPU per proxied scrape {:.1} ms",
+            ms(edge_cpu) / rounds as f64
         );
         println!(
             "  ratio proxied/direct: median {:.2}  p90 {:.2}  (target <= 1.5)",
