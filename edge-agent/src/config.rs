@@ -125,24 +125,28 @@ pub enum SyncEncoding {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderConfig {
-    File {
-        id: String,
-        path: PathBuf,
-    },
-    Http {
-        id: String,
-        /// The sync endpoint (`/v1/policy/sync` appended to a bare base).
-        url: Uri,
-        headers: Vec<Header>,
-        poll_interval: Duration,
-        encoding: SyncEncoding,
-    },
+    File { id: String, path: PathBuf },
+    Http(HttpProviderConfig),
+}
+
+/// A validated `type: "http"` provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpProviderConfig {
+    pub id: String,
+    /// The sync endpoint (`/v1/policy/sync` appended to a bare base).
+    pub url: Uri,
+    pub headers: Vec<Header>,
+    pub poll_interval: Duration,
+    pub encoding: SyncEncoding,
+    /// Where the last applied set is kept across restarts.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl ProviderConfig {
     pub fn id(&self) -> &str {
         match self {
-            ProviderConfig::File { id, .. } | ProviderConfig::Http { id, .. } => id,
+            ProviderConfig::File { id, .. } => id,
+            ProviderConfig::Http(http) => &http.id,
         }
     }
 }
@@ -180,6 +184,7 @@ struct RawProvider {
     poll_interval_secs: Option<f64>,
     #[serde(default)]
     encoding: SyncEncoding,
+    state_dir: Option<String>,
 }
 
 fn default_listen_address() -> String {
@@ -496,13 +501,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                         ));
                     }
                 }
-                ProviderConfig::Http {
+                ProviderConfig::Http(HttpProviderConfig {
                     id,
                     url,
                     headers: p.headers,
                     poll_interval: Duration::from_secs_f64(secs),
                     encoding: p.encoding,
-                }
+                    state_dir: p.state_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+                })
             }
             other => {
                 return Err(ConfigError::key(
@@ -604,13 +610,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.providers.len(), 3);
         match &c.providers[1] {
-            ProviderConfig::Http {
+            ProviderConfig::Http(HttpProviderConfig {
                 url,
                 headers,
                 poll_interval,
                 encoding,
                 ..
-            } => {
+            }) => {
                 assert_eq!(url.to_string(), "http://cp:7070/v1/policy/sync");
                 assert_eq!(headers[0].value, "Bearer secret");
                 assert_eq!(*poll_interval, Duration::from_secs(15));

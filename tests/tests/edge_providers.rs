@@ -111,10 +111,22 @@ fn http_edge(
     poll_interval_secs: u64,
     extra: Value,
 ) -> Edge {
+    http_edge_at(up, &server.url(), dir, name, poll_interval_secs, extra)
+}
+
+/// [`http_edge`] for a sync URL that may have no server behind it.
+fn http_edge_at(
+    up: &Upstream,
+    url: &str,
+    dir: &Arc<tempfile::TempDir>,
+    name: &str,
+    poll_interval_secs: u64,
+    extra: Value,
+) -> Edge {
     let mut provider = json!({
         "id": "cp",
         "type": "http",
-        "url": server.url(),
+        "url": url,
         "poll_interval_secs": poll_interval_secs,
     });
     if let (Some(p), Some(extra)) = (provider.as_object_mut(), extra.as_object()) {
@@ -617,4 +629,38 @@ fn sigterm_sends_a_final_sync_with_the_last_counts_and_exits_0() {
         "{}",
         edge.process.log()
     );
+}
+
+#[test]
+fn an_edge_restarted_while_the_server_is_down_serves_the_persisted_set() {
+    let up = upstream();
+    let dir = temp_dir();
+    let state_dir = dir.path().join("state");
+    let extra = json!({"state_dir": state_dir});
+    let server = SyncServer::start(response_from_yaml(DROP_DEBUG, "v1"));
+    let url = server.url();
+    {
+        let edge = http_edge(&up, &server, &dir, "edge-persist-a", 1, extra.clone());
+        assert_eq!(scrape(&edge), WITHOUT_DEBUG);
+        assert!(state_dir.join("cp.last-good.pb").exists(), "set persisted");
+        assert_eq!(provider(&edge.policies(), "cp")["transport"], "http");
+    }
+    // The first Edge is gone; so is the server.
+    drop(server);
+
+    let edge = http_edge_at(&up, &url, &dir, "edge-persist-b", 1, extra);
+    assert_eq!(ready(&edge), 200);
+    assert_eq!(
+        scrape(&edge),
+        WITHOUT_DEBUG,
+        "filtering with the persisted set"
+    );
+    let p = edge.policies();
+    assert_eq!(provider(&p, "cp")["hash"], "v1");
+    assert_eq!(provider(&p, "cp")["transport"], "persisted");
+    assert!(edge.process.log().contains("persisted policy set"));
+
+    // Without a state_dir there is nothing to fall back to.
+    let bare = http_edge_at(&up, &url, &dir, "edge-persist-c", 1, json!({}));
+    assert_eq!(scrape(&bare), EXPOSITION);
 }

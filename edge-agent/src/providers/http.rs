@@ -24,7 +24,8 @@ use tero_proto::policy::{ClientMetadata, PolicyStage, SyncRequest, SyncResponse}
 use tokio_util::sync::CancellationToken;
 
 use super::Backoff;
-use crate::config::{Header, SyncEncoding};
+use super::last_good::LastGood;
+use crate::config::{Header, HttpProviderConfig, SyncEncoding};
 use crate::registry::PolicyRegistry;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,36 +76,61 @@ pub struct HttpProvider {
     applied_hash: Option<String>,
     last_sync_timestamp: u64,
     last_recommended: u32,
+    last_good: Option<LastGood>,
 }
 
 impl HttpProvider {
     pub fn new(
-        id: String,
-        url: Uri,
-        headers: Vec<Header>,
-        interval: Duration,
-        encoding: SyncEncoding,
+        settings: HttpProviderConfig,
         identity: ClientIdentity,
         registry: Arc<PolicyRegistry>,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let last_good = settings
+            .state_dir
+            .map(|dir| LastGood::new(&dir, &settings.id));
         HttpProvider {
-            id,
-            url,
-            headers,
-            interval,
-            encoding,
+            id: settings.id,
+            url: settings.url,
+            headers: settings.headers,
+            interval: settings.poll_interval,
+            encoding: settings.encoding,
             identity,
             registry,
             client: Client::builder(TokioExecutor::new()).build(connector),
             applied_hash: None,
             last_sync_timestamp: 0,
             last_recommended: 0,
+            last_good,
+        }
+    }
+
+    /// Applies the persisted set, if any, before the first sync, so a
+    /// restart while the server is down keeps filtering.
+    fn restore_last_good(&mut self) {
+        let Some(store) = &self.last_good else { return };
+        match store.load() {
+            Ok(Some(response)) => {
+                tracing::warn!(
+                    provider = %self.id,
+                    path = %store.path().display(),
+                    hash = %response.hash,
+                    policies = response.policies.len(),
+                    "serving the persisted policy set until the server answers"
+                );
+                self.registry.set_transport(&self.id, "persisted");
+                self.apply(response, false);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(provider = %self.id, error = %e, "persisted policy set ignored")
+            }
         }
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.restore_last_good();
         let mut backoff = Backoff::new(Duration::from_secs(1), self.interval.max(MIN_INTERVAL));
         loop {
             let wait = match self.sync_once().await {
@@ -145,7 +171,8 @@ impl HttpProvider {
         };
         match self.exchange(&request).await {
             Ok(response) => {
-                self.apply(response);
+                self.registry.set_transport(&self.id, "http");
+                self.apply(response, true);
                 let next = match self.last_recommended {
                     0 => self.interval,
                     secs => Duration::from_secs(secs.into()).clamp(MIN_INTERVAL, MAX_INTERVAL),
@@ -234,24 +261,33 @@ impl HttpProvider {
         Ok(response)
     }
 
-    fn apply(&mut self, response: SyncResponse) {
+    /// Applies a response; `fresh` when it came from the server (it is then
+    /// recorded as a successful sync and persisted when it changed).
+    fn apply(&mut self, mut response: SyncResponse, fresh: bool) {
         self.last_sync_timestamp = response.sync_timestamp_unix_nano;
         self.last_recommended = response.recommended_sync_interval_seconds;
         // A server that sends no hash gets one computed here, and the
         // comparison uses it: the same set resent is not recompiled.
-        let hash = if response.hash.is_empty() {
-            tero_sdk::policy::policy_set_hash(&response.policies)
-        } else {
-            response.hash
-        };
+        if response.hash.is_empty() {
+            response.hash = tero_sdk::policy::policy_set_hash(&response.policies);
+        }
+        let hash = response.hash.clone();
         if self.applied_hash.as_deref() != Some(hash.as_str()) {
-            tracing::info!(provider = %self.id, policies = response.policies.len(), %hash, "new policy set from the server");
+            if fresh
+                && let Some(store) = &self.last_good
+                && let Err(e) = store.store(&response)
+            {
+                tracing::warn!(provider = %self.id, path = %store.path().display(), error = %e, "cannot persist the policy set");
+            }
+            tracing::info!(provider = %self.id, policies = response.policies.len(), %hash, "new policy set applied");
             self.registry
                 .update(&self.id, response.policies, hash.clone(), Vec::new());
             self.applied_hash = Some(hash);
         }
         // Recorded after the update: the first recorded attempt makes the
         // Edge ready, and ready must mean the delivered set is applied.
-        self.registry.record_sync(&self.id, Ok(()));
+        if fresh {
+            self.registry.record_sync(&self.id, Ok(()));
+        }
     }
 }

@@ -8,6 +8,7 @@
 mod backoff;
 mod file;
 mod http;
+mod last_good;
 
 use std::sync::Arc;
 
@@ -29,7 +30,7 @@ pub fn registry_for(config: &Config) -> PolicyRegistry {
         .map(|p| {
             let kind = match p {
                 ProviderConfig::File { .. } => "file",
-                ProviderConfig::Http { .. } => "http",
+                ProviderConfig::Http(_) => "http",
             };
             (p.id().to_owned(), kind)
         })
@@ -51,22 +52,8 @@ pub fn spawn_all(
                 let p = FileProvider::new(id.clone(), path.clone(), registry.clone());
                 tasks.spawn(p.run(shutdown.clone()));
             }
-            ProviderConfig::Http {
-                id,
-                url,
-                headers,
-                poll_interval,
-                encoding,
-            } => {
-                let p = HttpProvider::new(
-                    id.clone(),
-                    url.clone(),
-                    headers.clone(),
-                    *poll_interval,
-                    *encoding,
-                    identity.clone(),
-                    registry.clone(),
-                );
+            ProviderConfig::Http(settings) => {
+                let p = HttpProvider::new(settings.clone(), identity.clone(), registry.clone());
                 tasks.spawn(p.run(shutdown.clone()));
             }
         }
