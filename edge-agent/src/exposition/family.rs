@@ -75,7 +75,8 @@ impl FamilyType {
     }
 
     /// True if `sample` is a member name of family `family` of this type.
-    pub fn is_member(self, family: &str, sample: &str) -> bool {
+    /// Compares bytes: the filter asks this for every sample line.
+    pub fn is_member(self, family: &[u8], sample: &[u8]) -> bool {
         if sample == family {
             return !matches!(
                 self,
@@ -86,11 +87,13 @@ impl FamilyType {
             return false;
         };
         match self {
-            FamilyType::Counter => matches!(suffix, "_total" | "_created"),
-            FamilyType::Histogram => matches!(suffix, "_bucket" | "_count" | "_sum" | "_created"),
-            FamilyType::GaugeHistogram => matches!(suffix, "_bucket" | "_gcount" | "_gsum"),
-            FamilyType::Summary => matches!(suffix, "_count" | "_sum" | "_created"),
-            FamilyType::Info => suffix == "_info",
+            FamilyType::Counter => matches!(suffix, b"_total" | b"_created"),
+            FamilyType::Histogram => {
+                matches!(suffix, b"_bucket" | b"_count" | b"_sum" | b"_created")
+            }
+            FamilyType::GaugeHistogram => matches!(suffix, b"_bucket" | b"_gcount" | b"_gsum"),
+            FamilyType::Summary => matches!(suffix, b"_count" | b"_sum" | b"_created"),
+            FamilyType::Info => suffix == b"_info",
             FamilyType::Gauge | FamilyType::StateSet | FamilyType::Untyped => false,
         }
     }
@@ -124,22 +127,22 @@ mod tests {
 
     #[test]
     fn membership_follows_the_declared_type() {
-        assert!(Counter.is_member("foo", "foo_total"));
-        assert!(Counter.is_member("foo", "foo_created"));
-        assert!(Counter.is_member("foo_total", "foo_total"));
-        assert!(!Counter.is_member("foo", "foo_bucket"));
-        assert!(Histogram.is_member("h", "h_bucket"));
-        assert!(Histogram.is_member("h", "h_created"));
-        assert!(!Histogram.is_member("h", "h"));
-        assert!(GaugeHistogram.is_member("g", "g_gsum"));
-        assert!(!GaugeHistogram.is_member("g", "g_sum"));
-        assert!(Summary.is_member("s", "s"));
-        assert!(Summary.is_member("s", "s_count"));
-        assert!(Info.is_member("build", "build_info"));
-        assert!(!Info.is_member("build", "build"));
-        assert!(Gauge.is_member("g", "g"));
-        assert!(!Gauge.is_member("http_requests", "http_requests_in_flight"));
-        assert!(!Untyped.is_member("a", "a_total"));
+        assert!(Counter.is_member(b"foo", b"foo_total"));
+        assert!(Counter.is_member(b"foo", b"foo_created"));
+        assert!(Counter.is_member(b"foo_total", b"foo_total"));
+        assert!(!Counter.is_member(b"foo", b"foo_bucket"));
+        assert!(Histogram.is_member(b"h", b"h_bucket"));
+        assert!(Histogram.is_member(b"h", b"h_created"));
+        assert!(!Histogram.is_member(b"h", b"h"));
+        assert!(GaugeHistogram.is_member(b"g", b"g_gsum"));
+        assert!(!GaugeHistogram.is_member(b"g", b"g_sum"));
+        assert!(Summary.is_member(b"s", b"s"));
+        assert!(Summary.is_member(b"s", b"s_count"));
+        assert!(Info.is_member(b"build", b"build_info"));
+        assert!(!Info.is_member(b"build", b"build"));
+        assert!(Gauge.is_member(b"g", b"g"));
+        assert!(!Gauge.is_member(b"http_requests", b"http_requests_in_flight"));
+        assert!(!Untyped.is_member(b"a", b"a_total"));
     }
 
     #[test]

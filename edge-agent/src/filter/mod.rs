@@ -511,15 +511,28 @@ impl ScrapeFilter {
     }
 
     fn sample(&mut self, out: &mut Out<'_>, sample: Sample<'_>, len: usize, src: Src) {
-        let Some(name) = sample.name.decoded() else {
-            self.counters.lines_unparsed += 1;
-            self.write(out, src, len);
-            return;
+        // Bare names are ASCII by the grammar, so only quoted names need
+        // decoding before the (byte-wise) membership test.
+        let decoded = if sample.name.quoted {
+            let Some(name) = sample.name.decoded() else {
+                self.counters.lines_unparsed += 1;
+                self.write(out, src, len);
+                return;
+            };
+            Some(name)
+        } else {
+            None
         };
+        let name: &[u8] = decoded.as_deref().map_or(sample.name.raw, str::as_bytes);
         self.counters.lines_sample += 1;
         let family = &mut self.family;
-        if !family.named || !family.facts.kind.is_member(&family.facts.name, &name) {
-            family.start(&name, FamilyType::Untyped);
+        if !family.named
+            || !family
+                .facts
+                .kind
+                .is_member(family.facts.name.as_bytes(), name)
+        {
+            family.start(&String::from_utf8_lossy(name), FamilyType::Untyped);
         }
         let decision = self.decide(&sample);
         if decision.keep {
@@ -555,6 +568,10 @@ impl ScrapeFilter {
             None => None,
         };
         let identity: &[u8] = match cut {
+            // Usually the structural label is last: no copy needed.
+            Some((start, end)) if trim_separators(&labels[end..]).is_empty() => {
+                trim_separators(&labels[..start])
+            }
             Some((start, end)) => {
                 self.identity.clear();
                 self.identity.extend_from_slice(&labels[..start]);
@@ -632,7 +649,7 @@ impl ScrapeFilter {
                         .family
                         .facts
                         .kind
-                        .is_member(&self.family.facts.name, name)
+                        .is_member(self.family.facts.name.as_bytes(), name.as_bytes())
                 } else {
                     self.family.facts.name != *name
                 }
