@@ -830,3 +830,33 @@ fn self_metrics_are_valid_prometheus_text() {
         );
     }
 }
+
+#[test]
+fn scrapes_beyond_the_concurrency_bound_get_503_with_retry_after() {
+    let up = UpstreamSpec::new(EXPOSITION, TEXT)
+        .behaviour(Behaviour::HangBeforeHeaders)
+        .start();
+    let dir = temp_dir();
+    let edge = filtering_edge(
+        &up.url(),
+        &dir,
+        "edge-busy",
+        json!({"max_concurrent_scrapes": 1}),
+    );
+    let url = edge.url("/metrics");
+    let first =
+        std::thread::spawn(move || http_get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", "2")]));
+    // Once the first scrape holds the only slot, the next one is refused.
+    wait_for(Duration::from_secs(5), "the first scrape upstream", || {
+        up.last_request().map(|_| ())
+    });
+    let refused = http_get(&edge.url("/metrics"), &[]).unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(edge.self_metric("edge_scrape_rejected_total"), 1.0);
+    // Health and self-metrics are not scrapes and are never refused.
+    assert_eq!(http_get(&edge.url("/_health"), &[]).unwrap().status, 200);
+
+    let first = first.join().unwrap().expect("an answer");
+    assert_eq!(first.status, 504);
+}

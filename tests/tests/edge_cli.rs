@@ -1,0 +1,72 @@
+//! `tero-edge` as an operator meets it: `--check-config`, and start-up
+//! refusing a broken config with one line naming the key.
+
+use std::process::Command;
+
+use tero_e2e::binary;
+
+fn run(config: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(binary("tero-edge"))
+        .arg(&path)
+        .args(args)
+        .env_remove("TERO_LISTEN_PORT")
+        .output()
+        .expect("run tero-edge");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_a_valid_file_and_warns_about_unknown_keys() {
+    let (code, stdout, stderr) = run(
+        r#"{"upstream_url": "http://127.0.0.1:8080", "listen_port": 9191, "colour": "blue",
+            "policy_providers": [{"id": "f", "type": "file", "path": "/nonexistent/p.yaml"}]}"#,
+        &["--check-config"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("OK"), "{stdout}");
+    assert!(stdout.contains("http://127.0.0.1:8080/metrics"), "{stdout}");
+    assert!(stderr.contains("colour: unknown key"), "{stderr}");
+}
+
+#[test]
+fn a_broken_config_stops_start_up_with_one_line_naming_the_key() {
+    let cases = [
+        (r#"{"listen_port": 9191}"#, "upstream_url"),
+        (
+            r#"{"upstream_url": "http://a:1", "listen_port": "ninety"}"#,
+            "listen_port",
+        ),
+        (
+            r#"{"upstream_url": "http://a:1", "policy_providers": [{"id": "x", "type": "carrier-pigeon"}]}"#,
+            "policy_providers[0].type",
+        ),
+        (r#"{"upstream_url": "#, "not valid JSON"),
+    ];
+    for (config, key) in cases {
+        for args in [&["--check-config"][..], &[][..]] {
+            let (code, _, stderr) = run(config, args);
+            assert_eq!(code, 1, "{config} {args:?}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "one line: {stderr}");
+            assert!(lines[0].contains(key), "{key} in {stderr}");
+        }
+    }
+}
+
+#[test]
+fn an_unreadable_config_file_is_named() {
+    let out = Command::new(binary("tero-edge"))
+        .arg("/nonexistent/tero/config.json")
+        .output()
+        .expect("run tero-edge");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("/nonexistent/tero/config.json"), "{stderr}");
+}
