@@ -214,14 +214,27 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
 
-    if !filtering || !up_parts.status.is_success() {
-        let reason = if filtering {
+    let content_type = up_parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(content_type);
+    let unfiltered = match (filtering, up_parts.status.is_success(), format) {
+        (false, _, _) => Some(Unfiltered::NoPolicies),
+        (true, false, _) => {
             state.metrics.upstream_error(UpstreamError::Status);
-            Unfiltered::Status
-        } else {
-            Unfiltered::NoPolicies
-        };
-        state.metrics.unfiltered(reason);
+            Some(Unfiltered::Status)
+        }
+        (true, true, None) => {
+            tracing::info!(upstream = %uri, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
+            Some(Unfiltered::ContentType)
+        }
+        (true, true, Some(_)) => None,
+    };
+    let (Some(format), None) = (format, unfiltered) else {
+        state
+            .metrics
+            .unfiltered(unfiltered.unwrap_or(Unfiltered::ContentType));
         return relay_unfiltered(
             record,
             up_parts,
@@ -229,25 +242,6 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
             deadline_at,
             is_head,
             filtering,
-            client_ae.as_deref(),
-        )
-        .await;
-    }
-
-    let content_type = up_parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let Some(format) = Format::from_content_type(content_type) else {
-        state.metrics.unfiltered(Unfiltered::ContentType);
-        tracing::info!(upstream = %uri, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
-        return relay_unfiltered(
-            record,
-            up_parts,
-            body,
-            deadline_at,
-            is_head,
-            true,
             client_ae.as_deref(),
         )
         .await;
