@@ -111,7 +111,15 @@ struct Out<'a> {
     run: Option<(usize, usize)>,
 }
 
-impl Out<'_> {
+impl<'a> Out<'a> {
+    fn new(segments: &'a mut Vec<Bytes>, chunk: &'a Bytes) -> Self {
+        Out {
+            segments,
+            chunk,
+            run: None,
+        }
+    }
+
     fn range(&mut self, start: usize, end: usize) {
         match &mut self.run {
             Some((_, run_end)) if *run_end == start => *run_end = end,
@@ -196,7 +204,6 @@ pub struct ScrapeFilter {
     passthrough: bool,
     family: Family,
     identity: Vec<u8>,
-    written: u64,
     /// `# EOF` sent or output cut: everything after is ignored.
     done: bool,
     eof_sent: bool,
@@ -222,7 +229,6 @@ impl ScrapeFilter {
             passthrough: false,
             family: Family::default(),
             identity: Vec::new(),
-            written: 0,
             done: false,
             eof_sent: false,
             counters: ScrapeCounters::default(),
@@ -245,11 +251,7 @@ impl ScrapeFilter {
         if self.done {
             return;
         }
-        let mut out = Out {
-            segments,
-            chunk,
-            run: None,
-        };
+        let mut out = Out::new(segments, chunk);
         let bytes = &chunk[..];
         let mut pos = 0;
         if self.passthrough {
@@ -324,11 +326,7 @@ impl ScrapeFilter {
     /// OpenMetrics, makes sure `# EOF` is last.
     pub fn finish(&mut self, segments: &mut Vec<Bytes>) {
         let empty = Bytes::new();
-        let mut out = Out {
-            segments,
-            chunk: &empty,
-            run: None,
-        };
+        let mut out = Out::new(segments, &empty);
         if !self.done {
             if self.passthrough {
                 self.passthrough = false;
@@ -356,11 +354,7 @@ impl ScrapeFilter {
             self.done = true;
         }
         let empty = Bytes::new();
-        let mut out = Out {
-            segments,
-            chunk: &empty,
-            run: None,
-        };
+        let mut out = Out::new(segments, &empty);
         self.close_openmetrics(&mut out);
         out.flush();
         Ok(())
@@ -370,8 +364,7 @@ impl ScrapeFilter {
         if self.opts.format == Format::OpenMetrics && !self.eof_sent {
             self.eof_sent = true;
             self.done = true;
-            self.written += EOF_LINE.len() as u64;
-            self.counters.bytes_out = self.written;
+            self.counters.bytes_out += EOF_LINE.len() as u64;
             out.bytes(Bytes::from_static(EOF_LINE));
         }
     }
@@ -389,6 +382,16 @@ impl ScrapeFilter {
         head
     }
 
+    /// Bytes of the current family's metadata still waiting for a kept
+    /// series.
+    fn unsent_metadata(&self) -> usize {
+        if self.family.emitted {
+            0
+        } else {
+            self.family.pending_len
+        }
+    }
+
     /// Room for `len` more bytes, keeping space for a final `# EOF`.
     fn fits(&self, len: usize) -> bool {
         let cap = self.opts.max_output_bytes;
@@ -400,7 +403,7 @@ impl ScrapeFilter {
         } else {
             0
         };
-        self.written + len as u64 + reserve <= cap
+        self.counters.bytes_out + len as u64 + reserve <= cap
     }
 
     fn cut_output(&mut self, out: &mut Out<'_>) {
@@ -415,8 +418,7 @@ impl ScrapeFilter {
             Src::Range(s, e) => e - s,
             Src::Owned(b) => b.len(),
         };
-        self.written += len as u64;
-        self.counters.bytes_out = self.written;
+        self.counters.bytes_out += len as u64;
         out.src(&src);
     }
 
@@ -432,8 +434,7 @@ impl ScrapeFilter {
 
     fn flush_metadata(&mut self, out: &mut Out<'_>) {
         self.family.emitted = true;
-        self.written += self.family.pending_len as u64;
-        self.counters.bytes_out = self.written;
+        self.counters.bytes_out += self.family.pending_len as u64;
         self.family.pending_len = 0;
         for line in self.family.pending.drain(..) {
             out.bytes(line);
@@ -448,7 +449,7 @@ impl ScrapeFilter {
             Line::Metadata(meta) => self.metadata(out, meta, line.len(), src),
             Line::Eof if self.opts.format == Format::OpenMetrics => {
                 let cap = self.opts.max_output_bytes;
-                if cap == 0 || self.written + line.len() as u64 <= cap {
+                if cap == 0 || self.counters.bytes_out + line.len() as u64 <= cap {
                     self.raw(out, src);
                     self.eof_sent = true;
                     self.done = true;
@@ -536,12 +537,7 @@ impl ScrapeFilter {
         }
         let decision = self.decide(&sample);
         if decision.keep {
-            let pending = if self.family.emitted {
-                0
-            } else {
-                self.family.pending_len
-            };
-            if !self.fits(pending + len) {
+            if !self.fits(self.unsent_metadata() + len) {
                 self.cut_output(out);
                 return;
             }
@@ -656,10 +652,10 @@ impl ScrapeFilter {
         });
         // A new family drops the old one's unsent metadata; the
         // line's own family sends its metadata first.
-        let pending = if new_family.is_some() || self.family.emitted {
+        let pending = if new_family.is_some() {
             0
         } else {
-            self.family.pending_len
+            self.unsent_metadata()
         };
         if !self.fits(pending + total) {
             self.cut_output(out);

@@ -49,6 +49,29 @@ impl ScrapeRecord {
             self.result = Some(result);
         }
     }
+
+    /// A relayed response ended: a success if upstream's status was one.
+    fn finish_relayed(&mut self, status_ok: bool) {
+        self.finish(if status_ok {
+            ScrapeResult::Ok
+        } else {
+            ScrapeResult::UpstreamError
+        });
+    }
+}
+
+fn empty_body() -> ResponseBody {
+    Empty::new().map_err(|e| match e {}).boxed_unsync()
+}
+
+/// A HEAD answer: upstream's headers, no body, no length.
+fn head_response(
+    mut record: ScrapeRecord,
+    mut parts: http::response::Parts,
+) -> Response<ResponseBody> {
+    parts.headers.remove(header::CONTENT_LENGTH);
+    record.finish_relayed(parts.status.is_success());
+    Response::from_parts(parts, empty_body())
 }
 
 impl Drop for ScrapeRecord {
@@ -294,7 +317,7 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
     if is_head {
         record.finish(ScrapeResult::Ok);
         return builder
-            .body(Empty::new().map_err(|e| match e {}).boxed_unsync())
+            .body(empty_body())
             .unwrap_or_else(|_| text_response(StatusCode::INTERNAL_SERVER_ERROR, String::new()));
     }
 
@@ -576,15 +599,10 @@ async fn relay_unfiltered(
     parts
         .headers
         .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
-    let status_ok = parts.status.is_success();
     if is_head {
-        record.finish(if status_ok {
-            ScrapeResult::Ok
-        } else {
-            ScrapeResult::UpstreamError
-        });
-        return Response::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed_unsync());
+        return head_response(record, parts);
     }
+    let status_ok = parts.status.is_success();
     let source = match tokio::time::timeout_at(deadline, BodySource::new(body, encoding)).await {
         Ok(Ok(source)) => source,
         _ => {
@@ -600,11 +618,7 @@ async fn relay_unfiltered(
         match tokio::time::timeout_at(deadline, source.next_chunk()).await {
             Ok(Ok(Some(chunk))) => Some((Ok(Frame::data(chunk)), Some((source, record)))),
             Ok(Ok(None)) => {
-                record.finish(if status_ok {
-                    ScrapeResult::Ok
-                } else {
-                    ScrapeResult::UpstreamError
-                });
+                record.finish_relayed(status_ok);
                 None
             }
             Ok(Err(e)) => Some((Err(Box::new(e) as BoxError), None)),
@@ -620,21 +634,15 @@ async fn relay_unfiltered(
 /// Relays upstream's response unchanged (fast path, non-2xx, unfilterable
 /// formats), still bounded by the deadline and counted.
 fn relay(
-    mut record: ScrapeRecord,
-    mut parts: http::response::Parts,
+    record: ScrapeRecord,
+    parts: http::response::Parts,
     body: Incoming,
     deadline: TokioInstant,
     is_head: bool,
 ) -> Response<ResponseBody> {
     let metrics = record.state.metrics.clone();
     if is_head {
-        parts.headers.remove(header::CONTENT_LENGTH);
-        record.finish(if parts.status.is_success() {
-            ScrapeResult::Ok
-        } else {
-            ScrapeResult::UpstreamError
-        });
-        return Response::from_parts(parts, Empty::new().map_err(|e| match e {}).boxed_unsync());
+        return head_response(record, parts);
     }
     let status_ok = parts.status.is_success();
     /// Counts what was relayed when the body ends or is dropped.
@@ -647,11 +655,7 @@ fn relay(
     }
     impl Relay {
         fn ended(&mut self) {
-            self.record.finish(if self.status_ok {
-                ScrapeResult::Ok
-            } else {
-                ScrapeResult::UpstreamError
-            });
+            self.record.finish_relayed(self.status_ok);
         }
     }
     impl Drop for Relay {

@@ -364,14 +364,7 @@ impl Engine {
 
     /// Evaluates and counts: true if the metric is kept.
     pub fn evaluate_metric<V: MetricView + ?Sized>(&self, view: &V) -> bool {
-        with_matched(|matched| {
-            let Some(winner) = self.metric.find(|s| view.get(s), matched) else {
-                return true;
-            };
-            let keep = self.metric.slots[winner as usize].action;
-            self.metric.account(matched, winner, keep);
-            keep
-        })
+        self.decide_metric(view).keep
     }
 
     /// Evaluates a log record: decides keep, counts, and applies the
