@@ -9,6 +9,8 @@ use std::path::PathBuf;
 const PROTOS: &[&str] = &[
     "tero/policy/v1/policy.proto",
     "tero/policy/v1/tero_extensions.proto",
+    "tero/controlplane/v1/admin.proto",
+    "tero/controlplane/v1/edge.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,6 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut prost_config = prost_build::Config::new();
     // Deterministic map ordering keeps encoded bytes (and thus hashes) stable.
     prost_config.btree_map(["."]);
+    // A snapshot's encoded SyncResponse is shared by every stream of a group:
+    // `Bytes` makes handing it to each stream a reference-count bump.
+    prost_config.bytes([".tero.controlplane.v1.Snapshot.sync_response"]);
     tonic_prost_build::configure()
         .emit_rerun_if_changed(false)
         .compile_fds_with_config(descriptors, prost_config)?;
@@ -35,5 +40,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .use_integers_for_enums()
         .ignore_unknown_fields()
         .build(&[".tero.policy.v1", ".opentelemetry.proto.common.v1"])?;
+
+    // Our own API: enum names on output read better for people and scripts,
+    // and nothing on the wire depends on reference servers' habits.
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor_bytes)?
+        .emit_fields()
+        .ignore_unknown_fields()
+        .build(&[".tero.controlplane.v1"])?;
     Ok(())
 }

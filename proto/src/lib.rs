@@ -33,6 +33,12 @@ pub mod tero {
             include!(concat!(env!("OUT_DIR"), "/tero.policy.v1.serde.rs"));
         }
     }
+    pub mod controlplane {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/tero.controlplane.v1.rs"));
+            include!(concat!(env!("OUT_DIR"), "/tero.controlplane.v1.serde.rs"));
+        }
+    }
 }
 
 /// The encoded `FileDescriptorSet` of every message and service above, for
@@ -40,4 +46,5 @@ pub mod tero {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
 
 pub use opentelemetry::proto::common::v1 as otel;
+pub use tero::controlplane::v1 as controlplane;
 pub use tero::policy::v1 as policy;

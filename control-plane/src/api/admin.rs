@@ -1,0 +1,444 @@
+//! The admin API: policies, the fleet, statistics, keys and the audit log.
+
+use std::collections::BTreeMap;
+
+use tero_proto::controlplane::admin_service_server::AdminService;
+use tero_proto::controlplane::*;
+use tero_sdk::policy::{Signal, validate};
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, State};
+use crate::auth::Principal;
+use crate::runtime::Runtime;
+use crate::scope;
+use crate::store::{PolicyChange, PolicyFilter, now_ms};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+fn page_size(requested: u32) -> usize {
+    let size = match requested {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    size as usize
+}
+
+fn require_id(id: &str, field: &str) -> Result<(), ApiError> {
+    if id.trim().is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    Ok(())
+}
+
+/// Checks a submitted policy and scope with the same validator the edges
+/// compile with; the error names the policy and the first wrong field.
+fn check_policy(
+    policy: Option<tero_proto::policy::Policy>,
+    scope: Option<Scope>,
+) -> Result<(tero_proto::policy::Policy, Scope), ApiError> {
+    let policy = policy.ok_or_else(|| ApiError::invalid("policy", "is required"))?;
+    if let Err(invalid) = validate(&policy) {
+        let first = invalid.errors.first();
+        let field = first.map(|e| format!("policy.{}", e.field_path()));
+        let reasons: Vec<String> = invalid.errors.iter().map(|e| e.to_string()).collect();
+        let id = (!invalid.policy_id.is_empty()).then(|| invalid.policy_id.clone());
+        return Err(ApiError::InvalidArgument {
+            message: format!(
+                "policy {:?} is invalid: {}",
+                invalid.policy_id,
+                reasons.join("; ")
+            ),
+            policy_id: id,
+            field,
+        });
+    }
+    let scope = scope.unwrap_or_default();
+    if let Err(e) = scope::validate(&scope) {
+        return Err(ApiError::InvalidArgument {
+            message: format!("policy {:?}: {e}", policy.id),
+            policy_id: Some(policy.id.clone()),
+            field: Some(e.path),
+        });
+    }
+    Ok((policy, scope))
+}
+
+/// The admin operations, independent of transport.
+pub struct Admin<'a> {
+    pub state: &'a State,
+    pub principal: Principal,
+}
+
+impl Admin<'_> {
+    fn actor(&self) -> String {
+        self.principal.actor()
+    }
+
+    pub async fn create_policy(&self, req: CreatePolicyRequest) -> Result<ManagedPolicy, ApiError> {
+        let (policy, scope) = check_policy(req.policy, req.scope)?;
+        let created = self
+            .state
+            .store
+            .create_policy(PolicyChange {
+                policy,
+                scope,
+                actor: self.actor(),
+                reason: req.reason,
+            })
+            .await?;
+        self.state.feed.request_and_wait().await;
+        Ok(created)
+    }
+
+    pub async fn update_policy(&self, req: UpdatePolicyRequest) -> Result<ManagedPolicy, ApiError> {
+        let (policy, scope) = check_policy(req.policy, req.scope)?;
+        if req.expected_revision == 0 {
+            return Err(ApiError::InvalidArgument {
+                message: "expected_revision: is required: send the revision you read (GetPolicy)"
+                    .into(),
+                policy_id: Some(policy.id.clone()),
+                field: Some("expected_revision".into()),
+            });
+        }
+        let updated = self
+            .state
+            .store
+            .update_policy(
+                PolicyChange {
+                    policy,
+                    scope,
+                    actor: self.actor(),
+                    reason: req.reason,
+                },
+                req.expected_revision,
+            )
+            .await?;
+        self.state.feed.request_and_wait().await;
+        Ok(updated)
+    }
+
+    pub async fn get_policy(&self, req: GetPolicyRequest) -> Result<ManagedPolicy, ApiError> {
+        require_id(&req.id, "id")?;
+        Ok(self.state.store.get_policy(&req.id).await?)
+    }
+
+    pub async fn list_policies(
+        &self,
+        req: ListPoliciesRequest,
+    ) -> Result<ListPoliciesResponse, ApiError> {
+        let target = match req.target.as_str() {
+            "" => None,
+            "log" => Some(Signal::Log),
+            "metric" => Some(Signal::Metric),
+            "trace" => Some(Signal::Trace),
+            other => {
+                return Err(ApiError::invalid(
+                    "target",
+                    format!("{other:?} is not one of log, metric, trace"),
+                ));
+            }
+        };
+        let labels = req
+            .labels
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => (k.trim().to_owned(), Some(v.trim().to_owned())),
+                None => (l.trim().to_owned(), None),
+            })
+            .collect();
+        let filter = PolicyFilter {
+            labels,
+            target,
+            enabled: req.enabled,
+            page_size: page_size(req.page_size),
+            after_id: (!req.page_token.is_empty()).then_some(req.page_token),
+        };
+        let (policies, next) = self.state.store.list_policies(&filter).await?;
+        Ok(ListPoliciesResponse {
+            policies,
+            next_page_token: next.unwrap_or_default(),
+        })
+    }
+
+    pub async fn set_policy_enabled(
+        &self,
+        req: SetPolicyEnabledRequest,
+    ) -> Result<ManagedPolicy, ApiError> {
+        require_id(&req.id, "id")?;
+        let changed = self
+            .state
+            .store
+            .set_policy_enabled(
+                &req.id,
+                req.enabled,
+                req.expected_revision,
+                &self.actor(),
+                &req.reason,
+            )
+            .await?;
+        self.state.feed.request_and_wait().await;
+        Ok(changed)
+    }
+
+    pub async fn delete_policy(
+        &self,
+        req: DeletePolicyRequest,
+    ) -> Result<DeletePolicyResponse, ApiError> {
+        require_id(&req.id, "id")?;
+        let revision = self
+            .state
+            .store
+            .delete_policy(&req.id, req.expected_revision, &self.actor(), &req.reason)
+            .await?;
+        self.state.feed.request_and_wait().await;
+        Ok(DeletePolicyResponse { revision })
+    }
+
+    pub async fn policy_history(
+        &self,
+        req: GetPolicyHistoryRequest,
+    ) -> Result<GetPolicyHistoryResponse, ApiError> {
+        require_id(&req.id, "id")?;
+        Ok(GetPolicyHistoryResponse {
+            revisions: self.state.store.policy_history(&req.id).await?,
+        })
+    }
+
+    /// Where a policy runs, from every edge seen within the last hour.
+    pub async fn policy_deployment(
+        &self,
+        req: GetPolicyDeploymentRequest,
+    ) -> Result<PolicyDeployment, ApiError> {
+        require_id(&req.id, "id")?;
+        self.state.store.get_policy(&req.id).await?;
+        let catalog = self.state.feed.current();
+        let seen_since = now_ms() - Runtime::gone_after_ms();
+        let mut deployment = PolicyDeployment {
+            policy_id: req.id.clone(),
+            ..Default::default()
+        };
+        let mut after = String::new();
+        loop {
+            let edges = self
+                .state
+                .store
+                .list_edges(None, seen_since, &after, 1000)
+                .await?;
+            let Some(last) = edges.last() else { break };
+            after = last.instance_id.clone();
+            for edge in edges {
+                let snapshot = catalog.snapshot_for(&edge.metadata);
+                if !snapshot.contains(&req.id) {
+                    continue;
+                }
+                deployment.targeted += 1;
+                if let Some(errors) = edge.policy_errors.get(&req.id) {
+                    deployment.failed.push(PolicyFailure {
+                        instance_id: edge.instance_id,
+                        errors: errors.clone(),
+                    });
+                } else if edge.applied_hash == snapshot.hash {
+                    deployment.applied += 1;
+                } else {
+                    deployment.pending += 1;
+                }
+            }
+        }
+        Ok(deployment)
+    }
+
+    pub async fn policy_stats(
+        &self,
+        req: GetPolicyStatsRequest,
+    ) -> Result<GetPolicyStatsResponse, ApiError> {
+        require_id(&req.id, "id")?;
+        let to = if req.to_unix_ms > 0 {
+            req.to_unix_ms
+        } else {
+            now_ms() + 60_000
+        };
+        let from = if req.from_unix_ms > 0 {
+            req.from_unix_ms
+        } else {
+            to - 86_400_000
+        };
+        if from >= to {
+            return Err(ApiError::invalid(
+                "from_unix_ms",
+                "must be before to_unix_ms",
+            ));
+        }
+        let buckets = self.state.store.policy_stats(&req.id, from, to).await?;
+        let mut total = StatsBucket {
+            minute_unix_ms: from,
+            ..Default::default()
+        };
+        for b in &buckets {
+            total.hits += b.hits;
+            total.misses += b.misses;
+            total.bytes_dropped += b.bytes_dropped;
+            total.series_dropped += b.series_dropped;
+        }
+        Ok(GetPolicyStatsResponse {
+            policy_id: req.id,
+            from_unix_ms: from,
+            to_unix_ms: to,
+            total: Some(total),
+            buckets,
+        })
+    }
+
+    pub async fn list_edges(&self, req: ListEdgesRequest) -> Result<ListEdgesResponse, ApiError> {
+        let now = now_ms();
+        let seen_since = if req.include_gone {
+            0
+        } else {
+            now - Runtime::gone_after_ms()
+        };
+        let limit = page_size(req.page_size);
+        let service = (!req.service_name.is_empty()).then_some(req.service_name.as_str());
+        let mut records = self
+            .state
+            .store
+            .list_edges(service, seen_since, &req.page_token, limit + 1)
+            .await?;
+        let more = records.len() > limit;
+        records.truncate(limit);
+        let next = if more {
+            records
+                .last()
+                .map(|r| r.instance_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(ListEdgesResponse {
+            edges: records
+                .into_iter()
+                .map(|r| self.state.runtime.view(r, now))
+                .collect(),
+            next_page_token: next,
+        })
+    }
+
+    pub async fn get_edge(&self, req: GetEdgeRequest) -> Result<Edge, ApiError> {
+        require_id(&req.instance_id, "instance_id")?;
+        let record = self.state.store.get_edge(&req.instance_id).await?;
+        Ok(self.state.runtime.view(record, now_ms()))
+    }
+
+    pub async fn create_api_key(
+        &self,
+        req: CreateApiKeyRequest,
+    ) -> Result<CreateApiKeyResponse, ApiError> {
+        if req.name.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "name",
+                "is required (e.g. the deployment using the key)",
+            ));
+        }
+        let (key, secret) = self
+            .state
+            .auth
+            .create_key(req.name.trim(), &self.actor())
+            .await?;
+        Ok(CreateApiKeyResponse {
+            key: Some(key),
+            secret,
+        })
+    }
+
+    pub async fn list_api_keys(
+        &self,
+        req: ListApiKeysRequest,
+    ) -> Result<ListApiKeysResponse, ApiError> {
+        Ok(ListApiKeysResponse {
+            keys: self.state.store.list_api_keys(req.include_revoked).await?,
+        })
+    }
+
+    pub async fn revoke_api_key(&self, req: RevokeApiKeyRequest) -> Result<ApiKey, ApiError> {
+        require_id(&req.id, "id")?;
+        Ok(self.state.auth.revoke_key(&req.id, &self.actor()).await?)
+    }
+
+    pub async fn list_audit(
+        &self,
+        req: ListAuditEventsRequest,
+    ) -> Result<ListAuditEventsResponse, ApiError> {
+        let target = (!req.target.is_empty()).then_some(req.target.as_str());
+        Ok(ListAuditEventsResponse {
+            events: self
+                .state
+                .store
+                .list_audit(target, req.after_seq, page_size(req.page_size))
+                .await?,
+        })
+    }
+}
+
+/// The gRPC face of [`Admin`].
+#[derive(Debug, Clone)]
+pub struct AdminGrpc(pub State);
+
+impl AdminGrpc {
+    async fn admin<T>(&self, req: &Request<T>) -> Result<Admin<'_>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let principal = self
+            .0
+            .auth
+            .authenticate_admin(header)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Admin {
+            state: &self.0,
+            principal,
+        })
+    }
+}
+
+macro_rules! grpc_methods {
+    ($($method:ident($req:ty) -> $resp:ty => $call:ident;)*) => {
+        #[tonic::async_trait]
+        impl AdminService for AdminGrpc {
+            $(
+                async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    let admin = self.admin(&request).await?;
+                    Ok(Response::new(admin.$call(request.into_inner()).await?))
+                }
+            )*
+        }
+    };
+}
+
+grpc_methods! {
+    create_policy(CreatePolicyRequest) -> ManagedPolicy => create_policy;
+    update_policy(UpdatePolicyRequest) -> ManagedPolicy => update_policy;
+    get_policy(GetPolicyRequest) -> ManagedPolicy => get_policy;
+    list_policies(ListPoliciesRequest) -> ListPoliciesResponse => list_policies;
+    set_policy_enabled(SetPolicyEnabledRequest) -> ManagedPolicy => set_policy_enabled;
+    delete_policy(DeletePolicyRequest) -> DeletePolicyResponse => delete_policy;
+    get_policy_history(GetPolicyHistoryRequest) -> GetPolicyHistoryResponse => policy_history;
+    get_policy_deployment(GetPolicyDeploymentRequest) -> PolicyDeployment => policy_deployment;
+    get_policy_stats(GetPolicyStatsRequest) -> GetPolicyStatsResponse => policy_stats;
+    list_edges(ListEdgesRequest) -> ListEdgesResponse => list_edges;
+    get_edge(GetEdgeRequest) -> Edge => get_edge;
+    create_api_key(CreateApiKeyRequest) -> CreateApiKeyResponse => create_api_key;
+    list_api_keys(ListApiKeysRequest) -> ListApiKeysResponse => list_api_keys;
+    revoke_api_key(RevokeApiKeyRequest) -> ApiKey => revoke_api_key;
+    list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse => list_audit;
+}
+
+/// Per-policy errors as the runtime keeps them, from a sync's statuses.
+pub(crate) fn errors_by_policy<'a>(
+    items: impl Iterator<Item = (&'a str, &'a [String])>,
+) -> BTreeMap<String, Vec<String>> {
+    items
+        .filter(|(_, errors)| !errors.is_empty())
+        .map(|(id, errors)| (id.to_owned(), errors.to_vec()))
+        .collect()
+}

@@ -1,0 +1,496 @@
+//! HTTP/1.1 JSON: the admin API under `/api/v1/` and the Sync endpoint at
+//! `POST /v1/policy/sync`.
+//!
+//! Request and response bodies are the proto3 JSON mapping of the gRPC
+//! messages, so a JSON body can be written from the .proto files. One
+//! convenience differs: a policy sent without `enabled` is created enabled,
+//! as the policy format defines, where proto3 would read false.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State as AxState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use prost::Message;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tero_proto::controlplane::*;
+use tero_proto::policy::SyncRequest;
+
+use super::admin::Admin;
+use super::sync::{now_nanos, sync};
+use super::{ApiError, State};
+
+const PROTOBUF: &str = "application/x-protobuf";
+
+pub fn router(state: State) -> Router {
+    Router::new()
+        .route("/v1/policy/sync", post(sync_http))
+        .route("/api/v1/policies", get(list_policies).post(create_policy))
+        .route(
+            "/api/v1/policies/{id}",
+            get(get_policy).put(update_policy).delete(delete_policy),
+        )
+        .route("/api/v1/policies/{id}/enable", post(enable_policy))
+        .route("/api/v1/policies/{id}/disable", post(disable_policy))
+        .route("/api/v1/policies/{id}/history", get(policy_history))
+        .route("/api/v1/policies/{id}/deployment", get(policy_deployment))
+        .route("/api/v1/policies/{id}/stats", get(policy_stats))
+        .route("/api/v1/edges", get(list_edges))
+        .route("/api/v1/edges/{id}", get(get_edge))
+        .route("/api/v1/keys", get(list_keys).post(create_key))
+        .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/api/v1/audit", get(list_audit))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(state)
+}
+
+fn json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError::Internal(format!("response encoding failed: {e}")).into_response(),
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+async fn admin<'a>(state: &'a State, headers: &HeaderMap) -> Result<Admin<'a>, ApiError> {
+    let principal = state
+        .auth
+        .authenticate_admin(authorization(headers))
+        .await?;
+    Ok(Admin { state, principal })
+}
+
+fn body_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::InvalidArgument {
+        message: format!("request body is not valid JSON for this call: {e}"),
+        policy_id: None,
+        field: None,
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"{}").map_err(body_error);
+    }
+    serde_json::from_slice(body).map_err(body_error)
+}
+
+/// Decodes a request carrying a policy, defaulting its `enabled` to true.
+fn decode_with_policy<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).map_err(body_error)?;
+    if let Some(policy) = value.get_mut("policy").and_then(|p| p.as_object_mut())
+        && !policy.contains_key("enabled")
+    {
+        policy.insert("enabled".into(), true.into());
+    }
+    serde_json::from_value(value).map_err(body_error)
+}
+
+/// Query parameters in order; repeated keys stay repeated.
+fn query_pairs(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| ApiError::invalid("query", e.to_string()))
+}
+
+fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::invalid(key, format!("{value:?} is not a number")))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::invalid(
+            key,
+            format!("{value:?} is not true or false"),
+        )),
+    }
+}
+
+async fn ready(AxState(state): AxState<State>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("database unreachable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn sync_http(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+    let principal = match state.auth.authenticate(authorization(&headers)).await {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let is_protobuf = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(PROTOBUF))
+    };
+    let request = if is_protobuf(header::CONTENT_TYPE) {
+        SyncRequest::decode(body.as_ref())
+            .map_err(|e| ApiError::invalid("body", format!("not a protobuf SyncRequest: {e}")))
+    } else {
+        serde_json::from_slice::<SyncRequest>(&body)
+            .map_err(|e| ApiError::invalid("body", format!("not a JSON SyncRequest: {e}")))
+    };
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match sync(&state, &principal, request).await {
+        Ok(snapshot) => {
+            if is_protobuf(header::ACCEPT) {
+                (
+                    [(header::CONTENT_TYPE, PROTOBUF)],
+                    snapshot.protobuf_at(now_nanos()),
+                )
+                    .into_response()
+            } else {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    snapshot.json_at(now_nanos()),
+                )
+                    .into_response()
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+macro_rules! respond {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => json(&v),
+            Err(e) => ApiError::from(e).into_response(),
+        }
+    };
+}
+
+async fn create_policy(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let req: CreatePolicyRequest = decode_with_policy(&body)?;
+            admin.create_policy(req).await
+        }
+        .await
+    )
+}
+
+async fn update_policy(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req: UpdatePolicyRequest = decode_with_policy(&body)?;
+            let policy = req.policy.get_or_insert_with(Default::default);
+            if policy.id.is_empty() {
+                policy.id.clone_from(&id);
+            } else if policy.id != id {
+                return Err(ApiError::invalid(
+                    "policy.id",
+                    format!("{:?} does not match the URL's {id:?}", policy.id),
+                ));
+            }
+            admin.update_policy(req).await
+        }
+        .await
+    )
+}
+
+async fn get_policy(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .get_policy(GetPolicyRequest { id })
+                .await
+        }
+        .await
+    )
+}
+
+async fn list_policies(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = ListPoliciesRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "label" | "labels" => req.labels.push(v),
+                    "target" => req.target = v,
+                    "enabled" => req.enabled = Some(parse_bool(&k, &v)?),
+                    "page_size" | "pageSize" => req.page_size = parse_num(&k, &v)?,
+                    "page_token" | "pageToken" => req.page_token = v,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.list_policies(req).await
+        }
+        .await
+    )
+}
+
+async fn set_enabled(
+    state: State,
+    id: String,
+    headers: HeaderMap,
+    body: Bytes,
+    enabled: bool,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req: SetPolicyEnabledRequest = decode(&body)?;
+            req.id = id;
+            req.enabled = enabled;
+            admin.set_policy_enabled(req).await
+        }
+        .await
+    )
+}
+
+async fn enable_policy(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    set_enabled(state, id, headers, body, true).await
+}
+
+async fn disable_policy(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    set_enabled(state, id, headers, body, false).await
+}
+
+async fn delete_policy(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = DeletePolicyRequest {
+                id,
+                ..Default::default()
+            };
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "expected_revision" | "expectedRevision" => {
+                        req.expected_revision = parse_num(&k, &v)?
+                    }
+                    "reason" => req.reason = v,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.delete_policy(req).await
+        }
+        .await
+    )
+}
+
+async fn policy_history(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .policy_history(GetPolicyHistoryRequest { id })
+                .await
+        }
+        .await
+    )
+}
+
+async fn policy_deployment(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .policy_deployment(GetPolicyDeploymentRequest { id })
+                .await
+        }
+        .await
+    )
+}
+
+async fn policy_stats(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = GetPolicyStatsRequest {
+                id,
+                ..Default::default()
+            };
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "from_unix_ms" | "fromUnixMs" => req.from_unix_ms = parse_num(&k, &v)?,
+                    "to_unix_ms" | "toUnixMs" => req.to_unix_ms = parse_num(&k, &v)?,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.policy_stats(req).await
+        }
+        .await
+    )
+}
+
+async fn list_edges(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = ListEdgesRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "service_name" | "serviceName" => req.service_name = v,
+                    "include_gone" | "includeGone" => req.include_gone = parse_bool(&k, &v)?,
+                    "page_size" | "pageSize" => req.page_size = parse_num(&k, &v)?,
+                    "page_token" | "pageToken" => req.page_token = v,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.list_edges(req).await
+        }
+        .await
+    )
+}
+
+async fn get_edge(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .get_edge(GetEdgeRequest { instance_id: id })
+                .await
+        }
+        .await
+    )
+}
+
+async fn list_keys(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = ListApiKeysRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "include_revoked" | "includeRevoked" => {
+                        req.include_revoked = parse_bool(&k, &v)?
+                    }
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.list_api_keys(req).await
+        }
+        .await
+    )
+}
+
+async fn create_key(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            admin.create_api_key(decode(&body)?).await
+        }
+        .await
+    )
+}
+
+async fn revoke_key(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .revoke_api_key(RevokeApiKeyRequest { id })
+                .await
+        }
+        .await
+    )
+}
+
+async fn list_audit(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = ListAuditEventsRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "target" => req.target = v,
+                    "after_seq" | "afterSeq" => req.after_seq = parse_num(&k, &v)?,
+                    "page_size" | "pageSize" => req.page_size = parse_num(&k, &v)?,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.list_audit(req).await
+        }
+        .await
+    )
+}

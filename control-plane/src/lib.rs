@@ -1,0 +1,18 @@
+//! The Tero control plane: the durable home of policies and the server the
+//! Edge fleet syncs with.
+//!
+//! ```text
+//! admin API ─▶ validate (sdk) ─▶ store (revision, audit) ─▶ change feed
+//!           ─▶ catalog (per-scope snapshots, canonical hash) ─▶ Sync / push streams
+//!           ─▶ edges ─▶ ACK/NACK, statistics ─▶ runtime view
+//! ```
+
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod feed;
+pub mod ingest;
+pub mod runtime;
+pub mod scope;
+pub mod server;
+pub mod store;

@@ -1,0 +1,247 @@
+//! `tero-control-plane`: runs with no flags (SQLite under ./tero-data,
+//! listening on 0.0.0.0:7070); every flag has a `TERO_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tero_control_plane::api::AppState;
+use tero_control_plane::auth::{AdminTokenSource, Authenticator, bootstrap_admin_token};
+use tero_control_plane::feed::Feed;
+use tero_control_plane::ingest::{Ingest, prune_loop};
+use tero_control_plane::runtime::Runtime;
+use tero_control_plane::server;
+use tero_control_plane::store::{Backend, Store, redact_url};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tero-control-plane",
+    version,
+    about = "Tero control plane: policies, admin API, Sync and push streams for Edge fleets"
+)]
+struct Args {
+    /// Address for gRPC and HTTP (one port).
+    #[arg(long, env = "TERO_LISTEN", default_value = "0.0.0.0:7070")]
+    listen: SocketAddr,
+    /// Directory for the SQLite database and the generated admin token.
+    #[arg(long, env = "TERO_DATA_DIR", default_value = "./tero-data")]
+    data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB` (default: SQLite in the data directory).
+    #[arg(long, env = "TERO_DATABASE_URL")]
+    database_url: Option<String>,
+    /// PEM certificate chain; with --tls-key, serves TLS.
+    #[arg(long, env = "TERO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "TERO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Poll interval recommended to syncing edges, in seconds.
+    #[arg(long, env = "TERO_SYNC_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+    sync_interval_secs: u32,
+    /// Heartbeat interval on push streams, in seconds.
+    #[arg(long, env = "TERO_HEARTBEAT_SECS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=600))]
+    heartbeat_secs: u32,
+    /// Days of per-minute policy statistics to keep.
+    #[arg(long, env = "TERO_STATS_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    stats_retention_days: u32,
+    /// Push streams this replica holds at most.
+    #[arg(long, env = "TERO_MAX_STREAMS", default_value_t = 50_000)]
+    max_streams: usize,
+    /// Name of this replica in the runtime view (default: host name and port).
+    #[arg(long, env = "TERO_REPLICA_ID")]
+    replica_id: Option<String>,
+    /// Seconds to let connections finish on SIGTERM.
+    #[arg(long, default_value_t = 10)]
+    drain_timeout: u64,
+    /// Log format.
+    #[arg(long, env = "TERO_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn default_replica(listen: SocketAddr) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}", listen.port())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+
+    let database_url = args.database_url.clone().unwrap_or_else(|| {
+        format!(
+            "sqlite://{}?mode=rwc",
+            args.data_dir.join("tero.db").display()
+        )
+    });
+    let backend = Backend::of_url(&database_url)?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let store = Store::open(&database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact_url(&database_url)))?;
+    tracing::info!(database = %redact_url(&database_url), "database ready");
+
+    let (admin_token, source) =
+        bootstrap_admin_token(std::env::var("TERO_ADMIN_TOKEN").ok(), &args.data_dir)
+            .with_context(|| {
+                format!(
+                    "cannot set up the admin token in {}",
+                    args.data_dir.display()
+                )
+            })?;
+    match &source {
+        AdminTokenSource::Environment => tracing::info!("admin token taken from TERO_ADMIN_TOKEN"),
+        AdminTokenSource::File(path) => {
+            tracing::info!(path = %path.display(), "admin token read from file")
+        }
+        AdminTokenSource::Generated(path) => {
+            tracing::info!(path = %path.display(), "admin token generated; read it from this file (mode 0600)")
+        }
+    }
+
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let replica = args
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| default_replica(args.listen));
+    store.disconnect_replica_edges(&replica).await?;
+
+    let auth = Arc::new(Authenticator::new(&admin_token, store.clone()));
+    let feed = Feed::start(store.clone(), args.sync_interval_secs).await?;
+    let runtime = Runtime::new(
+        replica.clone(),
+        store.clone(),
+        args.sync_interval_secs,
+        args.heartbeat_secs,
+    );
+    let stats_shutdown = CancellationToken::new();
+    let (ingest, ingest_task) = Ingest::start(store.clone(), stats_shutdown.clone());
+
+    tasks.spawn(Arc::clone(&feed).run(shutdown.clone()));
+    tasks.spawn(Arc::clone(&runtime).run(shutdown.clone()));
+    tasks.spawn(prune_loop(
+        store.clone(),
+        args.stats_retention_days,
+        shutdown.clone(),
+    ));
+    {
+        let auth = Arc::clone(&auth);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(e) = auth.flush_last_used().await {
+                    tracing::warn!(error = %e, "recording API key use failed");
+                }
+            }
+            let _ = auth.flush_last_used().await;
+        });
+    }
+    if backend == Backend::Postgres {
+        tasks.spawn(Arc::clone(&feed).follow_replicas(
+            database_url.clone(),
+            Arc::clone(&auth),
+            shutdown.clone(),
+        ));
+    }
+
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        feed,
+        auth,
+        runtime,
+        ingest,
+        heartbeat: Duration::from_secs(u64::from(args.heartbeat_secs)),
+        stream_slots: Arc::new(Semaphore::new(args.max_streams)),
+        shutdown: shutdown.clone(),
+    });
+    let app = server::app(state).await?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
+        _ => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        tls = tls.is_some(),
+        replica,
+        "tero-control-plane serving gRPC and HTTP"
+    );
+
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            shutdown.cancel();
+        });
+    }
+    server::serve(
+        listener,
+        tls,
+        app,
+        shutdown.clone(),
+        Duration::from_secs(args.drain_timeout),
+    )
+    .await;
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    // Statistics last: requests that were draining may still have queued some.
+    stats_shutdown.cancel();
+    let _ = ingest_task.await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,174 @@
+//! The persisted side of the edge registry. The live registry keeps edges
+//! in memory and writes them here in batches, so a fleet's heartbeats cost
+//! one transaction per flush rather than one per edge.
+
+use std::collections::BTreeMap;
+
+use prost::Message;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tero_proto::policy::ClientMetadata;
+
+use super::{Store, StoreError};
+
+/// One edge as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeRecord {
+    pub instance_id: String,
+    pub service_name: String,
+    pub service_namespace: String,
+    pub service_version: String,
+    pub metadata: ClientMetadata,
+    /// `stream` or `poll`.
+    pub transport: String,
+    pub replica: String,
+    pub api_key_id: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Holds an open stream (as far as its replica last wrote).
+    pub connected: bool,
+    pub desired_hash: String,
+    pub applied_hash: String,
+    pub last_failed_hash: String,
+    /// Per policy id, the errors the edge last reported.
+    pub policy_errors: BTreeMap<String, Vec<String>>,
+}
+
+const SELECT_EDGE: &str = "SELECT instance_id, service_name, service_namespace, service_version, \
+     metadata, transport, replica, api_key_id, first_seen, last_seen, connected, desired_hash, \
+     applied_hash, last_failed_hash, policy_errors FROM edges";
+
+fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
+    let metadata: Vec<u8> = row.try_get("metadata")?;
+    let errors: String = row.try_get("policy_errors")?;
+    Ok(EdgeRecord {
+        instance_id: row.try_get("instance_id")?,
+        service_name: row.try_get("service_name")?,
+        service_namespace: row.try_get("service_namespace")?,
+        service_version: row.try_get("service_version")?,
+        metadata: ClientMetadata::decode(metadata.as_slice())
+            .map_err(|e| StoreError::corrupt("edge metadata", e))?,
+        transport: row.try_get("transport")?,
+        replica: row.try_get("replica")?,
+        api_key_id: row.try_get("api_key_id")?,
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+        connected: row.try_get("connected")?,
+        desired_hash: row.try_get("desired_hash")?,
+        applied_hash: row.try_get("applied_hash")?,
+        last_failed_hash: row.try_get("last_failed_hash")?,
+        policy_errors: serde_json::from_str(&errors)
+            .map_err(|e| StoreError::corrupt("edge policy errors", e))?,
+    })
+}
+
+impl Store {
+    /// Writes the given edges, keeping each one's earliest `first_seen`.
+    pub async fn upsert_edges(&self, edges: &[EdgeRecord]) -> Result<(), StoreError> {
+        if edges.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for edge in edges {
+            let errors = serde_json::to_string(&edge.policy_errors)
+                .map_err(|e| StoreError::corrupt("edge policy errors", e))?;
+            sqlx::query(
+                "INSERT INTO edges (instance_id, service_name, service_namespace, service_version, \
+                 metadata, transport, replica, api_key_id, first_seen, last_seen, connected, \
+                 desired_hash, applied_hash, last_failed_hash, policy_errors) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 ON CONFLICT (instance_id) DO UPDATE SET service_name = excluded.service_name, \
+                 service_namespace = excluded.service_namespace, \
+                 service_version = excluded.service_version, metadata = excluded.metadata, \
+                 transport = excluded.transport, replica = excluded.replica, \
+                 api_key_id = excluded.api_key_id, \
+                 first_seen = CASE WHEN edges.first_seen < excluded.first_seen \
+                     THEN edges.first_seen ELSE excluded.first_seen END, \
+                 last_seen = excluded.last_seen, connected = excluded.connected, \
+                 desired_hash = excluded.desired_hash, applied_hash = excluded.applied_hash, \
+                 last_failed_hash = excluded.last_failed_hash, \
+                 policy_errors = excluded.policy_errors",
+            )
+            .bind(&edge.instance_id)
+            .bind(&edge.service_name)
+            .bind(&edge.service_namespace)
+            .bind(&edge.service_version)
+            .bind(edge.metadata.encode_to_vec())
+            .bind(&edge.transport)
+            .bind(&edge.replica)
+            .bind(&edge.api_key_id)
+            .bind(edge.first_seen)
+            .bind(edge.last_seen)
+            .bind(edge.connected)
+            .bind(&edge.desired_hash)
+            .bind(&edge.applied_hash)
+            .bind(&edge.last_failed_hash)
+            .bind(errors)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Edges seen at or after `seen_since` (ms), in instance-id order after
+    /// `after_id`, at most `limit`.
+    pub async fn list_edges(
+        &self,
+        service_name: Option<&str>,
+        seen_since: i64,
+        after_id: &str,
+        limit: usize,
+    ) -> Result<Vec<EdgeRecord>, StoreError> {
+        let rows = match service_name {
+            Some(service) => sqlx::query(&format!(
+                "{SELECT_EDGE} WHERE service_name = $1 AND last_seen >= $2 AND instance_id > $3 \
+                     ORDER BY instance_id LIMIT $4"
+            ))
+            .bind(service)
+            .bind(seen_since)
+            .bind(after_id)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?,
+            None => {
+                sqlx::query(&format!(
+                    "{SELECT_EDGE} WHERE last_seen >= $1 AND instance_id > $2 \
+                     ORDER BY instance_id LIMIT $3"
+                ))
+                .bind(seen_since)
+                .bind(after_id)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(decode).collect()
+    }
+
+    pub async fn get_edge(&self, instance_id: &str) -> Result<EdgeRecord, StoreError> {
+        let row = sqlx::query(&format!("{SELECT_EDGE} WHERE instance_id = $1"))
+            .bind(instance_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(row) => decode(&row),
+            None => Err(StoreError::NotFound {
+                kind: "edge",
+                id: instance_id.to_owned(),
+            }),
+        }
+    }
+
+    /// Marks every edge this replica had connected as disconnected: called
+    /// at start-up, since a restart closed all of its streams.
+    pub async fn disconnect_replica_edges(&self, replica: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE edges SET connected = $1 WHERE replica = $2 AND connected = $3")
+            .bind(false)
+            .bind(replica)
+            .bind(true)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! Per-policy activity in one-minute buckets, and the report ledger that
+//! makes stream statistics exactly-once.
+//!
+//! A stream report is named by (instance id, session, seq). It is applied
+//! only if its seq is above the last one stored for that session, in the
+//! same transaction that adds its counters, so a report retried after a lost
+//! acknowledgement is recognised and acknowledged without being counted.
+
+use sqlx::Row;
+use tero_proto::controlplane::StatsBucket;
+
+use super::{Store, StoreError};
+
+/// Counters to add to one policy's bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CounterDelta {
+    pub policy_id: String,
+    /// The bucket: Unix ms truncated to the minute.
+    pub minute: i64,
+    pub hits: i64,
+    pub misses: i64,
+    pub bytes_dropped: i64,
+    pub series_dropped: i64,
+}
+
+/// Deltas to store together, optionally guarded by a report identity.
+#[derive(Debug, Clone, Default)]
+pub struct StatsBatch {
+    /// `(instance id, session, seq)` for stream reports; `None` for polls,
+    /// whose protocol has no report identity.
+    pub report: Option<(String, String, u64)>,
+    pub deltas: Vec<CounterDelta>,
+}
+
+impl Store {
+    /// Stores several batches in one transaction. Returns, per batch,
+    /// whether it was applied (`false`: a duplicate report, skipped).
+    pub async fn apply_stats(
+        &self,
+        batches: &[StatsBatch],
+        now: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut applied = Vec::with_capacity(batches.len());
+        for batch in batches {
+            if let Some((instance, session, seq)) = &batch.report {
+                let stored: Option<i64> = sqlx::query_scalar(
+                    "SELECT seq FROM stats_sessions WHERE instance_id = $1 AND session = $2",
+                )
+                .bind(instance)
+                .bind(session)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if stored.is_some_and(|stored| stored as u64 >= *seq) {
+                    applied.push(false);
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO stats_sessions (instance_id, session, seq, updated_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id, session) \
+                     DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+                )
+                .bind(instance)
+                .bind(session)
+                .bind(*seq as i64)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for d in &batch.deltas {
+                sqlx::query(
+                    "INSERT INTO policy_stats (policy_id, minute, hits, misses, bytes_dropped, \
+                     series_dropped) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (policy_id, minute) DO UPDATE SET \
+                     hits = policy_stats.hits + excluded.hits, \
+                     misses = policy_stats.misses + excluded.misses, \
+                     bytes_dropped = policy_stats.bytes_dropped + excluded.bytes_dropped, \
+                     series_dropped = policy_stats.series_dropped + excluded.series_dropped",
+                )
+                .bind(&d.policy_id)
+                .bind(d.minute)
+                .bind(d.hits)
+                .bind(d.misses)
+                .bind(d.bytes_dropped)
+                .bind(d.series_dropped)
+                .execute(&mut *tx)
+                .await?;
+            }
+            applied.push(true);
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    /// Buckets of one policy with `from <= minute < to`, oldest first.
+    pub async fn policy_stats(
+        &self,
+        policy_id: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StatsBucket>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT minute, hits, misses, bytes_dropped, series_dropped FROM policy_stats \
+             WHERE policy_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute",
+        )
+        .bind(policy_id)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StatsBucket {
+                    minute_unix_ms: row.try_get("minute")?,
+                    hits: row.try_get("hits")?,
+                    misses: row.try_get("misses")?,
+                    bytes_dropped: row.try_get("bytes_dropped")?,
+                    series_dropped: row.try_get("series_dropped")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Drops buckets and report ledgers older than `cutoff` (ms).
+    pub async fn prune_stats(&self, cutoff: i64) -> Result<u64, StoreError> {
+        let buckets = sqlx::query("DELETE FROM policy_stats WHERE minute < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM stats_sessions WHERE updated_at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        Ok(buckets.rows_affected())
+    }
+}
