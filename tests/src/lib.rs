@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod control_plane;
 pub mod fixtures;
 pub mod sync_server;
 pub mod upstream;
