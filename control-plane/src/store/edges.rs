@@ -34,8 +34,12 @@ pub struct EdgeRecord {
     pub policy_errors: BTreeMap<String, Vec<String>>,
 }
 
+// `connected` is read as an integer: sqlx's Any driver maps no SQLite
+// BOOLEAN column (the whole row would fail to decode), and an expression has
+// no declared type, so both backends hand back a plain integer.
 const SELECT_EDGE: &str = "SELECT instance_id, service_name, service_namespace, service_version, \
-     metadata, transport, replica, api_key_id, first_seen, last_seen, connected, desired_hash, \
+     metadata, transport, replica, api_key_id, first_seen, last_seen, \
+     CASE WHEN connected THEN 1 ELSE 0 END AS connected, desired_hash, \
      applied_hash, last_failed_hash, policy_errors FROM edges";
 
 fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
@@ -53,7 +57,7 @@ fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
         api_key_id: row.try_get("api_key_id")?,
         first_seen: row.try_get("first_seen")?,
         last_seen: row.try_get("last_seen")?,
-        connected: row.try_get("connected")?,
+        connected: row.try_get::<i64, _>("connected")? != 0,
         desired_hash: row.try_get("desired_hash")?,
         applied_hash: row.try_get("applied_hash")?,
         last_failed_hash: row.try_get("last_failed_hash")?,
@@ -63,7 +67,9 @@ fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
 }
 
 impl Store {
-    /// Writes the given edges, keeping each one's earliest `first_seen`.
+    /// Writes the given edges, keeping each one's earliest `first_seen`. A
+    /// record older than the stored one is ignored: when an edge moves to
+    /// another replica, the old replica's late flush cannot undo the news.
     pub async fn upsert_edges(&self, edges: &[EdgeRecord]) -> Result<(), StoreError> {
         if edges.is_empty() {
             return Ok(());
@@ -87,7 +93,8 @@ impl Store {
                  last_seen = excluded.last_seen, connected = excluded.connected, \
                  desired_hash = excluded.desired_hash, applied_hash = excluded.applied_hash, \
                  last_failed_hash = excluded.last_failed_hash, \
-                 policy_errors = excluded.policy_errors",
+                 policy_errors = excluded.policy_errors \
+                 WHERE excluded.last_seen >= edges.last_seen",
             )
             .bind(&edge.instance_id)
             .bind(&edge.service_name)

@@ -114,6 +114,16 @@ impl Store {
         Ok(key.key)
     }
 
+    /// Whether the key is revoked (or unknown).
+    pub async fn api_key_revoked(&self, id: &str) -> Result<bool, StoreError> {
+        let revoked_at: Option<i64> =
+            sqlx::query_scalar("SELECT revoked_at FROM api_keys WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(revoked_at.is_none_or(|at| at != 0))
+    }
+
     /// Ids of revoked keys, for replicas refreshing their caches.
     pub async fn revoked_key_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(

@@ -108,6 +108,12 @@ impl Store {
     /// Connects and brings the schema up to date. A SQLite file (and its
     /// directory) is created when missing.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with_timeout(url, Duration::from_secs(30)).await
+    }
+
+    /// Like [`open`](Self::open), waiting at most `timeout` for the
+    /// database (at start-up, and later for a pooled connection).
+    pub async fn open_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let options = AnyConnectOptions::from_str(url)?;
@@ -126,7 +132,7 @@ impl Store {
                 // connection can never see SQLITE_BUSY from its own pool.
                 AnyPoolOptions::new()
                     .max_connections(1)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(timeout)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             conn.execute(
@@ -143,7 +149,7 @@ impl Store {
             Backend::Postgres => {
                 AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(timeout)
                     .connect_with(options)
                     .await?
             }

@@ -3,7 +3,10 @@
 //! Every change runs in one transaction that writes the policy row, a
 //! revision row and an audit entry, and announces the change to other
 //! replicas. The UPDATE names the revision it read, so two writers racing on
-//! one policy cannot both win: the loser sees `StaleRevision`.
+//! one policy cannot both win: the loser sees `StaleRevision`. On PostgreSQL
+//! the read also locks the row, so a change that names no revision (0) waits
+//! for a racing one and applies on top of it instead of failing stale; SQLite
+//! runs one transaction at a time anyway.
 
 use prost::Message;
 use sqlx::Row;
@@ -12,7 +15,7 @@ use tero_proto::controlplane::{ManagedPolicy, PolicyRevision, Scope};
 use tero_proto::policy::Policy;
 use tero_sdk::policy::{Signal, signal_of};
 
-use super::{POLICY_CHANNEL, Store, StoreError, is_unique_violation, now_ms};
+use super::{Backend, POLICY_CHANNEL, Store, StoreError, is_unique_violation, now_ms};
 
 /// A policy as an author submits it.
 #[derive(Debug, Clone)]
@@ -103,6 +106,15 @@ fn ms_to_nanos(ms: i64) -> u64 {
 }
 
 impl Store {
+    /// The clause that locks the rows a read-modify-write transaction reads:
+    /// SQLite has none and needs none (one connection, one writer).
+    fn lock_for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     /// Stores a new policy at revision 1 (or one past the last revision of a
     /// deleted policy with the same id, so history never repeats a number).
     pub async fn create_policy(&self, change: PolicyChange) -> Result<ManagedPolicy, StoreError> {
@@ -236,10 +248,13 @@ impl Store {
     ) -> Result<ManagedPolicy, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(&format!("{SELECT_POLICY} WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row = sqlx::query(&format!(
+            "{SELECT_POLICY} WHERE id = $1{}",
+            self.lock_for_update()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let mut current = match row {
             Some(row) => decode_row(&row)?,
             None => {
@@ -327,11 +342,13 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT revision FROM policies WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let current: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT revision FROM policies WHERE id = $1{}",
+            self.lock_for_update()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(current) = current else {
             return Err(StoreError::NotFound {
                 kind: "policy",

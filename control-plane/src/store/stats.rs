@@ -44,21 +44,16 @@ impl Store {
         let mut applied = Vec::with_capacity(batches.len());
         for batch in batches {
             if let Some((instance, session, seq)) = &batch.report {
-                let stored: Option<i64> = sqlx::query_scalar(
-                    "SELECT seq FROM stats_sessions WHERE instance_id = $1 AND session = $2",
-                )
-                .bind(instance)
-                .bind(session)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if stored.is_some_and(|stored| stored as u64 >= *seq) {
-                    applied.push(false);
-                    continue;
-                }
-                sqlx::query(
+                // One statement both checks and advances the ledger: a
+                // duplicate racing in another transaction (a retry reaching
+                // another replica) waits for this row and then finds its seq
+                // no longer above the stored one, where a separate SELECT
+                // would have let both through.
+                let recorded = sqlx::query(
                     "INSERT INTO stats_sessions (instance_id, session, seq, updated_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id, session) \
-                     DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at",
+                     DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at \
+                     WHERE stats_sessions.seq < excluded.seq",
                 )
                 .bind(instance)
                 .bind(session)
@@ -66,6 +61,10 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                if recorded.rows_affected() == 0 {
+                    applied.push(false);
+                    continue;
+                }
             }
             for d in &batch.deltas {
                 sqlx::query(
