@@ -231,7 +231,7 @@ impl Catalog {
             extension_configs: Vec::new(),
         };
         let protobuf = Bytes::from(response.encode_to_vec());
-        let json = serde_json::to_vec(&response).unwrap_or_default();
+        let json = compatible_json(&response);
         const STAMP: &[u8] = b"\"syncTimestampUnixNano\":\"0\"";
         let (json_head, json_tail) = match memchr::memmem::find(&json, STAMP) {
             Some(at) => {
@@ -252,6 +252,33 @@ impl Catalog {
             json_tail,
         }
     }
+}
+
+/// The proto3 JSON of a SyncResponse as reference clients accept it.
+///
+/// Some clients (policy-rs among them) reject fields they do not know, and
+/// `Policy.extensions` and `SyncResponse.extension_configs` are Tero
+/// additions to the reference schema. Empty, they carry nothing, so they are
+/// left out; a policy that does use extensions still sends them.
+fn compatible_json(response: &SyncResponse) -> Vec<u8> {
+    let Ok(mut value) = serde_json::to_value(response) else {
+        return Vec::new();
+    };
+    let is_empty =
+        |v: Option<&serde_json::Value>| v.and_then(|v| v.as_array()).is_some_and(Vec::is_empty);
+    if let Some(root) = value.as_object_mut() {
+        if is_empty(root.get("extensionConfigs")) {
+            root.remove("extensionConfigs");
+        }
+        if let Some(policies) = root.get_mut("policies").and_then(|p| p.as_array_mut()) {
+            for policy in policies.iter_mut().filter_map(|p| p.as_object_mut()) {
+                if is_empty(policy.get("extensions")) {
+                    policy.remove("extensions");
+                }
+            }
+        }
+    }
+    serde_json::to_vec(&value).unwrap_or_default()
 }
 
 #[cfg(test)]
