@@ -35,6 +35,9 @@ struct Args {
     /// `sqlite://PATH` or `postgres://USER@HOST/DB` (default: SQLite in the data directory).
     #[arg(long, env = "TERO_DATABASE_URL")]
     database_url: Option<String>,
+    /// Seconds to wait for the database, at start-up and for a connection.
+    #[arg(long, env = "TERO_DATABASE_TIMEOUT_SECS", default_value_t = 30)]
+    database_timeout_secs: u64,
     /// PEM certificate chain; with --tls-key, serves TLS.
     #[arg(long, env = "TERO_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -105,9 +108,12 @@ async fn main() -> anyhow::Result<()> {
             args.data_dir.display()
         )
     })?;
-    let store = Store::open(&database_url)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact_url(&database_url)))?;
+    let store = Store::open_with_timeout(
+        &database_url,
+        Duration::from_secs(args.database_timeout_secs),
+    )
+    .await
+    .with_context(|| format!("cannot open the database {}", redact_url(&database_url)))?;
     tracing::info!(database = %redact_url(&database_url), "database ready");
 
     let (admin_token, source) =

@@ -269,6 +269,8 @@ impl Admin<'_> {
                 "must be before to_unix_ms",
             ));
         }
+        // Deleted policies keep their statistics; ids never used have none.
+        self.state.store.policy_history(&req.id).await?;
         let buckets = self.state.store.policy_stats(&req.id, from, to).await?;
         let mut total = StatsBucket {
             minute_unix_ms: from,

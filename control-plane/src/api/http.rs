@@ -83,15 +83,25 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(body_error)
 }
 
-/// Decodes a request carrying a policy, defaulting its `enabled` to true.
-fn decode_with_policy<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+/// Decodes a request carrying a policy. When the policy says nothing about
+/// `enabled`, `absent_enabled` decides: true on create (the policy format's
+/// default); on update, `None` keeps the stored state, so re-applying a file
+/// does not undo an operator's disable.
+fn decode_with_policy<T: DeserializeOwned>(
+    body: &[u8],
+    absent_enabled: Option<bool>,
+) -> Result<(T, bool), ApiError> {
     let mut value: serde_json::Value = serde_json::from_slice(body).map_err(body_error)?;
+    let mut absent = false;
     if let Some(policy) = value.get_mut("policy").and_then(|p| p.as_object_mut())
         && !policy.contains_key("enabled")
     {
-        policy.insert("enabled".into(), true.into());
+        absent = true;
+        if let Some(enabled) = absent_enabled {
+            policy.insert("enabled".into(), enabled.into());
+        }
     }
-    serde_json::from_value(value).map_err(body_error)
+    Ok((serde_json::from_value(value).map_err(body_error)?, absent))
 }
 
 /// Query parameters in order; repeated keys stay repeated.
@@ -187,7 +197,7 @@ async fn create_policy(
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
-            let req: CreatePolicyRequest = decode_with_policy(&body)?;
+            let (req, _): (CreatePolicyRequest, bool) = decode_with_policy(&body, Some(true))?;
             admin.create_policy(req).await
         }
         .await
@@ -203,7 +213,8 @@ async fn update_policy(
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
-            let mut req: UpdatePolicyRequest = decode_with_policy(&body)?;
+            let (mut req, enabled_absent): (UpdatePolicyRequest, bool) =
+                decode_with_policy(&body, None)?;
             let policy = req.policy.get_or_insert_with(Default::default);
             if policy.id.is_empty() {
                 policy.id.clone_from(&id);
@@ -212,6 +223,12 @@ async fn update_policy(
                     "policy.id",
                     format!("{:?} does not match the URL's {id:?}", policy.id),
                 ));
+            }
+            if enabled_absent {
+                // The revision check makes this safe: if the state changed
+                // since expectedRevision, the update fails as stale.
+                let current = state.store.get_policy(&id).await?;
+                policy.enabled = current.policy.is_some_and(|p| p.enabled);
             }
             admin.update_policy(req).await
         }

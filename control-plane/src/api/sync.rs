@@ -42,6 +42,11 @@ pub async fn sync(
             ),
         ));
     }
+    tracing::debug!(
+        statuses = req.policy_statuses.len(),
+        last_hash = %req.last_successful_hash,
+        "sync"
+    );
     let meta = req.client_metadata.unwrap_or_default();
     let catalog = state.feed.current();
     let snapshot = catalog.snapshot_for(&meta);

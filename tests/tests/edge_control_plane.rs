@@ -1,0 +1,181 @@
+//! The two halves together: a real `tero-edge` polling a real
+//! `tero-control-plane` over `POST /v1/policy/sync`, in both encodings.
+//! Policies managed through the admin API filter the Edge's scrapes, the
+//! Edge's statistics arrive exactly, and the runtime view shows the Edge
+//! running the set it should.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tero_e2e::control_plane::ControlPlane;
+use tero_e2e::fixtures::{EXPOSITION, TEXT, WITHOUT_DEBUG};
+use tero_e2e::upstream::{Compression, Upstream};
+use tero_e2e::{Edge, http_get, wait_for};
+
+fn scrape(edge: &Edge) -> String {
+    let r = http_get(&edge.url("/metrics"), &[]).expect("scrape through the Edge");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        other => other.as_i64().unwrap_or(0),
+    }
+}
+
+fn run(encoding: &str) {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    // Edges honour the interval the control plane recommends.
+    let cp = ControlPlane::start_with(
+        dir.clone(),
+        &format!("cp-{encoding}"),
+        None,
+        &["--sync-interval-secs", "1"],
+    );
+    let key = cp.create_key("edge-e2e");
+    let (status, created) = cp.api(
+        "POST",
+        "/api/v1/policies",
+        Some(&json!({"policy": {
+            "id": "drop-debug",
+            "name": "Drop debug families",
+            "metric": {"match": [{"metricField": 1, "startsWith": "debug_"}], "keep": false}
+        }})),
+    );
+    assert_eq!(status, 200, "{created}");
+
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let instance = format!("edge-{encoding}-0");
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "service": {"name": "checkout", "namespace": "shop", "version": "1.0.0", "instance_id": instance},
+            "policy_providers": [{
+                "id": "cp",
+                "type": "http",
+                "url": cp.url("/v1/policy/sync"),
+                "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
+                "poll_interval_secs": 1,
+                "encoding": encoding,
+            }],
+        }),
+        dir.clone(),
+        &format!("edge-{encoding}"),
+    );
+
+    // Every scrape that comes back filtered matched the policy twice (the
+    // two debug series).
+    let mut filtered = 0;
+    wait_for(
+        Duration::from_secs(10),
+        "policy from the control plane applied",
+        || (scrape(&edge) == WITHOUT_DEBUG).then_some(()),
+    );
+    filtered += 1;
+    for _ in 0..5 {
+        assert_eq!(scrape(&edge), WITHOUT_DEBUG);
+        filtered += 1;
+    }
+    let stats = wait_for(Duration::from_secs(10), "statistics stored", || {
+        let (_, stats) = cp.api("GET", "/api/v1/policies/drop-debug/stats", None);
+        (int(&stats["total"]["hits"]) >= 2 * filtered).then_some(stats)
+    });
+    assert_eq!(int(&stats["total"]["hits"]), 2 * filtered, "{stats}");
+    // A miss is a match lost to a stricter policy: none with one policy.
+    assert_eq!(int(&stats["total"]["misses"]), 0, "{stats}");
+    assert_eq!(
+        edge.self_metric("edge_policy_match_hits_total{policy_id=\"drop-debug\"}") as i64,
+        2 * filtered,
+        "the control plane stores what the Edge counted"
+    );
+
+    // The runtime view: polling, running what it should.
+    let view = wait_for(Duration::from_secs(10), "edge in the runtime view", || {
+        let (status, edge) = cp.api("GET", &format!("/api/v1/edges/{instance}"), None);
+        (status == 200 && edge["appliedHash"] == edge["desiredHash"] && edge["appliedHash"] != "")
+            .then_some(edge)
+    });
+    assert_eq!(view["transport"], "TRANSPORT_POLL", "{view}");
+    assert_eq!(view["state"], "EDGE_STATE_CONNECTED", "{view}");
+    assert_eq!(view["serviceName"], "checkout");
+    let (_, deployment) = cp.api("GET", "/api/v1/policies/drop-debug/deployment", None);
+    assert_eq!(
+        (
+            deployment["targeted"].as_u64(),
+            deployment["applied"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{deployment}"
+    );
+
+    // An update through the API reaches the Edge; so does a disable.
+    let (status, updated) = cp.api(
+        "PUT",
+        "/api/v1/policies/drop-debug",
+        Some(&json!({
+            "policy": {
+                "id": "drop-debug",
+                "name": "Drop the fd gauge",
+                "metric": {"match": [{"metricField": 1, "exact": "process_open_fds"}], "keep": false}
+            },
+            "expectedRevision": created["revision"],
+        })),
+    );
+    assert_eq!(status, 200, "{updated}");
+    wait_for(Duration::from_secs(10), "updated policy applied", || {
+        let body = scrape(&edge);
+        (body.contains("debug_cache_entries") && !body.contains("process_open_fds 42"))
+            .then_some(())
+    });
+    let (status, _) = cp.api(
+        "POST",
+        "/api/v1/policies/drop-debug/disable",
+        Some(&json!({})),
+    );
+    assert_eq!(status, 200);
+    wait_for(
+        Duration::from_secs(10),
+        "disabled policy gone from the Edge",
+        || (scrape(&edge) == EXPOSITION).then_some(()),
+    );
+
+    // With its key revoked the Edge is refused, and keeps serving the last
+    // set it was given (fail-open, never unfiltered by surprise).
+    let (status, _) = cp.api(
+        "POST",
+        "/api/v1/policies/drop-debug/enable",
+        Some(&json!({})),
+    );
+    assert_eq!(status, 200);
+    wait_for(Duration::from_secs(10), "re-enabled", || {
+        (!scrape(&edge).contains("process_open_fds 42")).then_some(())
+    });
+    let (_, keys) = cp.api("GET", "/api/v1/keys", None);
+    let key_id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = cp.api("DELETE", &format!("/api/v1/keys/{key_id}"), None);
+    assert_eq!(status, 200);
+    wait_for(Duration::from_secs(10), "edge sees the refusal", || {
+        let p = edge.policies();
+        let error = p["providers"]
+            .as_array()?
+            .iter()
+            .find(|pr| pr["id"] == "cp")?["last_error"]
+            .as_str()?
+            .to_owned();
+        error.contains("401").then_some(())
+    });
+    assert!(!scrape(&edge).contains("process_open_fds 42"));
+}
+
+#[test]
+fn an_edge_polling_with_json_runs_the_control_planes_policies() {
+    run("json");
+}
+
+#[test]
+fn an_edge_polling_with_protobuf_runs_the_control_planes_policies() {
+    run("protobuf");
+}
