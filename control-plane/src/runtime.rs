@@ -161,6 +161,11 @@ impl Runtime {
         });
     }
 
+    /// A streaming edge declared new metadata (a later hello).
+    pub fn identified(&self, instance: &str, meta: &ClientMetadata) {
+        self.update(instance, Some(meta), |_| {});
+    }
+
     pub fn offered(&self, instance: &str, desired_hash: &str) {
         self.update(instance, None, |live| {
             live.record.desired_hash = desired_hash.to_owned();

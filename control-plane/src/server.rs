@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::response::IntoResponse;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tero_proto::controlplane::admin_service_server::AdminServiceServer;
-use tero_proto::controlplane::edge_service_server::EdgeServiceServer;
+use tero_proto::controlplane::edge_service_server::SERVICE_NAME as EDGE_SERVICE;
 use tero_proto::policy::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::admin::AdminGrpc;
-use crate::api::stream::EdgeGrpc;
+use crate::api::stream;
 use crate::api::sync::SyncGrpc;
 use crate::api::{State, http};
 
@@ -38,18 +38,29 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<AdminServiceServer<AdminGrpc>>().await;
     health.set_serving::<PolicyServiceServer<SyncGrpc>>().await;
-    health.set_serving::<EdgeServiceServer<EdgeGrpc>>().await;
+    health
+        .set_service_status(EDGE_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tero_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let grpc = tonic::service::Routes::new(AdminServiceServer::new(AdminGrpc(state.clone())))
         .add_service(PolicyServiceServer::new(SyncGrpc(state.clone())))
-        .add_service(EdgeServiceServer::new(EdgeGrpc(state.clone())))
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router();
-    Ok(http::router(state).merge(grpc).fallback(not_found))
+    // The push stream has its own handler: see `stream::subscribe`.
+    let edge = Router::new()
+        .route(
+            stream::SUBSCRIBE_PATH,
+            axum::routing::post(stream::subscribe),
+        )
+        .with_state(state.clone());
+    Ok(http::router(state)
+        .merge(edge)
+        .merge(grpc)
+        .fallback(not_found))
 }
 
 async fn not_found(req: axum::extract::Request) -> axum::response::Response {
@@ -114,6 +125,9 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
+        // HTTP/2 keep-alive pings need a timer; without one hyper panics on
+        // every HTTP/2 (so every gRPC) connection.
+        .timer(TokioTimer::new())
         .max_concurrent_streams(16_384)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));

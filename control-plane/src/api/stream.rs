@@ -14,17 +14,25 @@
 //! The stream ends on shutdown (UNAVAILABLE, reconnect elsewhere), when its
 //! API key is revoked (UNAUTHENTICATED), or when the edge goes away.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::State as AxState;
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::HeaderMap;
+use hyper::body::{Body as HttpBody, Frame};
+use prost::Message;
 use tero_proto::controlplane::edge_message::Message as EdgeMsg;
-use tero_proto::controlplane::edge_service_server::EdgeService;
 use tero_proto::controlplane::server_message::Message as ServerMsg;
 use tero_proto::controlplane::{
     EdgeMessage, Heartbeat, Hello, ServerMessage, Snapshot as SnapshotMsg, StatsAck, StatsReport,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, Streaming};
+use tokio::sync::{broadcast, mpsc};
+use tonic::codec::BufferSettings;
+use tonic::{Status, Streaming};
 
 use super::admin::errors_by_policy;
 use super::{ApiError, State};
@@ -36,44 +44,201 @@ use crate::store::now_ms;
 /// How long a new stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone)]
-pub struct EdgeGrpc(pub State);
+/// The gRPC method this module serves.
+pub const SUBSCRIBE_PATH: &str = "/tero.controlplane.v1.EdgeService/Subscribe";
 
-type Outbound = mpsc::Sender<Result<ServerMessage, Status>>;
+/// Initial size of a stream's inbound buffer: edges send ACKs and
+/// heartbeats of a few bytes; a larger statistics report grows it.
+const INBOUND_BUFFER: usize = 1024;
 
-#[tonic::async_trait]
-impl EdgeService for EdgeGrpc {
-    type SubscribeStream = ReceiverStream<Result<ServerMessage, Status>>;
-
-    async fn subscribe(
-        &self,
-        request: Request<Streaming<EdgeMessage>>,
-    ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let header = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let principal = self
-            .0
-            .auth
-            .authenticate(header)
-            .await
-            .map_err(ApiError::from)?;
-        let Ok(slot) = self.0.stream_slots.clone().try_acquire_owned() else {
-            return Err(ApiError::Unavailable {
+/// `EdgeService/Subscribe`, served without tonic's response encoder.
+///
+/// tonic encodes each outgoing message into a buffer that the stream keeps
+/// for its whole life, sized by the largest message it has sent: with
+/// snapshots of tens of KiB, every open stream would hold a private copy of
+/// its snapshot (57 KiB for 1,000 policies: over half a GiB for 10,000
+/// edges), and every change would copy the snapshot once per stream. Here the
+/// group's encoded `SyncResponse`, shared by all its streams, goes to HTTP/2
+/// as it is, behind a few bytes of framing. Requests are still decoded by
+/// tonic.
+pub async fn subscribe(
+    AxState(state): AxState<State>,
+    request: axum::extract::Request,
+) -> Response {
+    // Subscribed before authenticating: a revocation from then on,
+    // even while the stream waits for its hello, closes it.
+    let revocations = state.auth.revocations();
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match state.auth.authenticate(header).await {
+        Ok(principal) => principal,
+        Err(e) => return grpc_error(ApiError::from(e).into()),
+    };
+    if let Some(encoding) = request.headers().get("grpc-encoding")
+        && encoding != "identity"
+    {
+        return grpc_error(Status::unimplemented(format!(
+            "request compression {encoding:?} is not supported"
+        )));
+    }
+    let Ok(slot) = state.stream_slots.clone().try_acquire_owned() else {
+        return grpc_error(
+            ApiError::Unavailable {
                 message: "too many open streams on this replica; poll, or retry later".into(),
                 retry_after_secs: 10,
             }
-            .into());
+            .into(),
+        );
+    };
+    let (tx, rx) = mpsc::channel(4);
+    let decoder = tonic_prost::ProstDecoder::<EdgeMessage>::new(BufferSettings::new(
+        INBOUND_BUFFER,
+        32 * 1024,
+    ));
+    let inbound = Streaming::new_request(decoder, request.into_body(), None, None);
+    tokio::spawn(async move {
+        let _slot = slot;
+        run(state, principal, revocations, inbound, Outbound(tx)).await;
+    });
+    (
+        [(http::header::CONTENT_TYPE, "application/grpc")],
+        axum::body::Body::new(OutboundBody { rx, done: false }),
+    )
+        .into_response()
+}
+
+/// A call refused before it starts: a trailers-only gRPC response.
+fn grpc_error(status: Status) -> Response {
+    status.into_http::<axum::body::Body>()
+}
+
+/// The stream task's end of the response body.
+#[derive(Debug, Clone)]
+struct Outbound(mpsc::Sender<Frame<Bytes>>);
+
+/// The response body is gone: the edge went away.
+#[derive(Debug)]
+struct Closed;
+
+impl Outbound {
+    /// Sends a message, or ends the stream with a status.
+    async fn send(&self, message: Result<ServerMessage, Status>) -> Result<(), Closed> {
+        let frame = match message {
+            Ok(message) => Frame::data(grpc_message(&message)),
+            Err(status) => Frame::trailers(trailers(&status)),
         };
-        let (tx, rx) = mpsc::channel(4);
-        let state = self.0.clone();
-        let inbound = request.into_inner();
-        tokio::spawn(async move {
-            let _slot = slot;
-            run(state, principal, inbound, tx).await;
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        self.0.send(frame).await.map_err(|_| Closed)
+    }
+
+    /// Sends a snapshot. `sync_response` is not copied: the same bytes go
+    /// to every stream of the group.
+    async fn send_snapshot(
+        &self,
+        nonce: u64,
+        hash: &str,
+        sync_response: &Bytes,
+    ) -> Result<(), Closed> {
+        let head = snapshot_head(nonce, hash, sync_response.len());
+        self.0.send(Frame::data(head)).await.map_err(|_| Closed)?;
+        if !sync_response.is_empty() {
+            let body = Frame::data(sync_response.clone());
+            self.0.send(body).await.map_err(|_| Closed)?;
+        }
+        Ok(())
+    }
+}
+
+/// gRPC length-prefixed message framing: uncompressed flag, u32 length.
+const GRPC_HEADER: usize = 5;
+/// `ServerMessage.snapshot` (1) and `Snapshot.sync_response` (3), both
+/// length-delimited (wire type 2).
+const SNAPSHOT_KEY: u8 = (1 << 3) | 2;
+const SYNC_RESPONSE_KEY: u8 = (3 << 3) | 2;
+
+fn grpc_message(message: &ServerMessage) -> Bytes {
+    let len = message.encoded_len();
+    let mut buf = BytesMut::with_capacity(GRPC_HEADER + len);
+    buf.put_u8(0);
+    buf.put_u32(len as u32);
+    // BytesMut grows as needed: encoding cannot fail.
+    let _ = message.encode(&mut buf);
+    buf.freeze()
+}
+
+/// Everything of a framed `ServerMessage { snapshot }` before the bytes of
+/// its `sync_response`, which follow it unchanged: the same bytes as prost
+/// encoding the whole message (fields in tag order).
+fn snapshot_head(nonce: u64, hash: &str, sync_response_len: usize) -> Bytes {
+    // An empty bytes field is not encoded: this is fields 1 and 2.
+    let fields = SnapshotMsg {
+        nonce,
+        hash: hash.to_owned(),
+        sync_response: Default::default(),
+    };
+    let body_field = if sync_response_len == 0 {
+        0
+    } else {
+        1 + prost::length_delimiter_len(sync_response_len) + sync_response_len
+    };
+    let snapshot_len = fields.encoded_len() + body_field;
+    let message_len = 1 + prost::length_delimiter_len(snapshot_len) + snapshot_len;
+    let mut buf = BytesMut::with_capacity(GRPC_HEADER + message_len - sync_response_len);
+    buf.put_u8(0);
+    buf.put_u32(message_len as u32);
+    buf.put_u8(SNAPSHOT_KEY);
+    // Into a BytesMut, which grows as needed: encoding cannot fail.
+    let _ = prost::encode_length_delimiter(snapshot_len, &mut buf);
+    let _ = fields.encode(&mut buf);
+    if sync_response_len > 0 {
+        buf.put_u8(SYNC_RESPONSE_KEY);
+        let _ = prost::encode_length_delimiter(sync_response_len, &mut buf);
+    }
+    buf.freeze()
+}
+
+fn trailers(status: &Status) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        headers.clear();
+        let _ = Status::internal("unencodable status").add_header(&mut headers);
+    }
+    headers
+}
+
+/// The response body: what the stream task sends, then its status; a task
+/// that ends without one (the edge went away) ends the call with OK, as
+/// tonic does when a response stream ends.
+struct OutboundBody {
+    rx: mpsc::Receiver<Frame<Bytes>>,
+    done: bool,
+}
+
+impl HttpBody for OutboundBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let frame = match self.rx.poll_recv(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(frame)) => frame,
+            Poll::Ready(None) => Frame::trailers(trailers(&Status::new(tonic::Code::Ok, ""))),
+        };
+        if frame.is_trailers() {
+            self.done = true;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
     }
 }
 
@@ -95,6 +260,34 @@ async fn first_hello(inbound: &mut Streaming<EdgeMessage>) -> Result<Hello, Stat
     }
 }
 
+/// Resolves when the key `principal` authenticated with is revoked (never
+/// for an admin token). Cancel-safe: dropping it loses no revocation of this key.
+async fn revoked(
+    state: &State,
+    principal: &Principal,
+    revocations: &mut broadcast::Receiver<String>,
+) {
+    loop {
+        match revocations.recv().await {
+            Ok(id) if !id.is_empty() && id == principal.key_id() => return,
+            Ok(_) => {}
+            // Announcements were missed: ask the store about our own key.
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if !principal.key_id().is_empty()
+                    && state
+                        .store
+                        .api_key_revoked(principal.key_id())
+                        .await
+                        .unwrap_or(false)
+                {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
+
 /// One stream's state.
 struct Session {
     instance: String,
@@ -110,13 +303,27 @@ struct Session {
 async fn run(
     state: State,
     principal: Principal,
+    mut revocations: broadcast::Receiver<String>,
     mut inbound: Streaming<EdgeMessage>,
     out: Outbound,
 ) {
-    let hello = match first_hello(&mut inbound).await {
-        Ok(hello) => hello,
-        Err(status) => {
-            let _ = out.send(Err(status)).await;
+    let hello = tokio::select! {
+        hello = first_hello(&mut inbound) => match hello {
+            Ok(hello) => hello,
+            Err(status) => {
+                let _ = out.send(Err(status)).await;
+                return;
+            }
+        },
+        () = revoked(&state, &principal, &mut revocations) => {
+            let _ = out.send(Err(Status::unauthenticated("API key revoked"))).await;
+            return;
+        }
+        // A stream yet to say hello must not hold the drain up.
+        () = state.shutdown.cancelled() => {
+            let _ = out
+                .send(Err(Status::unavailable("control plane shutting down; reconnect")))
+                .await;
             return;
         }
     };
@@ -141,7 +348,15 @@ async fn run(
         nonce: 0,
         in_flight: None,
     };
-    let end = serve(&state, &principal, &mut session, &mut inbound, &out).await;
+    let end = serve(
+        &state,
+        &principal,
+        &mut revocations,
+        &mut session,
+        &mut inbound,
+        &out,
+    )
+    .await;
     if let Some(status) = end {
         let _ = out.send(Err(status)).await;
     }
@@ -153,12 +368,12 @@ async fn run(
 async fn serve(
     state: &State,
     principal: &Principal,
+    revocations: &mut broadcast::Receiver<String>,
     session: &mut Session,
     inbound: &mut Streaming<EdgeMessage>,
     out: &Outbound,
 ) -> Option<Status> {
     let mut catalog = state.feed.subscribe();
-    let mut revocations = state.auth.revocations();
     let heartbeat = state.heartbeat;
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut silent_until = tokio::time::Instant::now() + heartbeat * 3;
@@ -169,10 +384,8 @@ async fn serve(
             _ = state.shutdown.cancelled() => {
                 return Some(Status::unavailable("control plane shutting down; reconnect"));
             }
-            revoked = revocations.recv() => {
-                if let Ok(id) = revoked && id == principal.key_id() {
-                    return Some(Status::unauthenticated("API key revoked"));
-                }
+            () = revoked(state, principal, revocations) => {
+                return Some(Status::unauthenticated("API key revoked"));
             }
             changed = catalog.changed() => {
                 if changed.is_err() {
@@ -201,10 +414,11 @@ async fn serve(
                     Some(EdgeMsg::Ack(ack))
                         if session.in_flight.as_ref().is_some_and(|(n, _)| *n == ack.nonce) =>
                     {
-                        session.in_flight = None;
-                        session.held = ack.hash.clone();
+                        // What was applied is what was sent under that nonce.
+                        let hash = session.in_flight.take().map_or(ack.hash, |(_, h)| h);
+                        state.runtime.applied(&session.instance, &hash, Default::default());
+                        session.held = hash;
                         session.refused.clear();
-                        state.runtime.applied(&session.instance, &ack.hash, Default::default());
                         if !offer(state, session, out).await {
                             return None;
                         }
@@ -212,18 +426,18 @@ async fn serve(
                     Some(EdgeMsg::Nack(nack))
                         if session.in_flight.as_ref().is_some_and(|(n, _)| *n == nack.nonce) =>
                     {
-                        session.in_flight = None;
+                        let hash = session.in_flight.take().map_or(nack.hash, |(_, h)| h);
                         if nack.errors.is_empty() {
                             // Refused as a whole: it keeps running what it held.
-                            session.refused = nack.hash.clone();
-                            state.runtime.refused(&session.instance, &nack.hash, &nack.message);
+                            state.runtime.refused(&session.instance, &hash, &nack.message);
+                            session.refused = hash;
                         } else {
                             // Applied, except the policies that failed.
-                            session.held = nack.hash.clone();
+                            session.held = hash.clone();
                             let errors = errors_by_policy(
                                 nack.errors.iter().map(|e| (e.policy_id.as_str(), e.errors.as_slice())),
                             );
-                            state.runtime.applied(&session.instance, &nack.hash, errors);
+                            state.runtime.applied(&session.instance, &hash, errors);
                         }
                         if !offer(state, session, out).await {
                             return None;
@@ -240,7 +454,16 @@ async fn serve(
                         }
                     }
                     Some(EdgeMsg::Hello(hello)) => {
-                        // Identity changed (e.g. new labels): re-evaluate its set.
+                        // Identity changed (e.g. new labels): re-evaluate its
+                        // set, and show the new identity in the registry (the
+                        // deployment view scopes edges by what is stored).
+                        let meta = hello.client_metadata.clone().unwrap_or_default();
+                        if instance_id(&meta).as_deref() != Some(session.instance.as_str()) {
+                            return Some(Status::invalid_argument(
+                                "hello.client_metadata: service.instance.id cannot change on an open stream",
+                            ));
+                        }
+                        state.runtime.identified(&session.instance, &meta);
                         session.hello = hello;
                         if !offer(state, session, out).await {
                             return None;
@@ -256,25 +479,24 @@ async fn serve(
 /// Offers the edge its current snapshot if it differs from what it holds.
 /// Returns false when the edge is gone.
 async fn offer(state: &State, session: &mut Session, out: &Outbound) -> bool {
+    let catalog = state.feed.current();
+    let snapshot = match session.hello.client_metadata.as_ref() {
+        Some(meta) => catalog.snapshot_for(meta),
+        None => catalog.snapshot_for(&Default::default()),
+    };
+    state.runtime.offered(&session.instance, &snapshot.hash);
     if session.in_flight.is_some() {
         // Coalesced: the newest set is offered when the edge answers.
         return true;
     }
-    let catalog = state.feed.current();
-    let meta = session.hello.client_metadata.clone().unwrap_or_default();
-    let snapshot = catalog.snapshot_for(&meta);
-    state.runtime.offered(&session.instance, &snapshot.hash);
     if snapshot.hash == session.held || snapshot.hash == session.refused {
         return true;
     }
     session.nonce += 1;
     session.in_flight = Some((session.nonce, snapshot.hash.clone()));
-    let message = server(ServerMsg::Snapshot(SnapshotMsg {
-        nonce: session.nonce,
-        hash: snapshot.hash.clone(),
-        sync_response: snapshot.protobuf.clone(),
-    }));
-    out.send(message).await.is_ok()
+    out.send_snapshot(session.nonce, &snapshot.hash, &snapshot.protobuf)
+        .await
+        .is_ok()
 }
 
 async fn store_report(state: &State, session: &Session, report: StatsReport) -> Option<StatsAck> {
@@ -308,5 +530,70 @@ async fn store_report(state: &State, session: &Session, report: StatsReport) -> 
             tracing::warn!(instance = session.instance, error = %e, "statistics report not stored");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full(nonce: u64, hash: &str, sync_response: &[u8]) -> Vec<u8> {
+        let message = ServerMessage {
+            message: Some(ServerMsg::Snapshot(SnapshotMsg {
+                nonce,
+                hash: hash.into(),
+                sync_response: Bytes::copy_from_slice(sync_response),
+            })),
+        };
+        grpc_message(&message).to_vec()
+    }
+
+    #[test]
+    fn a_snapshot_head_and_its_shared_body_are_the_encoded_message() {
+        for (nonce, hash, len) in [
+            (1, "abc", 0),
+            (7, "", 10),
+            (u64::MAX, &"f".repeat(64)[..], 127),
+            (300, "h", 128),
+            (2, "h2", 57_000),
+            (3, "h3", 3 << 20),
+        ] {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut wire = snapshot_head(nonce, hash, body.len()).to_vec();
+            wire.extend_from_slice(&body);
+            assert_eq!(wire, full(nonce, hash, &body), "nonce {nonce}, {len} bytes");
+            let decoded = ServerMessage::decode(&wire[GRPC_HEADER..]).unwrap();
+            let Some(ServerMsg::Snapshot(s)) = decoded.message else {
+                panic!("not a snapshot")
+            };
+            assert_eq!(
+                (s.nonce, s.hash.as_str(), &s.sync_response[..]),
+                (nonce, hash, &body[..])
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_body_ends_with_the_status_sent_or_ok_when_the_task_ends() {
+        use http_body_util::BodyExt;
+        let (tx, rx) = mpsc::channel(4);
+        let out = Outbound(tx);
+        out.send_snapshot(1, "h", &Bytes::from_static(b"xyz"))
+            .await
+            .unwrap();
+        out.send(Err(Status::unauthenticated("API key revoked")))
+            .await
+            .unwrap();
+        let collected = OutboundBody { rx, done: false }.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        let status = Status::from_header_map(&trailers).unwrap();
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(collected.to_bytes().to_vec(), full(1, "h", b"xyz"));
+
+        let (tx, rx) = mpsc::channel(4);
+        drop(tx);
+        let collected = OutboundBody { rx, done: false }.collect().await.unwrap();
+        let status = Status::from_header_map(collected.trailers().unwrap()).unwrap();
+        assert_eq!(status.code(), tonic::Code::Ok);
     }
 }
