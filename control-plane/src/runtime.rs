@@ -112,11 +112,10 @@ impl Runtime {
         }
         let before = live.record.clone();
         change(live);
+        let changed = live.record != before;
         live.record.last_seen = now;
-        live.record.replica.clone_from(&self.replica);
-        if live.record != before_with_time(&before, now, &self.replica)
-            || now - live.persisted_last_seen >= TOUCH_EVERY_MS
-        {
+        // Only news is written at once; mere liveness waits for TOUCH_EVERY.
+        if changed || now - live.persisted_last_seen >= TOUCH_EVERY_MS {
             live.dirty = true;
         }
     }
@@ -298,9 +297,99 @@ impl Runtime {
     }
 }
 
-fn before_with_time(before: &EdgeRecord, now: i64, replica: &str) -> EdgeRecord {
-    let mut r = before.clone();
-    r.last_seen = now;
-    r.replica = replica.to_owned();
-    r
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tero_proto::otel::{AnyValue, KeyValue, any_value::Value};
+
+    fn meta(instance: &str) -> ClientMetadata {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+        };
+        ClientMetadata {
+            resource_attributes: vec![
+                kv("service.instance.id", instance),
+                kv("service.name", "checkout"),
+            ],
+            ..Default::default()
+        }
+    }
+
+    async fn runtime(dir: &tempfile::TempDir) -> (Arc<Runtime>, Store) {
+        let url = format!("sqlite://{}/r.db?mode=rwc", dir.path().display());
+        let store = Store::open(&url).await.unwrap();
+        // Poll every 10 s, heartbeat every 15 s (liveness window 30 s at least).
+        (Runtime::new("r1".into(), store.clone(), 10, 15), store)
+    }
+
+    #[tokio::test]
+    async fn states_follow_transport_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, store) = runtime(&dir).await;
+        rt.polled("p", &meta("p"), "key_1", "want", "have", BTreeMap::new());
+        rt.stream_opened("s", &meta("s"), "key_1", "held");
+        rt.flush().await.unwrap();
+        let now = now_ms();
+        let view = |id: &str, at: i64| {
+            let store = store.clone();
+            let rt = Arc::clone(&rt);
+            let id = id.to_owned();
+            async move { rt.view(store.get_edge(&id).await.unwrap(), at) }
+        };
+        let p = view("p", now).await;
+        assert_eq!(p.state, EdgeState::Connected as i32);
+        assert_eq!(p.transport, Transport::Poll as i32);
+        assert_eq!(
+            (p.desired_hash.as_str(), p.applied_hash.as_str()),
+            ("want", "have")
+        );
+        assert_eq!(p.service_name, "checkout");
+        // A poller is stale after three of its intervals, gone after an hour.
+        assert_eq!(view("p", now + 31_000).await.state, EdgeState::Stale as i32);
+        assert_eq!(
+            view("p", now + GONE_AFTER_MS).await.state,
+            EdgeState::Gone as i32
+        );
+
+        let s = view("s", now).await;
+        assert_eq!(
+            (s.state, s.transport),
+            (EdgeState::Connected as i32, Transport::Stream as i32)
+        );
+        // A closed stream is stale at once, whatever its age.
+        rt.stream_closed("s");
+        rt.flush().await.unwrap();
+        assert_eq!(view("s", now_ms()).await.state, EdgeState::Stale as i32);
+    }
+
+    #[tokio::test]
+    async fn only_news_is_written_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, store) = runtime(&dir).await;
+        rt.stream_opened("s", &meta("s"), "key_1", "h1");
+        rt.flush().await.unwrap();
+        let first = store.get_edge("s").await.unwrap();
+        // A heartbeat is not news: nothing to write until TOUCH_EVERY.
+        rt.heard_from("s");
+        assert!(!rt.lock()["s"].dirty);
+        // An applied hash is.
+        rt.applied(
+            "s",
+            "h2",
+            BTreeMap::from([("p1".to_owned(), vec!["bad regex".to_owned()])]),
+        );
+        assert!(rt.lock()["s"].dirty);
+        rt.flush().await.unwrap();
+        let second = store.get_edge("s").await.unwrap();
+        assert_eq!(second.applied_hash, "h2");
+        assert_eq!(second.policy_errors["p1"], ["bad regex"]);
+        assert_eq!(second.first_seen, first.first_seen);
+        // A closed stream stays in memory while it was seen recently.
+        rt.stream_closed("s");
+        rt.flush().await.unwrap();
+        assert!(rt.lock().contains_key("s"), "seen moments ago");
+    }
 }
