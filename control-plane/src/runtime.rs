@@ -114,8 +114,15 @@ impl Runtime {
         change(live);
         let changed = live.record != before;
         live.record.last_seen = now;
-        // Only news is written at once; mere liveness waits for TOUCH_EVERY.
-        if changed || now - live.persisted_last_seen >= TOUCH_EVERY_MS {
+        // Only news is written at once; mere liveness waits for TOUCH_EVERY,
+        // or for half a poll interval for a poller: the view calls a poller
+        // stale after three intervals, which may be well under TOUCH_EVERY.
+        let touch_every = if live.record.transport == "stream" {
+            TOUCH_EVERY_MS
+        } else {
+            TOUCH_EVERY_MS.min(self.poll_interval_ms / 2)
+        };
+        if changed || now - live.persisted_last_seen >= touch_every {
             live.dirty = true;
         }
     }
@@ -363,6 +370,22 @@ mod tests {
         rt.stream_closed("s");
         rt.flush().await.unwrap();
         assert_eq!(view("s", now_ms()).await.state, EdgeState::Stale as i32);
+    }
+
+    #[tokio::test]
+    async fn a_steady_pollers_last_seen_is_written_every_half_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _store) = runtime(&dir).await;
+        let poll = |rt: &Runtime| rt.polled("p", &meta("p"), "key_1", "h", "h", BTreeMap::new());
+        poll(&rt);
+        rt.flush().await.unwrap();
+        poll(&rt);
+        assert!(!rt.lock()["p"].dirty, "a poll moments later is not news");
+        // Half a poll interval (5 s) later, well before TOUCH_EVERY: the
+        // view calls a poller stale after three intervals.
+        rt.lock().get_mut("p").unwrap().persisted_last_seen -= 5_000;
+        poll(&rt);
+        assert!(rt.lock()["p"].dirty);
     }
 
     #[tokio::test]

@@ -238,6 +238,8 @@ fn sync_request() -> pb::SyncRequest {
             redact: None,
             rename: None,
             add: None,
+            tero_records_dropped: 0,
+            tero_bytes_dropped: 0,
         }],
     }
 }

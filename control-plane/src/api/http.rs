@@ -19,7 +19,7 @@ use tero_proto::controlplane::*;
 use tero_proto::policy::SyncRequest;
 
 use super::admin::Admin;
-use super::sync::{now_nanos, sync};
+use super::sync::{STATS_REPORT_HEADER, now_nanos, parse_report_id, sync};
 use super::{ApiError, State};
 
 const PROTOBUF: &str = "application/x-protobuf";
@@ -160,7 +160,16 @@ async fn sync_http(AxState(state): AxState<State>, headers: HeaderMap, body: Byt
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    match sync(&state, &principal, request).await {
+    let report = match headers.get(STATS_REPORT_HEADER).map(|v| {
+        v.to_str()
+            .map_err(|_| ApiError::invalid(STATS_REPORT_HEADER, "not text"))
+            .and_then(parse_report_id)
+    }) {
+        None => None,
+        Some(Ok(report)) => Some(report),
+        Some(Err(e)) => return e.into_response(),
+    };
+    match sync(&state, &principal, request, report).await {
         Ok(snapshot) => {
             if is_protobuf(header::ACCEPT) {
                 (

@@ -378,7 +378,19 @@ async fn serve(
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut silent_until = tokio::time::Instant::now() + heartbeat * 3;
 
-    catalog.mark_changed();
+    // The first offer, then a heartbeat: an edge knows its hello was
+    // processed (and that whatever it lacked came first) at the first
+    // message, so it can call itself synced without waiting an interval.
+    catalog.borrow_and_update();
+    if !offer(state, session, out).await {
+        return None;
+    }
+    let hello_done = server(ServerMsg::Heartbeat(Heartbeat {
+        sent_at_unix_ms: now_ms(),
+    }));
+    if out.send(hello_done).await.is_err() {
+        return None;
+    }
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => {

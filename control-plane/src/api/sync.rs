@@ -27,11 +27,34 @@ pub fn now_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Handles one Sync and returns the snapshot to answer with.
+/// Names the statistics report a sync carries (`SESSION/SEQ`): a Tero
+/// extension of the protocol that makes poll statistics exactly-once. Other
+/// clients do not send it and get the protocol's at-least-once deltas.
+pub const STATS_REPORT_HEADER: &str = "tero-stats-report";
+
+/// Parses a `tero-stats-report` value.
+pub fn parse_report_id(value: &str) -> Result<(String, u64), ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            STATS_REPORT_HEADER,
+            format!("{value:?} is not SESSION/SEQ (a session name and a sequence number from 1)"),
+        )
+    };
+    let (session, seq) = value.trim().split_once('/').ok_or_else(bad)?;
+    let seq: u64 = seq.parse().map_err(|_| bad())?;
+    if session.is_empty() || session.len() > 128 || seq == 0 {
+        return Err(bad());
+    }
+    Ok((session.to_owned(), seq))
+}
+
+/// Handles one Sync and returns the snapshot to answer with. `report`
+/// names the statistics the request carries, when the client says.
 pub async fn sync(
     state: &State,
     principal: &Principal,
     req: SyncRequest,
+    report: Option<(String, u64)>,
 ) -> Result<Arc<Snapshot>, ApiError> {
     if req.policy_statuses.len() > MAX_STATUSES {
         return Err(ApiError::invalid(
@@ -53,10 +76,20 @@ pub async fn sync(
 
     let mut deltas = DeltaBuilder::default();
     for s in &req.policy_statuses {
-        deltas.add(&s.id, s.match_hits, s.match_misses, 0, 0);
+        deltas.add(
+            &s.id,
+            s.match_hits,
+            s.match_misses,
+            s.tero_bytes_dropped,
+            s.tero_records_dropped,
+        );
     }
+    let identity = match (report, instance_id(&meta)) {
+        (Some((session, seq)), Some(instance)) => Some((instance, session, seq)),
+        _ => None,
+    };
     if !deltas.is_empty() {
-        state.ingest.submit(deltas.build(None)).await?;
+        state.ingest.submit(deltas.build(identity)).await?;
     }
     if let Some(instance) = instance_id(&meta) {
         let errors = errors_by_policy(
@@ -93,7 +126,16 @@ impl PolicyService for SyncGrpc {
             .authenticate(header)
             .await
             .map_err(ApiError::from)?;
-        let snapshot = sync(&self.0, &principal, request.into_inner()).await?;
+        let report = request
+            .metadata()
+            .get(STATS_REPORT_HEADER)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::invalid(STATS_REPORT_HEADER, "not text"))
+                    .and_then(parse_report_id)
+            })
+            .transpose()?;
+        let snapshot = sync(&self.0, &principal, request.into_inner(), report).await?;
         Ok(Response::new(SyncResponse {
             policies: snapshot.policies.clone(),
             hash: snapshot.hash.clone(),
