@@ -127,6 +127,24 @@ pub enum SyncEncoding {
 pub enum ProviderConfig {
     File { id: String, path: PathBuf },
     Http(HttpProviderConfig),
+    Grpc(GrpcProviderConfig),
+}
+
+/// A validated `type: "grpc"` provider: a push stream, with HTTP polling
+/// as its fallback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GrpcProviderConfig {
+    /// The control plane's gRPC address (`http://host:port`).
+    pub url: Uri,
+    /// Polling while the stream is down: `poll_url` (default: `url` with
+    /// `/v1/policy/sync`), the same headers, `poll_interval_secs`,
+    /// `encoding` (default protobuf) and `state_dir`.
+    pub poll: HttpProviderConfig,
+    /// How often statistics are reported on the stream.
+    pub stats_interval: Duration,
+    /// Bounds of the reconnect backoff (exponential, full jitter).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
 }
 
 /// A validated `type: "http"` provider.
@@ -147,6 +165,7 @@ impl ProviderConfig {
         match self {
             ProviderConfig::File { id, .. } => id,
             ProviderConfig::Http(http) => &http.id,
+            ProviderConfig::Grpc(grpc) => &grpc.poll.id,
         }
     }
 }
@@ -182,9 +201,12 @@ struct RawProvider {
     headers: Vec<Header>,
     #[serde(alias = "poll_interval")]
     poll_interval_secs: Option<f64>,
-    #[serde(default)]
-    encoding: SyncEncoding,
+    encoding: Option<SyncEncoding>,
     state_dir: Option<String>,
+    poll_url: Option<String>,
+    stats_interval_secs: Option<f64>,
+    reconnect_min_secs: Option<f64>,
+    reconnect_max_secs: Option<f64>,
 }
 
 fn default_listen_address() -> String {
@@ -453,7 +475,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     for (i, p) in raw.policy_providers.into_iter().enumerate() {
         let at = |field: &str| format!("policy_providers[{i}].{field}");
         let id =
-            p.id.filter(|s| !s.trim().is_empty())
+            p.id.clone()
+                .filter(|s| !s.trim().is_empty())
                 .ok_or_else(|| ConfigError::key(at("id"), "required"))?;
         if !ids.insert(id.clone()) {
             return Err(ConfigError::key(
@@ -461,9 +484,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 format!("duplicate provider id {id:?}"),
             ));
         }
-        let kind = p
-            .kind
-            .ok_or_else(|| ConfigError::key(at("type"), "required: \"file\" or \"http\""))?;
+        let kind = p.kind.clone().ok_or_else(|| {
+            ConfigError::key(at("type"), "required: \"file\", \"http\" or \"grpc\"")
+        })?;
         let provider = match kind.as_str() {
             "file" => {
                 let path = p
@@ -478,42 +501,85 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             "http" => {
                 let url = p
                     .url
+                    .clone()
                     .ok_or_else(|| ConfigError::key(at("url"), "required for an http provider"))?;
                 let url = http_url(&at("url"), &url, "/v1/policy/sync")?;
-                let secs = p.poll_interval_secs.unwrap_or(30.0);
-                if !(1.0..=86_400.0).contains(&secs) {
+                ProviderConfig::Http(poll_settings(&p, &at, id, url, SyncEncoding::Json)?)
+            }
+            "grpc" => {
+                let raw_url = p
+                    .url
+                    .clone()
+                    .ok_or_else(|| ConfigError::key(at("url"), "required for a grpc provider"))?;
+                let url = http_url(&at("url"), &raw_url, "/")?;
+                let poll_url = match &p.poll_url {
+                    Some(u) => http_url(&at("poll_url"), u, "/v1/policy/sync")?,
+                    None => http_url(&at("url"), &raw_url, "/v1/policy/sync").and_then(|u| {
+                        // `url` names the server; polling goes to its sync path.
+                        let base = format!(
+                            "http://{}/v1/policy/sync",
+                            u.authority().map(|a| a.as_str()).unwrap_or("")
+                        );
+                        base.parse()
+                            .map_err(|e| ConfigError::key(at("url"), format!("{e}")))
+                    })?,
+                };
+                let secs = |key: &str,
+                            v: Option<f64>,
+                            default: f64,
+                            range: std::ops::RangeInclusive<f64>| {
+                    let v = v.unwrap_or(default);
+                    if range.contains(&v) {
+                        Ok(Duration::from_secs_f64(v))
+                    } else {
+                        Err(ConfigError::key(
+                            at(key),
+                            format!(
+                                "must be between {} and {} seconds",
+                                range.start(),
+                                range.end()
+                            ),
+                        ))
+                    }
+                };
+                let stats_interval = secs(
+                    "stats_interval_secs",
+                    p.stats_interval_secs,
+                    10.0,
+                    1.0..=3600.0,
+                )?;
+                let reconnect_min = secs(
+                    "reconnect_min_secs",
+                    p.reconnect_min_secs,
+                    1.0,
+                    0.05..=600.0,
+                )?;
+                let reconnect_max = secs(
+                    "reconnect_max_secs",
+                    p.reconnect_max_secs,
+                    60.0,
+                    0.05..=3600.0,
+                )?;
+                if reconnect_max < reconnect_min {
                     return Err(ConfigError::key(
-                        at("poll_interval_secs"),
-                        "must be between 1 and 86400 seconds",
+                        at("reconnect_max_secs"),
+                        "must not be below reconnect_min_secs",
                     ));
                 }
-                for (h, header) in p.headers.iter().enumerate() {
-                    if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
-                        return Err(ConfigError::key(
-                            at(&format!("headers[{h}].name")),
-                            format!("{:?} is not a valid HTTP header name", header.name),
-                        ));
-                    }
-                    if http::HeaderValue::from_str(&header.value).is_err() {
-                        return Err(ConfigError::key(
-                            at(&format!("headers[{h}].value")),
-                            "not a valid HTTP header value",
-                        ));
-                    }
-                }
-                ProviderConfig::Http(HttpProviderConfig {
-                    id,
+                ProviderConfig::Grpc(GrpcProviderConfig {
                     url,
-                    headers: p.headers,
-                    poll_interval: Duration::from_secs_f64(secs),
-                    encoding: p.encoding,
-                    state_dir: p.state_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+                    poll: poll_settings(&p, &at, id, poll_url, SyncEncoding::Protobuf)?,
+                    stats_interval,
+                    reconnect_min,
+                    reconnect_max,
                 })
             }
             other => {
                 return Err(ConfigError::key(
                     at("type"),
-                    format!("unknown provider type {other:?}; expected \"file\" or \"http\""),
+                    format!(
+                        "unknown provider type {other:?}; expected \"file\", \"http\" or \"grpc\""
+                    ),
                 ));
             }
         };
@@ -531,6 +597,50 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
 }
 
 /// Parses an `http://` URL, adding `default_path` when it has none.
+/// The polling settings of an http provider, or of a grpc provider's
+/// fallback.
+fn poll_settings(
+    p: &RawProvider,
+    at: &dyn Fn(&str) -> String,
+    id: String,
+    url: Uri,
+    default_encoding: SyncEncoding,
+) -> Result<HttpProviderConfig, ConfigError> {
+    let secs = p.poll_interval_secs.unwrap_or(30.0);
+    if !(1.0..=86_400.0).contains(&secs) {
+        return Err(ConfigError::key(
+            at("poll_interval_secs"),
+            "must be between 1 and 86400 seconds",
+        ));
+    }
+    for (h, header) in p.headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+            return Err(ConfigError::key(
+                at(&format!("headers[{h}].name")),
+                format!("{:?} is not a valid HTTP header name", header.name),
+            ));
+        }
+        if http::HeaderValue::from_str(&header.value).is_err() {
+            return Err(ConfigError::key(
+                at(&format!("headers[{h}].value")),
+                "not a valid HTTP header value",
+            ));
+        }
+    }
+    Ok(HttpProviderConfig {
+        id,
+        url,
+        headers: p.headers.clone(),
+        poll_interval: Duration::from_secs_f64(secs),
+        encoding: p.encoding.unwrap_or(default_encoding),
+        state_dir: p
+            .state_dir
+            .clone()
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from),
+    })
+}
+
 fn http_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = url
         .parse()
@@ -629,6 +739,81 @@ mod tests {
                 assert_eq!(path, &PathBuf::from("/x/${NOT_EXPANDED}/dflt"))
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn grpc_providers_poll_the_same_server_by_default() {
+        let (c, _) = load(json!({
+            "upstream_url": "http://127.0.0.1:8080",
+            "policy_providers": [
+                {"id": "cp", "type": "grpc", "url": "http://cp:7070",
+                 "headers": [{"name": "Authorization", "value": "Bearer k"}],
+                 "poll_interval_secs": 5, "state_dir": "/var/lib/tero"},
+                {"id": "cp2", "type": "grpc", "url": "http://cp-a:7070",
+                 "poll_url": "http://cp-b:7070", "encoding": "json",
+                 "stats_interval_secs": 2, "reconnect_min_secs": 0.5, "reconnect_max_secs": 5}
+            ]
+        }))
+        .unwrap();
+        let ProviderConfig::Grpc(g) = &c.providers[0] else {
+            panic!("{:?}", c.providers[0])
+        };
+        assert_eq!(c.providers[0].id(), "cp");
+        assert_eq!(g.url.to_string(), "http://cp:7070/");
+        assert_eq!(g.poll.url.to_string(), "http://cp:7070/v1/policy/sync");
+        assert_eq!(
+            g.poll.encoding,
+            SyncEncoding::Protobuf,
+            "the control plane speaks it"
+        );
+        assert_eq!(g.poll.poll_interval, Duration::from_secs(5));
+        assert_eq!(g.poll.headers[0].value, "Bearer k");
+        assert_eq!(g.poll.state_dir, Some(PathBuf::from("/var/lib/tero")));
+        assert_eq!(
+            (g.stats_interval, g.reconnect_min, g.reconnect_max),
+            (
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+                Duration::from_secs(60)
+            )
+        );
+        let ProviderConfig::Grpc(g) = &c.providers[1] else {
+            panic!("{:?}", c.providers[1])
+        };
+        assert_eq!(g.poll.url.to_string(), "http://cp-b:7070/v1/policy/sync");
+        assert_eq!(g.poll.encoding, SyncEncoding::Json);
+        assert_eq!(
+            (g.stats_interval, g.reconnect_min, g.reconnect_max),
+            (
+                Duration::from_secs(2),
+                Duration::from_millis(500),
+                Duration::from_secs(5)
+            )
+        );
+
+        for (bad, key) in [
+            (
+                json!({"id": "g", "type": "grpc"}),
+                "policy_providers[0].url",
+            ),
+            (
+                json!({"id": "g", "type": "grpc", "url": "http://a", "stats_interval_secs": 0}),
+                "policy_providers[0].stats_interval_secs",
+            ),
+            (
+                json!({"id": "g", "type": "grpc", "url": "http://a", "reconnect_min_secs": 9, "reconnect_max_secs": 2}),
+                "policy_providers[0].reconnect_max_secs",
+            ),
+            (
+                json!({"id": "g", "type": "grpc", "url": "http://a", "poll_url": "ftp://b"}),
+                "policy_providers[0].poll_url",
+            ),
+        ] {
+            let err = load(json!({"upstream_url": "http://a:1", "policy_providers": [bad]}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{err}");
         }
     }
 

@@ -310,6 +310,8 @@ fn status_of(id: &str, d: &StatsDelta) -> PolicySyncStatus {
         redact: stage(d.redact_hits, d.redact_misses),
         rename: stage(d.rename_hits, d.rename_misses),
         add: stage(d.add_hits, d.add_misses),
+        tero_records_dropped: d.records_dropped as i64,
+        tero_bytes_dropped: d.bytes_dropped as i64,
     }
 }
 

@@ -2,11 +2,13 @@
 //! (policy-format §2.2–2.6).
 //!
 //! Every request carries the full `SyncRequest`: the Edge's identity, the
-//! hash of the set it applied, and per-policy statistics since the last
-//! acknowledged request. A failed request gives its statistics back to the
-//! registry, so the next one carries them: nothing is lost, nothing counted
-//! twice (except when a request times out after the server processed it,
-//! which the protocol cannot tell apart).
+//! hash of the set it applied, and one sealed statistics report (see
+//! [`Outbox`]). A failed request keeps its report, and the next request
+//! repeats it unchanged with the same `tero-stats-report: SESSION/SEQ`
+//! header; a Tero control plane stores each (session, seq) once, so
+//! statistics are exact even when a request times out after the server
+//! processed it. Other servers ignore the header and get the protocol's
+//! usual at-least-once deltas.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Backoff;
 use super::last_good::LastGood;
+use super::outbox::Outbox;
 use crate::config::{Header, HttpProviderConfig, SyncEncoding};
 use crate::registry::PolicyRegistry;
 
@@ -33,6 +36,8 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 const PROTOBUF: &str = "application/x-protobuf";
+/// Names the statistics report a sync carries: `SESSION/SEQ`.
+pub const STATS_REPORT_HEADER: &str = "tero-stats-report";
 
 /// Who this Edge is, as sent in every sync.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +47,7 @@ pub struct ClientIdentity {
 }
 
 impl ClientIdentity {
-    fn metadata(&self) -> ClientMetadata {
+    pub(crate) fn metadata(&self) -> ClientMetadata {
         let kv = |(k, v): &(String, String)| KeyValue {
             key: k.clone(),
             value: Some(AnyValue {
@@ -58,10 +63,27 @@ impl ClientIdentity {
     }
 }
 
+/// The proto3 JSON of a request with only the reference schema's fields:
+/// servers that reject unknown fields would refuse the Tero extensions
+/// (`teroRecordsDropped`, `teroBytesDropped`), which only protobuf carries.
+fn reference_json(request: &SyncRequest) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value = serde_json::to_value(request)?;
+    if let Some(statuses) = value
+        .get_mut("policyStatuses")
+        .and_then(|s| s.as_array_mut())
+    {
+        for status in statuses.iter_mut().filter_map(|s| s.as_object_mut()) {
+            status.remove("teroRecordsDropped");
+            status.remove("teroBytesDropped");
+        }
+    }
+    serde_json::to_vec(&value)
+}
+
 /// Why a sync failed, and how long the server asked us to wait.
-struct SyncFailure {
-    reason: String,
-    retry_after: Option<Duration>,
+pub(crate) struct SyncFailure {
+    pub(crate) reason: String,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 pub struct HttpProvider {
@@ -77,6 +99,12 @@ pub struct HttpProvider {
     last_sync_timestamp: u64,
     last_recommended: u32,
     last_good: Option<LastGood>,
+    /// What a successful sync shows as the transport: "http", or "poll"
+    /// when this poller is a stream's fallback.
+    pub(crate) transport: &'static str,
+    /// Statistics not yet acknowledged; shared with the push stream when
+    /// this poller is a stream's fallback.
+    pub(crate) outbox: Outbox,
 }
 
 impl HttpProvider {
@@ -103,12 +131,26 @@ impl HttpProvider {
             last_sync_timestamp: 0,
             last_recommended: 0,
             last_good,
+            transport: "http",
+            outbox: Outbox::new(),
         }
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn applied_hash(&self) -> Option<&str> {
+        self.applied_hash.as_deref()
+    }
+
+    pub(crate) fn registry(&self) -> &Arc<PolicyRegistry> {
+        &self.registry
     }
 
     /// Applies the persisted set, if any, before the first sync, so a
     /// restart while the server is down keeps filtering.
-    fn restore_last_good(&mut self) {
+    pub(crate) fn restore_last_good(&mut self) {
         let Some(store) = &self.last_good else { return };
         match store.load() {
             Ok(Some(response)) => {
@@ -151,17 +193,32 @@ impl HttpProvider {
             }
         }
         // Flush the last interval's statistics.
-        match self.sync_once().await {
-            Ok(_) => tracing::info!(provider = %self.id, "final statistics sync sent"),
-            Err(f) => {
-                tracing::warn!(provider = %self.id, error = %f.reason, "final statistics sync failed")
+        self.final_sync().await;
+    }
+
+    /// On shutdown: syncs until no statistics are left. One sync carries
+    /// one report, so a report still unacknowledged from a failed sync
+    /// takes one and what was counted since takes another.
+    pub(crate) async fn final_sync(&mut self) {
+        for _ in 0..3 {
+            if let Err(f) = self.sync_once().await {
+                tracing::warn!(provider = %self.id, error = %f.reason, "final statistics sync failed");
+                return;
+            }
+            self.outbox.add(self.registry.take_unsent(&self.id));
+            if self.outbox.is_empty() {
+                break;
             }
         }
+        tracing::info!(provider = %self.id, "final statistics sync sent");
     }
 
     /// One sync round trip; returns the delay before the next one.
-    async fn sync_once(&mut self) -> Result<Duration, SyncFailure> {
-        let deltas = self.registry.take_unsent(&self.id);
+    pub(crate) async fn sync_once(&mut self) -> Result<Duration, SyncFailure> {
+        self.outbox.add(self.registry.take_unsent(&self.id));
+        self.outbox.seal();
+        let report = self.outbox.oldest().map(|r| (r.seq, r.deltas.clone()));
+        let deltas = report.as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
         let request = SyncRequest {
             client_metadata: Some(self.identity.metadata()),
             full_sync: self.applied_hash.is_none(),
@@ -169,32 +226,38 @@ impl HttpProvider {
             last_successful_hash: self.applied_hash.clone().unwrap_or_default(),
             policy_statuses: self.registry.statuses(&self.id, &deltas),
         };
-        match self.exchange(&request).await {
-            Ok(response) => {
-                self.registry.set_transport(&self.id, "http");
-                self.apply(response, true);
-                let next = match self.last_recommended {
-                    0 => self.interval,
-                    secs => Duration::from_secs(secs.into()).clamp(MIN_INTERVAL, MAX_INTERVAL),
-                };
-                Ok(next)
-            }
-            Err(failure) => {
-                self.registry.restore_unsent(&self.id, deltas);
-                Err(failure)
-            }
+        let report_id = report
+            .as_ref()
+            .map(|(seq, _)| format!("{}/{seq}", self.outbox.session()));
+        let response = self.exchange(&request, report_id.as_deref()).await?;
+        if let Some((seq, _)) = report {
+            self.outbox.acknowledge(seq);
+        }
+        self.registry.set_transport(&self.id, self.transport);
+        self.apply(response, true);
+        Ok(self.interval_after_success())
+    }
+
+    /// The configured interval, or the server's recommendation, clamped.
+    pub(crate) fn interval_after_success(&self) -> Duration {
+        match self.last_recommended {
+            0 => self.interval,
+            secs => Duration::from_secs(secs.into()).clamp(MIN_INTERVAL, MAX_INTERVAL),
         }
     }
 
-    async fn exchange(&mut self, request: &SyncRequest) -> Result<SyncResponse, SyncFailure> {
+    async fn exchange(
+        &mut self,
+        request: &SyncRequest,
+        report_id: Option<&str>,
+    ) -> Result<SyncResponse, SyncFailure> {
         let fail = |reason: String| SyncFailure {
             reason,
             retry_after: None,
         };
         let (body, content_type) = match self.encoding {
             SyncEncoding::Json => (
-                serde_json::to_vec(request)
-                    .map_err(|e| fail(format!("cannot encode request: {e}")))?,
+                reference_json(request).map_err(|e| fail(format!("cannot encode request: {e}")))?,
                 "application/json",
             ),
             SyncEncoding::Protobuf => (request.encode_to_vec(), PROTOBUF),
@@ -208,6 +271,9 @@ impl HttpProvider {
             );
         for h in &self.headers {
             builder = builder.header(h.name.as_str(), h.value.as_str());
+        }
+        if let Some(id) = report_id {
+            builder = builder.header(STATS_REPORT_HEADER, id);
         }
         let req = builder
             .body(Full::new(Bytes::from(body)))
@@ -263,7 +329,7 @@ impl HttpProvider {
 
     /// Applies a response; `fresh` when it came from the server (it is then
     /// recorded as a successful sync and persisted when it changed).
-    fn apply(&mut self, mut response: SyncResponse, fresh: bool) {
+    pub(crate) fn apply(&mut self, mut response: SyncResponse, fresh: bool) {
         self.last_sync_timestamp = response.sync_timestamp_unix_nano;
         self.last_recommended = response.recommended_sync_interval_seconds;
         // A server that sends no hash gets one computed here, and the
@@ -289,5 +355,35 @@ impl HttpProvider {
         if fresh {
             self.registry.record_sync(&self.id, Ok(()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tero_proto::policy::PolicySyncStatus;
+
+    #[test]
+    fn json_requests_carry_only_reference_fields_and_protobuf_carries_all() {
+        let request = SyncRequest {
+            policy_statuses: vec![PolicySyncStatus {
+                id: "p".into(),
+                match_hits: 3,
+                tero_records_dropped: 3,
+                tero_bytes_dropped: 120,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let json: serde_json::Value =
+            serde_json::from_slice(&reference_json(&request).unwrap()).unwrap();
+        let status = &json["policyStatuses"][0];
+        assert_eq!(status["matchHits"], "3");
+        assert!(
+            status.get("teroRecordsDropped").is_none() && status.get("teroBytesDropped").is_none(),
+            "{json}"
+        );
+        let decoded = SyncRequest::decode(request.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded.policy_statuses[0].tero_bytes_dropped, 120);
     }
 }

@@ -7,8 +7,10 @@
 
 mod backoff;
 mod file;
+mod grpc;
 mod http;
 mod last_good;
+mod outbox;
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::registry::PolicyRegistry;
 
 pub use backoff::Backoff;
 pub use file::FileProvider;
+pub use grpc::GrpcProvider;
 pub use http::{ClientIdentity, HttpProvider};
 
 /// The registry entries for the configured providers, in priority order.
@@ -31,6 +34,7 @@ pub fn registry_for(config: &Config) -> PolicyRegistry {
             let kind = match p {
                 ProviderConfig::File { .. } => "file",
                 ProviderConfig::Http(_) => "http",
+                ProviderConfig::Grpc(_) => "grpc",
             };
             (p.id().to_owned(), kind)
         })
@@ -54,6 +58,10 @@ pub fn spawn_all(
             }
             ProviderConfig::Http(settings) => {
                 let p = HttpProvider::new(settings.clone(), identity.clone(), registry.clone());
+                tasks.spawn(p.run(shutdown.clone()));
+            }
+            ProviderConfig::Grpc(settings) => {
+                let p = GrpcProvider::new(settings.clone(), identity.clone(), registry.clone());
                 tasks.spawn(p.run(shutdown.clone()));
             }
         }
