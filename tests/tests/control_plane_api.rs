@@ -2044,3 +2044,52 @@ fn http_update_without_enabled_keeps_the_state_and_stats_need_a_known_policy() {
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["policyId"], "quiet");
 }
+
+#[test]
+fn http_sync_counts_a_named_report_once() {
+    let cp = start("cp-named-reports");
+    create(
+        &cp,
+        json!({ "policy": metric_policy("counted", "^debug_") }),
+    );
+    let bearer = cp.bearer();
+    let body = json!({
+        "clientMetadata": edge_meta("edge-named-1", "checkout"),
+        "policyStatuses": [{"id": "counted", "matchHits": "5", "matchMisses": "1"}],
+    });
+    let named = |id: &str| {
+        request_json(
+            "POST",
+            &cp.url("/v1/policy/sync"),
+            &[("authorization", &bearer), ("tero-stats-report", id)],
+            Some(&body),
+        )
+    };
+    // The same report three times (a retry after a lost answer, say): once.
+    for _ in 0..3 {
+        let (status, resp) = named("session-a/1");
+        assert_eq!(status, 200, "{resp}");
+    }
+    // The next report of that session, and a new session: counted.
+    assert_eq!(named("session-a/2").0, 200);
+    assert_eq!(named("session-b/1").0, 200);
+    // An older seq of a session is a late retry: not counted again.
+    assert_eq!(named("session-a/1").0, 200);
+    // Unnamed polls are counted every time, as the protocol defines.
+    assert_eq!(sync(&cp, &cp.admin_token, &body).0, 200);
+    let (_, stats) = cp.api("GET", "/api/v1/policies/counted/stats", None);
+    assert_eq!(int(&stats["total"]["hits"]), 5 * 4, "{stats}");
+    assert_eq!(int(&stats["total"]["misses"]), 4, "{stats}");
+
+    for bad in ["no-slash", "s/0", "/3", "s/x"] {
+        let (status, resp) = named(bad);
+        let body = assert_error((status, resp), 400, "INVALID_ARGUMENT");
+        assert_eq!(body["field"], "tero-stats-report", "{body}");
+    }
+    let (_, stats) = cp.api("GET", "/api/v1/policies/counted/stats", None);
+    assert_eq!(
+        int(&stats["total"]["hits"]),
+        5 * 4,
+        "refused requests store nothing"
+    );
+}

@@ -491,7 +491,8 @@ async fn changes_made_while_a_snapshot_is_unacknowledged_coalesce_into_one() {
     for id in ["p1", "p2", "p3"] {
         create_policy(&cp, id);
     }
-    assert_eq!(edge.quiet(Duration::from_millis(800)).await, 0);
+    // (At most the one heartbeat that follows the answer to a hello.)
+    assert!(edge.quiet(Duration::from_millis(800)).await <= 1);
 
     // An answer to a nonce never sent changes nothing.
     edge.send(EdgeMsg::Ack(Ack {

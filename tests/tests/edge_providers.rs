@@ -458,16 +458,28 @@ fn failed_syncs_keep_their_counts_for_the_next_acknowledged_one() {
     });
 
     let expected = 2 * scrapes;
-    // Failed reports are given back and merged, never dropped: the second
-    // failed request carries at least the first one's counts plus the
-    // scrapes done long (≥ 2 s) before it.
-    assert!(second_failure.hits("drop-debug") >= first_failure.hits("drop-debug"));
-    assert!(second_failure.hits("drop-debug") >= 2 * 4);
+    // A failed report is sealed: every retry repeats it unchanged, under the
+    // same `tero-stats-report` name, so a server that stored it before the
+    // failure counts it once. Counts earned meanwhile wait for the next one.
+    let report_id = |r: &Recorded| {
+        r.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("tero-stats-report"))
+            .map(|(_, v)| v.clone())
+    };
+    assert!(first_failure.hits("drop-debug") >= 2 * 4);
     assert_eq!(
-        success.hits("drop-debug"),
-        expected,
-        "the first acknowledged sync after the failures carries every count since the last acknowledged one"
+        second_failure.hits("drop-debug"),
+        first_failure.hits("drop-debug")
     );
+    assert_eq!(success.hits("drop-debug"), first_failure.hits("drop-debug"));
+    let sealed = report_id(&first_failure).expect("the report is named");
+    assert!(
+        sealed.ends_with("/1"),
+        "the first report of this session: {sealed}"
+    );
+    assert_eq!(report_id(&second_failure).as_ref(), Some(&sealed));
+    assert_eq!(report_id(&success).as_ref(), Some(&sealed));
     // One more acknowledged sync: every dropped series counted exactly once.
     wait_for(Duration::from_secs(5), "one more acknowledged sync", || {
         server
