@@ -157,24 +157,8 @@ pub fn request_bytes(
     let request = builder
         .body(body.map(<[u8]>::to_vec).unwrap_or_default())
         .map_err(|e| e.to_string())?;
-    let mut resp = agent.run(request).map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .map_err(|e| e.to_string())?;
-    Ok(crate::HttpResponse {
-        status,
-        headers,
-        body,
-    })
+    let resp = agent.run(request).map_err(|e| e.to_string())?;
+    crate::read_response(resp)
 }
 
 /// A fresh PostgreSQL database, dropped with this value.

@@ -159,9 +159,14 @@ pub fn http_request(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut resp = req.call().map_err(|e| e.to_string())?;
+    let resp = req.call().map_err(|e| e.to_string())?;
+    read_response(resp)
+}
+
+/// Status, headers and the whole body (up to 1 GiB) of a ureq response.
+pub fn read_response(mut resp: http::Response<ureq::Body>) -> Result<HttpResponse, String> {
     let status = resp.status().as_u16();
-    let hdrs = resp
+    let headers = resp
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
@@ -174,7 +179,7 @@ pub fn http_request(
         .map_err(|e| e.to_string())?;
     Ok(HttpResponse {
         status,
-        headers: hdrs,
+        headers,
         body,
     })
 }
