@@ -45,6 +45,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const HEARTBEAT: Duration = Duration::from_secs(15);
 /// A stream silent for this long (no snapshot, heartbeat or ack) is dead.
 const SILENCE: Duration = Duration::from_secs(60);
+/// How long a new stream waits for the server's first message before the
+/// Edge counts as synced anyway.
+const READY_GRACE: Duration = Duration::from_secs(2);
 /// A stream up this long was healthy: its end resets the reconnect backoff.
 const STABLE: Duration = Duration::from_secs(10);
 /// On shutdown, how long to wait for the last report's acknowledgement.
@@ -79,6 +82,8 @@ pub struct GrpcProvider {
     poll_backoff: Backoff,
     /// When the server's previous heartbeat was sent (its clock, ms).
     last_server_beat: Option<i64>,
+    /// For an https:// url: the public roots plus the provider's ca_file.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl GrpcProvider {
@@ -97,6 +102,13 @@ impl GrpcProvider {
                 Some((key, value))
             })
             .collect();
+        let tls = (settings.url.scheme_str() == Some("https")).then(|| {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+            if let Some(pem) = &settings.poll.ca_pem {
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            tls
+        });
         let poll_backoff = Backoff::new(
             Duration::from_secs(1),
             settings.poll.poll_interval.max(Duration::from_secs(1)),
@@ -114,6 +126,7 @@ impl GrpcProvider {
             last_failed_hash: String::new(),
             poll_backoff,
             last_server_beat: None,
+            tls,
         }
     }
 
@@ -223,10 +236,17 @@ impl GrpcProvider {
             Ok(e) => e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true),
             Err(e) => return broken(format!("bad url: {e}"), None),
         };
+        let endpoint = match &self.tls {
+            None => endpoint,
+            Some(tls) => match endpoint.tls_config(tls.clone()) {
+                Ok(e) => e,
+                Err(e) => return broken(format!("TLS setup: {e}"), None),
+            },
+        };
         let channel = tokio::select! {
             c = endpoint.connect() => match c {
                 Ok(c) => c,
-                Err(e) => return broken(format!("cannot connect: {e}"), None),
+                Err(e) => return broken(format!("cannot connect: {}", super::with_causes(&e)), None),
             },
             () = shutdown.cancelled() => {
                 self.final_poll().await;
@@ -258,9 +278,12 @@ impl GrpcProvider {
         registry.set_transport(&id, "stream");
         tracing::info!(provider = %id, url = %self.url, "policy stream open");
         let opened_at = Instant::now();
-        // Synced at the first message: the server answers a hello with the
-        // snapshot the Edge lacks (if any), then a heartbeat.
+        // Synced at the first message: a Tero control plane answers a hello
+        // with the snapshot the Edge lacks (if any), then a heartbeat. A
+        // server that says nothing is taken to agree after a grace period,
+        // so readiness never hangs on it.
         let mut synced = false;
+        let ready_anyway = opened_at + READY_GRACE;
         // A stream is dead after three of the server's heartbeat intervals
         // without a message (at least SILENCE), whatever interval it uses.
         let mut last_message = Instant::now();
@@ -298,6 +321,10 @@ impl GrpcProvider {
                     if tx.send(hb).await.is_err() {
                         return end("stream closed".into(), None);
                     }
+                }
+                () = tokio::time::sleep_until(ready_anyway), if !synced => {
+                    synced = true;
+                    registry.record_sync(&id, Ok(()));
                 }
                 () = tokio::time::sleep_until(silent_until) => {
                     return end(format!("no message from the control plane for {:?}", silent_until - last_message), None);
