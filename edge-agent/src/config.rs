@@ -158,6 +158,9 @@ pub struct HttpProviderConfig {
     pub encoding: SyncEncoding,
     /// Where the last applied set is kept across restarts.
     pub state_dir: Option<PathBuf>,
+    /// PEM certificates trusted for https:// besides the public roots (a
+    /// private CA), read and checked when the config is loaded.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl ProviderConfig {
@@ -207,6 +210,7 @@ struct RawProvider {
     stats_interval_secs: Option<f64>,
     reconnect_min_secs: Option<f64>,
     reconnect_max_secs: Option<f64>,
+    ca_file: Option<String>,
 }
 
 fn default_listen_address() -> String {
@@ -503,7 +507,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     .url
                     .clone()
                     .ok_or_else(|| ConfigError::key(at("url"), "required for an http provider"))?;
-                let url = http_url(&at("url"), &url, "/v1/policy/sync")?;
+                let url = server_url(&at("url"), &url, "/v1/policy/sync")?;
                 ProviderConfig::Http(poll_settings(&p, &at, id, url, SyncEncoding::Json)?)
             }
             "grpc" => {
@@ -511,13 +515,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     .url
                     .clone()
                     .ok_or_else(|| ConfigError::key(at("url"), "required for a grpc provider"))?;
-                let url = http_url(&at("url"), &raw_url, "/")?;
+                let url = server_url(&at("url"), &raw_url, "/")?;
                 let poll_url = match &p.poll_url {
-                    Some(u) => http_url(&at("poll_url"), u, "/v1/policy/sync")?,
-                    None => http_url(&at("url"), &raw_url, "/v1/policy/sync").and_then(|u| {
+                    Some(u) => server_url(&at("poll_url"), u, "/v1/policy/sync")?,
+                    None => server_url(&at("url"), &raw_url, "/v1/policy/sync").and_then(|u| {
                         // `url` names the server; polling goes to its sync path.
                         let base = format!(
-                            "http://{}/v1/policy/sync",
+                            "{}://{}/v1/policy/sync",
+                            u.scheme_str().unwrap_or("http"),
                             u.authority().map(|a| a.as_str()).unwrap_or("")
                         );
                         base.parse()
@@ -596,7 +601,6 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     })
 }
 
-/// Parses an `http://` URL, adding `default_path` when it has none.
 /// The polling settings of an http provider, or of a grpc provider's
 /// fallback.
 fn poll_settings(
@@ -627,9 +631,27 @@ fn poll_settings(
             ));
         }
     }
+    let ca_pem = match p.ca_file.as_deref().filter(|f| !f.is_empty()) {
+        None => None,
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::key(at("ca_file"), format!("cannot read {path}: {e}")))?;
+            use rustls_pki_types::pem::PemObject;
+            let has_certificate =
+                rustls_pki_types::CertificateDer::pem_slice_iter(&pem).any(|c| c.is_ok());
+            if !has_certificate {
+                return Err(ConfigError::key(
+                    at("ca_file"),
+                    format!("{path} holds no PEM certificate"),
+                ));
+            }
+            Some(pem)
+        }
+    };
     Ok(HttpProviderConfig {
         id,
         url,
+        ca_pem,
         headers: p.headers.clone(),
         poll_interval: Duration::from_secs_f64(secs),
         encoding: p.encoding.unwrap_or(default_encoding),
@@ -641,22 +663,44 @@ fn poll_settings(
     })
 }
 
+/// A control plane's URL (http:// or https://), with `default_path` added
+/// when it has none.
+fn server_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
+    absolute_url(key, url, default_path, true)
+}
+
+/// An upstream URL: http:// only (the application's port on loopback or
+/// the pod network).
 fn http_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
+    absolute_url(key, url, default_path, false)
+}
+
+fn absolute_url(
+    key: &str,
+    url: &str,
+    default_path: &str,
+    allow_https: bool,
+) -> Result<Uri, ConfigError> {
     let uri: Uri = url
         .parse()
         .map_err(|e| ConfigError::key(key, format!("{url:?} is not a valid URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    match (uri.scheme_str(), allow_https) {
+        (Some("http"), _) | (Some("https"), true) => {}
+        (Some("https"), false) => {
             return Err(ConfigError::key(
                 key,
                 "https is not supported here; use http:// (the Edge talks to its neighbours on loopback or the pod network)",
             ));
         }
         _ => {
+            let schemes = if allow_https {
+                "http:// or https://"
+            } else {
+                "http://"
+            };
             return Err(ConfigError::key(
                 key,
-                format!("{url:?} must be an absolute http:// URL"),
+                format!("{url:?} must be an absolute {schemes} URL"),
             ));
         }
     }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -94,7 +95,7 @@ pub struct HttpProvider {
     encoding: SyncEncoding,
     identity: ClientIdentity,
     registry: Arc<PolicyRegistry>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     applied_hash: Option<String>,
     last_sync_timestamp: u64,
     last_recommended: u32,
@@ -115,6 +116,12 @@ impl HttpProvider {
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(super::tls::client_config(settings.ca_pem.as_deref()))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let last_good = settings
             .state_dir
             .map(|dir| LastGood::new(&dir, &settings.id));
@@ -281,7 +288,7 @@ impl HttpProvider {
         let response = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
             .await
             .map_err(|_| fail(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())))?
-            .map_err(|e| fail(format!("request failed: {e}")))?;
+            .map_err(|e| fail(format!("request failed: {}", super::with_causes(&e))))?;
         let status = response.status();
         let retry_after = response
             .headers()

@@ -11,6 +11,7 @@ mod grpc;
 mod http;
 mod last_good;
 mod outbox;
+mod tls;
 
 use std::sync::Arc;
 
@@ -66,4 +67,20 @@ pub fn spawn_all(
             }
         }
     }
+}
+
+/// An error with its causes: hyper's own message ("client error
+/// (Connect)") hides what users need, such as an untrusted certificate.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -1,0 +1,26 @@
+//! TLS to the control plane: the public web roots, plus the certificates of
+//! a private CA when a provider names a `ca_file`.
+
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+/// The client configuration for https:// polling; the connector sets ALPN.
+/// gRPC channels build their own from the same roots.
+pub fn client_config(ca_pem: Option<&[u8]>) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem).flatten() {
+            if let Err(e) = roots.add(cert) {
+                tracing::warn!(error = %e, "a ca_file certificate is not usable; skipped");
+            }
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
