@@ -277,7 +277,7 @@ impl Config {
                 ConfigError::key(key, e.into_inner().to_string())
             })?
         };
-        let config = validate(raw)?;
+        let config = validate(raw, &mut warnings)?;
         Ok((config, warnings))
     }
 
@@ -438,7 +438,7 @@ fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
     }
 }
 
-fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config, ConfigError> {
     let (key, url) = match (raw.upstream_url, raw.metrics_url) {
         (Some(u), _) => ("upstream_url", u),
         (None, Some(u)) => ("metrics_url", u),
@@ -491,6 +491,44 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let kind = p.kind.clone().ok_or_else(|| {
             ConfigError::key(at("type"), "required: \"file\", \"http\" or \"grpc\"")
         })?;
+        // Keys another provider type uses are ignored here: say so.
+        let set = [
+            ("path", p.path.is_some(), &["file"][..]),
+            ("url", p.url.is_some(), &["http", "grpc"][..]),
+            ("headers", !p.headers.is_empty(), &["http", "grpc"][..]),
+            (
+                "poll_interval_secs",
+                p.poll_interval_secs.is_some(),
+                &["http", "grpc"][..],
+            ),
+            ("encoding", p.encoding.is_some(), &["http", "grpc"][..]),
+            ("state_dir", p.state_dir.is_some(), &["http", "grpc"][..]),
+            ("ca_file", p.ca_file.is_some(), &["http", "grpc"][..]),
+            ("poll_url", p.poll_url.is_some(), &["grpc"][..]),
+            (
+                "stats_interval_secs",
+                p.stats_interval_secs.is_some(),
+                &["grpc"][..],
+            ),
+            (
+                "reconnect_min_secs",
+                p.reconnect_min_secs.is_some(),
+                &["grpc"][..],
+            ),
+            (
+                "reconnect_max_secs",
+                p.reconnect_max_secs.is_some(),
+                &["grpc"][..],
+            ),
+        ];
+        for (key, present, types) in set {
+            if present && !types.contains(&kind.as_str()) {
+                warnings.push(ConfigWarning(format!(
+                    "{}: {kind} providers do not use it; ignored",
+                    at(key)
+                )));
+            }
+        }
         let provider = match kind.as_str() {
             "file" => {
                 let path = p
@@ -859,6 +897,27 @@ mod tests {
                 .to_string();
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn keys_of_another_provider_type_warn() {
+        let (_, w) = load(json!({
+            "upstream_url": "http://a:1",
+            "policy_providers": [
+                {"id": "h", "type": "http", "url": "http://cp", "poll_url": "http://b", "stats_interval_secs": 5},
+                {"id": "f", "type": "file", "path": "/p.yaml", "url": "http://cp"}
+            ]
+        }))
+        .unwrap();
+        let w: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            w,
+            [
+                "policy_providers[0].poll_url: http providers do not use it; ignored",
+                "policy_providers[0].stats_interval_secs: http providers do not use it; ignored",
+                "policy_providers[1].url: file providers do not use it; ignored",
+            ]
+        );
     }
 
     #[test]
