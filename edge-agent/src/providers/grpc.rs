@@ -275,7 +275,6 @@ impl GrpcProvider {
         };
         let id = self.id();
         let registry = self.registry();
-        registry.set_transport(&id, "stream");
         tracing::info!(provider = %id, url = %self.url, "policy stream open");
         let opened_at = Instant::now();
         // Synced at the first message: a Tero control plane answers a hello
@@ -324,7 +323,10 @@ impl GrpcProvider {
                 }
                 () = tokio::time::sleep_until(ready_anyway), if !synced => {
                     synced = true;
+                    // Up first, then the transport: whoever sees "stream"
+                    // sees the provider up.
                     registry.record_sync(&id, Ok(()));
+                    registry.set_transport(&id, "stream");
                 }
                 () = tokio::time::sleep_until(silent_until) => {
                     return end(format!("no message from the control plane for {:?}", silent_until - last_message), None);
@@ -335,6 +337,7 @@ impl GrpcProvider {
                     if !synced && matches!(message, Ok(Some(_))) {
                         synced = true;
                         registry.record_sync(&id, Ok(()));
+                        registry.set_transport(&id, "stream");
                     }
                     match message {
                         Ok(Some(m)) => match m.message {

@@ -240,8 +240,10 @@ impl HttpProvider {
         if let Some((seq, _)) = report {
             self.outbox.acknowledge(seq);
         }
-        self.registry.set_transport(&self.id, self.transport);
+        // Applied (and recorded as a success) before the transport changes:
+        // whoever sees the new transport also sees the provider up.
         self.apply(response, true);
+        self.registry.set_transport(&self.id, self.transport);
         Ok(self.interval_after_success())
     }
 
