@@ -48,7 +48,9 @@ fn operator(m: &ScopeMatcher) -> Option<ScopeOperator> {
     }
 }
 
-fn string_value(kv: &KeyValue) -> Option<String> {
+/// An attribute's value as text (strings, booleans and numbers), as scopes
+/// and label filters compare it.
+pub fn string_value(kv: &KeyValue) -> Option<String> {
     match kv.value.as_ref()?.value.as_ref()? {
         Value::StringValue(s) => Some(s.clone()),
         Value::BoolValue(b) => Some(b.to_string()),

@@ -275,22 +275,32 @@ impl PolicyRegistry {
         provider: &str,
         deltas: &BTreeMap<String, StatsDelta>,
     ) -> Vec<PolicySyncStatus> {
-        let engine = self.engine();
-        let owners = lock(&self.state).owners.clone();
         let mut out: BTreeMap<String, PolicySyncStatus> = BTreeMap::new();
         for (id, d) in deltas {
             out.insert(id.clone(), status_of(id, d));
         }
-        for info in engine.policies() {
-            if info.errors.is_empty() || owners.get(&info.id).map(String::as_str) != Some(provider)
-            {
-                continue;
-            }
-            out.entry(info.id.clone())
-                .or_insert_with(|| status_of(&info.id, &StatsDelta::default()))
-                .errors = info.error_messages();
+        for (id, errors) in self.compile_errors(provider) {
+            out.entry(id.clone())
+                .or_insert_with(|| status_of(&id, &StatsDelta::default()))
+                .errors = errors;
         }
         out.into_values().collect()
+    }
+
+    /// The policies of `provider` that did not compile, with their errors in
+    /// the sync protocol's wording.
+    pub fn compile_errors(&self, provider: &str) -> BTreeMap<String, Vec<String>> {
+        let engine = self.engine();
+        let owners = lock(&self.state).owners.clone();
+        engine
+            .policies()
+            .iter()
+            .filter(|info| {
+                !info.errors.is_empty()
+                    && owners.get(&info.id).map(String::as_str) == Some(provider)
+            })
+            .map(|info| (info.id.clone(), info.error_messages()))
+            .collect()
     }
 }
 

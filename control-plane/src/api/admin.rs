@@ -270,7 +270,7 @@ impl Admin<'_> {
             ));
         }
         // Deleted policies keep their statistics; ids never used have none.
-        self.state.store.policy_history(&req.id).await?;
+        self.state.store.policy_ever_existed(&req.id).await?;
         let buckets = self.state.store.policy_stats(&req.id, from, to).await?;
         let mut total = StatsBucket {
             minute_unix_ms: from,

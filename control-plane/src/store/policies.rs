@@ -59,21 +59,12 @@ impl PolicyFilter {
                 kv.key == *key
                     && match want {
                         None => true,
-                        Some(want) => label_string(kv).as_deref() == Some(want.as_str()),
+                        Some(want) => {
+                            crate::scope::string_value(kv).as_deref() == Some(want.as_str())
+                        }
                     }
             })
         })
-    }
-}
-
-fn label_string(kv: &tero_proto::otel::KeyValue) -> Option<String> {
-    use tero_proto::otel::any_value::Value;
-    match kv.value.as_ref()?.value.as_ref()? {
-        Value::StringValue(s) => Some(s.clone()),
-        Value::BoolValue(b) => Some(b.to_string()),
-        Value::IntValue(i) => Some(i.to_string()),
-        Value::DoubleValue(d) => Some(d.to_string()),
-        _ => None,
     }
 }
 
@@ -471,6 +462,24 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(decode_row).collect()
+    }
+
+    /// `NotFound` unless the id has ever had a revision (deleted policies
+    /// included).
+    pub async fn policy_ever_existed(&self, id: &str) -> Result<(), StoreError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT revision FROM policy_revisions WHERE policy_id = $1 LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound {
+                kind: "policy",
+                id: id.to_owned(),
+            }),
+        }
     }
 
     /// A policy's revisions, newest first. Unknown ids are `NotFound`.

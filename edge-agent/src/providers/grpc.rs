@@ -17,7 +17,6 @@
 //! a retry hint (`UNAVAILABLE` + `retry-after`, HTTP 429/503 +
 //! `Retry-After`) is honoured.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,7 +315,7 @@ impl GrpcProvider {
                     }
                 }
                 _ = beat.tick() => {
-                    let hb = EdgeMessage { message: Some(EdgeMsg::Heartbeat(Heartbeat { sent_at_unix_ms: unix_ms() })) };
+                    let hb = heartbeat();
                     if tx.send(hb).await.is_err() {
                         return end("stream closed".into(), None);
                     }
@@ -360,7 +359,7 @@ impl GrpcProvider {
                                 // Answered at once: the server drops an edge
                                 // silent for three of *its* heartbeat
                                 // intervals, which may be shorter than ours.
-                                let hb = EdgeMessage { message: Some(EdgeMsg::Heartbeat(Heartbeat { sent_at_unix_ms: unix_ms() })) };
+                                let hb = heartbeat();
                                 if tx.send(hb).await.is_err() {
                                     return end("stream closed".into(), None);
                                 }
@@ -382,12 +381,7 @@ impl GrpcProvider {
         self.poller.outbox.add(registry.take_unsent(&id));
         self.poller.outbox.seal();
         let report = self.poller.outbox.oldest()?;
-        let errors: BTreeMap<String, Vec<String>> = registry
-            .statuses(&id, &BTreeMap::new())
-            .into_iter()
-            .filter(|s| !s.errors.is_empty())
-            .map(|s| (s.id, s.errors))
-            .collect();
+        let errors = registry.compile_errors(&id);
         let policies = report
             .deltas
             .iter()
@@ -481,13 +475,9 @@ impl GrpcProvider {
         self.last_failed_hash.clear();
         let errors: Vec<PolicyError> = self
             .registry()
-            .statuses(&id, &BTreeMap::new())
+            .compile_errors(&id)
             .into_iter()
-            .filter(|s| !s.errors.is_empty())
-            .map(|s| PolicyError {
-                policy_id: s.id,
-                errors: s.errors,
-            })
+            .map(|(policy_id, errors)| PolicyError { policy_id, errors })
             .collect();
         let message = if errors.is_empty() {
             EdgeMsg::Ack(Ack {
@@ -513,6 +503,14 @@ fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn heartbeat() -> EdgeMessage {
+    EdgeMessage {
+        message: Some(EdgeMsg::Heartbeat(Heartbeat {
+            sent_at_unix_ms: unix_ms(),
+        })),
+    }
 }
 
 /// The interval between two server heartbeats, from their send times (the
