@@ -567,24 +567,7 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
                             .map_err(|e| ConfigError::key(at("url"), format!("{e}")))
                     })?,
                 };
-                let secs = |key: &str,
-                            v: Option<f64>,
-                            default: f64,
-                            range: std::ops::RangeInclusive<f64>| {
-                    let v = v.unwrap_or(default);
-                    if range.contains(&v) {
-                        Ok(Duration::from_secs_f64(v))
-                    } else {
-                        Err(ConfigError::key(
-                            at(key),
-                            format!(
-                                "must be between {} and {} seconds",
-                                range.start(),
-                                range.end()
-                            ),
-                        ))
-                    }
-                };
+                let secs = |key: &str, v, default, range| seconds(at(key), v, default, range);
                 let stats_interval = secs(
                     "stats_interval_secs",
                     p.stats_interval_secs,
@@ -639,6 +622,28 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
     })
 }
 
+/// A duration in seconds, `default` when absent, within `range`.
+fn seconds(
+    key: String,
+    value: Option<f64>,
+    default: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Duration, ConfigError> {
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(ConfigError::key(
+            key,
+            format!(
+                "must be between {} and {} seconds",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
 /// The polling settings of an http provider, or of a grpc provider's
 /// fallback.
 fn poll_settings(
@@ -648,13 +653,12 @@ fn poll_settings(
     url: Uri,
     default_encoding: SyncEncoding,
 ) -> Result<HttpProviderConfig, ConfigError> {
-    let secs = p.poll_interval_secs.unwrap_or(30.0);
-    if !(1.0..=86_400.0).contains(&secs) {
-        return Err(ConfigError::key(
-            at("poll_interval_secs"),
-            "must be between 1 and 86400 seconds",
-        ));
-    }
+    let poll_interval = seconds(
+        at("poll_interval_secs"),
+        p.poll_interval_secs,
+        30.0,
+        1.0..=86_400.0,
+    )?;
     for (h, header) in p.headers.iter().enumerate() {
         if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
             return Err(ConfigError::key(
@@ -691,7 +695,7 @@ fn poll_settings(
         url,
         ca_pem,
         headers: p.headers.clone(),
-        poll_interval: Duration::from_secs_f64(secs),
+        poll_interval,
         encoding: p.encoding.unwrap_or(default_encoding),
         state_dir: p
             .state_dir
