@@ -12,6 +12,7 @@ pub mod auth;
 pub mod catalog;
 pub mod feed;
 pub mod ingest;
+pub mod metrics;
 pub mod runtime;
 pub mod scope;
 pub mod server;

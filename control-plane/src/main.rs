@@ -12,9 +12,11 @@ use tero_control_plane::api::AppState;
 use tero_control_plane::auth::{AdminTokenSource, Authenticator, bootstrap_admin_token};
 use tero_control_plane::feed::Feed;
 use tero_control_plane::ingest::{Ingest, prune_loop};
+use tero_control_plane::metrics::Metrics;
 use tero_control_plane::runtime::Runtime;
 use tero_control_plane::server;
 use tero_control_plane::store::{Backend, Store, redact_url};
+use tero_observability::logging::{LogFormat, Service, Telemetry};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,22 +64,9 @@ struct Args {
     /// Seconds to let connections finish on SIGTERM.
     #[arg(long, default_value_t = 10)]
     drain_timeout: u64,
-    /// Log format.
-    #[arg(long, env = "TERO_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    /// Log format: text or json.
+    #[arg(long, env = "TERO_LOG_FORMAT", default_value = "text", value_parser = clap::value_parser!(LogFormat))]
+    log_format: LogFormat,
 }
 
 fn default_replica(listen: SocketAddr) -> String {
@@ -92,9 +81,23 @@ fn default_replica(listen: SocketAddr) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tero_observability::process::mark_start();
     let args = Args::parse();
-    init_logging(&args.log_format);
+    let telemetry = Telemetry::init(Service {
+        name: "tero-control-plane",
+        version: env!("CARGO_PKG_VERSION"),
+        default_filter: "info".into(),
+        format: args.log_format,
+    })?;
+    let result = run(args).await;
+    if let Err(e) = &result {
+        tracing::error!("{e:#}");
+    }
+    telemetry.shutdown().await;
+    result
+}
 
+async fn run(args: Args) -> anyhow::Result<()> {
     let database_url = args.database_url.clone().unwrap_or_else(|| {
         format!(
             "sqlite://{}?mode=rwc",
@@ -193,6 +196,8 @@ async fn main() -> anyhow::Result<()> {
         ingest,
         heartbeat: Duration::from_secs(u64::from(args.heartbeat_secs)),
         stream_slots: Arc::new(Semaphore::new(args.max_streams)),
+        max_streams: args.max_streams,
+        metrics: Metrics::default(),
         shutdown: shutdown.clone(),
     });
     let app = server::app(state).await?;

@@ -196,6 +196,24 @@ impl Runtime {
         });
     }
 
+    /// Edges heard from within their interval, by transport (`stream`,
+    /// `poll`).
+    pub fn live_by_transport(&self) -> HashMap<&'static str, usize> {
+        let now = now_ms();
+        let mut counts = HashMap::new();
+        for live in self.lock().values() {
+            let transport = if live.streams > 0 {
+                "stream"
+            } else if now - live.record.last_seen <= 3 * self.poll_interval_ms {
+                "poll"
+            } else {
+                continue;
+            };
+            *counts.entry(transport).or_default() += 1;
+        }
+        counts
+    }
+
     pub fn heard_from(&self, instance: &str) {
         self.update(instance, None, |_| {});
     }

@@ -57,10 +57,14 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
             axum::routing::post(stream::subscribe),
         )
         .with_state(state.clone());
-    Ok(http::router(state)
+    Ok(http::router(state.clone())
         .merge(edge)
         .merge(grpc)
-        .fallback(not_found))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::metrics::observe,
+        )))
 }
 
 async fn not_found(req: axum::extract::Request) -> axum::response::Response {

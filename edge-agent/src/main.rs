@@ -6,19 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tero_edge::config::Config;
 use tero_edge::filter::Resource;
 use tero_edge::providers::{self, ClientIdentity};
 use tero_edge::proxy::{self, EdgeState};
+use tero_observability::logging::{LogFormat, Service, Telemetry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Tero Edge: filters Prometheus scrapes through tero.policy.v1 policies.
 #[derive(Debug, Parser)]
@@ -30,8 +25,8 @@ struct Args {
     /// Validate the config and exit.
     #[arg(long)]
     check_config: bool,
-    /// Log line format.
-    #[arg(long, value_enum, default_value = "text", env = "TERO_LOG_FORMAT")]
+    /// Log line format: text or json.
+    #[arg(long, default_value = "text", env = "TERO_LOG_FORMAT", value_parser = clap::value_parser!(LogFormat))]
     log_format: LogFormat,
     /// How long in-flight scrapes may take to finish on shutdown.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
@@ -39,6 +34,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    tero_observability::process::mark_start();
     let args = Args::parse();
     let (config, warnings) = match Config::load(&args.config) {
         Ok(c) => c,
@@ -60,10 +56,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    init_tracing(&config.log_level, args.log_format);
-    for w in &warnings {
-        tracing::warn!(config = %args.config.display(), "{w}");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,31 +66,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(
-        config,
-        Duration::from_secs_f64(args.drain_timeout.max(0.0)),
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("tero-edge: {e:#}");
-            ExitCode::FAILURE
+    runtime.block_on(async {
+        let telemetry = match Telemetry::init(Service {
+            name: "tero-edge",
+            version: env!("CARGO_PKG_VERSION"),
+            default_filter: config.log_level.clone(),
+            format: args.log_format,
+        }) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("tero-edge: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for w in &warnings {
+            tracing::warn!(config = %args.config.display(), "{w}");
         }
-    }
-}
-
-fn init_tracing(level: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+        let result = run(config, Duration::from_secs_f64(args.drain_timeout.max(0.0))).await;
+        telemetry.shutdown().await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("tero-edge: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use tero_observability::metrics::{LatencyHistogram, counter, family, label_value};
+use tero_observability::process;
 use tero_sdk::engine::StatsDelta;
 
 use crate::filter::{Limit, ScrapeCounters};
@@ -33,7 +35,7 @@ impl ScrapeResult {
         ScrapeResult::Rejected,
     ];
 
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             ScrapeResult::Ok => "ok",
             ScrapeResult::UpstreamError => "upstream_error",
@@ -102,16 +104,10 @@ impl UpstreamError {
     }
 }
 
-const DURATION_BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
 #[derive(Default)]
 pub struct EdgeMetrics {
     scrapes: [AtomicU64; 6],
-    duration_buckets: [AtomicU64; 12],
-    duration_count: AtomicU64,
-    duration_sum_micros: AtomicU64,
+    duration: LatencyHistogram,
     bytes_in_wire: AtomicU64,
     bytes_in_decoded: AtomicU64,
     bytes_out_decoded: AtomicU64,
@@ -139,15 +135,7 @@ impl EdgeMetrics {
             .position(|r| *r == result)
             .unwrap_or(0);
         self.scrapes[i].fetch_add(1, Relaxed);
-        let secs = elapsed.as_secs_f64();
-        for (bucket, bound) in self.duration_buckets.iter().zip(DURATION_BUCKETS) {
-            if secs <= bound {
-                bucket.fetch_add(1, Relaxed);
-            }
-        }
-        self.duration_count.fetch_add(1, Relaxed);
-        self.duration_sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.duration.observe(elapsed);
     }
 
     pub fn add_filter(&self, c: &ScrapeCounters) {
@@ -198,12 +186,8 @@ impl EdgeMetrics {
     pub fn render(&self, registry: &PolicyRegistry) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let w = &mut out;
-        family(w, "edge_build_info", "gauge", "Build of this Edge.");
-        let _ = writeln!(
-            w,
-            "edge_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        );
+        process::render_build_info(w, "edge", env!("CARGO_PKG_VERSION"));
+        process::render(w);
 
         let results = ScrapeResult::ALL.iter().map(|r| r.label());
         counter(
@@ -228,21 +212,7 @@ impl EdgeMetrics {
             "histogram",
             "Time from request to the last response byte.",
         );
-        for (b, bound) in self.duration_buckets.iter().zip(DURATION_BUCKETS) {
-            let _ = writeln!(
-                w,
-                "edge_scrape_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                b.load(Relaxed)
-            );
-        }
-        let count = self.duration_count.load(Relaxed);
-        let sum = self.duration_sum_micros.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(
-            w,
-            "edge_scrape_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(w, "edge_scrape_duration_seconds_sum {sum}");
-        let _ = writeln!(w, "edge_scrape_duration_seconds_count {count}");
+        self.duration.render(w, "edge_scrape_duration_seconds", "");
 
         let bytes = [
             ("in_wire", &self.bytes_in_wire),
@@ -328,37 +298,6 @@ impl EdgeMetrics {
         render_policies(w, registry);
         out
     }
-}
-
-/// A counter family: one sample per label value, or a single unlabelled
-/// sample when `label` is empty.
-fn counter<'a>(
-    w: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    samples: impl IntoIterator<Item = (&'a str, &'a AtomicU64)>,
-) {
-    family(w, name, "counter", help);
-    for (value, count) in samples {
-        let count = count.load(Relaxed);
-        if label.is_empty() {
-            let _ = writeln!(w, "{name} {count}");
-        } else {
-            let _ = writeln!(w, "{name}{{{label}=\"{value}\"}} {count}");
-        }
-    }
-}
-
-fn family(w: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(w, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// Escapes a label value for the text format.
-fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 fn render_policies(w: &mut String, registry: &PolicyRegistry) {

@@ -44,6 +44,7 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/audit", get(list_audit))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(crate::metrics::handler))
         .with_state(state)
 }
 

@@ -9,6 +9,7 @@ pub mod stream;
 pub mod sync;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -16,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
 use crate::feed::Feed;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, IngestError};
+use crate::metrics::Metrics;
 use crate::runtime::Runtime;
-use crate::store::Store;
+use crate::store::{StatsBatch, Store};
 
 pub use error::ApiError;
 
@@ -33,7 +35,24 @@ pub struct AppState {
     pub heartbeat: Duration,
     /// Open push streams at most; beyond, new ones are told to retry later.
     pub stream_slots: Arc<Semaphore>,
+    /// The number of `stream_slots` when none is taken.
+    pub max_streams: usize,
+    pub metrics: Metrics,
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Stores an edge's statistics, counting the outcome for `/metrics`.
+    pub async fn store_stats(&self, batch: StatsBatch) -> Result<bool, IngestError> {
+        let result = self.ingest.submit(batch).await;
+        let fleet = &self.metrics.fleet;
+        match result {
+            Ok(true) => fleet.stats_reports_stored.fetch_add(1, Relaxed),
+            Ok(false) => fleet.stats_reports_duplicate.fetch_add(1, Relaxed),
+            Err(_) => fleet.stats_reports_failed.fetch_add(1, Relaxed),
+        };
+        result
+    }
 }
 
 pub type State = Arc<AppState>;

@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -84,6 +85,7 @@ pub async fn subscribe(
         )));
     }
     let Ok(slot) = state.stream_slots.clone().try_acquire_owned() else {
+        state.metrics.fleet.streams_refused.fetch_add(1, Relaxed);
         return grpc_error(
             ApiError::Unavailable {
                 message: "too many open streams on this replica; poll, or retry later".into(),
@@ -428,6 +430,7 @@ async fn serve(
                     {
                         // What was applied is what was sent under that nonce.
                         let hash = session.in_flight.take().map_or(ack.hash, |(_, h)| h);
+                        state.metrics.fleet.snapshots_acked.fetch_add(1, Relaxed);
                         state.runtime.applied(&session.instance, &hash, Default::default());
                         session.held = hash;
                         session.refused.clear();
@@ -439,6 +442,7 @@ async fn serve(
                         if session.in_flight.as_ref().is_some_and(|(n, _)| *n == nack.nonce) =>
                     {
                         let hash = session.in_flight.take().map_or(nack.hash, |(_, h)| h);
+                        state.metrics.fleet.snapshots_nacked.fetch_add(1, Relaxed);
                         if nack.errors.is_empty() {
                             // Refused as a whole: it keeps running what it held.
                             state.runtime.refused(&session.instance, &hash, &nack.message);
@@ -506,6 +510,7 @@ async fn offer(state: &State, session: &mut Session, out: &Outbound) -> bool {
     }
     session.nonce += 1;
     session.in_flight = Some((session.nonce, snapshot.hash.clone()));
+    state.metrics.fleet.snapshots_offered.fetch_add(1, Relaxed);
     out.send_snapshot(session.nonce, &snapshot.hash, &snapshot.protobuf)
         .await
         .is_ok()
@@ -526,7 +531,7 @@ async fn store_report(state: &State, session: &Session, report: StatsReport) -> 
     // retried: it is stored at least once, like a poll's deltas.
     let identity = (!report.session.is_empty() && report.seq > 0)
         .then(|| (session.instance.clone(), report.session.clone(), report.seq));
-    match state.ingest.submit(deltas.build(identity)).await {
+    match state.store_stats(deltas.build(identity)).await {
         Ok(applied) => {
             if !applied {
                 tracing::debug!(

@@ -89,7 +89,7 @@ pub async fn sync(
         _ => None,
     };
     if !deltas.is_empty() {
-        state.ingest.submit(deltas.build(identity)).await?;
+        state.store_stats(deltas.build(identity)).await?;
     }
     if let Some(instance) = instance_id(&meta) {
         let errors = errors_by_policy(

@@ -21,8 +21,10 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Body as _;
 use hyper::body::{Frame, Incoming};
+use tero_observability::propagation::continue_trace;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant as TokioInstant;
+use tracing::Instrument as _;
 
 use super::negotiate::{self, DECODABLE_ENCODINGS};
 use super::source::{BodySource, Encoding, SourceError};
@@ -41,6 +43,9 @@ struct ScrapeRecord {
     started: Instant,
     result: Option<ScrapeResult>,
     _permit: OwnedSemaphorePermit,
+    /// Lives as long as the response body, so an exported span covers the
+    /// whole scrape, not just the time to the first byte.
+    span: tracing::Span,
 }
 
 impl ScrapeRecord {
@@ -77,6 +82,7 @@ fn head_response(
 impl Drop for ScrapeRecord {
     fn drop(&mut self) {
         let result = self.result.unwrap_or(ScrapeResult::Aborted);
+        self.span.record("result", result.label());
         self.state
             .metrics
             .scrape_finished(result, self.started.elapsed());
@@ -122,6 +128,22 @@ fn upstream_uri(base: &Uri, request: &Uri) -> Result<Uri, http::Error> {
 }
 
 pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let span = tracing::info_span!(
+        "scrape",
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = req.uri().path(),
+        result = tracing::field::Empty,
+    );
+    continue_trace(&span, req.headers());
+    handle_in(state, req, span.clone()).instrument(span).await
+}
+
+async fn handle_in(
+    state: Arc<EdgeState>,
+    req: Request<Incoming>,
+    span: tracing::Span,
+) -> Response<ResponseBody> {
     let Ok(permit) = state.scrapes.clone().try_acquire_owned() else {
         state.metrics.rejected_busy();
         let mut resp = text_response(
@@ -137,6 +159,7 @@ pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<R
         started: Instant::now(),
         result: None,
         _permit: permit,
+        span,
     };
     let (parts, _body) = req.into_parts();
     let header_bytes: usize = parts
