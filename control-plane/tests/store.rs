@@ -1558,3 +1558,48 @@ async fn concurrent_stats_retries(store: &Store) {
         [bucket(minute, ROUNDS as i64)]
     );
 }
+
+/// Managed PostgreSQL services require TLS (`sslmode=require`): the store
+/// must be able to speak it. Skipped with a notice when the server has TLS
+/// turned off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls() {
+    let Some((db, plain)) = open_postgres().await else {
+        return;
+    };
+    plain.close().await;
+    let mut admin = sqlx::PgConnection::connect(&db.admin_url)
+        .await
+        .expect("connect");
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .expect("SHOW ssl");
+    admin.close().await.ok();
+    if ssl != "on" {
+        eprintln!("SKIPPED: the PostgreSQL server has ssl = {ssl}");
+        db.drop_database().await;
+        return;
+    }
+    let base = db
+        .admin_url
+        .rsplit_once('/')
+        .map(|(base, _)| base.to_owned())
+        .unwrap_or_else(|| db.admin_url.clone());
+    let url = format!("{base}/{}?sslmode=require", db.name);
+    let opened = Store::open(&url).await;
+    let store = match opened {
+        Ok(store) => store,
+        Err(e) => {
+            db.drop_database().await;
+            panic!("open the store with sslmode=require: {e}");
+        }
+    };
+    run(&store, Some(db), async {
+        assert_err!(
+            store.get_policy("absent").await,
+            StoreError::NotFound { .. }
+        );
+    })
+    .await;
+}
