@@ -119,16 +119,14 @@ fn is_grpc(req: &Request) -> bool {
 /// the request figures.
 pub async fn observe(AxState(state): AxState<State>, req: Request, next: Next) -> Response {
     let grpc = is_grpc(&req);
-    let (protocol, route) = if grpc {
-        // One route per gRPC method; the method set is small and fixed,
-        // and MAX_ROUTES bounds made-up ones.
-        ("grpc", req.uri().path().to_owned())
-    } else {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-        ("http", route)
+    let matched = req.extensions().get::<MatchedPath>();
+    let (protocol, route) = match (grpc, matched) {
+        // One route per gRPC method of a served service (made-up methods
+        // are folded into `unmatched` below); MAX_ROUTES is a last bound.
+        (true, Some(_)) => ("grpc", req.uri().path().to_owned()),
+        (true, None) => ("grpc", "unmatched".to_owned()),
+        (false, Some(m)) => ("http", m.as_str().to_owned()),
+        (false, None) => ("http", "unmatched".to_owned()),
     };
     let span = tracing::info_span!(
         "request",
@@ -142,20 +140,24 @@ pub async fn observe(AxState(state): AxState<State>, req: Request, next: Next) -
     );
     propagation::continue_trace(&span, req.headers());
     let metrics = &state.metrics.requests;
-    let figures = metrics.figures(protocol, route);
     metrics.in_flight.fetch_add(1, Relaxed);
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
     metrics.in_flight.fetch_sub(1, Relaxed);
     let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
+    // As i64: tracing-opentelemetry exports unsigned values as strings,
+    // and the conventions make status codes integers.
+    span.record("http.response.status_code", i64::from(status));
     let code = match response
         .headers()
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
     {
         Some(grpc_status) => {
-            span.record("rpc.grpc.status_code", grpc_status);
+            match grpc_status.parse::<i64>() {
+                Ok(code) => span.record("rpc.grpc.status_code", code),
+                Err(_) => span.record("rpc.grpc.status_code", grpc_status),
+            };
             grpc_status.to_owned()
         }
         // A gRPC answer without a status in its headers carries it in the
@@ -163,6 +165,14 @@ pub async fn observe(AxState(state): AxState<State>, req: Request, next: Next) -
         None if grpc && status == 200 => "0".to_owned(),
         None => status.to_string(),
     };
+    // A made-up method of a served gRPC service is UNIMPLEMENTED: it must
+    // not become a route of its own.
+    let route = if grpc && code == "12" {
+        "unmatched".to_owned()
+    } else {
+        route
+    };
+    let figures = metrics.figures(protocol, route);
     let mut figures = figures.lock().unwrap_or_else(|p| p.into_inner());
     *figures.codes.entry(code).or_default() += 1;
     figures.latency.observe(started.elapsed());

@@ -202,9 +202,13 @@ impl Runtime {
         let now = now_ms();
         let mut counts = HashMap::new();
         for live in self.lock().values() {
+            // An edge whose stream closed is not a poller: it counts again
+            // when it reconnects or polls.
             let transport = if live.streams > 0 {
                 "stream"
-            } else if now - live.record.last_seen <= 3 * self.poll_interval_ms {
+            } else if live.record.transport == "poll"
+                && now - live.record.last_seen <= 3 * self.poll_interval_ms
+            {
                 "poll"
             } else {
                 continue;

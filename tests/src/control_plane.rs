@@ -33,6 +33,18 @@ impl ControlPlane {
         Self::start_on(free_port(), dir, name, database_url, extra_args)
     }
 
+    /// Starts on SQLite with extra flags and environment variables. The
+    /// `OTEL_*` variables this test process inherited are not passed on, so
+    /// only `env` decides whether and where spans are exported.
+    pub fn start_with_env(
+        dir: Arc<tempfile::TempDir>,
+        name: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControlPlane {
+        Self::spawn(free_port(), dir, name, None, extra_args, Some(env))
+    }
+
     /// Starts on a given port (to restart a replica where its edges look).
     pub fn start_on(
         port: u16,
@@ -40,6 +52,17 @@ impl ControlPlane {
         name: &str,
         database_url: Option<&str>,
         extra_args: &[&str],
+    ) -> ControlPlane {
+        Self::spawn(port, dir, name, database_url, extra_args, None)
+    }
+
+    fn spawn(
+        port: u16,
+        dir: Arc<tempfile::TempDir>,
+        name: &str,
+        database_url: Option<&str>,
+        extra_args: &[&str],
+        env: Option<&[(&str, &str)]>,
     ) -> ControlPlane {
         let data_dir = dir.path().join(name);
         let admin_token = format!("test-admin-{name}");
@@ -55,6 +78,9 @@ impl ControlPlane {
             .env("RUST_LOG", "info,tero_control_plane=debug");
         if let Some(url) = database_url {
             cmd.arg("--database-url").arg(url);
+        }
+        if let Some(env) = env {
+            crate::set_env(&mut cmd, env);
         }
         let process = Process::spawn(name, &mut cmd, dir.path());
         let cp = ControlPlane {

@@ -97,6 +97,20 @@ impl Drop for Process {
     }
 }
 
+/// Sets `env` on `cmd` after removing the `OTEL_*` variables inherited
+/// from the test process (a developer's collector settings must not leak
+/// into a test, nor override what it asks for).
+pub fn set_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OTEL_") {
+            cmd.env_remove(key);
+        }
+    }
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+}
+
 /// Polls `check` until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -203,19 +217,39 @@ pub struct Edge {
 impl Edge {
     /// Starts `tero-edge` with `config` (the listen port is filled in) and
     /// waits until `/_ready` answers 200.
-    pub fn start(mut config: serde_json::Value, dir: Arc<tempfile::TempDir>, name: &str) -> Edge {
+    pub fn start(config: serde_json::Value, dir: Arc<tempfile::TempDir>, name: &str) -> Edge {
+        Self::spawn(config, dir, name, None)
+    }
+
+    /// As [`Edge::start`], with environment variables (`TERO_LOG_FORMAT`,
+    /// `OTEL_*`, …). The `OTEL_*` variables this test process inherited are
+    /// not passed on, so only `env` decides whether spans are exported.
+    pub fn start_with_env(
+        config: serde_json::Value,
+        dir: Arc<tempfile::TempDir>,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Edge {
+        Self::spawn(config, dir, name, Some(env))
+    }
+
+    fn spawn(
+        mut config: serde_json::Value,
+        dir: Arc<tempfile::TempDir>,
+        name: &str,
+        env: Option<&[(&str, &str)]>,
+    ) -> Edge {
         let port = free_port();
         config["listen_address"] = "127.0.0.1".into();
         config["listen_port"] = port.into();
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let process = Process::spawn(
-            name,
-            Command::new(binary("tero-edge"))
-                .arg(&path)
-                .env("RUST_LOG", "info"),
-            dir.path(),
-        );
+        let mut cmd = Command::new(binary("tero-edge"));
+        cmd.arg(&path).env("RUST_LOG", "info");
+        if let Some(env) = env {
+            set_env(&mut cmd, env);
+        }
+        let process = Process::spawn(name, &mut cmd, dir.path());
         let edge = Edge { process, port, dir };
         wait_for(Duration::from_secs(20), "tero-edge /_ready", || {
             http_get(&edge.url("/_ready"), &[])

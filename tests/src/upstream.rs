@@ -90,6 +90,8 @@ pub enum Behaviour {
     Serve,
     /// Read the request, then never answer (an exporter stuck collecting).
     HangBeforeHeaders,
+    /// Answer in full after this delay (a slow exporter).
+    Delay(Duration),
     /// Headers, the first `n` bytes of the (encoded) body, a short pause,
     /// then the connection is dropped without finishing the body.
     ResetAfter(usize),
@@ -237,6 +239,10 @@ impl Upstream {
                                 Behaviour::Serve => full(payload),
                                 Behaviour::HangBeforeHeaders => {
                                     tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    full(payload)
+                                }
+                                Behaviour::Delay(delay) => {
+                                    tokio::time::sleep(delay).await;
                                     full(payload)
                                 }
                                 Behaviour::ResetAfter(n) => {
