@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, env = "TERO_REPLICA_ID")]
     replica_id: Option<String>,
     /// Seconds to let connections finish on SIGTERM.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "TERO_DRAIN_TIMEOUT_SECS", default_value_t = 10)]
     drain_timeout: u64,
     /// Log format: text or json.
     #[arg(long, env = "TERO_LOG_FORMAT", default_value = "text", value_parser = clap::value_parser!(LogFormat))]
