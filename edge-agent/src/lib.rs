@@ -5,13 +5,13 @@
 //! The scrape path, one module per arrow:
 //! [`proxy`] (routes, upstream, negotiation, compression) →
 //! [`filter`] (line splitting, family tracking, series decisions, caps) →
-//! [`exposition`] (what a line is). Policies arrive through
+//! [`exposition`] (what a line is); the last two live in the
+//! `tero-prometheus` crate, shared with the `tero` command line. Policies arrive through
 //! [`providers`] into the [`registry`], which compiles and swaps them
 //! atomically; [`telemetry`] holds the self-metrics.
 
 pub mod config;
-pub mod exposition;
-pub mod filter;
+pub use tero_prometheus::{exposition, filter};
 pub mod providers;
 pub mod proxy;
 pub mod registry;
