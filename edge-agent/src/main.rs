@@ -155,7 +155,7 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
     let stop_serving = CancellationToken::new();
     let signal = stop_serving.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        tero_observability::shutdown::signal().await;
         tracing::info!("shutdown requested; draining in-flight scrapes");
         signal.cancel();
     });
@@ -174,26 +174,4 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
     }
     tracing::info!("tero-edge stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,4 +1,4 @@
-//! How Tero's binaries observe themselves.
+//! How Tero's binaries observe themselves, and how they are asked to stop.
 //!
 //! Both `tero-edge` and `tero-control-plane` log with `tracing`, export
 //! their spans over OTLP when the standard `OTEL_EXPORTER_OTLP_*`
@@ -10,5 +10,6 @@ pub mod logging;
 pub mod metrics;
 pub mod process;
 pub mod propagation;
+pub mod shutdown;
 
 pub use logging::{LogFormat, Telemetry, TelemetryError};
