@@ -1,0 +1,350 @@
+//! `tero policy apply` and `tero policy diff`: declarative, like
+//! `kubectl apply`. The files are the truth: a policy they hold is created
+//! or updated to match; with `--prune`, a policy this source applied
+//! earlier that the files no longer hold is deleted.
+//!
+//! Ownership is a label: every applied policy carries `tero.source=NAME`
+//! (`--source`, default the first path's name), and `--prune` only ever
+//! deletes policies with that label, so policies created elsewhere (by
+//! hand, by another repository, from an accepted issue) are never touched.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+use similar::{ChangeTag, TextDiff};
+use tero_sdk::Policy;
+use tero_sdk::client::{Client, ClientError};
+use tero_sdk::proto::controlplane::{
+    CreatePolicyRequest, DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy,
+    UpdatePolicyRequest,
+};
+use tero_sdk::proto::otel::{AnyValue, KeyValue, any_value};
+
+use crate::Global;
+use crate::output::{Table, structured};
+use crate::policy_files::{self, Sourced};
+
+/// The label that records which source applied a policy.
+pub const SOURCE_LABEL: &str = "tero.source";
+
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// Policy files or directories (YAML or JSON); repeatable.
+    #[arg(short = 'f', long = "file", required = true, value_name = "FILE|DIR")]
+    pub files: Vec<PathBuf>,
+    /// Also delete policies this source applied that the files no longer
+    /// hold. Needs --source, so that two repositories whose directories
+    /// share a name can never prune each other's policies.
+    #[arg(long, requires = "source")]
+    pub prune: bool,
+    /// The name this set of files is known by (the `tero.source` label);
+    /// default: the first path's file or directory name. Required with
+    /// --prune.
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub diff: DiffArgs,
+    /// Show the diff and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Why, for the audit log.
+    #[arg(long, default_value = "applied by tero policy apply")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Change {
+    action: &'static str,
+    id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+    #[serde(skip)]
+    desired: Option<Policy>,
+    #[serde(skip)]
+    current: Option<ManagedPolicy>,
+    diff: String,
+}
+
+fn source_name(args: &DiffArgs) -> anyhow::Result<String> {
+    if let Some(source) = &args.source {
+        return Ok(source.clone());
+    }
+    let first = &args.files[0];
+    let absolute = std::fs::canonicalize(first).unwrap_or_else(|_| first.clone());
+    let name = if absolute.is_dir() {
+        absolute.file_name()
+    } else {
+        absolute.file_stem()
+    };
+    name.and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .filter(|n| !n.is_empty())
+        .context("cannot name this source from its path: pass --source NAME")
+}
+
+fn with_source(mut policy: Policy, source: &str) -> Policy {
+    policy.labels.retain(|kv| kv.key != SOURCE_LABEL);
+    policy.labels.push(KeyValue {
+        key: SOURCE_LABEL.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(source.into())),
+        }),
+    });
+    policy
+}
+
+fn source_of(policy: &Policy) -> Option<&str> {
+    policy
+        .labels
+        .iter()
+        .find(|kv| kv.key == SOURCE_LABEL)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+/// What is compared: the fields an author writes, in a stable order.
+fn comparable(policy: &Policy) -> Policy {
+    let mut p = policy.clone();
+    p.created_at_unix_nano = 0;
+    p.modified_at_unix_nano = 0;
+    p.labels.sort_by(|a, b| a.key.cmp(&b.key));
+    p
+}
+
+fn render(policy: &Policy) -> String {
+    let mut value = match serde_json::to_value(comparable(policy)) {
+        Ok(v) => v,
+        Err(e) => return format!("<{e}>\n"),
+    };
+    drop_defaults(&mut value);
+    serde_yaml_ng::to_string(&value).unwrap_or_else(|e| format!("<{e}>\n"))
+}
+
+/// Leaves out what an author did not write (proto3 defaults), so a diff
+/// shows only meaningful lines. `enabled` and `keep` stay: their `false`
+/// is a decision.
+fn drop_defaults(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    if let Value::Object(map) = value {
+        map.retain(|key, v| {
+            drop_defaults(v);
+            let meaningful_false = matches!(key.as_str(), "enabled" | "keep");
+            match v {
+                Value::Null => false,
+                Value::String(s) => !(s.is_empty() || (key.ends_with("UnixNano") && s == "0")),
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                Value::Bool(b) => *b || meaningful_false,
+                Value::Number(_) => true,
+            }
+        });
+    } else if let Value::Array(items) = value {
+        items.iter_mut().for_each(drop_defaults);
+    }
+}
+
+fn unified(old: &str, new: &str) -> String {
+    let diff = TextDiff::from_lines(old, new);
+    let mut out = String::new();
+    for change in diff.iter_all_changes() {
+        let sign = match change.tag() {
+            ChangeTag::Delete => '-',
+            ChangeTag::Insert => '+',
+            ChangeTag::Equal => ' ',
+        };
+        out.push(sign);
+        out.push(' ');
+        out.push_str(change.value());
+        if !change.value().ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn prefixed(text: &str, sign: char) -> String {
+    text.lines().map(|l| format!("{sign} {l}\n")).collect()
+}
+
+async fn plan(args: &DiffArgs, client: &Client) -> anyhow::Result<(String, Vec<Change>)> {
+    let files = policy_files::load_valid(&args.files, "nothing was applied")?;
+    let source = source_name(args)?;
+    let current: BTreeMap<String, ManagedPolicy> = client
+        .list_all_policies(ListPoliciesRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await?
+        .into_iter()
+        .filter_map(|m| Some((m.policy.as_ref()?.id.clone(), m)))
+        .collect();
+
+    let mut changes = Vec::new();
+    let mut wanted = std::collections::BTreeSet::new();
+    for Sourced { path, policy } in files {
+        let desired = with_source(policy, &source);
+        wanted.insert(desired.id.clone());
+        let file = Some(path.display().to_string());
+        match current.get(&desired.id) {
+            None => changes.push(Change {
+                action: "create",
+                id: desired.id.clone(),
+                file,
+                diff: prefixed(&render(&desired), '+'),
+                desired: Some(desired),
+                current: None,
+            }),
+            Some(existing) => {
+                let have = existing.policy.clone().unwrap_or_default();
+                if comparable(&have) != comparable(&desired) {
+                    changes.push(Change {
+                        action: "update",
+                        id: desired.id.clone(),
+                        file,
+                        diff: unified(&render(&have), &render(&desired)),
+                        desired: Some(desired),
+                        current: Some(existing.clone()),
+                    });
+                }
+            }
+        }
+    }
+    if args.prune {
+        for (id, existing) in &current {
+            let policy = existing.policy.clone().unwrap_or_default();
+            if !wanted.contains(id) && source_of(&policy) == Some(source.as_str()) {
+                changes.push(Change {
+                    action: "delete",
+                    id: id.clone(),
+                    file: None,
+                    diff: prefixed(&render(&policy), '-'),
+                    desired: None,
+                    current: Some(existing.clone()),
+                });
+            }
+        }
+    }
+    Ok((source, changes))
+}
+
+fn show(changes: &[Change], source: &str, global: &Global, applied: bool) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Report<'a> {
+        source: &'a str,
+        applied: bool,
+        changes: &'a [Change],
+    }
+    if structured(
+        global.output,
+        &Report {
+            source,
+            applied,
+            changes,
+        },
+    )? {
+        return Ok(());
+    }
+    if changes.is_empty() {
+        crate::outln!("no changes (source {source})");
+        return Ok(());
+    }
+    for change in changes {
+        let sign = match change.action {
+            "create" => '+',
+            "delete" => '-',
+            _ => '~',
+        };
+        let from = change
+            .file
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        crate::outln!("{sign} {} policy {}{from}", change.action, change.id);
+        crate::out!("{}", change.diff);
+    }
+    let mut table = Table::new(&["ACTION", "POLICY"]);
+    for change in changes {
+        table.row(vec![change.action.into(), change.id.clone()]);
+    }
+    crate::outln!();
+    table.print();
+    Ok(())
+}
+
+pub async fn diff(args: DiffArgs, global: &Global) -> anyhow::Result<()> {
+    let client = global.client()?;
+    let (source, changes) = plan(&args, &client).await?;
+    show(&changes, &source, global, false)
+}
+
+pub async fn apply(args: ApplyArgs, global: &Global) -> anyhow::Result<()> {
+    let client = global.client()?;
+    let (source, changes) = plan(&args.diff, &client).await?;
+    if args.dry_run {
+        return show(&changes, &source, global, false);
+    }
+    // Shown first, so what changed is on the terminal even if a step fails.
+    if global.output == crate::output::Format::Table {
+        show(&changes, &source, global, false)?;
+    }
+    for change in &changes {
+        execute(&client, change, &args.reason)
+            .await
+            .with_context(|| format!("{} policy {}", change.action, change.id))?;
+    }
+    match global.output {
+        crate::output::Format::Table => {
+            if !changes.is_empty() {
+                crate::outln!("\napplied {} change(s)", changes.len());
+            }
+            Ok(())
+        }
+        _ => show(&changes, &source, global, true),
+    }
+}
+
+async fn execute(client: &Client, change: &Change, reason: &str) -> Result<(), ClientError> {
+    match change.action {
+        "create" => {
+            client
+                .create_policy(CreatePolicyRequest {
+                    policy: change.desired.clone(),
+                    scope: None,
+                    reason: reason.into(),
+                })
+                .await?;
+        }
+        "update" => {
+            let current = change.current.as_ref();
+            client
+                .update_policy(UpdatePolicyRequest {
+                    policy: change.desired.clone(),
+                    // The files carry no scope: keep the one it has.
+                    scope: current.and_then(|c| c.scope.clone()),
+                    expected_revision: current.map_or(0, |c| c.revision),
+                    reason: reason.into(),
+                })
+                .await?;
+        }
+        _ => {
+            client
+                .delete_policy(DeletePolicyRequest {
+                    id: change.id.clone(),
+                    expected_revision: change.current.as_ref().map_or(0, |c| c.revision),
+                    reason: reason.into(),
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}

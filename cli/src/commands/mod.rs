@@ -1,0 +1,9 @@
+//! One module per command group.
+
+pub mod apply;
+pub mod edges;
+pub mod keys;
+pub mod policy;
+pub mod quickstart;
+pub mod stats;
+pub mod test;

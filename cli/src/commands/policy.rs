@@ -1,0 +1,224 @@
+//! `tero policy …`
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Subcommand;
+use tero_sdk::proto::controlplane::{
+    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, SetPolicyEnabledRequest,
+};
+use tero_sdk::proto::policy::policy::Target;
+
+use crate::Global;
+use crate::output::{self, Table, structured};
+use crate::policy_files;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Creates or updates the policies in FILE|DIR, showing the diff first.
+    Apply(super::apply::ApplyArgs),
+    /// Shows what `apply` would change, and changes nothing.
+    Diff(super::apply::DiffArgs),
+    /// Lists policies.
+    List {
+        /// Only policies with this label (`key` or `key=value`); repeatable.
+        #[arg(short, long = "label")]
+        labels: Vec<String>,
+        /// Only enabled (true) or disabled (false) policies.
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Only policies for this signal: metric, log or trace.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Shows a policy.
+    Get { id: String },
+    /// Deletes a policy.
+    Delete {
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Enables a policy.
+    Enable {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Disables a policy (edges stop applying it; it stays stored).
+    Disable {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lists a policy's revisions, newest first.
+    History { id: String },
+    /// Validates FILE|DIR locally, with the control plane's own checks.
+    Validate {
+        #[arg(short = 'f', long = "file", required = true, value_name = "FILE|DIR")]
+        files: Vec<PathBuf>,
+    },
+    /// Evaluates policies on a saved scrape (or a live /metrics) and shows
+    /// what they would drop. Needs no control plane.
+    Test(super::test::TestArgs),
+}
+
+pub async fn run(cmd: PolicyCommand, global: &Global) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Apply(args) => super::apply::apply(args, global).await,
+        PolicyCommand::Diff(args) => super::apply::diff(args, global).await,
+        PolicyCommand::Validate { files } => validate(&files, global),
+        PolicyCommand::Test(args) => super::test::run(args, global).await,
+        PolicyCommand::List {
+            labels,
+            enabled,
+            target,
+        } => {
+            let client = global.client()?;
+            let policies = client
+                .list_all_policies(ListPoliciesRequest {
+                    labels,
+                    target: target.unwrap_or_default(),
+                    enabled,
+                    page_size: 500,
+                    page_token: String::new(),
+                })
+                .await?;
+            if !structured(global.output, &policies)? {
+                print_policies(&policies);
+            }
+            Ok(())
+        }
+        PolicyCommand::Get { id } => {
+            let policy = global.client()?.get_policy(&id).await?;
+            if !structured(global.output, &policy)? {
+                print_policies(std::slice::from_ref(&policy));
+            }
+            Ok(())
+        }
+        PolicyCommand::Delete { id, reason } => {
+            let deleted = global
+                .client()?
+                .delete_policy(DeletePolicyRequest {
+                    id: id.clone(),
+                    expected_revision: 0,
+                    reason,
+                })
+                .await?;
+            if !structured(global.output, &deleted)? {
+                crate::outln!("policy {id} deleted (revision {})", deleted.revision);
+            }
+            Ok(())
+        }
+        PolicyCommand::Enable { id, reason } => set_enabled(global, id, true, reason).await,
+        PolicyCommand::Disable { id, reason } => set_enabled(global, id, false, reason).await,
+        PolicyCommand::History { id } => {
+            let revisions = global.client()?.policy_history(&id).await?;
+            if !structured(global.output, &revisions)? {
+                let mut table = Table::new(&["REVISION", "ACTION", "AUTHOR", "AT", "REASON"]);
+                for r in &revisions {
+                    table.row(vec![
+                        r.revision.to_string(),
+                        r.action.clone(),
+                        r.author.clone(),
+                        output::time(r.at_unix_ms),
+                        r.reason.clone(),
+                    ]);
+                }
+                table.print();
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn set_enabled(
+    global: &Global,
+    id: String,
+    enabled: bool,
+    reason: String,
+) -> anyhow::Result<()> {
+    let policy = global
+        .client()?
+        .set_policy_enabled(SetPolicyEnabledRequest {
+            id: id.clone(),
+            enabled,
+            expected_revision: 0,
+            reason,
+        })
+        .await?;
+    if !structured(global.output, &policy)? {
+        let state = if enabled { "enabled" } else { "disabled" };
+        crate::outln!("policy {id} {state} (revision {})", policy.revision);
+    }
+    Ok(())
+}
+
+/// The signal a policy applies to.
+pub fn target_name(target: Option<&Target>) -> &'static str {
+    match target {
+        Some(Target::Metric(_)) => "metric",
+        Some(Target::Log(_)) => "log",
+        Some(Target::Trace(_)) => "trace",
+        None => "-",
+    }
+}
+
+fn print_policies(policies: &[ManagedPolicy]) {
+    let mut table = Table::new(&[
+        "ID", "NAME", "TARGET", "ENABLED", "REVISION", "SCOPE", "UPDATED",
+    ]);
+    for managed in policies {
+        let policy = managed.policy.clone().unwrap_or_default();
+        let scope = managed
+            .scope
+            .as_ref()
+            .map(|s| {
+                s.matchers
+                    .iter()
+                    .map(|m| format!("{}={}", m.key, m.values.join("|")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "all".into());
+        table.row(vec![
+            policy.id,
+            policy.name,
+            target_name(policy.target.as_ref()).into(),
+            policy.enabled.to_string(),
+            managed.revision.to_string(),
+            scope,
+            output::time(managed.updated_at_unix_ms),
+        ]);
+    }
+    table.print();
+}
+
+fn validate(files: &[PathBuf], global: &Global) -> anyhow::Result<()> {
+    let loaded = policy_files::load(files);
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let report = serde_json::json!({
+        "valid": loaded.problems.is_empty(),
+        "policies": loaded.policies.iter().map(|s| serde_json::json!({
+            "id": s.policy.id, "file": s.path.display().to_string(),
+        })).collect::<Vec<_>>(),
+        "errors": loaded.problems,
+    });
+    if !structured(global.output, &report)? {
+        for problem in &loaded.problems {
+            eprintln!("error: {problem}");
+        }
+        if loaded.problems.is_empty() {
+            let n = loaded.policies.len();
+            crate::outln!("{n} {} valid", if n == 1 { "policy" } else { "policies" });
+        }
+    }
+    if !loaded.problems.is_empty() {
+        bail!("{} problem(s) found", loaded.problems.len());
+    }
+    Ok(())
+}
