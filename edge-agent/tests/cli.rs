@@ -1,15 +1,16 @@
 //! `tero-edge` as an operator meets it: `--check-config`, and start-up
 //! refusing a broken config with one line naming the key.
+//!
+//! (Living in this package also makes `cargo test` build the `tero-edge`
+//! binary, which the end-to-end tests in `tests/` run.)
 
 use std::process::Command;
-
-use tero_e2e::binary;
 
 fn run(config: &str, args: &[&str]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.json");
     std::fs::write(&path, config).unwrap();
-    let out = Command::new(binary("tero-edge"))
+    let out = Command::new(env!("CARGO_BIN_EXE_tero-edge"))
         .arg(&path)
         .args(args)
         .env_remove("TERO_LISTEN_PORT")
@@ -62,7 +63,7 @@ fn a_broken_config_stops_start_up_with_one_line_naming_the_key() {
 
 #[test]
 fn an_unreadable_config_file_is_named() {
-    let out = Command::new(binary("tero-edge"))
+    let out = Command::new(env!("CARGO_BIN_EXE_tero-edge"))
         .arg("/nonexistent/tero/config.json")
         .output()
         .expect("run tero-edge");
