@@ -474,6 +474,8 @@ fn non_2xx_compressed_body_reaches_the_client_in_an_encoding_it_accepts() {
     };
     assert_eq!(body, EXPOSITION);
 
+    let out_before = edge.self_metric("edge_scrape_bytes_total{direction=\"out_decoded\"}");
+    let in_wire_before = edge.self_metric("edge_scrape_bytes_total{direction=\"in_wire\"}");
     let r = scrape(&edge, &[("Accept-Encoding", "identity")]);
     assert_eq!(r.status, 500);
     assert_eq!(
@@ -482,6 +484,17 @@ fn non_2xx_compressed_body_reaches_the_client_in_an_encoding_it_accepts() {
         "the client accepts identity only"
     );
     assert_eq!(r.text(), EXPOSITION);
+    // The decoded relay is counted like any other: gzip in, plain out.
+    let sent = EXPOSITION.len() as f64;
+    wait_for(Duration::from_secs(3), "the decoded relay counted", || {
+        let out = edge.self_metric("edge_scrape_bytes_total{direction=\"out_decoded\"}");
+        (out - out_before == sent).then_some(())
+    });
+    let gzip_len = encode(EXPOSITION.as_bytes(), Compression::Gzip).len() as f64;
+    assert_eq!(
+        edge.self_metric("edge_scrape_bytes_total{direction=\"in_wire\"}") - in_wire_before,
+        gzip_len
+    );
 }
 
 /// `n` kept gauge series after a dropped debug family, and the expected

@@ -636,17 +636,39 @@ async fn relay_unfiltered(
             );
         }
     };
-    let frames = stream::unfold(Some((source, record)), move |state| async move {
-        let (mut source, mut record) = state?;
-        match tokio::time::timeout_at(deadline, source.next_chunk()).await {
-            Ok(Ok(Some(chunk))) => Some((Ok(Frame::data(chunk)), Some((source, record)))),
+    /// Counts the bytes read (wire) and sent (decoded) when the body ends
+    /// or is dropped, as the other relay paths do.
+    struct Decoding {
+        source: BodySource,
+        record: ScrapeRecord,
+        decoded: u64,
+    }
+    impl Drop for Decoding {
+        fn drop(&mut self) {
+            let d = self.decoded;
+            let metrics = &self.record.state.metrics;
+            metrics.add_bytes(self.source.wire_bytes(), d, d, d);
+        }
+    }
+    let state = Decoding {
+        source,
+        record,
+        decoded: 0,
+    };
+    let frames = stream::unfold(Some(state), move |state| async move {
+        let mut state = state?;
+        match tokio::time::timeout_at(deadline, state.source.next_chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                state.decoded += chunk.len() as u64;
+                Some((Ok(Frame::data(chunk)), Some(state)))
+            }
             Ok(Ok(None)) => {
-                record.finish_relayed(status_ok);
+                state.record.finish_relayed(status_ok);
                 None
             }
             Ok(Err(e)) => Some((Err(Box::new(e) as BoxError), None)),
             Err(_) => {
-                record.finish(ScrapeResult::Timeout);
+                state.record.finish(ScrapeResult::Timeout);
                 Some((Err("upstream deadline passed mid-body".into()), None))
             }
         }
