@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Subcommand;
 use tero_sdk::proto::controlplane::{
-    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, SetPolicyEnabledRequest,
+    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, ScopeMatcher, ScopeOperator,
+    SetPolicyEnabledRequest,
 };
 use tero_sdk::proto::policy::policy::Target;
 
@@ -165,6 +166,17 @@ pub fn target_name(target: Option<&Target>) -> &'static str {
     }
 }
 
+/// `key=a|b`, `key!=a|b`, `key` (exists) or `!key` (absent).
+fn scope_matcher(m: &ScopeMatcher) -> String {
+    let values = m.values.join("|");
+    match ScopeOperator::try_from(m.operator).unwrap_or(ScopeOperator::Unspecified) {
+        ScopeOperator::NotIn => format!("{}!={values}", m.key),
+        ScopeOperator::Exists => m.key.clone(),
+        ScopeOperator::NotExists => format!("!{}", m.key),
+        ScopeOperator::In | ScopeOperator::Unspecified => format!("{}={values}", m.key),
+    }
+}
+
 fn print_policies(policies: &[ManagedPolicy]) {
     let mut table = Table::new(&[
         "ID", "NAME", "TARGET", "ENABLED", "REVISION", "SCOPE", "UPDATED",
@@ -177,7 +189,7 @@ fn print_policies(policies: &[ManagedPolicy]) {
             .map(|s| {
                 s.matchers
                     .iter()
-                    .map(|m| format!("{}={}", m.key, m.values.join("|")))
+                    .map(scope_matcher)
                     .collect::<Vec<_>>()
                     .join(",")
             })
@@ -221,4 +233,37 @@ fn validate(files: &[PathBuf], global: &Global) -> anyhow::Result<()> {
         bail!("{} problem(s) found", loaded.problems.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(op: ScopeOperator, values: &[&str]) -> ScopeMatcher {
+        ScopeMatcher {
+            key: "service.name".into(),
+            operator: op as i32,
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn scope_matchers_show_their_operator() {
+        assert_eq!(
+            scope_matcher(&matcher(ScopeOperator::In, &["a", "b"])),
+            "service.name=a|b"
+        );
+        assert_eq!(
+            scope_matcher(&matcher(ScopeOperator::NotIn, &["a"])),
+            "service.name!=a"
+        );
+        assert_eq!(
+            scope_matcher(&matcher(ScopeOperator::Exists, &[])),
+            "service.name"
+        );
+        assert_eq!(
+            scope_matcher(&matcher(ScopeOperator::NotExists, &[])),
+            "!service.name"
+        );
+    }
 }
