@@ -100,8 +100,9 @@ impl Telemetry {
             LogFormat::Text => fmt.boxed(),
             LogFormat::Json => fmt.json().boxed(),
         };
-        let provider = match otlp_endpoint() {
-            Some(endpoint) => Some(tracer_provider(&service, &endpoint)?),
+        let endpoint = otlp_endpoint();
+        let provider = match &endpoint {
+            Some(endpoint) => Some(tracer_provider(&service, endpoint)?),
             None => None,
         };
         let otel = provider
@@ -113,7 +114,7 @@ impl Telemetry {
             .with(otel)
             .try_init()
             .map_err(|_| TelemetryError::AlreadyInstalled)?;
-        if let Some(endpoint) = otlp_endpoint().filter(|_| provider.is_some()) {
+        if let Some(endpoint) = endpoint {
             tracing::info!(%endpoint, "exporting spans over OTLP");
         }
         Ok(Telemetry { provider })
