@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 failure, 2 usage error (clap's own).
 
 mod commands;
+mod http_get;
 mod output;
 mod policy_files;
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tero_sdk::client::{Client, ClientError, RetryPolicy};
 use tero_sdk::policy::{Format, parse_policies};
 use tero_sdk::proto::controlplane::{
@@ -213,12 +213,8 @@ fn spawn(binary: &Path, args: &[&str], env: &[(&str, &str)], log: &Path) -> anyh
 }
 
 async fn http_get(url: &str) -> anyhow::Result<(u16, Bytes)> {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let response =
-        tokio::time::timeout(Duration::from_secs(10), client.get(url.parse()?)).await??;
-    let status = response.status().as_u16();
-    Ok((status, response.into_body().collect().await?.to_bytes()))
+    let fetched = crate::http_get::get(url, &[], Duration::from_secs(10)).await?;
+    Ok((fetched.status, fetched.body))
 }
 
 async fn wait_ready(url: &str, what: &str, child: &mut Child, log: &Path) -> anyhow::Result<()> {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use http_body_util::{BodyExt, Empty};
 use serde::Serialize;
 use tero_prometheus::exposition::Format;
 use tero_prometheus::filter::{FilterOptions, Resource, ScrapeFilter};
@@ -65,35 +64,25 @@ struct Report {
 }
 
 async fn fetch(url: &str) -> anyhow::Result<(Bytes, Option<String>)> {
-    let uri: http::Uri = url.parse().with_context(|| format!("--url {url:?}"))?;
-    if uri.scheme_str() != Some("http") {
+    if !url.starts_with("http://") {
         bail!(
             "--url {url:?}: only http:// is supported; save an https scrape with curl and pass --input"
         );
     }
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let request = http::Request::get(uri)
-        .header(
-            http::header::ACCEPT,
-            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4",
-        )
-        .header(http::header::ACCEPT_ENCODING, "identity")
-        .body(Empty::new())?;
-    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
-        .await
-        .with_context(|| format!("{url}: no answer within 30 s"))?
-        .with_context(|| format!("cannot scrape {url}"))?;
-    if !response.status().is_success() {
-        bail!("{url} answered {}", response.status());
+    let accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4";
+    let fetched = crate::http_get::get(
+        url,
+        &[
+            (http::header::ACCEPT, accept),
+            (http::header::ACCEPT_ENCODING, "identity"),
+        ],
+        Duration::from_secs(30),
+    )
+    .await?;
+    if !(200..300).contains(&fetched.status) {
+        bail!("{url} answered {}", fetched.status);
     }
-    let content_type = response
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((body, content_type))
+    Ok((fetched.body, fetched.content_type))
 }
 
 pub async fn run(args: TestArgs, global: &Global) -> anyhow::Result<()> {
