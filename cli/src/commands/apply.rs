@@ -59,17 +59,47 @@ pub struct ApplyArgs {
     pub reason: String,
 }
 
+/// What a change does, with exactly the policies it needs.
+#[derive(Debug, Clone)]
+enum Step {
+    Create(Policy),
+    Update {
+        desired: Policy,
+        current: Box<ManagedPolicy>,
+    },
+    Delete(ManagedPolicy),
+}
+
+impl Step {
+    fn name(&self) -> &'static str {
+        match self {
+            Step::Create(_) => "create",
+            Step::Update { .. } => "update",
+            Step::Delete(_) => "delete",
+        }
+    }
+
+    fn sign(&self) -> char {
+        match self {
+            Step::Create(_) => '+',
+            Step::Update { .. } => '~',
+            Step::Delete(_) => '-',
+        }
+    }
+}
+
+fn step_name<S: serde::Serializer>(step: &Step, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(step.name())
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Change {
-    action: &'static str,
+    #[serde(rename = "action", serialize_with = "step_name")]
+    step: Step,
     id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<String>,
-    #[serde(skip)]
-    desired: Option<Policy>,
-    #[serde(skip)]
-    current: Option<ManagedPolicy>,
     diff: String,
 }
 
@@ -197,23 +227,22 @@ async fn plan(args: &DiffArgs, client: &Client) -> anyhow::Result<(String, Vec<C
         let file = Some(path.display().to_string());
         match current.get(&desired.id) {
             None => changes.push(Change {
-                action: "create",
                 id: desired.id.clone(),
                 file,
                 diff: prefixed(&render(&desired), '+'),
-                desired: Some(desired),
-                current: None,
+                step: Step::Create(desired),
             }),
             Some(existing) => {
                 let have = existing.policy.clone().unwrap_or_default();
                 if comparable(&have) != comparable(&desired) {
                     changes.push(Change {
-                        action: "update",
                         id: desired.id.clone(),
                         file,
                         diff: unified(&render(&have), &render(&desired)),
-                        desired: Some(desired),
-                        current: Some(existing.clone()),
+                        step: Step::Update {
+                            desired,
+                            current: Box::new(existing.clone()),
+                        },
                     });
                 }
             }
@@ -224,12 +253,10 @@ async fn plan(args: &DiffArgs, client: &Client) -> anyhow::Result<(String, Vec<C
             let policy = existing.policy.clone().unwrap_or_default();
             if !wanted.contains(id) && source_of(&policy) == Some(source.as_str()) {
                 changes.push(Change {
-                    action: "delete",
                     id: id.clone(),
                     file: None,
                     diff: prefixed(&render(&policy), '-'),
-                    desired: None,
-                    current: Some(existing.clone()),
+                    step: Step::Delete(existing.clone()),
                 });
             }
         }
@@ -259,22 +286,18 @@ fn show(changes: &[Change], source: &str, global: &Global, applied: bool) -> any
         return Ok(());
     }
     for change in changes {
-        let sign = match change.action {
-            "create" => '+',
-            "delete" => '-',
-            _ => '~',
-        };
+        let sign = change.step.sign();
         let from = change
             .file
             .as_deref()
             .map(|f| format!(" ({f})"))
             .unwrap_or_default();
-        crate::outln!("{sign} {} policy {}{from}", change.action, change.id);
+        crate::outln!("{sign} {} policy {}{from}", change.step.name(), change.id);
         crate::out!("{}", change.diff);
     }
     let mut table = Table::new(&["ACTION", "POLICY"]);
     for change in changes {
-        table.row(vec![change.action.into(), change.id.clone()]);
+        table.row(vec![change.step.name().into(), change.id.clone()]);
     }
     crate::outln!();
     table.print();
@@ -300,7 +323,7 @@ pub async fn apply(args: ApplyArgs, global: &Global) -> anyhow::Result<()> {
     for change in &changes {
         execute(&client, change, &args.reason)
             .await
-            .with_context(|| format!("{} policy {}", change.action, change.id))?;
+            .with_context(|| format!("{} policy {}", change.step.name(), change.id))?;
     }
     match global.output {
         crate::output::Format::Table => {
@@ -314,33 +337,32 @@ pub async fn apply(args: ApplyArgs, global: &Global) -> anyhow::Result<()> {
 }
 
 async fn execute(client: &Client, change: &Change, reason: &str) -> Result<(), ClientError> {
-    match change.action {
-        "create" => {
+    match &change.step {
+        Step::Create(desired) => {
             client
                 .create_policy(CreatePolicyRequest {
-                    policy: change.desired.clone(),
+                    policy: Some(desired.clone()),
                     scope: None,
                     reason: reason.into(),
                 })
                 .await?;
         }
-        "update" => {
-            let current = change.current.as_ref();
+        Step::Update { desired, current } => {
             client
                 .update_policy(UpdatePolicyRequest {
-                    policy: change.desired.clone(),
+                    policy: Some(desired.clone()),
                     // The files carry no scope: keep the one it has.
-                    scope: current.and_then(|c| c.scope.clone()),
-                    expected_revision: current.map_or(0, |c| c.revision),
+                    scope: current.scope.clone(),
+                    expected_revision: current.revision,
                     reason: reason.into(),
                 })
                 .await?;
         }
-        _ => {
+        Step::Delete(current) => {
             client
                 .delete_policy(DeletePolicyRequest {
                     id: change.id.clone(),
-                    expected_revision: change.current.as_ref().map_or(0, |c| c.revision),
+                    expected_revision: current.revision,
                     reason: reason.into(),
                 })
                 .await?;
