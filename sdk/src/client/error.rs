@@ -105,12 +105,20 @@ impl ClientError {
                     reason: connect_reason(&status),
                 }
             }
-            // tonic enforces the call's deadline itself and reports it as
-            // CANCELLED: it is the deadline passing, not a cancellation.
-            Code::Cancelled if caused_by::<tonic::TimeoutExpired>(&status) => ClientError::Other {
-                code: Code::DeadlineExceeded,
-                message,
-            },
+            // tonic enforces the call's deadline on both ends and reports it
+            // as CANCELLED: it is the deadline passing, not a cancellation.
+            // The client's own timer leaves a `TimeoutExpired` cause; when
+            // the server's copy of the deadline (`grpc-timeout`) fires first,
+            // only its message crosses the wire.
+            Code::Cancelled
+                if caused_by::<tonic::TimeoutExpired>(&status)
+                    || message == TONIC_DEADLINE_MESSAGE =>
+            {
+                ClientError::Other {
+                    code: Code::DeadlineExceeded,
+                    message,
+                }
+            }
             Code::Unavailable => ClientError::Unavailable {
                 message,
                 retry_after: meta("retry-after")
@@ -135,6 +143,10 @@ impl ClientError {
         matches!(self, ClientError::Unreachable { .. })
     }
 }
+
+/// What a tonic server answers, with CANCELLED, when a call outlives the
+/// deadline its client sent in `grpc-timeout`.
+const TONIC_DEADLINE_MESSAGE: &str = "Timeout expired";
 
 /// Whether an error of type `E` caused this status. tonic reports a
 /// failed connection (TCP, or the TLS handshake) as UNAVAILABLE caused by a
@@ -166,4 +178,38 @@ fn connect_reason(status: &Status) -> String {
         source = e.source();
     }
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_enforced_by_the_server_is_a_deadline_not_a_cancellation() {
+        let err = ClientError::from_status(Status::cancelled("Timeout expired"), "x");
+        assert!(
+            matches!(
+                err,
+                ClientError::Other {
+                    code: Code::DeadlineExceeded,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_transient());
+
+        let err = ClientError::from_status(Status::cancelled("client went away"), "x");
+        assert!(
+            matches!(
+                err,
+                ClientError::Other {
+                    code: Code::Cancelled,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+    }
 }
