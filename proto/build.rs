@@ -11,6 +11,8 @@ const PROTOS: &[&str] = &[
     "tero/policy/v1/tero_extensions.proto",
     "tero/controlplane/v1/admin.proto",
     "tero/controlplane/v1/edge.proto",
+    "tero/controlplane/v1/inventory.proto",
+    "tero/controlplane/v1/issues.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
