@@ -2,11 +2,17 @@
 //! edges that receive the same set.
 //!
 //! A catalog is an immutable view of every stored policy at one generation.
-//! Edges are grouped by what decides their set, the stages they support
-//! and which of the catalog's distinct scopes they fall in, never by
-//! instance id; so ten thousand replicas of one service share one snapshot,
-//! one hash and one encoded response. A change replaces the whole catalog;
-//! nothing in it is ever mutated except the lazily filled snapshot cache.
+//! Edges are grouped by what decides their set, the stages they support,
+//! whether they run shadow policies, and which of the catalog's distinct
+//! scopes they fall in, never by instance id; so ten thousand replicas of
+//! one service share one snapshot, one hash and one encoded response. A
+//! change replaces the whole catalog; nothing in it is ever mutated except
+//! the lazily filled snapshot cache.
+//!
+//! Shadow policies (labelled `tero.mode=shadow`) go only to edges that
+//! declare the `tero.shadow` capability: a client that does not know the
+//! label would enforce the policy. Others get the set without them, so a
+//! different hash.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +21,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use tero_proto::controlplane::{ManagedPolicy, Scope};
 use tero_proto::policy::{ClientMetadata, Policy, PolicyStage, SyncResponse, SyncType};
+use tero_sdk::engine::{declares_shadow, is_shadow};
 use tero_sdk::policy::{Signal, policy_set_hash, signal_of};
 
 use crate::scope;
@@ -26,6 +33,10 @@ pub struct GroupKey {
     stages: u8,
     /// Bit per distinct scope of the catalog: set when the edge is in it.
     scopes: Vec<u64>,
+    /// The edge runs shadow policies without enforcing them. Always false
+    /// in a catalog without shadow policies, so capable and other edges
+    /// keep sharing one snapshot.
+    shadow: bool,
 }
 
 /// One group's policy set, ready to send.
@@ -74,6 +85,8 @@ struct Entry {
     /// Index into `Catalog::scopes`; `None` for an unscoped policy.
     scope: Option<usize>,
     stages: u8,
+    /// Labelled `tero.mode=shadow`.
+    shadow: bool,
 }
 
 /// Every policy at one generation, and the snapshots built from it so far.
@@ -81,6 +94,8 @@ pub struct Catalog {
     generation: u64,
     entries: Vec<Entry>,
     scopes: Vec<Scope>,
+    /// Some entry is a shadow policy.
+    has_shadow: bool,
     recommended_interval_secs: u32,
     snapshots: Mutex<HashMap<GroupKey, Arc<Snapshot>>>,
 }
@@ -140,6 +155,7 @@ impl Catalog {
             });
             entries.push(Entry {
                 stages: stages_of(&policy),
+                shadow: is_shadow(&policy),
                 policy,
                 scope,
             });
@@ -147,6 +163,7 @@ impl Catalog {
         entries.sort_by(|a, b| a.policy.id.cmp(&b.policy.id));
         Catalog {
             generation,
+            has_shadow: entries.iter().any(|e| e.shadow),
             entries,
             scopes,
             recommended_interval_secs,
@@ -186,6 +203,7 @@ impl Catalog {
         GroupKey {
             stages: if declared == 0 { ALL_STAGES } else { declared },
             scopes: bits,
+            shadow: self.has_shadow && declares_shadow(meta),
         }
     }
 
@@ -214,6 +232,7 @@ impl Catalog {
             .entries
             .iter()
             .filter(|e| e.stages & key.stages != 0)
+            .filter(|e| !e.shadow || key.shadow)
             .filter(|e| match e.scope {
                 None => true,
                 Some(i) => key.scopes[i / 64] & (1 << (i % 64)) != 0,
@@ -394,6 +413,60 @@ mod tests {
             self.sync_timestamp_unix_nano = ts;
             self
         }
+    }
+
+    fn shadow(mut m: ManagedPolicy) -> ManagedPolicy {
+        if let Some(p) = m.policy.as_mut() {
+            p.labels.push(kv("tero.mode", "shadow"));
+        }
+        m
+    }
+
+    fn capable(mut meta: ClientMetadata) -> ClientMetadata {
+        meta.supported_extensions
+            .push(tero_sdk::engine::shadow::shadow_capability());
+        meta
+    }
+
+    #[test]
+    fn shadow_policies_reach_only_edges_that_declare_the_capability() {
+        let catalog = Catalog::new(
+            1,
+            vec![
+                managed("a-enforced", true, true, None),
+                shadow(managed("b-shadow", true, true, None)),
+                shadow(managed("c-shadow-cart", true, true, Some("cart"))),
+            ],
+            30,
+        );
+        let metrics = [PolicyStage::MetricFilter];
+        let plain = catalog.snapshot_for(&edge("checkout", "1", &metrics));
+        assert_eq!(ids(&plain), ["a-enforced"]);
+        let able = catalog.snapshot_for(&capable(edge("checkout", "2", &metrics)));
+        assert_eq!(ids(&able), ["a-enforced", "b-shadow"]);
+        assert_ne!(plain.hash, able.hash);
+        assert_eq!(plain.hash, policy_set_hash(&plain.policies));
+        assert_eq!(able.hash, policy_set_hash(&able.policies));
+        // Scopes still apply to shadows.
+        let cart = catalog.snapshot_for(&capable(edge("cart", "3", &metrics)));
+        assert_eq!(ids(&cart), ["a-enforced", "b-shadow", "c-shadow-cart"]);
+        // Capable replicas share one snapshot, as do the others.
+        let able_too = catalog.snapshot_for(&capable(edge("checkout", "4", &metrics)));
+        assert!(Arc::ptr_eq(&able, &able_too));
+        let plain_too = catalog.snapshot_for(&edge("checkout", "5", &metrics));
+        assert!(Arc::ptr_eq(&plain, &plain_too));
+    }
+
+    #[test]
+    fn without_shadow_policies_the_capability_splits_no_group() {
+        let catalog = Catalog::new(1, vec![managed("a", true, true, None)], 30);
+        let plain = edge("checkout", "1", &[]);
+        let able = capable(edge("checkout", "2", &[]));
+        assert_eq!(catalog.group_of(&plain), catalog.group_of(&able));
+        assert!(Arc::ptr_eq(
+            &catalog.snapshot_for(&plain),
+            &catalog.snapshot_for(&able)
+        ));
     }
 
     #[test]

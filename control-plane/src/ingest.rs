@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tero_proto::controlplane::PolicyCounters;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -40,11 +41,43 @@ pub struct DeltaBuilder {
 }
 
 impl DeltaBuilder {
+    /// Adds a poll's counters (`PolicySyncStatus` carries no scrapes).
     pub fn add(&mut self, policy_id: &str, hits: i64, misses: i64, bytes: i64, series: i64) {
+        self.add_with_scrapes(policy_id, hits, misses, bytes, series, 0);
+    }
+
+    /// Adds a stream report's counters, scrapes included. A shadow policy's
+    /// drops are what it would have dropped; they are stored as drops, the
+    /// policy's mode telling them apart.
+    pub fn add_counters(&mut self, p: &PolicyCounters) {
+        self.add_with_scrapes(
+            &p.policy_id,
+            p.hits,
+            p.misses,
+            p.bytes_dropped,
+            p.series_dropped,
+            p.scrapes,
+        );
+    }
+
+    fn add_with_scrapes(
+        &mut self,
+        policy_id: &str,
+        hits: i64,
+        misses: i64,
+        bytes: i64,
+        series: i64,
+        scrapes: i64,
+    ) {
         // Negative deltas are a client bug; they must not erase counts.
-        let (hits, misses, bytes, series) =
-            (hits.max(0), misses.max(0), bytes.max(0), series.max(0));
-        if hits == 0 && misses == 0 && bytes == 0 && series == 0 {
+        let (hits, misses, bytes, series, scrapes) = (
+            hits.max(0),
+            misses.max(0),
+            bytes.max(0),
+            series.max(0),
+            scrapes.max(0),
+        );
+        if hits == 0 && misses == 0 && bytes == 0 && series == 0 && scrapes == 0 {
             return;
         }
         let d = self
@@ -58,6 +91,7 @@ impl DeltaBuilder {
         d.misses = d.misses.saturating_add(misses);
         d.bytes_dropped = d.bytes_dropped.saturating_add(bytes);
         d.series_dropped = d.series_dropped.saturating_add(series);
+        d.scrapes = d.scrapes.saturating_add(scrapes);
     }
 
     pub fn is_empty(&self) -> bool {

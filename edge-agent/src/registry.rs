@@ -12,7 +12,7 @@
 //! takes every delta from the engine's counters exactly once and credits it
 //! to both, so neither reader can steal counts from the other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -276,7 +276,10 @@ impl PolicyRegistry {
         deltas: &BTreeMap<String, StatsDelta>,
     ) -> Vec<PolicySyncStatus> {
         let mut out: BTreeMap<String, PolicySyncStatus> = BTreeMap::new();
-        for (id, d) in deltas {
+        // `PolicySyncStatus` has no field for scrapes: a delta of scrapes
+        // alone would be an all-zero status on every poll.
+        let reportable = |d: &StatsDelta| !StatsDelta { scrapes: 0, ..*d }.is_zero();
+        for (id, d) in deltas.iter().filter(|(_, d)| reportable(d)) {
             out.insert(id.clone(), status_of(id, d));
         }
         for (id, errors) in self.compile_errors(provider) {
@@ -285,6 +288,17 @@ impl PolicyRegistry {
                 .errors = errors;
         }
         out.into_values().collect()
+    }
+
+    /// The ids of the active set's shadow policies (`tero.mode=shadow`):
+    /// their drops are counted, not made.
+    pub fn shadow_ids(&self) -> HashSet<String> {
+        self.engine()
+            .policies()
+            .iter()
+            .filter(|info| info.shadow)
+            .map(|info| info.id.clone())
+            .collect()
     }
 
     /// The policies of `provider` that did not compile, with their errors in
@@ -445,5 +459,37 @@ mod tests {
         let ok = statuses.iter().find(|s| s.id == "ok").unwrap();
         assert_eq!(ok.match_hits, 1);
         assert!(r.statuses("file", &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn shadow_policies_are_named_and_scrapes_reach_the_ledger() {
+        let r = registry();
+        let mut shadow = drop_named("s", "a");
+        shadow.labels.push(tero_proto::otel::KeyValue {
+            key: "tero.mode".into(),
+            value: Some(tero_proto::otel::AnyValue {
+                value: Some(tero_proto::otel::any_value::Value::StringValue(
+                    "shadow".into(),
+                )),
+            }),
+        });
+        r.update(
+            "remote",
+            vec![shadow, drop_named("e", "b")],
+            "h".into(),
+            vec![],
+        );
+        assert_eq!(r.shadow_ids(), HashSet::from(["s".to_string()]));
+        let engine = r.engine();
+        assert!(engine.evaluate_metric(&Named("a")), "a shadow never drops");
+        engine.record_scrape();
+        engine.record_scrape();
+        let deltas = r.take_unsent("remote");
+        assert_eq!((deltas["s"].scrapes, deltas["s"].match_hits), (2, 1));
+        assert_eq!((deltas["e"].scrapes, deltas["e"].match_hits), (2, 0));
+        // Polls have no field for scrapes: a scrapes-only delta is left out.
+        let statuses = r.statuses("remote", &deltas);
+        let ids: Vec<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["s"]);
     }
 }

@@ -417,9 +417,39 @@ fn render_policies(w: &mut String, registry: &PolicyRegistry) {
             |d| d.bytes_dropped,
         ),
     ];
+    // A shadow policy's drops are what it would drop: reported apart, so a
+    // dashboard summing drops never counts what was kept.
+    let shadow: std::collections::HashSet<&str> = engine
+        .policies()
+        .iter()
+        .filter(|p| p.shadow)
+        .map(|p| p.id.as_str())
+        .collect();
     for (name, help, get) in per_policy {
+        let drops = name.ends_with("_dropped_total");
         family(w, name, "counter", help);
         for (id, d) in &totals {
+            if drops && shadow.contains(id.as_str()) {
+                continue;
+            }
+            let _ = writeln!(w, "{name}{{policy_id=\"{}\"}} {}", label_value(id), get(d));
+        }
+    }
+    let would: [(&str, &str, Read); 2] = [
+        (
+            "edge_policy_series_would_drop_total",
+            "Series a shadow policy would have dropped (kept: shadow policies never drop).",
+            |d| d.records_dropped,
+        ),
+        (
+            "edge_policy_bytes_would_drop_total",
+            "Exposition bytes a shadow policy would have dropped.",
+            |d| d.bytes_dropped,
+        ),
+    ];
+    for (name, help, get) in would {
+        family(w, name, "counter", help);
+        for (id, d) in totals.iter().filter(|(id, _)| shadow.contains(id.as_str())) {
             let _ = writeln!(w, "{name}{{policy_id=\"{}\"}} {}", label_value(id), get(d));
         }
     }

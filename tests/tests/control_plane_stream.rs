@@ -386,6 +386,7 @@ fn counters(policy: &str, hits: i64, misses: i64, bytes: i64, series: i64) -> Po
         bytes_dropped: bytes,
         series_dropped: series,
         errors: Vec::new(),
+        ..Default::default()
     }
 }
 

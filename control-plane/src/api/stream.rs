@@ -519,13 +519,7 @@ async fn offer(state: &State, session: &mut Session, out: &Outbound) -> bool {
 async fn store_report(state: &State, session: &Session, report: StatsReport) -> Option<StatsAck> {
     let mut deltas = DeltaBuilder::default();
     for p in &report.policies {
-        deltas.add(
-            &p.policy_id,
-            p.hits,
-            p.misses,
-            p.bytes_dropped,
-            p.series_dropped,
-        );
+        deltas.add_counters(p);
     }
     // Without a session and seq the report cannot be recognised when
     // retried: it is stored at least once, like a poll's deltas.

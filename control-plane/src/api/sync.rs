@@ -72,6 +72,8 @@ pub async fn sync(
     );
     let meta = req.client_metadata.unwrap_or_default();
     let catalog = state.feed.current();
+    // Shadow policies only if this request's metadata declares the
+    // capability: a poller that does not would enforce them.
     let snapshot = catalog.snapshot_for(&meta);
 
     let mut deltas = DeltaBuilder::default();

@@ -21,6 +21,8 @@ pub struct CounterDelta {
     pub misses: i64,
     pub bytes_dropped: i64,
     pub series_dropped: i64,
+    /// Scrapes (or batches) the policy was evaluated in.
+    pub scrapes: i64,
 }
 
 /// Deltas to store together, optionally guarded by a report identity.
@@ -69,12 +71,13 @@ impl Store {
             for d in &batch.deltas {
                 sqlx::query(
                     "INSERT INTO policy_stats (policy_id, minute, hits, misses, bytes_dropped, \
-                     series_dropped) VALUES ($1, $2, $3, $4, $5, $6) \
+                     series_dropped, scrapes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
                      ON CONFLICT (policy_id, minute) DO UPDATE SET \
                      hits = policy_stats.hits + excluded.hits, \
                      misses = policy_stats.misses + excluded.misses, \
                      bytes_dropped = policy_stats.bytes_dropped + excluded.bytes_dropped, \
-                     series_dropped = policy_stats.series_dropped + excluded.series_dropped",
+                     series_dropped = policy_stats.series_dropped + excluded.series_dropped, \
+                     scrapes = policy_stats.scrapes + excluded.scrapes",
                 )
                 .bind(&d.policy_id)
                 .bind(d.minute)
@@ -82,6 +85,7 @@ impl Store {
                 .bind(d.misses)
                 .bind(d.bytes_dropped)
                 .bind(d.series_dropped)
+                .bind(d.scrapes)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -99,7 +103,7 @@ impl Store {
         to: i64,
     ) -> Result<Vec<StatsBucket>, StoreError> {
         let rows = sqlx::query(
-            "SELECT minute, hits, misses, bytes_dropped, series_dropped FROM policy_stats \
+            "SELECT minute, hits, misses, bytes_dropped, series_dropped, scrapes FROM policy_stats \
              WHERE policy_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute",
         )
         .bind(policy_id)
@@ -115,6 +119,7 @@ impl Store {
                     misses: row.try_get("misses")?,
                     bytes_dropped: row.try_get("bytes_dropped")?,
                     series_dropped: row.try_get("series_dropped")?,
+                    scrapes: row.try_get("scrapes")?,
                 })
             })
             .collect()

@@ -382,6 +382,9 @@ impl GrpcProvider {
         self.poller.outbox.seal();
         let report = self.poller.outbox.oldest()?;
         let errors = registry.compile_errors(&id);
+        // The mode a policy runs in now: a report spanning a change of mode
+        // is labelled by the newer one.
+        let shadows = registry.shadow_ids();
         let policies = report
             .deltas
             .iter()
@@ -392,6 +395,8 @@ impl GrpcProvider {
                 bytes_dropped: d.bytes_dropped as i64,
                 series_dropped: d.records_dropped as i64,
                 errors: errors.get(policy_id).cloned().unwrap_or_default(),
+                scrapes: d.scrapes as i64,
+                shadow: shadows.contains(policy_id),
             })
             .collect();
         let seq = report.seq;

@@ -59,7 +59,9 @@ impl ClientIdentity {
             supported_policy_stages: vec![PolicyStage::MetricFilter as i32],
             labels: self.labels.iter().map(kv).collect(),
             resource_attributes: self.resource_attributes.iter().map(kv).collect(),
-            supported_extensions: Vec::new(),
+            // The filter counts shadow policies without enforcing them; a
+            // control plane sends them only to clients that say so.
+            supported_extensions: vec![tero_sdk::engine::shadow::shadow_capability()],
         }
     }
 }

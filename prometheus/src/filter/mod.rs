@@ -12,6 +12,19 @@
 //! histogram or summary series get one decision, counted once; a line longer
 //! than the line buffer passes whole and unfiltered; the output cap cuts on
 //! a line boundary; OpenMetrics output ends with exactly one `# EOF`.
+//!
+//! Shadow policies never change what leaves: a kept series that a shadow
+//! policy would drop is counted on that policy (series once, bytes per
+//! line) and sent. A series the enforced set drops is not counted as a
+//! shadow drop (the shadow policy still gets its hit or miss), so shadow
+//! figures are what enforcing the policy would remove on top of what is
+//! removed already.
+//!
+//! A scrape counts (`Engine::record_scrape`) once, when its response is
+//! complete: at [`ScrapeFilter::finish`] or at a successful
+//! [`ScrapeFilter::cut_input`]. A scrape aborted mid-body (upstream error,
+//! timeout, [`CutMidLine`]) does not count, though the series evaluated
+//! before the abort do, as no filter can take back a hit.
 
 mod series;
 
@@ -207,6 +220,8 @@ pub struct ScrapeFilter {
     /// `# EOF` sent or output cut: everything after is ignored.
     done: bool,
     eof_sent: bool,
+    /// The scrape was counted on the engine's policies.
+    scrape_counted: bool,
     counters: ScrapeCounters,
 }
 
@@ -231,6 +246,7 @@ impl ScrapeFilter {
             identity: Vec::new(),
             done: false,
             eof_sent: false,
+            scrape_counted: false,
             counters: ScrapeCounters::default(),
         }
     }
@@ -339,6 +355,7 @@ impl ScrapeFilter {
         }
         self.close_openmetrics(&mut out);
         out.flush();
+        self.count_scrape();
     }
 
     /// The input cap was reached after the bytes pushed so far: drops the
@@ -357,7 +374,17 @@ impl ScrapeFilter {
         let mut out = Out::new(segments, &empty);
         self.close_openmetrics(&mut out);
         out.flush();
+        self.count_scrape();
         Ok(())
+    }
+
+    /// Counts this scrape once, whichever way it ended and however often
+    /// the caller ends it.
+    fn count_scrape(&mut self) {
+        if !self.scrape_counted {
+            self.scrape_counted = true;
+            self.engine.record_scrape();
+        }
     }
 
     fn close_openmetrics(&mut self, out: &mut Out<'_>) {
@@ -545,6 +572,9 @@ impl ScrapeFilter {
                 self.flush_metadata(out);
             }
             self.raw(out, src);
+            if let Some(shadow) = decision.shadow {
+                self.engine.shadow_stats(shadow).record_drop(0, len as u64);
+            }
         } else {
             self.counters.lines_dropped += 1;
             if let Some(winner) = decision.winner {
@@ -605,11 +635,15 @@ impl ScrapeFilter {
                     SeriesDecision {
                         keep: true,
                         winner: None,
+                        shadow: None,
                     }
                 }
             };
         if decision.keep {
             self.counters.series_kept += 1;
+            if let Some(shadow) = decision.shadow {
+                self.engine.shadow_stats(shadow).record_drop(1, 0);
+            }
         } else {
             self.counters.series_dropped += 1;
             if let Some(winner) = decision.winner {

@@ -1594,3 +1594,130 @@ fn kept_lines_are_slices_of_the_input_chunk() {
         assert!(within(seg, &input), "segment {seg:?} was copied");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Shadow policies and scrape accounting
+// ---------------------------------------------------------------------------
+
+/// A metric policy labelled `tero.mode: shadow`.
+fn shadow_policy(id: &str, keep: bool, matchers: &[&str]) -> String {
+    policy(id, keep, matchers).replacen(
+        "    metric:\n",
+        "    labels: {tero.mode: shadow}\n    metric:\n",
+        1,
+    )
+}
+
+#[test]
+fn a_shadow_drop_keeps_every_line_and_counts_what_it_would_drop() {
+    let items = [shadow_policy(
+        "s",
+        false,
+        &["{datapoint_attribute: method, exact: GET}"],
+    )];
+    let (run, stats) = stats_once(&items, text(), HISTOGRAM, &["s"]);
+    assert_eq!(run.text(), HISTOGRAM, "nothing is dropped");
+    assert_eq!(run.counters.series_dropped, 0);
+    assert_eq!(run.counters.lines_dropped, 0);
+    let s = stats[0];
+    assert_eq!((s.match_hits, s.match_misses), (1, 0), "one series");
+    assert_eq!(s.records_dropped, 1);
+    assert_eq!(
+        s.bytes_dropped,
+        lines_with(HISTOGRAM, "\"GET\"", true).len() as u64,
+        "every line of the series, once"
+    );
+    assert_eq!(s.scrapes, 1);
+
+    // Lines of one series that are not adjacent are counted once too.
+    let input = "\
+# TYPE h histogram
+h_bucket{le=\"1\",a=\"1\"} 1
+h_bucket{le=\"1\",a=\"2\"} 1
+h_bucket{le=\"+Inf\",a=\"1\"} 2
+h_bucket{le=\"+Inf\",a=\"2\"} 2
+h_sum{a=\"1\"} 1
+h_sum{a=\"2\"} 1
+";
+    let items = [shadow_policy(
+        "s",
+        false,
+        &["{datapoint_attribute: a, exact: '1'}"],
+    )];
+    let (run, stats) = stats_once(&items, text(), input, &["s"]);
+    assert_eq!(run.text(), input);
+    assert_eq!((stats[0].match_hits, stats[0].records_dropped), (1, 1));
+    assert_eq!(
+        stats[0].bytes_dropped,
+        lines_with(input, "a=\"1\"", true).len() as u64
+    );
+}
+
+#[test]
+fn shadows_count_only_what_the_enforced_set_still_keeps() {
+    let enforced = drop_policy("drop-get", &["{datapoint_attribute: method, exact: GET}"]);
+    let shadow = shadow_policy(
+        "a-shadow",
+        false,
+        &["{metric_field: name, exact: http_request_duration_seconds}"],
+    );
+    let ids = ["drop-get", "a-shadow"];
+    let (alone, alone_stats) = stats_once(std::slice::from_ref(&enforced), text(), HISTOGRAM, &ids);
+    let (run, stats) = stats_once(&[enforced, shadow], text(), HISTOGRAM, &ids);
+    assert_eq!(run.text(), alone.text(), "the shadow changes no output");
+    assert_eq!(run.counters, alone.counters);
+    assert_eq!(
+        stats[0], alone_stats[0],
+        "the enforced policy counts as it did alone"
+    );
+    let s = stats[1];
+    // Evaluated on both series (hits), but only POST, which is still sent,
+    // is what enforcing it would remove.
+    assert_eq!((s.match_hits, s.match_misses), (2, 0));
+    assert_eq!(s.records_dropped, 1);
+    assert_eq!(
+        s.bytes_dropped,
+        lines_with(HISTOGRAM, "\"POST\"", true).len() as u64
+    );
+}
+
+#[test]
+fn a_scrape_counts_once_when_it_completes_or_is_cut() {
+    let p = policies(&[
+        drop_policy("e", &["{metric_field: name, exact: d}"]),
+        shadow_policy("s", false, &["{metric_field: name, exact: a}"]),
+    ]);
+    let scrapes = |p: &Policies| (p.stats("e").scrapes, p.stats("s").scrapes);
+    let new =
+        |p: &Policies| ScrapeFilter::new(p.engine.clone(), Arc::new(Resource::default()), text());
+    let mut segs = Vec::new();
+
+    // Completed, and ended again by a confused caller: one scrape.
+    let mut f = new(&p);
+    f.push(&Bytes::from_static(b"a 1\nd 2\n"), &mut segs);
+    assert_eq!(scrapes(&p), (0, 0), "not before it ends");
+    f.finish(&mut segs);
+    f.finish(&mut segs);
+    assert_eq!(scrapes(&p), (1, 1));
+
+    // Cut at the input cap: it counts, once, even if finished afterwards.
+    let mut f = new(&p);
+    f.push(&Bytes::from_static(b"a 1\nd"), &mut segs);
+    f.cut_input(&mut segs).expect("cut on a line boundary");
+    f.finish(&mut segs);
+    assert_eq!(scrapes(&p), (2, 2));
+
+    // Aborted inside an oversized line, or never ended: no scrape.
+    let opts = FilterOptions {
+        max_line_bytes: 8,
+        ..text()
+    };
+    let mut f = ScrapeFilter::new(p.engine.clone(), Arc::new(Resource::default()), opts);
+    f.push(&Bytes::from_static(b"a 1\na{l=\"long label\""), &mut segs);
+    assert!(f.cut_input(&mut segs).is_err());
+    let mut f = new(&p);
+    f.push(&Bytes::from_static(b"a 1\n"), &mut segs);
+    drop(f);
+    assert_eq!(scrapes(&p), (2, 2));
+    assert_eq!(p.stats("s").match_hits, 4, "series evaluated still count");
+}

@@ -12,6 +12,10 @@
 //! hits for every matching policy when the record is kept, a hit for the
 //! winner and misses for the others when it is dropped; transforms from
 //! every matching policy on kept logs.
+//!
+//! Shadow policies (see [`shadow`]) compile into a set of their own that is
+//! evaluated after the enforced set: they are counted as usual and name the
+//! series they would drop, but never change a decision.
 
 pub(crate) mod compile;
 mod index;
@@ -23,6 +27,7 @@ mod regex;
 mod sampling;
 mod scratch;
 mod selector;
+pub mod shadow;
 mod stats;
 mod transform;
 mod value;
@@ -35,6 +40,7 @@ use tero_proto::policy::{self as pb, TraceField};
 
 pub use record::{LogView, LogViewMut, MetricView, SpanView, SpanViewMut};
 pub use selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
+pub use shadow::{SHADOW_CAPABILITY, declares_shadow, is_shadow};
 pub use stats::{PolicyRuntime, PolicyStats, StatsDelta, StatsRegistry};
 pub use value::FieldValue;
 
@@ -51,6 +57,9 @@ pub struct PolicyInfo {
     pub name: String,
     pub signal: Option<Signal>,
     pub enabled: bool,
+    /// Labelled `tero.mode=shadow`: counted, never enforced. Only metric
+    /// policies run in shadow; log and trace ones carry an error instead.
+    pub shadow: bool,
     /// Compile errors; a policy with errors is inert.
     pub errors: Vec<PolicyError>,
     pub runtime: Arc<PolicyRuntime>,
@@ -124,6 +133,23 @@ impl<S, A> SignalSet<S, A> {
     }
 }
 
+impl<S> SignalSet<S, bool> {
+    /// Evaluates and counts like an enforced set, but only reports the
+    /// winner when it would drop: what a shadow set contributes.
+    // Out of line: the enforced path's code stays as small as it was.
+    #[inline(never)]
+    fn would_drop<'r>(
+        &self,
+        lookup: impl FnMut(&S) -> Option<FieldValue<'r>>,
+        matched: &mut Vec<u32>,
+    ) -> Option<u32> {
+        let winner = self.find(lookup, matched)?;
+        let keep = self.slots[winner as usize].action;
+        self.account(matched, winner, keep);
+        (!keep).then_some(winner)
+    }
+}
+
 struct LogAction {
     keep: LogKeep,
     sample_key: Option<LogSelector>,
@@ -135,6 +161,9 @@ pub struct Engine {
     generation: u64,
     policies: Vec<PolicyInfo>,
     metric: SignalSet<MetricSelector, bool>,
+    /// Shadow metric policies: a separate index, so the enforced set's
+    /// winners and counts are exactly those it would have alone.
+    shadow_metric: SignalSet<MetricSelector, bool>,
     log: SignalSet<LogSelector, LogAction>,
     trace: SignalSet<TraceSelector, TraceKeep>,
 }
@@ -162,6 +191,9 @@ pub struct SeriesDecision {
     pub keep: bool,
     /// Index of the winning metric policy, for [`Engine::metric_stats`].
     pub winner: Option<u32>,
+    /// Index of the winning shadow policy when it would drop the series
+    /// (whatever `keep` says), for [`Engine::shadow_stats`].
+    pub shadow: Option<u32>,
 }
 
 /// The outcome of evaluating a log record or span.
@@ -195,6 +227,7 @@ impl Engine {
 
         let mut infos = Vec::with_capacity(ordered.len());
         let mut metric = SetBuilder::new();
+        let mut shadow_metric = SetBuilder::new();
         let mut log = SetBuilder::new();
         let mut trace = SetBuilder::new();
         let mut seen_ids = std::collections::HashSet::new();
@@ -213,11 +246,24 @@ impl Engine {
                 ));
             }
             let compiled = compile::compile_policy(policy);
+            let signal = crate::policy::signal_of(policy);
+            let shadow = is_shadow(policy);
+            if shadow && matches!(signal, Some(Signal::Log | Signal::Trace)) {
+                // Inert rather than enforced: a shadow policy must never
+                // drop, and log/trace shadows are not implemented.
+                errors.push(PolicyError::new(
+                    None,
+                    Vec::new(),
+                    Some("labels"),
+                    "tero.mode=shadow is supported on metric policies only; this policy is not run",
+                ));
+            }
             let mut info = PolicyInfo {
                 id: policy.id.clone(),
                 name: policy.name.clone(),
-                signal: crate::policy::signal_of(policy),
+                signal,
                 enabled: policy.enabled,
+                shadow,
                 errors,
                 runtime: runtime.clone(),
             };
@@ -230,7 +276,12 @@ impl Engine {
                     } else {
                         Rank::drop_all()
                     };
-                    metric.add(&policy.id, runtime, rank, keep, matchers);
+                    let set = if shadow {
+                        &mut shadow_metric
+                    } else {
+                        &mut metric
+                    };
+                    set.add(&policy.id, runtime, rank, keep, matchers);
                 }
                 Ok(CompiledTarget::Log {
                     matchers,
@@ -267,6 +318,7 @@ impl Engine {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             policies: infos,
             metric: metric.build(),
+            shadow_metric: shadow_metric.build(),
             log: log.build(),
             trace: trace.build(),
         }
@@ -282,9 +334,15 @@ impl Engine {
         &self.policies
     }
 
-    /// Number of enabled, valid metric policies (0 enables raw fast paths).
+    /// Number of enabled, valid metric policies, shadow ones included:
+    /// what a data plane must evaluate (0 enables raw fast paths).
     pub fn metric_policy_count(&self) -> usize {
-        self.metric.slots.len()
+        self.metric.slots.len() + self.shadow_metric.slots.len()
+    }
+
+    /// Number of enabled, valid shadow metric policies.
+    pub fn shadow_metric_policy_count(&self) -> usize {
+        self.shadow_metric.slots.len()
     }
 
     pub fn log_policy_count(&self) -> usize {
@@ -298,11 +356,24 @@ impl Engine {
     /// The metric selectors loaded policies read: a view needs to decode
     /// only these fields.
     pub fn metric_selectors(&self) -> impl Iterator<Item = &MetricSelector> {
-        self.metric.index.selectors()
+        self.metric
+            .index
+            .selectors()
+            .chain(self.shadow_metric.index.selectors())
+    }
+
+    /// Counts one filtered scrape (or batch) for every active metric
+    /// policy, shadow ones included. A data plane calls it once per unit of
+    /// work it evaluated, so that counts divide into per-scrape figures.
+    pub fn record_scrape(&self) {
+        for slot in self.metric.slots.iter().chain(&self.shadow_metric.slots) {
+            slot.runtime.stats.scrape();
+        }
     }
 
     /// Evaluates without counting. Pair with [`Engine::record_metric`]; a
-    /// verdict can be cached for this engine generation.
+    /// verdict can be cached for this engine generation. Shadow policies
+    /// take no part: only [`Engine::decide_metric`] evaluates them.
     pub fn metric_verdict<V: MetricView + ?Sized>(&self, view: &V) -> MetricVerdict {
         with_matched(|matched| match self.metric.find(|s| view.get(s), matched) {
             None => MetricVerdict {
@@ -340,26 +411,49 @@ impl Engine {
     /// Evaluates and counts like [`Engine::evaluate_metric`], and names the
     /// deciding policy so that a data plane can attribute what it drops
     /// (see [`Engine::metric_stats`]). Allocates nothing.
+    ///
+    /// Shadow policies are evaluated as a set of their own after the
+    /// enforced one, and counted the same way; their winner is reported in
+    /// `shadow` when it would drop. They never change `keep` or `winner`.
     pub fn decide_metric<V: MetricView + ?Sized>(&self, view: &V) -> SeriesDecision {
         with_matched(|matched| {
-            let Some(winner) = self.metric.find(|s| view.get(s), matched) else {
-                return SeriesDecision {
+            let mut decision = match self.metric.find(|s| view.get(s), matched) {
+                None => SeriesDecision {
                     keep: true,
                     winner: None,
-                };
+                    shadow: None,
+                },
+                Some(winner) => {
+                    let keep = self.metric.slots[winner as usize].action;
+                    self.metric.account(matched, winner, keep);
+                    SeriesDecision {
+                        keep,
+                        winner: Some(winner),
+                        shadow: None,
+                    }
+                }
             };
-            let keep = self.metric.slots[winner as usize].action;
-            self.metric.account(matched, winner, keep);
-            SeriesDecision {
-                keep,
-                winner: Some(winner),
+            if !self.shadow_metric.slots.is_empty() {
+                decision.shadow = self.shadow_metric.would_drop(|s| view.get(s), matched);
             }
+            decision
         })
     }
 
     /// The counters of the metric policy a [`SeriesDecision`] names.
     pub fn metric_stats(&self, winner: u32) -> &PolicyStats {
         &self.metric.slots[winner as usize].runtime.stats
+    }
+
+    /// The counters of the shadow policy a [`SeriesDecision::shadow`]
+    /// names: a data plane records there what the policy would drop.
+    pub fn shadow_stats(&self, shadow: u32) -> &PolicyStats {
+        &self.shadow_metric.slots[shadow as usize].runtime.stats
+    }
+
+    /// The id of the shadow policy a [`SeriesDecision::shadow`] names.
+    pub fn shadow_id(&self, shadow: u32) -> &str {
+        &self.shadow_metric.slots[shadow as usize].id
     }
 
     /// Evaluates and counts: true if the metric is kept.

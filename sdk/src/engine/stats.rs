@@ -72,6 +72,9 @@ counters!(
     // removed, per series/record and in bytes.
     records_dropped,
     bytes_dropped,
+    // Filtered scrapes (or batches) the policy was loaded for, so that
+    // per-scrape figures do not depend on the scrape interval.
+    scrapes,
 );
 
 impl PolicyStats {
@@ -85,7 +88,13 @@ impl PolicyStats {
         self.match_misses.fetch_add(1, Relaxed);
     }
 
-    /// Counts what a winning drop removed.
+    #[inline]
+    pub(crate) fn scrape(&self) {
+        self.scrapes.fetch_add(1, Relaxed);
+    }
+
+    /// Counts what a winning drop removed (for a shadow policy: what it
+    /// would have removed).
     #[inline]
     pub fn record_drop(&self, records: u64, bytes: u64) {
         self.records_dropped.fetch_add(records, Relaxed);
