@@ -53,6 +53,48 @@ pub struct Config {
     pub service: ServiceConfig,
     pub prometheus: PrometheusConfig,
     pub providers: Vec<ProviderConfig>,
+    pub inventory: InventoryConfig,
+}
+
+/// The metric inventory reported to the control plane (what this Edge saw
+/// upstream, before filtering).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryConfig {
+    /// How often a report is sent; `None` when inventory is off (disabled,
+    /// `interval_secs: 0`, or no grpc provider to send it to).
+    pub interval: Option<Duration>,
+    /// At most one scrape inventoried per period.
+    pub sample_every: Duration,
+    /// Families inventoried per scrape.
+    pub max_families: usize,
+    /// Families per report (the largest by bytes).
+    pub max_report_families: usize,
+    /// The id of the grpc provider whose control plane receives reports.
+    pub provider: Option<String>,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            interval: None,
+            sample_every: Duration::from_secs(60),
+            max_families: 2000,
+            max_report_families: 1000,
+            provider: None,
+        }
+    }
+}
+
+impl InventoryConfig {
+    /// The grpc provider reports go to, when inventory is on.
+    pub fn destination<'a>(&self, config: &'a Config) -> Option<&'a GrpcProviderConfig> {
+        self.interval?;
+        let id = self.provider.as_deref()?;
+        config.providers.iter().find_map(|p| match p {
+            ProviderConfig::Grpc(g) if g.poll.id == id => Some(g),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -191,6 +233,18 @@ struct RawConfig {
     prometheus: PrometheusConfig,
     #[serde(default)]
     policy_providers: Vec<RawProvider>,
+    inventory: Option<RawInventory>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawInventory {
+    enabled: Option<bool>,
+    interval_secs: Option<f64>,
+    sample_every_secs: Option<f64>,
+    max_families: Option<usize>,
+    max_report_families: Option<usize>,
+    provider: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -413,6 +467,12 @@ fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
         &["prometheus", "max_concurrent_scrapes"],
         &["prometheus", "scrape_timeout_secs"],
         &["prometheus", "connect_timeout_secs"],
+        &["inventory", "enabled"],
+        &["inventory", "interval_secs"],
+        &["inventory", "sample_every_secs"],
+        &["inventory", "max_families"],
+        &["inventory", "max_report_families"],
+        &["inventory", "provider"],
     ];
     for key in KEYS {
         let var = format!("TERO_{}", key.join("_").to_ascii_uppercase());
@@ -611,6 +671,7 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
         };
         providers.push(provider);
     }
+    let inventory = inventory_settings(raw.inventory, &providers, warnings)?;
     Ok(Config {
         listen_address: raw.listen_address,
         listen_port: raw.listen_port,
@@ -619,6 +680,95 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
         service: raw.service,
         prometheus: raw.prometheus,
         providers,
+        inventory,
+    })
+}
+
+/// The `inventory` section. On by default wherever a grpc provider names
+/// a control plane to report to; a section written out for an Edge with
+/// nowhere to send it says so.
+fn inventory_settings(
+    raw: Option<RawInventory>,
+    providers: &[ProviderConfig],
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<InventoryConfig, ConfigError> {
+    let written = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let defaults = InventoryConfig::default();
+    let interval_secs = raw.interval_secs.unwrap_or(300.0);
+    if !(interval_secs == 0.0 || (1.0..=86_400.0).contains(&interval_secs)) {
+        return Err(ConfigError::key(
+            "inventory.interval_secs",
+            "must be 0 (off) or between 1 and 86400 seconds",
+        ));
+    }
+    let on = raw.enabled.unwrap_or(true) && interval_secs > 0.0;
+    let interval = Duration::from_secs_f64(interval_secs);
+    // By default a short interval samples as often as it reports.
+    let default_sample = defaults.sample_every.as_secs_f64().min(interval_secs);
+    let sample_every = seconds(
+        "inventory.sample_every_secs".into(),
+        raw.sample_every_secs,
+        default_sample,
+        0.0..=3600.0,
+    )?;
+    if on && sample_every > interval {
+        return Err(ConfigError::key(
+            "inventory.sample_every_secs",
+            "must not exceed interval_secs: every report needs an inventoried scrape",
+        ));
+    }
+    let count = |key: &str, value: Option<usize>, default: usize, max: usize| {
+        let v = value.unwrap_or(default);
+        if (1..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::key(
+                format!("inventory.{key}"),
+                format!("must be between 1 and {max}"),
+            ))
+        }
+    };
+    let max_families = count(
+        "max_families",
+        raw.max_families,
+        defaults.max_families,
+        100_000,
+    )?;
+    let max_report_families = count(
+        "max_report_families",
+        raw.max_report_families,
+        defaults.max_report_families,
+        10_000,
+    )?;
+    let grpc_ids: Vec<&str> = providers
+        .iter()
+        .filter_map(|p| match p {
+            ProviderConfig::Grpc(g) => Some(g.poll.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    let provider = match raw.provider.filter(|p| !p.is_empty()) {
+        Some(id) if grpc_ids.contains(&id.as_str()) => Some(id),
+        Some(id) => {
+            return Err(ConfigError::key(
+                "inventory.provider",
+                format!("{id:?} is not the id of a grpc provider"),
+            ));
+        }
+        None => grpc_ids.first().map(|id| (*id).to_owned()),
+    };
+    if on && provider.is_none() && written {
+        warnings.push(ConfigWarning(
+            "inventory: no grpc provider to report to; inventory is off".into(),
+        ));
+    }
+    Ok(InventoryConfig {
+        interval: (on && provider.is_some()).then_some(interval),
+        sample_every,
+        max_families,
+        max_report_families,
+        provider,
     })
 }
 
@@ -984,6 +1134,85 @@ mod tests {
             let err = load(doc.clone()).unwrap_err().to_string();
             assert!(err.starts_with(key), "{doc}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn inventory_reports_to_the_first_grpc_provider_by_default() {
+        let grpc = |id: &str| json!({"id": id, "type": "grpc", "url": "http://cp:7070"});
+        let (c, w) = load(json!({"upstream_url": "http://a:1", "policy_providers": [
+            {"id": "f", "type": "file", "path": "p"}, grpc("cp"), grpc("cp2")]}))
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            c.inventory,
+            InventoryConfig {
+                interval: Some(Duration::from_secs(300)),
+                sample_every: Duration::from_secs(60),
+                max_families: 2000,
+                max_report_families: 1000,
+                provider: Some("cp".into()),
+            }
+        );
+        assert_eq!(
+            c.inventory.destination(&c).map(|g| g.poll.id.as_str()),
+            Some("cp")
+        );
+
+        let (c, _) = load(
+            json!({"upstream_url": "http://a:1", "policy_providers": [grpc("cp"), grpc("cp2")],
+            "inventory": {"interval_secs": 30, "max_families": 50, "provider": "cp2"}}),
+        )
+        .unwrap();
+        assert_eq!(c.inventory.interval, Some(Duration::from_secs(30)));
+        assert_eq!(c.inventory.sample_every, Duration::from_secs(30));
+        assert_eq!(c.inventory.max_families, 50);
+        assert_eq!(
+            c.inventory.destination(&c).map(|g| g.poll.id.as_str()),
+            Some("cp2")
+        );
+
+        for off in [json!({"interval_secs": 0}), json!({"enabled": false})] {
+            let (c, _) = load(json!({"upstream_url": "http://a:1", "policy_providers": [grpc("cp")], "inventory": off}))
+                .unwrap();
+            assert_eq!(c.inventory.interval, None);
+            assert!(c.inventory.destination(&c).is_none());
+        }
+        let (c, w) = load(json!({"upstream_url": "http://a:1", "inventory": {}})).unwrap();
+        assert_eq!(c.inventory.interval, None);
+        assert_eq!(
+            w[0].0,
+            "inventory: no grpc provider to report to; inventory is off"
+        );
+        let (_, w) = load(json!({"upstream_url": "http://a:1"})).unwrap();
+        assert!(w.is_empty(), "nothing asked for, nothing to say");
+
+        let (c, _) = Config::from_value(
+            json!({"upstream_url": "http://a:1", "policy_providers": [grpc("cp")]}),
+            &|k| (k == "TERO_INVENTORY_INTERVAL_SECS").then(|| "120".into()),
+        )
+        .unwrap();
+        assert_eq!(c.inventory.interval, Some(Duration::from_secs(120)));
+
+        for (inventory, key) in [
+            (json!({"interval_secs": -1}), "inventory.interval_secs"),
+            (json!({"interval_secs": 0.5}), "inventory.interval_secs"),
+            (
+                json!({"interval_secs": 60, "sample_every_secs": 120}),
+                "inventory.sample_every_secs",
+            ),
+            (json!({"max_families": 0}), "inventory.max_families"),
+            (
+                json!({"max_report_families": 100000}),
+                "inventory.max_report_families",
+            ),
+            (json!({"provider": "nope"}), "inventory.provider"),
+            (json!({"enabled": "yes"}), "inventory.enabled"),
+        ] {
+            let err = load(json!({"upstream_url": "http://a:1", "policy_providers": [grpc("cp")], "inventory": inventory}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
         }
     }
 

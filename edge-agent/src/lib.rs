@@ -8,10 +8,12 @@
 //! [`exposition`] (what a line is); the last two live in the
 //! `tero-prometheus` crate, shared with the `tero` command line. Policies arrive through
 //! [`providers`] into the [`registry`], which compiles and swaps them
-//! atomically; [`telemetry`] holds the self-metrics.
+//! atomically; [`telemetry`] holds the self-metrics; [`inventory`] reports
+//! what upstream exposes, before filtering, to the control plane.
 
 pub mod config;
 pub use tero_prometheus::{exposition, filter};
+pub mod inventory;
 pub mod providers;
 pub mod proxy;
 pub mod registry;

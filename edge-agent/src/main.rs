@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use tero_edge::config::Config;
 use tero_edge::filter::Resource;
+use tero_edge::inventory;
 use tero_edge::providers::{self, ClientIdentity};
 use tero_edge::proxy::{self, EdgeState};
 use tero_observability::logging::{LogFormat, Service, Telemetry};
@@ -146,7 +147,7 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     providers::spawn_all(
         &config,
-        identity,
+        identity.clone(),
         registry.clone(),
         stop_providers.clone(),
         &mut tasks,
@@ -159,7 +160,18 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
         tracing::info!("shutdown requested; draining in-flight scrapes");
         signal.cancel();
     });
-    let state = Arc::new(EdgeState::new(config, registry, resource));
+    let state = Arc::new(EdgeState::new(config.clone(), registry, resource));
+    if let Some(inv) = &state.inventory {
+        // Stopped with the providers, after the last scrape, so its final
+        // report carries it.
+        inventory::spawn(
+            &config,
+            inv.clone(),
+            &identity,
+            stop_providers.clone(),
+            &mut tasks,
+        );
+    }
     proxy::serve(listener, state, stop_serving, drain).await?;
 
     // Providers stop after the last scrape so their final sync carries it.

@@ -8,3 +8,4 @@
 
 pub mod exposition;
 pub mod filter;
+pub mod inventory;

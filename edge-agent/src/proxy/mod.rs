@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::filter::Resource;
+use crate::inventory::Inventory;
 use crate::registry::PolicyRegistry;
 use crate::telemetry::EdgeMetrics;
 
@@ -55,6 +56,8 @@ pub struct EdgeState {
     pub resource: Arc<Resource>,
     pub client: UpstreamClient,
     pub scrapes: Arc<Semaphore>,
+    /// The metric inventory, when it is reported somewhere.
+    pub inventory: Option<Arc<Inventory>>,
 }
 
 impl EdgeState {
@@ -74,6 +77,10 @@ impl EdgeState {
             .http1_max_buf_size(IO_BUFFER_BYTES)
             .build(connector);
         let scrapes = Arc::new(Semaphore::new(config.prometheus.max_concurrent_scrapes));
+        let inventory = config
+            .inventory
+            .destination(&config)
+            .map(|_| Arc::new(Inventory::new(&config.inventory)));
         EdgeState {
             config,
             registry,
@@ -81,6 +88,7 @@ impl EdgeState {
             resource,
             client,
             scrapes,
+            inventory,
         }
     }
 }

@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Empty, StreamBody};
 use hyper::body::Body as _;
 use hyper::body::{Frame, Incoming};
 use tero_observability::propagation::continue_trace;
+use tero_prometheus::inventory::ScrapeInventory;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant as TokioInstant;
 use tracing::Instrument as _;
@@ -31,6 +32,7 @@ use super::source::{BodySource, Encoding, SourceError};
 use super::{BoxError, EdgeState, ResponseBody, text_response};
 use crate::exposition::Format;
 use crate::filter::{FilterOptions, Limit, ScrapeFilter};
+use crate::inventory::WireTee;
 use crate::telemetry::{ScrapeResult, Unfiltered, UpstreamError};
 
 const TIMEOUT_HEADER: &str = "x-prometheus-scrape-timeout-seconds";
@@ -161,6 +163,9 @@ async fn handle_in(
         _permit: permit,
         span,
     };
+    if let Some(inventory) = &state.inventory {
+        inventory.record_scrape();
+    }
     let (parts, _body) = req.into_parts();
     let header_bytes: usize = parts
         .headers
@@ -281,6 +286,23 @@ async fn handle_in(
         state
             .metrics
             .unfiltered(unfiltered.unwrap_or(Unfiltered::ContentType));
+        // Without policies the body passes as it came; the inventory reads
+        // it on the side (from its wire bytes, so identity or gzip only).
+        let tee = match (&state.inventory, format) {
+            (Some(inventory), Some(format))
+                if !filtering && !is_head && up_parts.status.is_success() =>
+            {
+                let coding = up_parts
+                    .headers
+                    .get(header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok());
+                WireTee::supports(coding)
+                    .then(|| inventory.start(format))
+                    .flatten()
+                    .and_then(|scrape| WireTee::new(scrape, coding))
+            }
+            _ => None,
+        };
         return relay_unfiltered(
             record,
             up_parts,
@@ -289,6 +311,7 @@ async fn handle_in(
             is_head,
             filtering,
             client_ae.as_deref(),
+            tee,
         )
         .await;
     };
@@ -301,7 +324,7 @@ async fn handle_in(
         let coding = encoding_header.unwrap_or_default();
         if negotiate::encoding_quality(client_ae.as_deref(), &coding) > 0.0 {
             state.metrics.unfiltered(Unfiltered::Encoding);
-            return relay(record, up_parts, body, deadline_at, is_head);
+            return relay(record, up_parts, body, deadline_at, is_head, None);
         }
         state.metrics.upstream_error(UpstreamError::Decode);
         record.finish(ScrapeResult::UpstreamError);
@@ -370,6 +393,7 @@ async fn handle_in(
     options.max_line_bytes = state.config.prometheus.max_line_bytes;
     options.max_output_bytes = state.config.prometheus.max_output_bytes_per_scrape;
     let filter = ScrapeFilter::new(engine, state.resource.clone(), options);
+    let inventory = state.inventory.as_ref().and_then(|i| i.start(format));
     let scrape = FilteredScrape {
         state: state.clone(),
         record,
@@ -386,6 +410,7 @@ async fn handle_in(
         segments: Vec::new(),
         finished: false,
         failed: None,
+        inventory,
     };
     // Reading upstream and filtering run in their own task, writing to the
     // client in the connection's: two cores share one scrape. The channel
@@ -420,6 +445,9 @@ struct FilteredScrape {
     segments: Vec<Bytes>,
     finished: bool,
     failed: Option<BoxError>,
+    /// This scrape's inventory, when it was chosen for one: fed the
+    /// decoded upstream chunks before the filter sees them.
+    inventory: Option<ScrapeInventory>,
 }
 
 impl FilteredScrape {
@@ -457,11 +485,18 @@ impl FilteredScrape {
                 };
                 if (chunk.len() as u64) <= room {
                     self.decoded += chunk.len() as u64;
+                    if let Some(inventory) = &mut self.inventory {
+                        inventory.push(&chunk);
+                    }
                     self.filter.push(&chunk, &mut self.segments);
                     self.emit(false);
                 } else {
                     let head = chunk.slice(..room as usize);
                     self.decoded += head.len() as u64;
+                    if let Some(inventory) = &mut self.inventory {
+                        inventory.push(&head);
+                        inventory.cut_input();
+                    }
                     self.filter.push(&head, &mut self.segments);
                     match self.filter.cut_input(&mut self.segments) {
                         Ok(()) => self.complete(),
@@ -470,6 +505,15 @@ impl FilteredScrape {
                 }
             }
             Ok(Ok(None)) => {
+                if let Some(inventory) = &mut self.inventory {
+                    // The filter may stop reading before upstream's end
+                    // (its output cap, `# EOF`): what it left is unread.
+                    if self.filter.is_done() {
+                        inventory.cut_input();
+                    } else {
+                        inventory.finish();
+                    }
+                }
                 self.filter.finish(&mut self.segments);
                 self.complete();
             }
@@ -556,9 +600,16 @@ impl FilteredScrape {
         }
         self.finished = true;
         self.account();
+        // Inventoried up to where reading stopped: a capped scrape still
+        // shows what was read of it.
+        if let (Some(scrape), Some(inventory)) = (self.inventory.take(), &self.state.inventory) {
+            inventory.absorb(scrape);
+        }
     }
 
     fn abort(&mut self, result: ScrapeResult, error: BoxError) {
+        // A broken body is not an inventory of anything.
+        self.inventory = None;
         self.record.finish(result);
         self.queue.clear();
         self.finished = true;
@@ -588,6 +639,7 @@ impl FilteredScrape {
 /// `Accept-Encoding` (`asked_encodings`) and upstream used an encoding the
 /// client did not ask for, the body is decoded on the way, so the client
 /// never receives an encoding it cannot read.
+#[allow(clippy::too_many_arguments)]
 async fn relay_unfiltered(
     mut record: ScrapeRecord,
     mut parts: http::response::Parts,
@@ -596,6 +648,7 @@ async fn relay_unfiltered(
     is_head: bool,
     asked_encodings: bool,
     client_accept_encoding: Option<&str>,
+    tee: Option<WireTee>,
 ) -> Response<ResponseBody> {
     let coding = parts
         .headers
@@ -606,7 +659,7 @@ async fn relay_unfiltered(
     let Some(coding) = coding.filter(|c| {
         asked_encodings && negotiate::encoding_quality(client_accept_encoding, c) <= 0.0
     }) else {
-        return relay(record, parts, body, deadline, is_head);
+        return relay(record, parts, body, deadline, is_head, tee);
     };
     let Some(encoding) = Encoding::from_header(Some(&coding)) else {
         record.finish(ScrapeResult::UpstreamError);
@@ -677,13 +730,15 @@ async fn relay_unfiltered(
 }
 
 /// Relays upstream's response unchanged (fast path, non-2xx, unfilterable
-/// formats), still bounded by the deadline and counted.
+/// formats), still bounded by the deadline and counted; `tee` inventories
+/// the body on the way when it is due.
 fn relay(
     record: ScrapeRecord,
     parts: http::response::Parts,
     body: Incoming,
     deadline: TokioInstant,
     is_head: bool,
+    tee: Option<WireTee>,
 ) -> Response<ResponseBody> {
     let metrics = record.state.metrics.clone();
     if is_head {
@@ -697,10 +752,17 @@ fn relay(
         bytes: u64,
         status_ok: bool,
         done: bool,
+        tee: Option<WireTee>,
     }
     impl Relay {
         fn ended(&mut self) {
             self.record.finish_relayed(self.status_ok);
+            if let (Some(tee), Some(inventory)) = (self.tee.take(), &self.record.state.inventory)
+                && let Some(mut scrape) = tee.finish()
+            {
+                scrape.finish();
+                inventory.absorb(scrape);
+            }
         }
     }
     impl Drop for Relay {
@@ -715,6 +777,7 @@ fn relay(
         bytes: 0,
         status_ok,
         done: false,
+        tee,
     };
     let stream = stream::unfold(state, move |mut s| {
         let metrics = metrics.clone();
@@ -726,6 +789,9 @@ fn relay(
                 Ok(Some(Ok(frame))) => {
                     if let Some(d) = frame.data_ref() {
                         s.bytes += d.len() as u64;
+                        if let Some(tee) = &mut s.tee {
+                            tee.push(d);
+                        }
                     }
                     // hyper stops polling once Content-Length bytes are out.
                     if s.body.is_end_stream() {
