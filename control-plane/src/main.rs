@@ -12,6 +12,7 @@ use tero_control_plane::api::AppState;
 use tero_control_plane::auth::{AdminTokenSource, Authenticator, bootstrap_admin_token};
 use tero_control_plane::feed::Feed;
 use tero_control_plane::ingest::{Ingest, prune_loop};
+use tero_control_plane::issues::{Analyst, IssueConfig};
 use tero_control_plane::metrics::Metrics;
 use tero_control_plane::runtime::Runtime;
 use tero_control_plane::server;
@@ -67,6 +68,49 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "TERO_LOG_FORMAT", default_value = "text", value_parser = clap::value_parser!(LogFormat))]
     log_format: LogFormat,
+    /// Cost basis of impact estimates: USD per GB of metric samples ingested.
+    #[arg(long, env = "TERO_PRICE_PER_GB", default_value_t = 0.50)]
+    price_per_gb: f64,
+    /// Cost basis of impact estimates: USD per active series per month.
+    #[arg(long, env = "TERO_PRICE_PER_SERIES_MONTH", default_value_t = 0.01)]
+    price_per_series_month: f64,
+    /// Distinct values from which an unused label is high-cardinality.
+    #[arg(long, env = "TERO_HIGH_CARDINALITY", default_value_t = 1000)]
+    high_cardinality: u64,
+    /// Histogram buckets beyond which a histogram is excessive.
+    #[arg(long, env = "TERO_MAX_HISTOGRAM_BUCKETS", default_value_t = 30)]
+    max_histogram_buckets: u32,
+    /// Share of the estimate a policy's measured reduction must reach for
+    /// its issue's resolution to be verified.
+    #[arg(long, env = "TERO_VERIFY_RATIO", default_value_t = 0.8)]
+    verify_ratio: f64,
+}
+
+impl Args {
+    fn issue_config(&self) -> anyhow::Result<IssueConfig> {
+        let mut config = IssueConfig::default();
+        for (name, value) in [
+            ("--price-per-gb", self.price_per_gb),
+            ("--price-per-series-month", self.price_per_series_month),
+            ("--verify-ratio", self.verify_ratio),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                anyhow::bail!("{name} must be a number of zero or more, not {value}");
+            }
+        }
+        if self.verify_ratio > 1.0 {
+            anyhow::bail!(
+                "--verify-ratio is a share of the estimate: at most 1.0, not {}",
+                self.verify_ratio
+            );
+        }
+        config.prices.per_gb = self.price_per_gb;
+        config.prices.per_series_month = self.price_per_series_month;
+        config.thresholds.high_cardinality = self.high_cardinality;
+        config.thresholds.max_buckets = self.max_histogram_buckets;
+        config.verify_ratio = self.verify_ratio;
+        Ok(config)
+    }
 }
 
 fn default_replica(listen: SocketAddr) -> String {
@@ -188,6 +232,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
 
+    let analyst = Analyst::new(store.clone(), args.issue_config()?);
+    tasks.spawn(Arc::clone(&analyst).run(shutdown.clone()));
+
     let state = Arc::new(AppState {
         store: store.clone(),
         feed,
@@ -198,6 +245,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stream_slots: Arc::new(Semaphore::new(args.max_streams)),
         max_streams: args.max_streams,
         metrics: Metrics::default(),
+        analyst,
         shutdown: shutdown.clone(),
     });
     let app = server::app(state).await?;

@@ -13,12 +13,16 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tero_proto::controlplane::admin_service_server::AdminServiceServer;
 use tero_proto::controlplane::edge_service_server::SERVICE_NAME as EDGE_SERVICE;
+use tero_proto::controlplane::inventory_service_server::InventoryServiceServer;
+use tero_proto::controlplane::issues_service_server::IssuesServiceServer;
 use tero_proto::policy::policy_service_server::PolicyServiceServer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::admin::AdminGrpc;
+use crate::api::inventory::InventoryGrpc;
+use crate::api::issues::IssuesGrpc;
 use crate::api::stream;
 use crate::api::sync::SyncGrpc;
 use crate::api::{State, http};
@@ -39,6 +43,12 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
     health.set_serving::<AdminServiceServer<AdminGrpc>>().await;
     health.set_serving::<PolicyServiceServer<SyncGrpc>>().await;
     health
+        .set_serving::<IssuesServiceServer<IssuesGrpc>>()
+        .await;
+    health
+        .set_serving::<InventoryServiceServer<InventoryGrpc>>()
+        .await;
+    health
         .set_service_status(EDGE_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -47,6 +57,15 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
         .build_v1()?;
     let grpc = tonic::service::Routes::new(AdminServiceServer::new(AdminGrpc(state.clone())))
         .add_service(PolicyServiceServer::new(SyncGrpc(state.clone())))
+        .add_service(
+            IssuesServiceServer::new(IssuesGrpc(state.clone()))
+                .max_decoding_message_size(crate::api::issues::MAX_USAGE_BYTES + 64 * 1024),
+        )
+        // Inventories carry label sketches (up to 4 KiB each).
+        .add_service(
+            InventoryServiceServer::new(InventoryGrpc(state.clone()))
+                .max_decoding_message_size(64 * 1024 * 1024),
+        )
         .add_service(health_service)
         .add_service(reflection)
         .into_axum_router();

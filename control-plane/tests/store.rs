@@ -14,12 +14,14 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use sqlx::Connection;
+use tero_control_plane::store::StoredUsage;
 use tero_control_plane::store::{
     Backend, CounterDelta, EdgeRecord, PolicyChange, PolicyFilter, StatsBatch, Store, StoreError,
     StoredKey, now_ms,
 };
 use tero_proto::controlplane::{
-    ApiKey, ManagedPolicy, Scope, ScopeMatcher, ScopeOperator, StatsBucket,
+    ApiKey, FamilyInventory, InventoryReport, Issue, ManagedPolicy, Scope, ScopeMatcher,
+    ScopeOperator, StatsBucket,
 };
 use tero_proto::otel::{AnyValue, KeyValue, any_value};
 use tero_proto::policy::{
@@ -82,6 +84,8 @@ store_tests!(
     stats,
     concurrent_updates,
     concurrent_stats_retries,
+    inventories,
+    issues_and_usage,
 );
 
 /// Runs a scenario, closes the store and drops its PostgreSQL database
@@ -1248,6 +1252,7 @@ fn delta(policy_id: &str, minute: i64, hits: i64) -> CounterDelta {
         misses: 2 * hits,
         bytes_dropped: 100 * hits,
         series_dropped: 3 * hits,
+        scrapes: 4 * hits,
     }
 }
 
@@ -1258,6 +1263,7 @@ fn bucket(minute: i64, hits: i64) -> StatsBucket {
         misses: 2 * hits,
         bytes_dropped: 100 * hits,
         series_dropped: 3 * hits,
+        scrapes: 4 * hits,
     }
 }
 
@@ -1602,4 +1608,163 @@ async fn postgres_over_tls() {
         );
     })
     .await;
+}
+
+// ---------------------------------------------------------------------------
+// Inventories, issues and usage sources
+// ---------------------------------------------------------------------------
+
+fn inventory(session: &str, seq: u64, end: i64, family: &str) -> InventoryReport {
+    InventoryReport {
+        session: session.into(),
+        seq,
+        window_start_unix_ms: end - 300_000,
+        window_end_unix_ms: end,
+        scrapes: 10,
+        families: vec![FamilyInventory {
+            name: family.into(),
+            r#type: "gauge".into(),
+            series: 3,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn inventories(store: &Store) {
+    let t = 1_700_000_000_000;
+    assert!(
+        store
+            .put_inventory("i-1", "api", &inventory("s", 1, t, "a"), t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_inventory("i-1", "api", &inventory("s", 1, t, "a"), t + 5)
+            .await
+            .unwrap(),
+        "a retried report is stored once"
+    );
+    assert!(
+        store
+            .put_inventory(
+                "i-1",
+                "api",
+                &inventory("s", 2, t + 300_000, "b"),
+                t + 300_000
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_inventory("i-2", "api", &inventory("z", 1, t, "c"), t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_inventory("i-3", "web", &inventory("w", 1, t, "d"), t)
+            .await
+            .unwrap()
+    );
+
+    // The newest report per instance of the service.
+    let latest = store.latest_inventories("api", t - 1).await.unwrap();
+    let got: Vec<(&str, &str)> = latest
+        .iter()
+        .map(|s| (s.instance_id.as_str(), s.report.families[0].name.as_str()))
+        .collect();
+    assert_eq!(got, vec![("i-1", "b"), ("i-2", "c")]);
+    // Only windows that ended after `since`.
+    let recent = store.latest_inventories("api", t).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    // The baseline before a time: what each instance last sent by then.
+    let before = store.inventories_before("api", t + 1).await.unwrap();
+    let got: Vec<&str> = before
+        .iter()
+        .map(|s| s.report.families[0].name.as_str())
+        .collect();
+    assert_eq!(got, vec!["a", "c"]);
+    assert_eq!(
+        store.inventoried_services(t - 1).await.unwrap(),
+        vec!["api", "web"]
+    );
+
+    assert_eq!(store.prune_inventories(t + 1).await.unwrap(), 3);
+    assert_eq!(store.inventoried_services(0).await.unwrap(), vec!["api"]);
+}
+
+async fn issues_and_usage(store: &Store) {
+    let issue = |subject: &str, status: &str| Issue {
+        kind: "unused_metric".into(),
+        service: "api".into(),
+        subject: subject.into(),
+        status: status.into(),
+        title: format!("{subject} is unused"),
+        updated_at_unix_ms: 1,
+        ..Default::default()
+    };
+    let a = store.save_issue(issue("a", "open")).await.unwrap();
+    let b = store.save_issue(issue("b", "open")).await.unwrap();
+    assert_ne!(a.id, b.id);
+    assert!(a.id.starts_with("ISS-"), "{}", a.id);
+
+    // The same key updates the issue in place and keeps its id.
+    let mut again = issue("a", "in_progress");
+    again.policy_id = "drop-a".into();
+    let again = store.save_issue(again).await.unwrap();
+    assert_eq!(again.id, a.id);
+    let read = store.get_issue(&a.id).await.unwrap();
+    assert_eq!(
+        (read.status.as_str(), read.policy_id.as_str()),
+        ("in_progress", "drop-a")
+    );
+    assert_eq!(read.title, "a is unused");
+
+    let open = store.list_issues("", "open", "").await.unwrap();
+    assert_eq!(
+        open.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
+        vec![b.id.clone()]
+    );
+    assert_eq!(store.list_issues("web", "", "").await.unwrap().len(), 0);
+    assert_eq!(store.issues_of_service("api").await.unwrap().len(), 2);
+    assert_eq!(
+        store.issue_of_policy("drop-a").await.unwrap().map(|i| i.id),
+        Some(a.id.clone())
+    );
+    assert_eq!(store.issue_of_policy("nope").await.unwrap(), None);
+    assert_err!(
+        store.get_issue("ISS-999").await,
+        StoreError::NotFound { .. }
+    );
+    assert_err!(
+        store.get_issue("garbage").await,
+        StoreError::NotFound { .. }
+    );
+
+    let usage = |name: &str, parsed: &str| StoredUsage {
+        name: name.into(),
+        kind: "prometheus_rules".into(),
+        imported_at: 5,
+        imported_by: "admin".into(),
+        parsed: parsed.into(),
+    };
+    store.put_usage(&usage("rules.yml", "{}")).await.unwrap();
+    store.put_usage(&usage("dash.json", "{}")).await.unwrap();
+    store
+        .put_usage(&usage("rules.yml", "{\"v\":2}"))
+        .await
+        .unwrap();
+    let listed = store.list_usage().await.unwrap();
+    let got: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|u| (u.name.as_str(), u.parsed.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("dash.json", "{}"), ("rules.yml", "{\"v\":2}")],
+        "same name replaces"
+    );
 }

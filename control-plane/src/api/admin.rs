@@ -281,6 +281,7 @@ impl Admin<'_> {
             total.misses += b.misses;
             total.bytes_dropped += b.bytes_dropped;
             total.series_dropped += b.series_dropped;
+            total.scrapes += b.scrapes;
         }
         Ok(GetPolicyStatsResponse {
             policy_id: req.id,
@@ -384,23 +385,21 @@ impl Admin<'_> {
 #[derive(Debug, Clone)]
 pub struct AdminGrpc(pub State);
 
-impl AdminGrpc {
-    async fn admin<T>(&self, req: &Request<T>) -> Result<Admin<'_>, Status> {
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let principal = self
-            .0
-            .auth
-            .authenticate_admin(header)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Admin {
-            state: &self.0,
-            principal,
-        })
-    }
+/// Authenticates a gRPC call as an administrator.
+pub(crate) async fn admin_of<'a, T>(
+    state: &'a State,
+    req: &Request<T>,
+) -> Result<Admin<'a>, Status> {
+    let header = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let principal = state
+        .auth
+        .authenticate_admin(header)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Admin { state, principal })
 }
 
 macro_rules! grpc_methods {
@@ -409,7 +408,7 @@ macro_rules! grpc_methods {
         impl AdminService for AdminGrpc {
             $(
                 async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
-                    let admin = self.admin(&request).await?;
+                    let admin = admin_of(&self.0, &request).await?;
                     Ok(Response::new(admin.$call(request.into_inner()).await?))
                 }
             )*

@@ -42,6 +42,13 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/keys", get(list_keys).post(create_key))
         .route("/api/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/api/v1/audit", get(list_audit))
+        .route("/api/v1/issues", get(list_issues))
+        .route("/api/v1/issues/{id}", get(get_issue))
+        .route("/api/v1/issues/{id}/accept", post(accept_issue))
+        .route("/api/v1/issues/{id}/ignore", post(ignore_issue))
+        .route("/api/v1/usage", get(list_usage).post(import_usage))
+        .route("/api/v1/impact", get(get_impact))
+        .route("/api/v1/inventory/{service}", get(get_inventory))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(crate::metrics::handler))
@@ -517,6 +524,141 @@ async fn list_audit(
                 }
             }
             admin.list_audit(req).await
+        }
+        .await
+    )
+}
+
+// ----- issues, usage, impact, inventory --------------------------------------
+
+async fn list_issues(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = ListIssuesRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "service" => req.service = v,
+                    "status" => req.status = v,
+                    "kind" => req.kind = v,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.list_issues(req).await
+        }
+        .await
+    )
+}
+
+async fn get_issue(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .get_issue(GetIssueRequest { id })
+                .await
+        }
+        .await
+    )
+}
+
+async fn accept_issue(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req: AcceptIssueRequest = decode(&body)?;
+            req.id = id;
+            admin.accept_issue(req).await
+        }
+        .await
+    )
+}
+
+async fn ignore_issue(
+    AxState(state): AxState<State>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req: IgnoreIssueRequest = decode(&body)?;
+            req.id = id;
+            admin.ignore_issue(req).await
+        }
+        .await
+    )
+}
+
+async fn list_usage(AxState(state): AxState<State>, headers: HeaderMap) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .list_usage_sources(ListUsageSourcesRequest {})
+                .await
+        }
+        .await
+    )
+}
+
+async fn import_usage(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let req: ImportUsageRequest = decode(&body)?;
+            admin.import_usage(req).await
+        }
+        .await
+    )
+}
+
+async fn get_impact(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = GetImpactRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "policy_id" | "policyId" => req.policy_id = v,
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.get_impact(req).await
+        }
+        .await
+    )
+}
+
+async fn get_inventory(
+    AxState(state): AxState<State>,
+    Path(service): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    respond!(
+        async {
+            admin(&state, &headers)
+                .await?
+                .get_inventory(GetInventoryRequest { service })
+                .await
         }
         .await
     )

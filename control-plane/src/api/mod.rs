@@ -5,6 +5,8 @@
 pub mod admin;
 pub mod error;
 pub mod http;
+pub mod inventory;
+pub mod issues;
 pub mod stream;
 pub mod sync;
 
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::feed::Feed;
 use crate::ingest::{Ingest, IngestError};
+use crate::issues::Analyst;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
 use crate::store::{StatsBatch, Store};
@@ -38,6 +41,8 @@ pub struct AppState {
     /// The number of `stream_slots` when none is taken.
     pub max_streams: usize,
     pub metrics: Metrics,
+    /// Detectors, issue reconciliation and impact checks.
+    pub analyst: Arc<Analyst>,
     pub shutdown: CancellationToken,
 }
 

@@ -1,5 +1,6 @@
 //! Durable state: policies with their revisions, the audit log, API keys, the
-//! edge registry and per-policy statistics.
+//! edge registry, per-policy statistics, metric inventories, usage sources
+//! and issues.
 //!
 //! One type serves both backends through sqlx's `Any` driver: the queries
 //! are written in the SQL both SQLite and PostgreSQL accept (`$n` parameters,
@@ -13,6 +14,8 @@
 
 mod audit;
 mod edges;
+mod inventory;
+mod issues;
 mod keys;
 mod policies;
 mod stats;
@@ -26,6 +29,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditEntry;
 pub use edges::EdgeRecord;
+pub use inventory::StoredInventory;
+pub use issues::{StoredUsage, issue_key};
 pub use keys::StoredKey;
 pub use policies::{PolicyChange, PolicyFilter};
 pub use stats::{CounterDelta, StatsBatch};

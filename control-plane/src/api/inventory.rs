@@ -1,0 +1,91 @@
+//! `InventoryService/Report`: edges' metric inventories, authenticated with
+//! their API key like Sync.
+
+use tero_proto::controlplane::inventory_service_server::InventoryService;
+use tero_proto::controlplane::{InventoryAck, InventoryReport};
+use tonic::{Request, Response, Status};
+
+use super::{ApiError, State};
+use crate::runtime::instance_id;
+use crate::scope::lookup;
+use crate::store::now_ms;
+
+/// Families per report beyond this are refused: edges bound their reports
+/// well below it, so more means a misbehaving client.
+pub const MAX_FAMILIES: usize = 20_000;
+
+/// Checks and stores one report, then tells the analyst.
+pub async fn report(state: &State, report: InventoryReport) -> Result<InventoryAck, ApiError> {
+    let meta = report
+        .client_metadata
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("client_metadata", "is required"))?;
+    let instance = instance_id(meta).ok_or_else(|| {
+        ApiError::invalid(
+            "client_metadata.resource_attributes",
+            "service.instance.id is required",
+        )
+    })?;
+    let service = lookup(meta, "service.name")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "client_metadata.resource_attributes",
+                "service.name is required",
+            )
+        })?;
+    if report.session.is_empty() || report.seq == 0 {
+        return Err(ApiError::invalid(
+            "session",
+            "a report needs a session and a seq from 1, so a retry is stored once",
+        ));
+    }
+    if report.families.len() > MAX_FAMILIES {
+        return Err(ApiError::invalid(
+            "families",
+            format!("{} families; at most {MAX_FAMILIES}", report.families.len()),
+        ));
+    }
+    if report.window_end_unix_ms < report.window_start_unix_ms {
+        return Err(ApiError::invalid(
+            "window_end_unix_ms",
+            "is before window_start_unix_ms",
+        ));
+    }
+    if report.scrapes_inventoried == 0 {
+        // No scrape was inventoried: it lists no families, and storing it
+        // as the instance's latest would read as every family gone.
+        tracing::debug!(%instance, %service, "inventory report without an inventoried scrape ignored");
+        return Ok(InventoryAck { seq: report.seq });
+    }
+    let stored = state
+        .store
+        .put_inventory(&instance, &service, &report, now_ms())
+        .await?;
+    if stored {
+        tracing::debug!(%instance, %service, families = report.families.len(), "inventory stored");
+        state.analyst.service_changed(&service);
+    }
+    Ok(InventoryAck { seq: report.seq })
+}
+
+pub struct InventoryGrpc(pub State);
+
+#[tonic::async_trait]
+impl InventoryService for InventoryGrpc {
+    async fn report(
+        &self,
+        request: Request<InventoryReport>,
+    ) -> Result<Response<InventoryAck>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.0
+            .auth
+            .authenticate(header)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(report(&self.0, request.into_inner()).await?))
+    }
+}

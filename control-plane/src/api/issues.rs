@@ -1,0 +1,288 @@
+//! The issues API: issues with their evidence, accepting (creates the
+//! recommended policy) and ignoring them, usage sources, impact, and the
+//! merged inventory detectors read.
+
+use tero_proto::controlplane::issues_service_server::IssuesService;
+use tero_proto::controlplane::*;
+use tonic::{Request, Response, Status};
+
+use super::admin::Admin;
+use super::{ApiError, State};
+use crate::issues::{ISSUE_LABEL, MODE_LABEL, SHADOW_MODE, status, string_label};
+use crate::store::{StoredUsage, now_ms};
+use crate::usage::{SourceKind, parse_source};
+
+/// Usage sources larger than this are refused (a dashboard is kilobytes).
+pub const MAX_USAGE_BYTES: usize = 8 * 1024 * 1024;
+
+fn check_choice(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    if value.is_empty() || allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(ApiError::invalid(
+        field,
+        format!("{value:?} is not one of {}", allowed.join(", ")),
+    ))
+}
+
+impl Admin<'_> {
+    pub async fn list_issues(
+        &self,
+        req: ListIssuesRequest,
+    ) -> Result<ListIssuesResponse, ApiError> {
+        check_choice("status", &req.status, &status::ALL)?;
+        let issues = self
+            .state
+            .store
+            .list_issues(&req.service, &req.status, &req.kind)
+            .await?;
+        Ok(ListIssuesResponse { issues })
+    }
+
+    pub async fn get_issue(&self, req: GetIssueRequest) -> Result<Issue, ApiError> {
+        Ok(self.state.store.get_issue(&req.id).await?)
+    }
+
+    /// Creates the issue's recommended policy, linked to it by label, and
+    /// marks the issue in progress.
+    pub async fn accept_issue(
+        &self,
+        req: AcceptIssueRequest,
+    ) -> Result<AcceptIssueResponse, ApiError> {
+        check_choice("mode", &req.mode, &["active", "draft", "shadow"])?;
+        let mut issue = self.state.store.get_issue(&req.id).await?;
+        if !issue.policy_id.is_empty() {
+            return Err(ApiError::AlreadyExists(format!(
+                "issue {} was already accepted as policy {:?}",
+                issue.id, issue.policy_id
+            )));
+        }
+        if issue.status != status::OPEN {
+            return Err(ApiError::Aborted {
+                message: format!(
+                    "issue {} is {}: only open issues can be accepted",
+                    issue.id, issue.status
+                ),
+                current_revision: 0,
+            });
+        }
+        let mut recommended = issue.recommended.clone().ok_or_else(|| {
+            ApiError::Internal(format!("issue {} has no recommended policy", issue.id))
+        })?;
+        let policy = recommended.policy.as_mut().ok_or_else(|| {
+            ApiError::Internal(format!("issue {} has an empty recommendation", issue.id))
+        })?;
+        policy
+            .labels
+            .retain(|kv| kv.key != ISSUE_LABEL && kv.key != MODE_LABEL);
+        policy.labels.push(string_label(ISSUE_LABEL, &issue.id));
+        let mode = if req.mode.is_empty() {
+            "active"
+        } else {
+            req.mode.as_str()
+        };
+        policy.enabled = mode != "draft";
+        if mode == "shadow" {
+            policy.labels.push(string_label(MODE_LABEL, SHADOW_MODE));
+        }
+        recommended.reason = if req.reason.is_empty() {
+            format!("accepted issue {}: {}", issue.id, issue.title)
+        } else {
+            format!("accepted issue {}: {}", issue.id, req.reason)
+        };
+        let created = self.create_policy(recommended).await?;
+        issue.policy_id = created
+            .policy
+            .as_ref()
+            .map(|p| p.id.clone())
+            .unwrap_or_default();
+        issue.status = status::IN_PROGRESS.into();
+        issue.remediation = match mode {
+            "draft" => status::DRAFT,
+            "shadow" => status::SHADOW,
+            _ => status::ACTIVE,
+        }
+        .into();
+        issue.updated_at_unix_ms = now_ms();
+        let issue = self.state.store.save_issue(issue).await?;
+        self.state
+            .store
+            .audit(
+                &self.principal.actor(),
+                "issue.accept",
+                &issue.id,
+                serde_json::json!({ "policy_id": issue.policy_id, "mode": mode, "reason": req.reason }),
+            )
+            .await?;
+        Ok(AcceptIssueResponse {
+            issue: Some(issue),
+            policy: Some(created),
+        })
+    }
+
+    /// Dismisses an issue without remediation; who and why are recorded.
+    pub async fn ignore_issue(&self, req: IgnoreIssueRequest) -> Result<Issue, ApiError> {
+        if req.reason.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "reason",
+                "is required: say why the issue is ignored, for whoever reviews it next",
+            ));
+        }
+        let mut issue = self.state.store.get_issue(&req.id).await?;
+        issue.status = status::IGNORED.into();
+        issue.ignored_by = self.principal.actor();
+        issue.ignored_reason = req.reason.clone();
+        issue.updated_at_unix_ms = now_ms();
+        let issue = self.state.store.save_issue(issue).await?;
+        self.state
+            .store
+            .audit(
+                &self.principal.actor(),
+                "issue.ignore",
+                &issue.id,
+                serde_json::json!({ "reason": req.reason }),
+            )
+            .await?;
+        Ok(issue)
+    }
+
+    /// Parses and stores a usage source, then re-runs the detectors.
+    pub async fn import_usage(&self, req: ImportUsageRequest) -> Result<UsageSource, ApiError> {
+        if req.name.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "name",
+                "is required (e.g. the file name)",
+            ));
+        }
+        if req.content.len() > MAX_USAGE_BYTES {
+            return Err(ApiError::invalid(
+                "content",
+                format!("{} bytes; at most {MAX_USAGE_BYTES}", req.content.len()),
+            ));
+        }
+        let kind = match req.kind.as_str() {
+            "" => None,
+            other => Some(SourceKind::from_name(other).ok_or_else(|| {
+                ApiError::invalid(
+                    "kind",
+                    format!("{other:?} is not prometheus_rules or grafana_dashboard"),
+                )
+            })?),
+        };
+        let parsed = parse_source(&req.name, kind, &req.content)
+            .map_err(|e| ApiError::invalid("content", e.to_string()))?;
+        let stored = StoredUsage {
+            name: req.name.clone(),
+            kind: parsed.kind.name().to_owned(),
+            imported_at: now_ms(),
+            imported_by: self.principal.actor(),
+            parsed: serde_json::to_string(&parsed)
+                .map_err(|e| ApiError::Internal(format!("usage encoding failed: {e}")))?,
+        };
+        self.state.store.put_usage(&stored).await?;
+        self.state.analyst.all_changed();
+        Ok(usage_source(&stored, &parsed))
+    }
+
+    pub async fn list_usage_sources(
+        &self,
+        _req: ListUsageSourcesRequest,
+    ) -> Result<ListUsageSourcesResponse, ApiError> {
+        let mut sources = Vec::new();
+        for stored in self.state.store.list_usage().await? {
+            let parsed = serde_json::from_str(&stored.parsed).map_err(|e| {
+                ApiError::Internal(format!(
+                    "stored usage source {:?} is unreadable: {e}",
+                    stored.name
+                ))
+            })?;
+            sources.push(usage_source(&stored, &parsed));
+        }
+        Ok(ListUsageSourcesResponse { sources })
+    }
+
+    pub async fn get_impact(&self, req: GetImpactRequest) -> Result<GetImpactResponse, ApiError> {
+        let analyst = &self.state.analyst;
+        let issues = if req.policy_id.is_empty() {
+            self.state.store.list_issues("", "", "").await?
+        } else {
+            match self.state.store.issue_of_policy(&req.policy_id).await? {
+                Some(issue) => vec![issue],
+                None => {
+                    // A policy that exists but came from no issue has no
+                    // estimate to measure against.
+                    self.state.store.get_policy(&req.policy_id).await?;
+                    return Err(ApiError::NotFound(format!(
+                        "policy {:?} was not created from an issue, so it has no estimate to \
+                         compare with; see `tero stats {}` for its activity",
+                        req.policy_id, req.policy_id
+                    )));
+                }
+            }
+        };
+        let mut policies = Vec::new();
+        for issue in issues.iter().filter(|i| !i.policy_id.is_empty()) {
+            if let Some(impact) = analyst.impact(issue).await? {
+                policies.push(impact);
+            }
+        }
+        Ok(GetImpactResponse { policies })
+    }
+
+    pub async fn get_inventory(
+        &self,
+        req: GetInventoryRequest,
+    ) -> Result<ServiceInventory, ApiError> {
+        if req.service.trim().is_empty() {
+            return Err(ApiError::invalid("service", "is required"));
+        }
+        let inventory = self.state.analyst.inventory(&req.service).await?;
+        if inventory.instances.is_empty() {
+            return Err(ApiError::NotFound(format!(
+                "no recent inventory for service {:?}: edges report one every few minutes",
+                req.service
+            )));
+        }
+        Ok(inventory)
+    }
+}
+
+fn usage_source(stored: &StoredUsage, parsed: &crate::usage::ParsedSource) -> UsageSource {
+    UsageSource {
+        name: stored.name.clone(),
+        kind: stored.kind.clone(),
+        imported_at_unix_ms: stored.imported_at,
+        queries: parsed.queries,
+        unparsed: parsed.unparsed.clone(),
+        metrics: parsed.metric_names(),
+        imported_by: stored.imported_by.clone(),
+    }
+}
+
+/// The gRPC face of the issues API.
+pub struct IssuesGrpc(pub State);
+
+macro_rules! grpc_methods {
+    ($($method:ident($req:ty) -> $resp:ty => $call:ident;)*) => {
+        #[tonic::async_trait]
+        impl IssuesService for IssuesGrpc {
+            $(
+                async fn $method(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
+                    let admin = super::admin::admin_of(&self.0, &request).await?;
+                    Ok(Response::new(admin.$call(request.into_inner()).await?))
+                }
+            )*
+        }
+    };
+}
+
+grpc_methods! {
+    list_issues(ListIssuesRequest) -> ListIssuesResponse => list_issues;
+    get_issue(GetIssueRequest) -> Issue => get_issue;
+    accept_issue(AcceptIssueRequest) -> AcceptIssueResponse => accept_issue;
+    ignore_issue(IgnoreIssueRequest) -> Issue => ignore_issue;
+    import_usage(ImportUsageRequest) -> UsageSource => import_usage;
+    list_usage_sources(ListUsageSourcesRequest) -> ListUsageSourcesResponse => list_usage_sources;
+    get_impact(GetImpactRequest) -> GetImpactResponse => get_impact;
+    get_inventory(GetInventoryRequest) -> ServiceInventory => get_inventory;
+}

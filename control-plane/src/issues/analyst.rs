@@ -1,0 +1,319 @@
+//! The background loop that keeps issues current: re-runs the detectors for
+//! a service when its inventory or the usage sources change, and checks the
+//! impact of accepted issues' policies as statistics arrive.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tero_proto::controlplane::{Issue, PolicyImpact, PolicyRevision, ServiceInventory};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::impact::{self, verdict};
+use super::{IssueConfig, MODE_LABEL, SHADOW_MODE, label_of, merge, reconcile, status};
+use crate::store::{Store, StoreError, now_ms};
+use crate::usage::{ParsedSource, UsageIndex};
+
+/// Changes arriving within this window are analysed together.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+/// How often accepted issues' impact is re-checked.
+const VERIFY_EVERY: Duration = Duration::from_secs(15);
+/// How often old inventory reports are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct Analyst {
+    store: Store,
+    config: IssueConfig,
+    dirty: Mutex<Dirty>,
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Dirty {
+    services: BTreeSet<String>,
+    all: bool,
+}
+
+impl Analyst {
+    pub fn new(store: Store, config: IssueConfig) -> Arc<Analyst> {
+        Arc::new(Analyst {
+            store,
+            config,
+            dirty: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &IssueConfig {
+        &self.config
+    }
+
+    /// A service's inventory changed: analyse it soon.
+    pub fn service_changed(&self, service: &str) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .services
+            .insert(service.to_owned());
+        self.wake.notify_one();
+    }
+
+    /// Usage sources changed: every service's findings may have.
+    pub fn all_changed(&self) {
+        self.dirty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .all = true;
+        self.wake.notify_one();
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Issues may be stale after a restart (inventories arrived while
+        // another replica ran, or detectors changed): start with a full run.
+        self.all_changed();
+        let mut verify = tokio::time::interval(VERIFY_EVERY);
+        verify.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.wake.notified() => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(DEBOUNCE) => {}
+                    }
+                    if let Err(e) = self.analyse_dirty().await {
+                        tracing::warn!(error = %e, "issue analysis failed; retrying on the next change");
+                    }
+                }
+                _ = verify.tick() => {
+                    if let Err(e) = self.verify_all().await {
+                        tracing::warn!(error = %e, "impact verification failed");
+                    }
+                }
+                _ = prune.tick() => {
+                    let cutoff = now_ms() - self.config.inventory_retention_ms;
+                    match self.store.prune_inventories(cutoff).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(reports = n, "old inventory reports deleted"),
+                        Err(e) => tracing::warn!(error = %e, "inventory retention failed"),
+                    }
+                }
+            }
+        }
+    }
+
+    async fn analyse_dirty(&self) -> Result<(), StoreError> {
+        let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
+        let services = if dirty.all {
+            self.store
+                .inventoried_services(now_ms() - self.config.lookback_ms)
+                .await?
+        } else {
+            dirty.services.into_iter().collect()
+        };
+        for service in services {
+            self.analyse(&service).await?;
+        }
+        Ok(())
+    }
+
+    /// The service's merged inventory over the lookback window.
+    pub async fn inventory(&self, service: &str) -> Result<ServiceInventory, StoreError> {
+        let reports = self
+            .store
+            .latest_inventories(service, now_ms() - self.config.lookback_ms)
+            .await?;
+        Ok(merge::merge(service, &reports))
+    }
+
+    /// Every stored usage source, indexed.
+    pub async fn usage_index(&self) -> Result<UsageIndex, StoreError> {
+        let mut sources = Vec::new();
+        for stored in self.store.list_usage().await? {
+            let parsed: ParsedSource =
+                serde_json::from_str(&stored.parsed).map_err(|e| StoreError::Corrupt {
+                    what: "usage source",
+                    reason: e.to_string(),
+                })?;
+            sources.push((stored.name, parsed));
+        }
+        Ok(UsageIndex::new(sources))
+    }
+
+    /// Runs the detectors over one service and saves what changed.
+    pub async fn analyse(&self, service: &str) -> Result<Vec<Issue>, StoreError> {
+        let inventory = self.inventory(service).await?;
+        if inventory.instances.is_empty() {
+            // No recent inventory: nothing to confirm or resolve.
+            return Ok(Vec::new());
+        }
+        let usage = self.usage_index().await?;
+        let findings = super::detect::detect(
+            &inventory,
+            &usage,
+            &self.config.thresholds,
+            &self.config.prices,
+        );
+        let existing = self.store.issues_of_service(service).await?;
+        let changed = reconcile::reconcile(&existing, findings, now_ms());
+        let mut saved = Vec::with_capacity(changed.len());
+        for issue in changed {
+            tracing::info!(
+                service, kind = %issue.kind, subject = %issue.subject, status = %issue.status,
+                "issue updated"
+            );
+            saved.push(self.store.save_issue(issue).await?);
+        }
+        Ok(saved)
+    }
+
+    /// The impact of the policy an issue was accepted with, if any.
+    pub async fn impact(&self, issue: &Issue) -> Result<Option<PolicyImpact>, StoreError> {
+        if issue.policy_id.is_empty() {
+            return Ok(None);
+        }
+        let history = match self.store.policy_history(&issue.policy_id).await {
+            Ok(history) => history,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some((since, shadow)) = activation(&history) else {
+            return Ok(None);
+        };
+        let buckets = self
+            .store
+            .policy_stats(&issue.policy_id, since - since.rem_euclid(60_000), i64::MAX)
+            .await?;
+        Ok(Some(impact::measure(
+            issue,
+            &issue.policy_id,
+            shadow,
+            since,
+            &buckets,
+            &self.config,
+        )))
+    }
+
+    /// Moves accepted issues along as their policies' impact is measured.
+    pub async fn verify_all(&self) -> Result<(), StoreError> {
+        for issue in self.store.list_issues("", status::IN_PROGRESS, "").await? {
+            self.verify(issue).await?;
+        }
+        Ok(())
+    }
+
+    async fn verify(&self, issue: Issue) -> Result<(), StoreError> {
+        let remediation = match self.store.policy_history(&issue.policy_id).await {
+            Err(StoreError::NotFound { .. }) => Some(status::REVOKED),
+            Err(e) => return Err(e),
+            Ok(history) if activation(&history).is_none() => {
+                // Drafts are not revoked: they were never active.
+                (issue.remediation != status::DRAFT).then_some(status::REVOKED)
+            }
+            Ok(_) => None,
+        };
+        let mut updated = issue.clone();
+        if let Some(remediation) = remediation {
+            updated.remediation = remediation.into();
+        } else if let Some(impact) = self.impact(&issue).await? {
+            let shadow = impact.mode == SHADOW_MODE;
+            match (impact.verdict.as_str(), shadow) {
+                (verdict::VERIFIED, false) => {
+                    updated.status = status::RESOLVED.into();
+                    updated.remediation = status::VERIFIED.into();
+                    updated.resolved_at_unix_ms = now_ms();
+                    updated.resolution = format!(
+                        "policy {} removes {:.0}% of the estimated volume ({} scrapes measured)",
+                        impact.policy_id,
+                        impact.ratio * 100.0,
+                        impact.scrapes
+                    );
+                }
+                (verdict::BELOW_ESTIMATE, false) => {
+                    updated.remediation = status::VERIFICATION_FAILED.into();
+                }
+                (_, true) => updated.remediation = status::SHADOW.into(),
+                _ => updated.remediation = status::ACTIVE.into(),
+            }
+        }
+        if updated != issue {
+            updated.updated_at_unix_ms = now_ms();
+            tracing::info!(
+                issue = %issue.id, status = %updated.status, remediation = %updated.remediation,
+                "issue remediation updated"
+            );
+            self.store.save_issue(updated).await?;
+        }
+        Ok(())
+    }
+}
+
+/// When the policy's current active period began, and whether it runs in
+/// shadow: the oldest revision of the newest unbroken run of enabled
+/// revisions in the same mode. `None` when it is not active now.
+pub fn activation(history: &[PolicyRevision]) -> Option<(i64, bool)> {
+    let mode = |r: &PolicyRevision| {
+        r.policy
+            .as_ref()
+            .filter(|p| p.enabled)
+            .map(|p| label_of(&p.labels, MODE_LABEL) == Some(SHADOW_MODE))
+    };
+    // History is newest first.
+    let newest = history.first()?;
+    let shadow = mode(newest)?;
+    let mut since = newest.at_unix_ms;
+    for revision in &history[1..] {
+        if mode(revision) != Some(shadow) {
+            break;
+        }
+        since = revision.at_unix_ms;
+    }
+    Some((since, shadow))
+}
+
+#[cfg(test)]
+mod tests {
+    use tero_proto::policy::Policy;
+
+    use super::*;
+    use crate::issues::string_label;
+
+    fn revision(at: i64, enabled: Option<bool>, shadow: bool) -> PolicyRevision {
+        PolicyRevision {
+            at_unix_ms: at,
+            policy: enabled.map(|enabled| Policy {
+                id: "p".into(),
+                enabled,
+                labels: if shadow {
+                    vec![string_label(MODE_LABEL, SHADOW_MODE)]
+                } else {
+                    Vec::new()
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn activation_is_the_start_of_the_current_enabled_run_in_one_mode() {
+        // Newest first: enforced since 40 (promoted from shadow at 40).
+        let history = [
+            revision(50, Some(true), false),
+            revision(40, Some(true), false),
+            revision(30, Some(true), true),
+            revision(20, Some(false), false),
+            revision(10, Some(true), false),
+        ];
+        assert_eq!(activation(&history), Some((40, false)));
+        assert_eq!(activation(&history[2..]), Some((30, true)));
+        assert_eq!(activation(&history[3..]), None, "disabled now");
+        assert_eq!(activation(&[revision(60, None, false)]), None, "deleted");
+        assert_eq!(activation(&[]), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! Issues and usage sources.
+//!
+//! An issue is stored whole (an encoded `Issue`) next to the columns it is
+//! looked up by. `(kind, service, subject)` is unique: a detector finding
+//! the same thing again updates its issue instead of opening another, and
+//! an issue someone ignored stays ignored.
+
+use prost::Message;
+use sqlx::Row;
+use tero_proto::controlplane::Issue;
+
+use super::{Store, StoreError};
+
+/// The issue key `ISS-<n>` of a row number.
+pub fn issue_key(seq: i64) -> String {
+    format!("ISS-{seq}")
+}
+
+fn parse_key(id: &str) -> Option<i64> {
+    id.trim().strip_prefix("ISS-")?.parse().ok()
+}
+
+/// A usage source as stored: the extracted references as JSON.
+#[derive(Debug, Clone)]
+pub struct StoredUsage {
+    pub name: String,
+    pub kind: String,
+    pub imported_at: i64,
+    pub imported_by: String,
+    pub parsed: String,
+}
+
+fn decode_issue(row: &sqlx::any::AnyRow) -> Result<Issue, StoreError> {
+    let bytes: Vec<u8> = row.try_get("body")?;
+    let mut issue = Issue::decode(bytes.as_slice()).map_err(|e| StoreError::corrupt("issue", e))?;
+    issue.id = issue_key(row.try_get("seq")?);
+    Ok(issue)
+}
+
+impl Store {
+    /// Every issue of a service (any status), for reconciling findings.
+    pub async fn issues_of_service(&self, service: &str) -> Result<Vec<Issue>, StoreError> {
+        let rows = sqlx::query("SELECT seq, body FROM issues WHERE service = $1 ORDER BY seq")
+            .bind(service)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_issue).collect()
+    }
+
+    /// Issues matching the filters (empty strings match everything).
+    pub async fn list_issues(
+        &self,
+        service: &str,
+        status: &str,
+        kind: &str,
+    ) -> Result<Vec<Issue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, body FROM issues WHERE ($1 = '' OR service = $1) \
+             AND ($2 = '' OR status = $2) AND ($3 = '' OR kind = $3) ORDER BY seq",
+        )
+        .bind(service)
+        .bind(status)
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_issue).collect()
+    }
+
+    pub async fn get_issue(&self, id: &str) -> Result<Issue, StoreError> {
+        let not_found = || StoreError::NotFound {
+            kind: "issue",
+            id: id.to_owned(),
+        };
+        let seq = parse_key(id).ok_or_else(not_found)?;
+        let row = sqlx::query("SELECT seq, body FROM issues WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(not_found)?;
+        decode_issue(&row)
+    }
+
+    /// The issue a policy was created from, if any.
+    pub async fn issue_of_policy(&self, policy_id: &str) -> Result<Option<Issue>, StoreError> {
+        let row =
+            sqlx::query("SELECT seq, body FROM issues WHERE policy_id = $1 ORDER BY seq DESC")
+                .bind(policy_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(decode_issue).transpose()
+    }
+
+    /// Inserts a new issue (its `id` is assigned) or replaces the stored
+    /// one with the same key. Returns it with its id.
+    pub async fn save_issue(&self, mut issue: Issue) -> Result<Issue, StoreError> {
+        let body = {
+            let mut stored = issue.clone();
+            stored.id.clear();
+            stored.encode_to_vec()
+        };
+        let row = sqlx::query(
+            "INSERT INTO issues (kind, service, subject, status, policy_id, updated_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, service, subject) \
+             DO UPDATE SET status = excluded.status, policy_id = excluded.policy_id, \
+             updated_at = excluded.updated_at, body = excluded.body RETURNING seq",
+        )
+        .bind(&issue.kind)
+        .bind(&issue.service)
+        .bind(&issue.subject)
+        .bind(&issue.status)
+        .bind(&issue.policy_id)
+        .bind(issue.updated_at_unix_ms)
+        .bind(body)
+        .fetch_one(&self.pool)
+        .await?;
+        issue.id = issue_key(row.try_get("seq")?);
+        Ok(issue)
+    }
+
+    /// Stores a usage source, replacing one with the same name.
+    pub async fn put_usage(&self, usage: &StoredUsage) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO usage_sources (name, kind, imported_at, imported_by, parsed) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
+             imported_at = excluded.imported_at, imported_by = excluded.imported_by, \
+             parsed = excluded.parsed",
+        )
+        .bind(&usage.name)
+        .bind(&usage.kind)
+        .bind(usage.imported_at)
+        .bind(&usage.imported_by)
+        .bind(&usage.parsed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_usage(&self) -> Result<Vec<StoredUsage>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, kind, imported_at, imported_by, parsed FROM usage_sources ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredUsage {
+                    name: r.try_get("name")?,
+                    kind: r.try_get("kind")?,
+                    imported_at: r.try_get("imported_at")?,
+                    imported_by: r.try_get("imported_by")?,
+                    parsed: r.try_get("parsed")?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_keys_round_trip_and_reject_others() {
+        assert_eq!(issue_key(12), "ISS-12");
+        assert_eq!(parse_key("ISS-12"), Some(12));
+        assert_eq!(parse_key(" ISS-3 "), Some(3));
+        assert_eq!(parse_key("12"), None);
+        assert_eq!(parse_key("ISS-x"), None);
+    }
+}
