@@ -73,6 +73,18 @@ enum Command {
     Keys(commands::keys::KeysCommand),
     /// Measured activity of a policy: hits, misses, series and bytes dropped.
     Stats(commands::stats::StatsArgs),
+    /// Issues the detectors found: evidence, estimate, recommended policy.
+    #[command(subcommand)]
+    Issues(commands::issues::IssuesCommand),
+    /// Usage sources: rule files, dashboards and Prometheus servers.
+    #[command(subcommand)]
+    Usage(commands::usage::UsageCommand),
+    /// Measured impact of policies created from issues, next to their
+    /// estimates.
+    Impact {
+        /// One policy; all policies created from issues when omitted.
+        policy_id: Option<String>,
+    },
     /// Prints a shell completion script.
     Completions {
         #[arg(value_enum)]
@@ -108,6 +120,9 @@ fn main() -> ExitCode {
             Command::Edges(cmd) => commands::edges::run(cmd, global).await,
             Command::Keys(cmd) => commands::keys::run(cmd, global).await,
             Command::Stats(args) => commands::stats::run(args, global).await,
+            Command::Issues(cmd) => commands::issues::run(cmd, global).await,
+            Command::Usage(cmd) => commands::usage::run(cmd, global).await,
+            Command::Impact { policy_id } => commands::issues::impact(policy_id, global).await,
             Command::Quickstart(args) => commands::quickstart::run(args).await,
             Command::Completions { .. } => Ok(()),
         }

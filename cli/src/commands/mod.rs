@@ -2,8 +2,10 @@
 
 pub mod apply;
 pub mod edges;
+pub mod issues;
 pub mod keys;
 pub mod policy;
 pub mod quickstart;
 pub mod stats;
 pub mod test;
+pub mod usage;

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tero_proto::controlplane::admin_service_client::AdminServiceClient;
+use tero_proto::controlplane::issues_service_client::IssuesServiceClient;
 use tero_proto::controlplane::*;
 use tero_proto::policy::policy_service_client::PolicyServiceClient;
 use tero_proto::policy::{SyncRequest, SyncResponse};
@@ -394,6 +395,97 @@ impl Client {
             })
             .await?;
         Ok(response.events)
+    }
+
+    // ----- issues, usage and impact ---------------------------------------
+
+    pub async fn list_issues(&self, request: ListIssuesRequest) -> Result<Vec<Issue>, ClientError> {
+        let response = self
+            .call(Repeat::Safe, request, |ch, r| async move {
+                IssuesServiceClient::new(ch).list_issues(r).await
+            })
+            .await?;
+        Ok(response.issues)
+    }
+
+    pub async fn get_issue(&self, id: &str) -> Result<Issue, ClientError> {
+        let request = GetIssueRequest { id: id.to_owned() };
+        self.call(Repeat::Safe, request, |ch, r| async move {
+            IssuesServiceClient::new(ch).get_issue(r).await
+        })
+        .await
+    }
+
+    /// Creates the issue's recommended policy (`mode`: `active`, `draft` or
+    /// `shadow`). Not repeated once sent: a second accept is refused.
+    pub async fn accept_issue(
+        &self,
+        request: AcceptIssueRequest,
+    ) -> Result<AcceptIssueResponse, ClientError> {
+        self.call(Repeat::OnlyIfNeverSent, request, |ch, r| async move {
+            IssuesServiceClient::new(ch).accept_issue(r).await
+        })
+        .await
+    }
+
+    pub async fn ignore_issue(&self, id: &str, reason: &str) -> Result<Issue, ClientError> {
+        let request = IgnoreIssueRequest {
+            id: id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        // Ignoring twice records the same thing: safe to repeat.
+        self.call(Repeat::Safe, request, |ch, r| async move {
+            IssuesServiceClient::new(ch).ignore_issue(r).await
+        })
+        .await
+    }
+
+    /// Uploads a rule file or dashboard; the same name replaces it, so a
+    /// repeat is harmless.
+    pub async fn import_usage(
+        &self,
+        request: ImportUsageRequest,
+    ) -> Result<UsageSource, ClientError> {
+        self.call(Repeat::Safe, request, |ch, r| async move {
+            IssuesServiceClient::new(ch).import_usage(r).await
+        })
+        .await
+    }
+
+    pub async fn list_usage_sources(&self) -> Result<Vec<UsageSource>, ClientError> {
+        let response = self
+            .call(
+                Repeat::Safe,
+                ListUsageSourcesRequest {},
+                |ch, r| async move { IssuesServiceClient::new(ch).list_usage_sources(r).await },
+            )
+            .await?;
+        Ok(response.sources)
+    }
+
+    /// Measured impact of one policy, or (empty id) of every policy created
+    /// from an issue.
+    pub async fn impact(&self, policy_id: &str) -> Result<Vec<PolicyImpact>, ClientError> {
+        let request = GetImpactRequest {
+            policy_id: policy_id.to_owned(),
+        };
+        let response = self
+            .call(Repeat::Safe, request, |ch, r| async move {
+                IssuesServiceClient::new(ch).get_impact(r).await
+            })
+            .await?;
+        Ok(response.policies)
+    }
+
+    /// A service's merged metric inventory.
+    pub async fn inventory(&self, service: &str) -> Result<ServiceInventory, ClientError> {
+        let request = GetInventoryRequest {
+            service: service.to_owned(),
+        };
+        self.call(Repeat::Safe, request, |ch, r| async move {
+            IssuesServiceClient::new(ch).get_inventory(r).await
+        })
+        .await
     }
 
     // ----- the edge side ---------------------------------------------------
