@@ -258,7 +258,11 @@ fn a_crashed_replica_leaves_its_edges_filtering_and_polling_the_other() {
         crashed.elapsed()
     );
     for edge in &edges {
-        assert_up_on(edge, "poll", 1.0);
+        // The transport flips to poll before the first poll has answered.
+        wait_for(Duration::from_secs(10), "provider up on poll", || {
+            let series = "edge_policy_provider_up{provider=\"cp\",transport=\"poll\"}";
+            (edge.self_metric(series) == 1.0).then_some(())
+        });
         assert!(
             edge.process
                 .log()

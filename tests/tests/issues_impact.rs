@@ -1,0 +1,849 @@
+//! Issues and impact for metrics, end to end: an application planted with
+//! waste (an unused family, a user-id label with 1200 values, a debug
+//! family) behind a real `tero-edge` on the push stream, a real
+//! `tero-control-plane` detecting issues from the edge's inventory and an
+//! imported rule file, a real Prometheus scraping the edge, and the real
+//! `tero` CLI accepting, shadowing and ignoring the issues.
+//!
+//! Every figure asserted is computed here from the body the application
+//! serves: the bytes of the planted sample lines (LF included), their
+//! series, the label's distinct values; nothing is read back from the
+//! product to compare with itself.
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tero_e2e::control_plane::{ControlPlane, request_json};
+use tero_e2e::fixtures::TEXT;
+use tero_e2e::upstream::{Compression, Upstream};
+use tero_e2e::{Edge, Process, binary, free_port, http_get, wait_for};
+
+const SERVICE: &str = "checkout";
+const INSTANCE: &str = "checkout-edge-0";
+const QUEUES: usize = 20;
+const USERS: usize = 1200;
+const DEBUG_CACHES: usize = 5;
+
+// ------------------------------------------------------------ the app
+
+/// What the application serves, with the figures the test expects.
+struct App {
+    body: String,
+    /// Bytes of the `legacy_queue_depth` sample lines, LF included.
+    queue_bytes: u64,
+    /// Bytes of the `api_sessions` sample lines carrying `user_id`.
+    user_bytes: u64,
+    /// Bytes of the `debug_cache_entries` sample lines.
+    debug_bytes: u64,
+    /// The raw `user_id` values, none of which may leave the edge.
+    user_ids: Vec<String>,
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A version-4 UUID, deterministic in `i`.
+fn uuid(i: u64) -> String {
+    let (a, b) = (splitmix(2 * i), splitmix(2 * i + 1));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// Bytes of the lines of `body` for which `pick` holds, LF included.
+fn line_bytes(body: &str, pick: impl Fn(&str) -> bool) -> u64 {
+    body.lines()
+        .filter(|l| pick(l))
+        .map(|l| l.len() as u64 + 1)
+        .sum()
+}
+
+fn app() -> App {
+    let mut s = String::new();
+    s.push_str(
+        "# HELP http_requests_total Requests served.\n# TYPE http_requests_total counter\n\
+         http_requests_total{method=\"GET\",code=\"200\"} 1027\n\
+         http_requests_total{method=\"POST\",code=\"200\"} 88\n\
+         http_requests_total{method=\"GET\",code=\"500\"} 3\n\
+         # HELP request_duration_seconds Request latency.\n\
+         # TYPE request_duration_seconds histogram\n",
+    );
+    for (le, n) in [
+        ("0.05", 21),
+        ("0.1", 30),
+        ("0.5", 38),
+        ("1", 40),
+        ("+Inf", 41),
+    ] {
+        s.push_str(&format!(
+            "request_duration_seconds_bucket{{le=\"{le}\"}} {n}\n"
+        ));
+    }
+    s.push_str("request_duration_seconds_sum 9.75\nrequest_duration_seconds_count 41\n");
+    s.push_str(
+        "# HELP legacy_queue_depth Jobs waiting in the legacy queue.\n\
+         # TYPE legacy_queue_depth gauge\n",
+    );
+    for q in 0..QUEUES {
+        s.push_str(&format!(
+            "legacy_queue_depth{{queue=\"jobs-{q:02}\"}} {}\n",
+            q * 3 + 1
+        ));
+    }
+    s.push_str(
+        "# HELP api_sessions Open API sessions.\n# TYPE api_sessions gauge\n\
+         api_sessions{region=\"eu\"} 17\napi_sessions{region=\"us\"} 23\n",
+    );
+    let user_ids: Vec<String> = (0..USERS as u64).map(uuid).collect();
+    for (i, id) in user_ids.iter().enumerate() {
+        let region = if i % 2 == 0 { "eu" } else { "us" };
+        s.push_str(&format!(
+            "api_sessions{{region=\"{region}\",user_id=\"{id}\"}} {}\n",
+            i % 4 + 1
+        ));
+    }
+    s.push_str(
+        "# HELP debug_cache_entries Entries in the debug cache.\n\
+         # TYPE debug_cache_entries gauge\n",
+    );
+    for c in 0..DEBUG_CACHES {
+        s.push_str(&format!(
+            "debug_cache_entries{{cache=\"shard-{c}\"}} {}\n",
+            100 + c
+        ));
+    }
+    assert_eq!(
+        user_ids.iter().collect::<BTreeSet<_>>().len(),
+        USERS,
+        "distinct ids"
+    );
+    App {
+        queue_bytes: line_bytes(&s, |l| l.starts_with("legacy_queue_depth{")),
+        user_bytes: line_bytes(&s, |l| {
+            l.starts_with("api_sessions{") && l.contains("user_id=")
+        }),
+        debug_bytes: line_bytes(&s, |l| l.starts_with("debug_cache_entries{")),
+        body: s,
+        user_ids,
+    }
+}
+
+/// A rule file reading the request counter, the latency histogram by
+/// `le`, and `api_sessions` summed by `service` (never by `user_id`).
+const RULES: &str = r#"groups:
+  - name: checkout
+    rules:
+      - record: checkout:http_requests:rate5m
+        expr: sum by (code) (rate(http_requests_total[5m]))
+      - alert: CheckoutSlow
+        expr: histogram_quantile(0.99, sum by (le) (rate(request_duration_seconds_bucket[5m]))) > 1
+        for: 10m
+      - record: checkout:api_sessions:sum
+        expr: sum by (service) (api_sessions)
+"#;
+
+// ------------------------------------------------------------ the CLI
+
+/// What one `tero` run left behind.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Run {
+    fn json(self) -> Value {
+        assert_eq!(self.code, 0, "expected success:\n{self}");
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
+    }
+
+    fn fails(self, code: i32) -> String {
+        assert_eq!(self.code, code, "expected exit {code}:\n{self}");
+        self.stderr
+    }
+}
+
+/// `tero args --endpoint … --token …`, without the caller's `TERO_*`
+/// (or `OTEL_*`) variables, killed after a minute.
+fn tero(cp: &ControlPlane, args: &[&str]) -> Run {
+    let mut cmd = Command::new(binary("tero"));
+    cmd.args(args)
+        .args(["--endpoint", &cp.endpoint(), "--token", &cp.admin_token])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("TERO_") {
+            cmd.env_remove(key);
+        }
+    }
+    tero_e2e::set_env(&mut cmd, &[]);
+    let mut child = cmd.spawn().expect("start tero");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for tero") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tero {args:?} did not finish within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// `tero args -o json`, asserting success.
+fn tero_json(cp: &ControlPlane, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    tero(cp, &args).json()
+}
+
+// ------------------------------------------------------------ helpers
+
+/// A proto3 JSON 64-bit integer (a string) or a plain number.
+fn int(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {v}")),
+        Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {v}")),
+        Value::Null => 0,
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s.as_str().expect("a string").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of label `key` of a policy (proto3 JSON `labels`).
+fn label<'a>(policy: &'a Value, key: &str) -> Option<&'a str> {
+    policy["labels"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)?["value"]["stringValue"]
+        .as_str()
+}
+
+fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
+    (actual - expected).abs() <= expected * tolerance
+}
+
+/// The issue of `kind` on `subject` in a list.
+fn find<'a>(issues: &'a [Value], kind: &str, subject: &str) -> Option<&'a Value> {
+    issues
+        .iter()
+        .find(|i| i["kind"] == kind && i["subject"] == subject)
+}
+
+fn http_issues(cp: &ControlPlane) -> Vec<Value> {
+    let (status, body) = cp.api("GET", &format!("/api/v1/issues?service={SERVICE}"), None);
+    assert_eq!(status, 200, "{body}");
+    body["issues"].as_array().cloned().unwrap_or_default()
+}
+
+fn http_issue(cp: &ControlPlane, id: &str) -> Value {
+    let (status, body) = cp.api("GET", &format!("/api/v1/issues/{id}"), None);
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// One policy's impact, from `tero impact POLICY -o json`.
+fn impact(cp: &ControlPlane, policy_id: &str) -> Value {
+    let all = tero_json(cp, &["impact", policy_id]);
+    let list = all.as_array().expect("impact -o json is an array");
+    assert_eq!(list.len(), 1, "{all}");
+    list[0].clone()
+}
+
+fn scrape(edge: &Edge) -> String {
+    let r = http_get(&edge.url("/metrics"), &[]).expect("scrape through the edge");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+fn count_lines(text: &str, prefix: &str) -> usize {
+    text.lines().filter(|l| l.starts_with(prefix)).count()
+}
+
+/// Whether the edge runs `policy_id` (enforced or shadow).
+fn edge_runs(edge: &Edge, policy_id: &str) -> bool {
+    edge.policies()["policies"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["id"] == policy_id))
+}
+
+// ------------------------------------------------------------ Prometheus
+
+fn prometheus_binary() -> String {
+    for candidate in ["prometheus", "/usr/bin/prometheus"] {
+        if Command::new(candidate).arg("--version").output().is_ok() {
+            return candidate.to_owned();
+        }
+    }
+    panic!(
+        "the `prometheus` binary is required (Debian package `prometheus`; .ci/run installs it)"
+    );
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An instant query's single value; `Some(None)` for an empty result,
+/// `None` when Prometheus did not answer.
+fn prom_value(prom: &str, expr: &str) -> Option<Option<f64>> {
+    let r = http_get(
+        &format!("{prom}/api/v1/query?query={}", url_encode(expr)),
+        &[],
+    )
+    .ok()?;
+    if r.status != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&r.body).ok()?;
+    let result = v["data"]["result"].as_array()?;
+    match result.first() {
+        None => Some(None),
+        Some(first) => Some(first["value"][1].as_str()?.parse().ok()),
+    }
+}
+
+fn start_prometheus(dir: &tempfile::TempDir, edge: &Edge) -> (Process, String) {
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  \
+             - job_name: {SERVICE}\n    static_configs:\n      - targets: ['{}']\n",
+            edge.addr()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let process = Process::spawn(
+        "prometheus",
+        Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn"),
+        dir.path(),
+    );
+    (process, format!("http://127.0.0.1:{port}"))
+}
+
+// ------------------------------------------------------------ the test
+
+#[test]
+fn planted_waste_is_found_accepted_measured_and_resolved() {
+    let app = app();
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+
+    // 1-2. The app, a control plane with an edge key, the edge on the push
+    // stream reporting its inventory every second, and Prometheus.
+    let up = Upstream::start(app.body.clone().into_bytes(), TEXT, Compression::None);
+    let cp = ControlPlane::start(dir.clone(), "cp-issues");
+    let key = cp.create_key("checkout-edge");
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "service": {"name": SERVICE, "instance_id": INSTANCE},
+            "policy_providers": [{
+                "id": "cp",
+                "type": "grpc",
+                "url": cp.endpoint(),
+                "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
+                "poll_interval_secs": 1,
+                "stats_interval_secs": 1,
+            }],
+            // One sampled scrape per report, as the defaults pair them.
+            "inventory": {"interval_secs": 1, "sample_every_secs": 1},
+        }),
+        dir.clone(),
+        "edge-checkout",
+    );
+    let (_prometheus, prom) = start_prometheus(&dir, &edge);
+
+    // 3. What people query: one rule file.
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, RULES).unwrap();
+    let rules_name = rules.display().to_string();
+    let imported = tero_json(&cp, &["usage", "import", &rules_name]);
+    assert_eq!(imported.as_array().map(Vec::len), Some(1), "{imported}");
+    assert_eq!(imported[0]["name"], rules_name.as_str(), "{imported}");
+    assert_eq!(imported[0]["kind"], "prometheus_rules", "{imported}");
+    assert_eq!(int(&imported[0]["queries"]), 3, "{imported}");
+    assert!(strings(&imported[0]["unparsed"]).is_empty(), "{imported}");
+    let metrics: BTreeSet<String> = strings(&imported[0]["metrics"]).into_iter().collect();
+    for m in [
+        "http_requests_total",
+        "request_duration_seconds_bucket",
+        "api_sessions",
+    ] {
+        assert!(metrics.contains(m), "{m} missing from {imported}");
+    }
+    let listed = tero_json(&cp, &["usage", "list"]);
+    assert_eq!(listed[0]["name"], rules_name.as_str(), "{listed}");
+
+    // Prometheus ingests every planted series through the edge.
+    wait_for(
+        Duration::from_secs(60),
+        "Prometheus holding every series",
+        || {
+            let queues = prom_value(&prom, "count(legacy_queue_depth)")??;
+            let sessions = prom_value(&prom, "count(api_sessions)")??;
+            (queues == QUEUES as f64 && sessions == (USERS + 2) as f64).then_some(())
+        },
+    );
+
+    // 4. The issues, once the edge's inventory and the rules are analysed.
+    let wanted = [
+        ("id_label", "api_sessions{user_id}"),
+        ("unused_metric", "debug_cache_entries"),
+        ("unused_metric", "legacy_queue_depth"),
+    ];
+    wait_for(Duration::from_secs(60), "the planted issues", || {
+        let issues = http_issues(&cp);
+        wanted
+            .iter()
+            .all(|(kind, subject)| {
+                find(&issues, kind, subject).is_some_and(|i| {
+                    i["status"] == "open"
+                        && strings(&i["evidence"]["usageSources"]) == [rules_name.clone()]
+                })
+            })
+            .then_some(())
+    });
+    // The app keeps serving the same body, so every inventory report that
+    // follows must confirm the issues: none may flip to resolved and back.
+    let watch = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch {
+        let issues = http_issues(&cp);
+        for (kind, subject) in wanted {
+            let status = find(&issues, kind, subject).map(|i| i["status"].clone());
+            assert_eq!(
+                status,
+                Some(json!("open")),
+                "issue {kind} on {subject} left `open` while the app served the same \
+                 exposition: {issues:#?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = tero_json(&cp, &["issues", "list", "--service", SERVICE]);
+    let issues = listed.as_array().expect("issues list -o json is an array");
+    let found: BTreeSet<(String, String)> = issues
+        .iter()
+        .map(|i| {
+            (
+                i["kind"].as_str().unwrap().to_owned(),
+                i["subject"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: BTreeSet<(String, String)> = wanted
+        .iter()
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .collect();
+    assert_eq!(found, expected, "exactly the planted issues: {listed}");
+    assert!(
+        issues.iter().all(|i| !i["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("http_requests_total")),
+        "{listed}"
+    );
+    for issue in issues {
+        let id = issue["id"].as_str().expect("id");
+        assert!(id.starts_with("ISS-"), "{issue}");
+        assert_eq!(issue["service"], SERVICE, "{issue}");
+        assert_eq!(issue["remediation"], "ready_to_deploy", "{issue}");
+        assert_eq!(
+            strings(&issue["provenance"]["instances"]),
+            [INSTANCE],
+            "provenance names the edge: {issue}"
+        );
+        assert!(
+            int(&issue["provenance"]["inventoryToUnixMs"]) > 0,
+            "{issue}"
+        );
+        // The recommended policy drops, scoped to the service.
+        let policy = &issue["recommended"]["policy"];
+        assert_ne!(policy["metric"]["keep"], true, "keep: false: {issue}");
+        assert!(
+            policy["metric"]["match"]
+                .as_array()
+                .is_some_and(|m| !m.is_empty()),
+            "{issue}"
+        );
+        assert_eq!(
+            issue["recommended"]["scope"]["matchers"][0]["values"],
+            json!([SERVICE]),
+            "{issue}"
+        );
+        assert!(
+            int(&issue["estimate"]["bytesPerDay"]) > 0,
+            "an estimate: {issue}"
+        );
+        // `show` tells the same.
+        let shown = tero_json(&cp, &["issues", "show", id]);
+        assert_eq!(shown["id"], id, "{shown}");
+        assert_eq!(shown["subject"], issue["subject"], "{shown}");
+    }
+
+    // The unused family: its series and bytes exactly as served.
+    let queue = find(issues, "unused_metric", "legacy_queue_depth").unwrap();
+    let queue_id = queue["id"].as_str().unwrap().to_owned();
+    let evidence = &queue["evidence"];
+    assert_eq!(int(&evidence["series"]), QUEUES as u64, "{queue}");
+    assert_eq!(
+        int(&evidence["sampleBytesPerScrape"]),
+        app.queue_bytes,
+        "{queue}"
+    );
+    assert!(
+        evidence["scrapesPerMinute"].as_f64().unwrap_or(0.0) > 0.0,
+        "{queue}"
+    );
+    assert!(strings(&evidence["usedIn"]).is_empty(), "{queue}");
+    assert_eq!(queue["domain"], "cost", "{queue}");
+    assert_eq!(queue["provenance"]["detector"], "unused_metric", "{queue}");
+    assert_eq!(int(&queue["estimate"]["series"]), QUEUES as u64, "{queue}");
+    assert_eq!(queue["estimate"]["confidence"], "high", "{queue}");
+    let queue_policy = &queue["recommended"]["policy"];
+    assert!(
+        queue_policy.to_string().contains("\"legacy_queue_depth\""),
+        "the policy names the family: {queue}"
+    );
+    assert_eq!(
+        label(queue_policy, "tero.issue_kind"),
+        Some("unused_metric")
+    );
+
+    // The user-id label: a compliance finding (its name says people), with
+    // the high-cardinality finding folded in, about 1200 values, and no raw
+    // id anywhere in the issue.
+    let sessions = find(issues, "id_label", "api_sessions{user_id}").unwrap();
+    let sessions_id = sessions["id"].as_str().unwrap().to_owned();
+    assert_eq!(sessions["domain"], "compliance", "{sessions}");
+    assert_eq!(sessions["severity"], "high", "{sessions}");
+    let evidence = &sessions["evidence"];
+    assert_eq!(int(&evidence["series"]), USERS as u64 + 2, "{sessions}");
+    let user_label = &evidence["labels"][0];
+    assert_eq!(user_label["name"], "user_id", "{sessions}");
+    let cardinality = int(&user_label["cardinality"]) as f64;
+    assert!(
+        within(cardinality, USERS as f64, 0.03),
+        "cardinality {cardinality} not within 3% of {USERS}: {sessions}"
+    );
+    assert_ne!(user_label["usedInQueries"], true, "{sessions}");
+    let examples = strings(&user_label["examples"]);
+    assert!(!examples.is_empty(), "{sessions}");
+    assert!(
+        examples.iter().all(|e| e == "<uuid>"),
+        "examples masked: {examples:?}"
+    );
+    let notes = strings(&evidence["notes"]);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("also high_cardinality_label")),
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("masked")),
+        "the edge masked the examples: {notes:?}"
+    );
+    assert!(
+        !strings(&evidence["usedIn"]).is_empty(),
+        "the family is used: {sessions}"
+    );
+    let sessions_text = tero(&cp, &["issues", "show", &sessions_id]).stdout;
+    for text in [sessions.to_string(), sessions_text] {
+        for id in &app.user_ids {
+            assert!(
+                !text.contains(id.as_str()),
+                "raw user id {id} leaked: {text}"
+            );
+        }
+    }
+    assert!(
+        sessions["recommended"]["policy"]
+            .to_string()
+            .contains("\"user_id\""),
+        "the policy drops the series carrying user_id: {sessions}"
+    );
+
+    // The debug family: nobody reads it, so it is one unused issue that
+    // says it is debug telemetry.
+    let debug = find(issues, "unused_metric", "debug_cache_entries").unwrap();
+    let debug_id = debug["id"].as_str().unwrap().to_owned();
+    assert_eq!(int(&debug["evidence"]["series"]), DEBUG_CACHES as u64);
+    assert_eq!(
+        int(&debug["evidence"]["sampleBytesPerScrape"]),
+        app.debug_bytes,
+        "{debug}"
+    );
+    let notes = strings(&debug["evidence"]["notes"]);
+    assert!(
+        notes.iter().any(|n| n.starts_with("also debug_metric")),
+        "{notes:?}"
+    );
+
+    // The merged inventory the detectors read.
+    let (status, inventory) = cp.api("GET", &format!("/api/v1/inventory/{SERVICE}"), None);
+    assert_eq!(status, 200, "{inventory}");
+    assert_eq!(strings(&inventory["instances"]), [INSTANCE], "{inventory}");
+    assert!(
+        !inventory.to_string().contains(app.user_ids[0].as_str()),
+        "raw id in the inventory"
+    );
+
+    // 5. Accept the unused family: the policy is created, linked, and the
+    // edge enforces it.
+    let accepted = tero_json(&cp, &["issues", "accept", &queue_id]);
+    let queue_policy_id = accepted["issue"]["policyId"]
+        .as_str()
+        .expect("policy id")
+        .to_owned();
+    assert_eq!(accepted["issue"]["status"], "in_progress", "{accepted}");
+    assert_eq!(
+        accepted["issue"]["remediation"], "policy_active",
+        "{accepted}"
+    );
+    let created = &accepted["policy"]["policy"];
+    assert_eq!(created["id"], queue_policy_id.as_str(), "{accepted}");
+    assert_eq!(label(created, "tero.issue_id"), Some(queue_id.as_str()));
+    assert_eq!(label(created, "tero.mode"), None, "{accepted}");
+    let (status, stored) = cp.api("GET", &format!("/api/v1/policies/{queue_policy_id}"), None);
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        label(&stored["policy"], "tero.issue_id"),
+        Some(queue_id.as_str())
+    );
+
+    wait_for(Duration::from_secs(30), "the edge enforcing it", || {
+        edge_runs(&edge, &queue_policy_id).then_some(())
+    });
+    let filtered = scrape(&edge);
+    assert_eq!(
+        count_lines(&filtered, "legacy_queue_depth"),
+        0,
+        "{filtered}"
+    );
+    assert!(!filtered.contains("legacy_queue_depth"));
+    assert_eq!(count_lines(&filtered, "api_sessions{"), USERS + 2);
+    assert_eq!(count_lines(&filtered, "debug_cache_entries{"), DEBUG_CACHES);
+    assert_eq!(count_lines(&filtered, "http_requests_total{"), 3);
+    wait_for(
+        Duration::from_secs(30),
+        "Prometheus no longer receiving legacy_queue_depth",
+        || {
+            let queues = prom_value(&prom, "count(legacy_queue_depth)")?;
+            let requests = prom_value(&prom, "count(http_requests_total)")??;
+            (queues.is_none() && requests == 3.0).then_some(())
+        },
+    );
+
+    // 6. Accept the user-id issue in shadow: delivered and counted, never
+    // enforced.
+    let shadowed = tero_json(
+        &cp,
+        &[
+            "issues",
+            "accept",
+            &sessions_id,
+            "--mode",
+            "shadow",
+            "--reason",
+            "measure before dropping",
+        ],
+    );
+    let sessions_policy_id = shadowed["issue"]["policyId"]
+        .as_str()
+        .expect("policy id")
+        .to_owned();
+    assert_eq!(
+        shadowed["issue"]["remediation"], "policy_shadow",
+        "{shadowed}"
+    );
+    let created = &shadowed["policy"]["policy"];
+    assert_eq!(label(created, "tero.issue_id"), Some(sessions_id.as_str()));
+    assert_eq!(label(created, "tero.mode"), Some("shadow"), "{shadowed}");
+    wait_for(
+        Duration::from_secs(30),
+        "the edge running the shadow",
+        || edge_runs(&edge, &sessions_policy_id).then_some(()),
+    );
+
+    // Both measured over a few scrapes.
+    let (queue_impact, sessions_impact) =
+        wait_for(Duration::from_secs(60), "impact over 3+ scrapes", || {
+            let q = impact(&cp, &queue_policy_id);
+            let s = impact(&cp, &sessions_policy_id);
+            (int(&q["scrapes"]) >= 3 && int(&s["scrapes"]) >= 3).then_some((q, s))
+        });
+    assert_eq!(queue_impact["mode"], "enforced", "{queue_impact}");
+    assert_eq!(queue_impact["issueId"], queue_id.as_str(), "{queue_impact}");
+    let per_scrape = int(&queue_impact["droppedBytesPerScrape"]) as f64;
+    assert!(
+        within(per_scrape, app.queue_bytes as f64, 0.05),
+        "dropped {per_scrape} B/scrape, planted {} B: {queue_impact}",
+        app.queue_bytes
+    );
+    assert!(int(&queue_impact["seriesDropped"]) >= 3 * QUEUES as u64);
+
+    assert_eq!(sessions_impact["mode"], "shadow", "{sessions_impact}");
+    assert_eq!(sessions_impact["issueId"], sessions_id.as_str());
+    let per_scrape = int(&sessions_impact["droppedBytesPerScrape"]) as f64;
+    assert!(
+        within(per_scrape, app.user_bytes as f64, 0.05),
+        "would drop {per_scrape} B/scrape, planted {} B: {sessions_impact}",
+        app.user_bytes
+    );
+    // Nothing was dropped for real: every session series still arrives.
+    assert_eq!(count_lines(&scrape(&edge), "api_sessions{"), USERS + 2);
+    assert_eq!(
+        prom_value(&prom, "count(api_sessions)").flatten(),
+        Some((USERS + 2) as f64)
+    );
+    let all = tero_json(&cp, &["impact"]);
+    let ids: BTreeSet<&str> = all
+        .as_array()
+        .expect("impacts")
+        .iter()
+        .filter_map(|i| i["policyId"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([queue_policy_id.as_str(), sessions_policy_id.as_str()]),
+        "{all}"
+    );
+
+    // 7. Ignore the debug issue: a reason is required, by the CLI and the API.
+    let stderr = tero(&cp, &["issues", "ignore", &debug_id]).fails(2);
+    assert!(stderr.contains("--reason"), "{stderr}");
+    let bearer = cp.bearer();
+    let (status, body) = request_json(
+        "POST",
+        &cp.url(&format!("/api/v1/issues/{debug_id}/ignore")),
+        &[("authorization", &bearer)],
+        Some(&json!({"reason": ""})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "reason", "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("reason"),
+        "{body}"
+    );
+    assert_eq!(http_issue(&cp, &debug_id)["status"], "open");
+    let reason = "the cache team removes it in the next release";
+    let ignored = tero_json(&cp, &["issues", "ignore", &debug_id, "--reason", reason]);
+    assert_eq!(ignored["status"], "ignored", "{ignored}");
+    assert_eq!(ignored["ignoredBy"], "admin", "{ignored}");
+    assert_eq!(ignored["ignoredReason"], reason, "{ignored}");
+    let ignored_list = tero_json(&cp, &["issues", "list", "--status", "ignored"]);
+    assert_eq!(
+        ignored_list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [debug_id.as_str()],
+        "{ignored_list}"
+    );
+
+    // 8. Errors: accepting twice, an unknown issue.
+    let stderr = tero(&cp, &["issues", "accept", &queue_id]).fails(1);
+    assert!(stderr.contains("already accepted"), "{stderr}");
+    for args in [
+        &["issues", "accept", "ISS-99999"][..],
+        &["issues", "show", "ISS-99999"][..],
+    ] {
+        let stderr = tero(&cp, args).fails(1);
+        assert!(stderr.contains("not found"), "{args:?}: {stderr}");
+    }
+
+    // 5 (end). The enforced policy's impact is verified: the issue is
+    // resolved. The shadow one stays in progress, in shadow.
+    let resolved = wait_for(Duration::from_secs(60), "the issue resolved", || {
+        let issue = http_issue(&cp, &queue_id);
+        (issue["status"] == "resolved").then_some(issue)
+    });
+    assert_eq!(resolved["remediation"], "resolution_verified", "{resolved}");
+    assert!(
+        resolved["resolution"]
+            .as_str()
+            .unwrap_or("")
+            .contains(queue_policy_id.as_str()),
+        "{resolved}"
+    );
+    let sessions_now = http_issue(&cp, &sessions_id);
+    assert_eq!(sessions_now["status"], "in_progress", "{sessions_now}");
+    assert_eq!(
+        sessions_now["remediation"], "policy_shadow",
+        "{sessions_now}"
+    );
+    let debug_now = http_issue(&cp, &debug_id);
+    assert_eq!(debug_now["status"], "ignored", "{debug_now}");
+}
