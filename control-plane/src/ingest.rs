@@ -60,7 +60,8 @@ impl DeltaBuilder {
         );
     }
 
-    fn add_with_scrapes(
+    /// Adds counters with the scrapes they were counted over.
+    pub fn add_with_scrapes(
         &mut self,
         policy_id: &str,
         hits: i64,

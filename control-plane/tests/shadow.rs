@@ -245,3 +245,34 @@ async fn stream_reports_store_scrapes_per_minute() {
     assert_eq!((enforced[0].hits, enforced[0].scrapes), (0, 3));
     state.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poll_statuses_carry_scrapes_in_the_tero_extension() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let state = control_plane(&dir).await;
+    let app = server::app(state.clone()).await.expect("app");
+    let request = SyncRequest {
+        client_metadata: Some(metadata("edge-poll", true)),
+        full_sync: true,
+        policy_statuses: vec![tero_proto::policy::PolicySyncStatus {
+            id: "a-enforced".into(),
+            match_hits: 4,
+            tero_records_dropped: 4,
+            tero_bytes_dropped: 160,
+            tero_scrapes: 2,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    post(&app, "application/x-protobuf", request.encode_to_vec()).await;
+    let buckets = state
+        .store
+        .policy_stats("a-enforced", 0, i64::MAX)
+        .await
+        .expect("stats");
+    let total: (i64, i64, i64) = buckets.iter().fold((0, 0, 0), |(h, b, s), x| {
+        (h + x.hits, b + x.bytes_dropped, s + x.scrapes)
+    });
+    assert_eq!(total, (4, 160, 2));
+    state.shutdown.cancel();
+}

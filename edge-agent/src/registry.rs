@@ -276,10 +276,9 @@ impl PolicyRegistry {
         deltas: &BTreeMap<String, StatsDelta>,
     ) -> Vec<PolicySyncStatus> {
         let mut out: BTreeMap<String, PolicySyncStatus> = BTreeMap::new();
-        // `PolicySyncStatus` has no field for scrapes: a delta of scrapes
-        // alone would be an all-zero status on every poll.
-        let reportable = |d: &StatsDelta| !StatsDelta { scrapes: 0, ..*d }.is_zero();
-        for (id, d) in deltas.iter().filter(|(_, d)| reportable(d)) {
+        // A delta of scrapes alone is reported too: a scrape in which the
+        // policy dropped nothing still counts in its per-scrape impact.
+        for (id, d) in deltas.iter().filter(|(_, d)| !d.is_zero()) {
             out.insert(id.clone(), status_of(id, d));
         }
         for (id, errors) in self.compile_errors(provider) {
@@ -336,6 +335,7 @@ fn status_of(id: &str, d: &StatsDelta) -> PolicySyncStatus {
         add: stage(d.add_hits, d.add_misses),
         tero_records_dropped: d.records_dropped as i64,
         tero_bytes_dropped: d.bytes_dropped as i64,
+        tero_scrapes: d.scrapes as i64,
     }
 }
 
@@ -487,9 +487,12 @@ mod tests {
         let deltas = r.take_unsent("remote");
         assert_eq!((deltas["s"].scrapes, deltas["s"].match_hits), (2, 1));
         assert_eq!((deltas["e"].scrapes, deltas["e"].match_hits), (2, 0));
-        // Polls have no field for scrapes: a scrapes-only delta is left out.
+        // Polls carry scrapes in the Tero extension field, even alone.
         let statuses = r.statuses("remote", &deltas);
-        let ids: Vec<&str> = statuses.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(ids, ["s"]);
+        let got: Vec<(&str, i64, i64)> = statuses
+            .iter()
+            .map(|s| (s.id.as_str(), s.match_hits, s.tero_scrapes))
+            .collect();
+        assert_eq!(got, [("e", 0, 2), ("s", 1, 2)]);
     }
 }

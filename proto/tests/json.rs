@@ -240,6 +240,7 @@ fn sync_request() -> pb::SyncRequest {
             add: None,
             tero_records_dropped: 0,
             tero_bytes_dropped: 0,
+            tero_scrapes: 0,
         }],
     }
 }

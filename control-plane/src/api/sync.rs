@@ -78,12 +78,13 @@ pub async fn sync(
 
     let mut deltas = DeltaBuilder::default();
     for s in &req.policy_statuses {
-        deltas.add(
+        deltas.add_with_scrapes(
             &s.id,
             s.match_hits,
             s.match_misses,
             s.tero_bytes_dropped,
             s.tero_records_dropped,
+            s.tero_scrapes,
         );
     }
     let identity = match (report, instance_id(&meta)) {

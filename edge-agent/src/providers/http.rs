@@ -68,7 +68,8 @@ impl ClientIdentity {
 
 /// The proto3 JSON of a request with only the reference schema's fields:
 /// servers that reject unknown fields would refuse the Tero extensions
-/// (`teroRecordsDropped`, `teroBytesDropped`), which only protobuf carries.
+/// (`teroRecordsDropped`, `teroBytesDropped`, `teroScrapes`), which only
+/// protobuf carries.
 fn reference_json(request: &SyncRequest) -> Result<Vec<u8>, serde_json::Error> {
     let mut value = serde_json::to_value(request)?;
     if let Some(statuses) = value
@@ -78,6 +79,7 @@ fn reference_json(request: &SyncRequest) -> Result<Vec<u8>, serde_json::Error> {
         for status in statuses.iter_mut().filter_map(|s| s.as_object_mut()) {
             status.remove("teroRecordsDropped");
             status.remove("teroBytesDropped");
+            status.remove("teroScrapes");
         }
     }
     serde_json::to_vec(&value)
@@ -382,6 +384,7 @@ mod tests {
                 match_hits: 3,
                 tero_records_dropped: 3,
                 tero_bytes_dropped: 120,
+                tero_scrapes: 4,
                 ..Default::default()
             }],
             ..Default::default()
@@ -391,10 +394,13 @@ mod tests {
         let status = &json["policyStatuses"][0];
         assert_eq!(status["matchHits"], "3");
         assert!(
-            status.get("teroRecordsDropped").is_none() && status.get("teroBytesDropped").is_none(),
+            status.get("teroRecordsDropped").is_none()
+                && status.get("teroBytesDropped").is_none()
+                && status.get("teroScrapes").is_none(),
             "{json}"
         );
         let decoded = SyncRequest::decode(request.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded.policy_statuses[0].tero_bytes_dropped, 120);
+        assert_eq!(decoded.policy_statuses[0].tero_scrapes, 4);
     }
 }
