@@ -9,55 +9,19 @@
 //! prints their ratio, the amortised overhead at common scrape intervals,
 //! and the size of the bounded report the edge sends.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+mod common;
+
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use common::{CHUNK, SIZE, best_of, chunks, engine, filter_once};
 use criterion::{Criterion, Throughput};
 use prost::Message;
 use tero_edge::exposition::Format;
-use tero_edge::filter::{FilterOptions, Resource, ScrapeFilter};
 use tero_edge::synthetic;
 use tero_prometheus::inventory::{
     CollectorOptions, InventoryWindow, ScrapeInventory, WindowOptions,
 };
-use tero_sdk::Engine;
-use tero_sdk::engine::StatsRegistry;
-use tero_sdk::policy::{Format as PolicyFormat, parse_policies};
-
-const SIZE: usize = 10 * 1024 * 1024;
-const CHUNK: usize = 64 * 1024;
-
-fn chunks(body: &[u8]) -> Vec<Bytes> {
-    let all = Bytes::copy_from_slice(body);
-    (0..all.len())
-        .step_by(CHUNK)
-        .map(|s| all.slice(s..(s + CHUNK).min(all.len())))
-        .collect()
-}
-
-fn engine(policies: usize) -> Arc<Engine> {
-    let loaded = parse_policies(&synthetic::policies_yaml(policies), PolicyFormat::Yaml)
-        .expect("synthetic policies parse");
-    Arc::new(Engine::compile(&loaded.policies, &StatsRegistry::new()))
-}
-
-fn filter_once(engine: &Arc<Engine>, input: &[Bytes]) -> usize {
-    let mut out = Vec::new();
-    let mut filter = ScrapeFilter::new(
-        engine.clone(),
-        Arc::new(Resource::default()),
-        FilterOptions::new(Format::Text),
-    );
-    let mut kept = 0;
-    for chunk in input {
-        filter.push(chunk, &mut out);
-        kept += out.iter().map(Bytes::len).sum::<usize>();
-        out.clear();
-    }
-    filter.finish(&mut out);
-    kept
-}
 
 fn inventory_once(input: &[Bytes]) -> ScrapeInventory {
     let mut inventory = ScrapeInventory::new(CollectorOptions::new(Format::Text));
@@ -66,17 +30,6 @@ fn inventory_once(input: &[Bytes]) -> ScrapeInventory {
     }
     inventory.finish();
     inventory
-}
-
-fn best_of<F: FnMut()>(runs: usize, mut f: F) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 fn main() {
@@ -92,7 +45,7 @@ fn main() {
     let mut group = c.benchmark_group("inventory_10MiB");
     group.throughput(Throughput::Bytes(bytes));
     group.bench_function("filter_1000_policies", |b| {
-        b.iter(|| filter_once(&engine, &input))
+        b.iter(|| filter_once(&engine, &input, &mut Vec::new()))
     });
     group.bench_function("inventory_collector", |b| b.iter(|| inventory_once(&input)));
     group.finish();
@@ -100,7 +53,7 @@ fn main() {
 
     let mb = bytes as f64 / 1e6;
     let filter = best_of(10, || {
-        std::hint::black_box(filter_once(&engine, &input));
+        std::hint::black_box(filter_once(&engine, &input, &mut Vec::new()));
     });
     let collect = best_of(10, || {
         std::hint::black_box(inventory_once(&input));

@@ -18,6 +18,27 @@ pub struct StoredInventory {
     pub report: InventoryReport,
 }
 
+/// Decodes rows ordered by instance, keeping one report per instance (two
+/// reports may share the newest time).
+fn one_per_instance(rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<StoredInventory>, StoreError> {
+    let mut out: Vec<StoredInventory> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let instance_id: String = row.try_get("instance_id")?;
+        if out.last().is_some_and(|o| o.instance_id == instance_id) {
+            continue;
+        }
+        let bytes: Vec<u8> = row.try_get("report")?;
+        let report = InventoryReport::decode(bytes.as_slice())
+            .map_err(|e| StoreError::corrupt("inventory report", e))?;
+        out.push(StoredInventory {
+            instance_id,
+            received_at: row.try_get("received_at")?,
+            report,
+        });
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Stores a report; `false` when this (instance, session, seq) was
     /// stored before (a retry).
@@ -64,23 +85,7 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<StoredInventory> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let instance_id: String = row.try_get("instance_id")?;
-            // Two reports with the same window end: keep one.
-            if out.last().is_some_and(|o| o.instance_id == instance_id) {
-                continue;
-            }
-            let bytes: Vec<u8> = row.try_get("report")?;
-            let report = InventoryReport::decode(bytes.as_slice())
-                .map_err(|e| StoreError::corrupt("inventory report", e))?;
-            out.push(StoredInventory {
-                instance_id,
-                received_at: row.try_get("received_at")?,
-                report,
-            });
-        }
-        Ok(out)
+        one_per_instance(rows)
     }
 
     /// Services with an inventory whose window ended after `since`.
@@ -115,22 +120,7 @@ impl Store {
         .bind(before)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: Vec<StoredInventory> = Vec::with_capacity(rows.len());
-        for row in rows {
-            let instance_id: String = row.try_get("instance_id")?;
-            if out.last().is_some_and(|o| o.instance_id == instance_id) {
-                continue;
-            }
-            let bytes: Vec<u8> = row.try_get("report")?;
-            let report = InventoryReport::decode(bytes.as_slice())
-                .map_err(|e| StoreError::corrupt("inventory report", e))?;
-            out.push(StoredInventory {
-                instance_id,
-                received_at: row.try_get("received_at")?,
-                report,
-            });
-        }
-        Ok(out)
+        one_per_instance(rows)
     }
 
     /// Drops reports older than `before` (retention).

@@ -41,6 +41,49 @@ pub struct Sample<'a> {
     pub quantile: Option<(usize, usize)>,
 }
 
+impl Sample<'_> {
+    /// The series this line belongs to: its labels without the family's
+    /// structural label (`le` of a histogram, `quantile` of a summary), so
+    /// that every line of one series has the same identity. Borrows when
+    /// the structural label is last (the usual case); otherwise assembles
+    /// the identity in `scratch`.
+    pub fn series_identity<'s>(
+        &'s self,
+        kind: super::FamilyType,
+        scratch: &'s mut Vec<u8>,
+    ) -> &'s [u8] {
+        use super::family::StructuralLabel;
+        let labels = self.labels;
+        let cut = match kind.structural_label() {
+            Some(StructuralLabel::Le) => self.le,
+            Some(StructuralLabel::Quantile) => self.quantile,
+            None => None,
+        };
+        match cut {
+            Some((start, end)) if trim_separators(&labels[end..]).is_empty() => {
+                trim_separators(&labels[..start])
+            }
+            Some((start, end)) => {
+                scratch.clear();
+                scratch.extend_from_slice(&labels[..start]);
+                scratch.extend_from_slice(&labels[end..]);
+                trim_separators(scratch)
+            }
+            None => trim_separators(labels),
+        }
+    }
+}
+
+/// A label section without trailing separators, so `a="1",le="2"` minus
+/// its `le` pair and `a="1"` name the same series.
+pub fn trim_separators(labels: &[u8]) -> &[u8] {
+    let end = labels
+        .iter()
+        .rposition(|&b| !matches!(b, b',' | b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    &labels[..end]
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaKind {
     Help,

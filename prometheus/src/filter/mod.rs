@@ -39,7 +39,6 @@ use tero_proto::policy::MetricField;
 use tero_sdk::Engine;
 use tero_sdk::engine::{MetricSelector, SeriesDecision};
 
-use crate::exposition::family::StructuralLabel;
 use crate::exposition::{FamilyType, Format, Line, MetaKind, Metadata, Sample};
 pub use series::{FamilyFacts, Resource, SeriesView};
 
@@ -588,24 +587,7 @@ impl ScrapeFilter {
     fn decide(&mut self, sample: &Sample<'_>) -> SeriesDecision {
         let labels = sample.labels;
         let kind = self.family.facts.kind;
-        let cut = match kind.structural_label() {
-            Some(StructuralLabel::Le) => sample.le,
-            Some(StructuralLabel::Quantile) => sample.quantile,
-            None => None,
-        };
-        let identity: &[u8] = match cut {
-            // Usually the structural label is last: no copy needed.
-            Some((start, end)) if trim_separators(&labels[end..]).is_empty() => {
-                trim_separators(&labels[..start])
-            }
-            Some((start, end)) => {
-                self.identity.clear();
-                self.identity.extend_from_slice(&labels[..start]);
-                self.identity.extend_from_slice(&labels[end..]);
-                trim_separators(&self.identity)
-            }
-            None => trim_separators(labels),
-        };
+        let identity = sample.series_identity(kind, &mut self.identity);
         if let Some(last) = self.family.last
             && self.family.last_identity == identity
         {
@@ -732,16 +714,6 @@ fn leading_name(line: &[u8]) -> Option<String> {
         .unwrap_or(line.len());
     (end > 0 && !line[0].is_ascii_digit())
         .then(|| String::from_utf8_lossy(&line[..end]).into_owned())
-}
-
-/// A label section without trailing separators, so `a="1",le="2"` minus
-/// its `le` pair and `a="1"` name the same series.
-fn trim_separators(labels: &[u8]) -> &[u8] {
-    let end = labels
-        .iter()
-        .rposition(|&b| !matches!(b, b',' | b' ' | b'\t'))
-        .map_or(0, |i| i + 1);
-    &labels[..end]
 }
 
 #[cfg(test)]

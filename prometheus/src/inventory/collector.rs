@@ -15,6 +15,7 @@ use rustc_hash::FxBuildHasher;
 
 use super::sketch::{self, CardinalitySketch};
 use crate::exposition::family::StructuralLabel;
+use crate::exposition::line::trim_separators;
 use crate::exposition::{
     FamilyType, Format, LabelIter, Line, MetaKind, Metadata, Sample, decode_escapes, parse_line,
 };
@@ -452,20 +453,7 @@ impl ScrapeInventory {
             .wrapping_add(sketch::wide_hash(&self.key));
 
         let structural = kind.structural_label();
-        let cut = match structural {
-            Some(StructuralLabel::Le) => sample.le,
-            Some(StructuralLabel::Quantile) => sample.quantile,
-            None => None,
-        };
-        let identity: &[u8] = match cut {
-            Some((start, end)) => {
-                self.identity.clear();
-                self.identity.extend_from_slice(&labels[..start]);
-                self.identity.extend_from_slice(&labels[end..]);
-                trim_separators(&self.identity)
-            }
-            None => trim_separators(labels),
-        };
+        let identity = sample.series_identity(kind, &mut self.identity);
         let id = FxBuildHasher.hash_one(identity);
         let new_series = if family.last_identity == Some(id) {
             false
@@ -562,16 +550,6 @@ fn truncate_chars(s: &str, max: usize) -> String {
         Some((cut, _)) => s[..cut].to_owned(),
         None => s.to_owned(),
     }
-}
-
-/// A label section without trailing separators, so `a="1",le="2"` minus
-/// its `le` pair and `a="1"` name the same series.
-fn trim_separators(labels: &[u8]) -> &[u8] {
-    let end = labels
-        .iter()
-        .rposition(|&b| !matches!(b, b',' | b' ' | b'\t'))
-        .map_or(0, |i| i + 1);
-    &labels[..end]
 }
 
 /// The value of a sample line: the first token after the label section
