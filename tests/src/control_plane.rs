@@ -138,6 +138,15 @@ impl ControlPlane {
     }
 }
 
+/// The value of label `key` of a policy (proto3 JSON `labels`).
+pub fn policy_label<'a>(policy: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    policy["labels"]
+        .as_array()?
+        .iter()
+        .find(|kv| kv["key"] == key)?["value"]["stringValue"]
+        .as_str()
+}
+
 /// Any HTTP call with a JSON body; returns `(status, parsed body)`.
 pub fn request_json(
     method: &str,

@@ -7,8 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod cli;
 pub mod control_plane;
 pub mod fixtures;
+pub mod prometheus;
 pub mod sync_server;
 pub mod upstream;
 

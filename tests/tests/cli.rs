@@ -13,125 +13,35 @@
 //! test says which endpoint and token it uses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tero_e2e::control_plane::ControlPlane;
+use tero_e2e::cli::{Run, tero_with_timeout};
+use tero_e2e::control_plane::{ControlPlane, policy_label};
 use tero_e2e::fixtures::{DROP_DEBUG, EXPOSITION, TEXT, WITHOUT_DEBUG};
 use tero_e2e::upstream::{Compression, Upstream};
 use tero_e2e::{Edge, binary, free_port, http_get, wait_for};
 
 // ---------------------------------------------------------------- helpers
 
-/// What one `tero` run left behind.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
-    /// Asserts exit 0 and returns stdout.
-    fn ok(self) -> String {
-        assert_eq!(self.code, 0, "expected success:\n{self}");
-        self.stdout
-    }
-
-    /// Asserts exit 0 and parses stdout as JSON.
-    fn json(self) -> Value {
-        let stdout = self.ok();
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{stdout}"))
-    }
-
-    /// Asserts `code` and returns stderr.
-    fn fails(self, code: i32) -> String {
-        assert_eq!(self.code, code, "expected exit {code}:\n{self}");
-        self.stderr
-    }
-}
-
-/// Runs `tero args` with only `env` of the `TERO_*` variables (the caller's
-/// are removed, as are its `OTEL_*` ones), killing it after `timeout`.
-fn tero_with_timeout(args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Run {
-    let mut cmd = Command::new(binary("tero"));
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TERO_") {
-            cmd.env_remove(key);
-        }
-    }
-    tero_e2e::set_env(&mut cmd, env);
-    let mut child = cmd.spawn().expect("start tero");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for tero") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "tero {args:?} did not finish within {timeout:?}; stderr so far:\n{}",
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
 /// `tero args` with no server settings at all.
 fn tero(args: &[&str]) -> Run {
-    tero_with_timeout(args, &[], Duration::from_secs(60))
+    tero_e2e::cli::tero(args, &[])
 }
 
 /// `tero args` against `cp` with its admin token, both from the
 /// environment, as a user's shell would set them.
 fn cli(cp: &ControlPlane, args: &[&str]) -> Run {
     let endpoint = cp.endpoint();
-    tero_with_timeout(
+    tero_e2e::cli::tero(
         args,
         &[
             ("TERO_ENDPOINT", &endpoint),
             ("TERO_TOKEN", &cp.admin_token),
         ],
-        Duration::from_secs(60),
     )
 }
 
@@ -201,15 +111,6 @@ fn ids(map: &BTreeMap<String, Value>) -> BTreeSet<&str> {
 
 fn set<'a>(items: &[&'a str]) -> BTreeSet<&'a str> {
     items.iter().copied().collect()
-}
-
-/// The value of label `key` of a policy (proto3 JSON `labels`).
-fn label<'a>(policy: &'a Value, key: &str) -> Option<&'a str> {
-    policy["labels"]
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)?["value"]["stringValue"]
-        .as_str()
 }
 
 /// Lines of `text` starting with `prefix`.
@@ -342,7 +243,7 @@ fn apply_diff_and_prune_round_trip_a_directory_of_policy_files() {
     assert_eq!(ids(&now), all);
     for (id, managed) in &now {
         assert_eq!(
-            label(&managed["policy"], "tero.source"),
+            policy_label(&managed["policy"], "tero.source"),
             Some("team-policies"),
             "{id}: {managed}"
         );

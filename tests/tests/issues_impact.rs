@@ -11,16 +11,16 @@
 //! product to compare with itself.
 
 use std::collections::BTreeSet;
-use std::io::Read as _;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tero_e2e::control_plane::{ControlPlane, request_json};
+use tero_e2e::cli::Run;
+use tero_e2e::control_plane::{ControlPlane, policy_label, request_json};
 use tero_e2e::fixtures::TEXT;
+use tero_e2e::prometheus::Prometheus;
 use tero_e2e::upstream::{Compression, Upstream};
-use tero_e2e::{Edge, Process, binary, free_port, http_get, wait_for};
+use tero_e2e::{Edge, http_get, wait_for};
 
 const SERVICE: &str = "checkout";
 const INSTANCE: &str = "checkout-edge-0";
@@ -157,82 +157,13 @@ const RULES: &str = r#"groups:
 
 // ------------------------------------------------------------ the CLI
 
-/// What one `tero` run left behind.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-impl Run {
-    fn json(self) -> Value {
-        assert_eq!(self.code, 0, "expected success:\n{self}");
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{self}"))
-    }
-
-    fn fails(self, code: i32) -> String {
-        assert_eq!(self.code, code, "expected exit {code}:\n{self}");
-        self.stderr
-    }
-}
-
 /// `tero args --endpoint … --token …`, without the caller's `TERO_*`
 /// (or `OTEL_*`) variables, killed after a minute.
 fn tero(cp: &ControlPlane, args: &[&str]) -> Run {
-    let mut cmd = Command::new(binary("tero"));
-    cmd.args(args)
-        .args(["--endpoint", &cp.endpoint(), "--token", &cp.admin_token])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("TERO_") {
-            cmd.env_remove(key);
-        }
-    }
-    tero_e2e::set_env(&mut cmd, &[]);
-    let mut child = cmd.spawn().expect("start tero");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let stdout = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for tero") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tero {args:?} did not finish within a minute");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
+    let endpoint = cp.endpoint();
+    let mut args = args.to_vec();
+    args.extend(["--endpoint", &endpoint, "--token", &cp.admin_token]);
+    tero_e2e::cli::tero(&args, &[])
 }
 
 /// `tero args -o json`, asserting success.
@@ -262,15 +193,6 @@ fn strings(v: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The value of label `key` of a policy (proto3 JSON `labels`).
-fn label<'a>(policy: &'a Value, key: &str) -> Option<&'a str> {
-    policy["labels"]
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)?["value"]["stringValue"]
-        .as_str()
 }
 
 fn within(actual: f64, expected: f64, tolerance: f64) -> bool {
@@ -321,76 +243,6 @@ fn edge_runs(edge: &Edge, policy_id: &str) -> bool {
         .is_some_and(|ps| ps.iter().any(|p| p["id"] == policy_id))
 }
 
-// ------------------------------------------------------------ Prometheus
-
-fn prometheus_binary() -> String {
-    for candidate in ["prometheus", "/usr/bin/prometheus"] {
-        if Command::new(candidate).arg("--version").output().is_ok() {
-            return candidate.to_owned();
-        }
-    }
-    panic!(
-        "the `prometheus` binary is required (Debian package `prometheus`; .ci/run installs it)"
-    );
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An instant query's single value; `Some(None)` for an empty result,
-/// `None` when Prometheus did not answer.
-fn prom_value(prom: &str, expr: &str) -> Option<Option<f64>> {
-    let r = http_get(
-        &format!("{prom}/api/v1/query?query={}", url_encode(expr)),
-        &[],
-    )
-    .ok()?;
-    if r.status != 200 {
-        return None;
-    }
-    let v: Value = serde_json::from_slice(&r.body).ok()?;
-    let result = v["data"]["result"].as_array()?;
-    match result.first() {
-        None => Some(None),
-        Some(first) => Some(first["value"][1].as_str()?.parse().ok()),
-    }
-}
-
-fn start_prometheus(dir: &tempfile::TempDir, edge: &Edge) -> (Process, String) {
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  \
-             - job_name: {SERVICE}\n    static_configs:\n      - targets: ['{}']\n",
-            edge.addr()
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let process = Process::spawn(
-        "prometheus",
-        Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn"),
-        dir.path(),
-    );
-    (process, format!("http://127.0.0.1:{port}"))
-}
-
 // ------------------------------------------------------------ the test
 
 #[test]
@@ -421,7 +273,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         dir.clone(),
         "edge-checkout",
     );
-    let (_prometheus, prom) = start_prometheus(&dir, &edge);
+    let prom = Prometheus::start(dir.path(), &[(SERVICE, edge.addr())]);
 
     // 3. What people query: one rule file.
     let rules = dir.path().join("rules.yml");
@@ -449,8 +301,8 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         Duration::from_secs(60),
         "Prometheus holding every series",
         || {
-            let queues = prom_value(&prom, "count(legacy_queue_depth)")??;
-            let sessions = prom_value(&prom, "count(api_sessions)")??;
+            let queues = prom.value("count(legacy_queue_depth)")??;
+            let sessions = prom.value("count(api_sessions)")??;
             (queues == QUEUES as f64 && sessions == (USERS + 2) as f64).then_some(())
         },
     );
@@ -575,7 +427,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         "the policy names the family: {queue}"
     );
     assert_eq!(
-        label(queue_policy, "tero.issue_kind"),
+        policy_label(queue_policy, "tero.issue_kind"),
         Some("unused_metric")
     );
 
@@ -672,12 +524,15 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
     let created = &accepted["policy"]["policy"];
     assert_eq!(created["id"], queue_policy_id.as_str(), "{accepted}");
-    assert_eq!(label(created, "tero.issue_id"), Some(queue_id.as_str()));
-    assert_eq!(label(created, "tero.mode"), None, "{accepted}");
+    assert_eq!(
+        policy_label(created, "tero.issue_id"),
+        Some(queue_id.as_str())
+    );
+    assert_eq!(policy_label(created, "tero.mode"), None, "{accepted}");
     let (status, stored) = cp.api("GET", &format!("/api/v1/policies/{queue_policy_id}"), None);
     assert_eq!(status, 200, "{stored}");
     assert_eq!(
-        label(&stored["policy"], "tero.issue_id"),
+        policy_label(&stored["policy"], "tero.issue_id"),
         Some(queue_id.as_str())
     );
 
@@ -698,8 +553,8 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         Duration::from_secs(30),
         "Prometheus no longer receiving legacy_queue_depth",
         || {
-            let queues = prom_value(&prom, "count(legacy_queue_depth)")?;
-            let requests = prom_value(&prom, "count(http_requests_total)")??;
+            let queues = prom.value("count(legacy_queue_depth)")?;
+            let requests = prom.value("count(http_requests_total)")??;
             (queues.is_none() && requests == 3.0).then_some(())
         },
     );
@@ -727,8 +582,15 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         "{shadowed}"
     );
     let created = &shadowed["policy"]["policy"];
-    assert_eq!(label(created, "tero.issue_id"), Some(sessions_id.as_str()));
-    assert_eq!(label(created, "tero.mode"), Some("shadow"), "{shadowed}");
+    assert_eq!(
+        policy_label(created, "tero.issue_id"),
+        Some(sessions_id.as_str())
+    );
+    assert_eq!(
+        policy_label(created, "tero.mode"),
+        Some("shadow"),
+        "{shadowed}"
+    );
     wait_for(
         Duration::from_secs(30),
         "the edge running the shadow",
@@ -763,7 +625,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     // Nothing was dropped for real: every session series still arrives.
     assert_eq!(count_lines(&scrape(&edge), "api_sessions{"), USERS + 2);
     assert_eq!(
-        prom_value(&prom, "count(api_sessions)").flatten(),
+        prom.value("count(api_sessions)").flatten(),
         Some((USERS + 2) as f64)
     );
     let all = tero_json(&cp, &["impact"]);

@@ -3,14 +3,15 @@
 //! and an OpenMetrics upstream.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tero_e2e::fixtures::{OPENMETRICS, TEXT};
+use tero_e2e::prometheus::Prometheus;
 use tero_e2e::upstream::{Compression, Upstream};
-use tero_e2e::{Edge, Process, free_port, http_get, wait_for};
+use tero_e2e::{Edge, http_get, wait_for};
 
 fn exposition(openmetrics: bool) -> String {
     let counter_family = if openmetrics {
@@ -114,22 +115,6 @@ fn series_key(labels: &serde_json::Map<String, Value>) -> Option<String> {
     Some(format!("{name}{{{}}}", pairs.join(",")))
 }
 
-fn prometheus_binary() -> String {
-    for candidate in ["prometheus", "/usr/bin/prometheus"] {
-        if Command::new(candidate).arg("--version").output().is_ok() {
-            return candidate.to_owned();
-        }
-    }
-    panic!(
-        "the `prometheus` binary is required (Debian package `prometheus`; .ci/run installs it)"
-    );
-}
-
-fn query(prom: &str, path: &str) -> Option<Value> {
-    let r = http_get(&format!("{prom}{path}"), &[]).ok()?;
-    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
-}
-
 #[test]
 fn prometheus_sees_exactly_the_kept_series() {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -169,38 +154,11 @@ fn prometheus_sees_exactly_the_kept_series() {
         })
         .collect();
 
-    let scrape_configs: Vec<String> = edges
+    let jobs: Vec<(&str, SocketAddr)> = edges
         .iter()
-        .map(|(job, edge)| {
-            format!(
-                "  - job_name: {job}\n    static_configs:\n      - targets: ['{}']\n",
-                edge.addr()
-            )
-        })
+        .map(|(job, edge)| (*job, edge.addr()))
         .collect();
-    let prom_config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n{}",
-            scrape_configs.concat()
-        ),
-    )
-    .unwrap();
-    let prom_port = free_port();
-    let _prometheus = Process::spawn(
-        "prometheus",
-        Command::new(prometheus_binary())
-            .arg(format!("--config.file={}", prom_config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .arg("--log.level=warn"),
-        dir.path(),
-    );
-    let prom = format!("http://127.0.0.1:{prom_port}");
+    let prom = Prometheus::start(dir.path(), &jobs);
 
     for (job, _) in &edges {
         // Three successful scrapes, so every kept series has been ingested.
@@ -208,21 +166,13 @@ fn prometheus_sees_exactly_the_kept_series() {
             Duration::from_secs(60),
             &format!("3 good scrapes of {job}"),
             || {
-                let q =
-                    format!("/api/v1/query?query=sum_over_time(up%7Bjob%3D%22{job}%22%7D%5B1m%5D)");
-                let v = query(&prom, &q)?;
-                let value = v["data"]["result"][0]["value"][1]
-                    .as_str()?
-                    .parse::<f64>()
-                    .ok()?;
+                let value = prom.value(&format!("sum_over_time(up{{job=\"{job}\"}}[1m])"))??;
                 (value >= 3.0).then_some(())
             },
         );
-        let v = query(
-            &prom,
-            &format!("/api/v1/series?match%5B%5D=%7Bjob%3D%22{job}%22%7D"),
-        )
-        .expect("series API");
+        let v = prom
+            .series(&format!("{{job=\"{job}\"}}"))
+            .expect("series API");
         let seen: BTreeSet<String> = v["data"]
             .as_array()
             .expect("series list")
@@ -231,11 +181,7 @@ fn prometheus_sees_exactly_the_kept_series() {
             .collect();
         assert_eq!(seen, expected_series(), "series of job {job}");
 
-        let up = query(
-            &prom,
-            &format!("/api/v1/query?query=up%7Bjob%3D%22{job}%22%7D"),
-        )
-        .unwrap();
+        let up = prom.query(&format!("up{{job=\"{job}\"}}")).unwrap();
         assert_eq!(up["data"]["result"][0]["value"][1], "1", "{job} is up");
     }
 
