@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use tero_prometheus::inventory::CardinalitySketch;
 use tero_proto::controlplane::{FamilyInventory, LabelInventory, ServiceInventory};
+use tero_sdk::sketch::CardinalitySketch;
 
 use crate::store::StoredInventory;
 

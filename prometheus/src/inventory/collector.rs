@@ -13,12 +13,12 @@ use std::hash::BuildHasher;
 
 use rustc_hash::FxBuildHasher;
 
-use super::sketch::{self, CardinalitySketch};
 use crate::exposition::family::StructuralLabel;
 use crate::exposition::line::trim_separators;
 use crate::exposition::{
     FamilyType, Format, LabelIter, Line, MetaKind, Metadata, Sample, decode_escapes, parse_line,
 };
+use tero_sdk::sketch::{self, CardinalitySketch};
 
 /// Lines longer than this (without their LF) are skipped whole.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;

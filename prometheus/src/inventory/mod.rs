@@ -11,7 +11,8 @@
 
 pub mod collector;
 pub mod mask;
-pub mod sketch;
+/// Lives in the sdk: the control plane merges what edges encode.
+pub use tero_sdk::sketch;
 pub mod window;
 
 pub use collector::{CollectorOptions, FamilyStats, LabelStats, ScrapeInventory};

@@ -24,7 +24,7 @@ use tero_proto::controlplane::{FamilyInventory, InventoryReport, LabelInventory}
 
 use super::collector::{FamilyStats, ScrapeInventory};
 use super::mask::mask_value;
-use super::sketch::{self, CardinalitySketch};
+use tero_sdk::sketch::{self, CardinalitySketch};
 
 pub const DEFAULT_SAMPLE_EVERY: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_REPORT_FAMILIES: usize = 1000;

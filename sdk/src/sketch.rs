@@ -6,6 +6,10 @@
 //! 1.6 % standard error) past [`EXACT_LIMIT`] values. The hash is fixed
 //! (FNV-1a with a splitmix64 finaliser) so that sketches built by different
 //! edges, builds and versions merge into the estimate of the union.
+//!
+//! It lives in the sdk because both sides use it: edges build and encode
+//! sketches in their metric inventories, the control plane decodes and
+//! merges them across instances.
 
 use std::collections::HashSet;
 
