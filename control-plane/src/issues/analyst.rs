@@ -185,18 +185,28 @@ impl Analyst {
         let Some((since, shadow)) = activation(&history) else {
             return Ok(None);
         };
+        self.measure(issue, since, shadow).await.map(Some)
+    }
+
+    /// The impact of the issue's policy, active since `since`.
+    async fn measure(
+        &self,
+        issue: &Issue,
+        since: i64,
+        shadow: bool,
+    ) -> Result<PolicyImpact, StoreError> {
         let buckets = self
             .store
             .policy_stats(&issue.policy_id, since - since.rem_euclid(60_000), i64::MAX)
             .await?;
-        Ok(Some(impact::measure(
+        Ok(impact::measure(
             issue,
             &issue.policy_id,
             shadow,
             since,
             &buckets,
             &self.config,
-        )))
+        ))
     }
 
     /// Moves accepted issues along as their policies' impact is measured.
@@ -208,37 +218,38 @@ impl Analyst {
     }
 
     async fn verify(&self, issue: Issue) -> Result<(), StoreError> {
-        let remediation = match self.store.policy_history(&issue.policy_id).await {
-            Err(StoreError::NotFound { .. }) => Some(status::REVOKED),
+        let active = match self.store.policy_history(&issue.policy_id).await {
+            Err(StoreError::NotFound { .. }) => Err(Some(status::REVOKED)),
             Err(e) => return Err(e),
-            Ok(history) if activation(&history).is_none() => {
+            Ok(history) => activation(&history).ok_or_else(|| {
                 // Drafts are not revoked: they were never active.
                 (issue.remediation != status::DRAFT).then_some(status::REVOKED)
-            }
-            Ok(_) => None,
+            }),
         };
         let mut updated = issue.clone();
-        if let Some(remediation) = remediation {
-            updated.remediation = remediation.into();
-        } else if let Some(impact) = self.impact(&issue).await? {
-            let shadow = impact.mode == SHADOW_MODE;
-            match (impact.verdict.as_str(), shadow) {
-                (verdict::VERIFIED, false) => {
-                    updated.status = status::RESOLVED.into();
-                    updated.remediation = status::VERIFIED.into();
-                    updated.resolved_at_unix_ms = now_ms();
-                    updated.resolution = format!(
-                        "policy {} removes {:.0}% of the estimated volume ({} scrapes measured)",
-                        impact.policy_id,
-                        impact.ratio * 100.0,
-                        impact.scrapes
-                    );
+        match active {
+            Err(Some(remediation)) => updated.remediation = remediation.into(),
+            Err(None) => {}
+            Ok((since, shadow)) => {
+                let impact = self.measure(&issue, since, shadow).await?;
+                match (impact.verdict.as_str(), shadow) {
+                    (verdict::VERIFIED, false) => {
+                        updated.status = status::RESOLVED.into();
+                        updated.remediation = status::VERIFIED.into();
+                        updated.resolved_at_unix_ms = now_ms();
+                        updated.resolution = format!(
+                            "policy {} removes {:.0}% of the estimated volume ({} scrapes measured)",
+                            impact.policy_id,
+                            impact.ratio * 100.0,
+                            impact.scrapes
+                        );
+                    }
+                    (verdict::BELOW_ESTIMATE, false) => {
+                        updated.remediation = status::VERIFICATION_FAILED.into();
+                    }
+                    (_, true) => updated.remediation = status::SHADOW.into(),
+                    _ => updated.remediation = status::ACTIVE.into(),
                 }
-                (verdict::BELOW_ESTIMATE, false) => {
-                    updated.remediation = status::VERIFICATION_FAILED.into();
-                }
-                (_, true) => updated.remediation = status::SHADOW.into(),
-                _ => updated.remediation = status::ACTIVE.into(),
             }
         }
         if updated != issue {

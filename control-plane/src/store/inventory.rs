@@ -101,28 +101,6 @@ impl Store {
             .collect()
     }
 
-    /// The newest report of every instance of `service` received at or
-    /// before `before`: the baseline an impact is measured against.
-    pub async fn inventories_before(
-        &self,
-        service: &str,
-        before: i64,
-    ) -> Result<Vec<StoredInventory>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.instance_id, r.received_at, r.report FROM inventory_reports r \
-             WHERE r.service = $1 AND r.received_at <= $2 AND r.received_at = ( \
-               SELECT MAX(o.received_at) FROM inventory_reports o \
-               WHERE o.instance_id = r.instance_id AND o.service = r.service \
-               AND o.received_at <= $2) \
-             ORDER BY r.instance_id",
-        )
-        .bind(service)
-        .bind(before)
-        .fetch_all(&self.pool)
-        .await?;
-        one_per_instance(rows)
-    }
-
     /// Drops reports older than `before` (retention).
     pub async fn prune_inventories(&self, before: i64) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM inventory_reports WHERE received_at < $1")
