@@ -14,12 +14,25 @@ pub mod prometheus;
 pub mod sync_server;
 pub mod upstream;
 
-/// A free loopback port (bound and released; the race is acceptable in tests).
+/// A free loopback port (bound and released), never one this process
+/// handed out before: tests restart servers on the port they were given
+/// (a crashed replica comes back where its edges look), and another test
+/// running meanwhile must not be given that port while it is briefly free.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port");
+        let mut handed_out = HANDED_OUT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A workspace binary built by `cargo test --workspace`.
