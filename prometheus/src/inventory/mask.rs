@@ -96,7 +96,7 @@ fn mask_by_shape(value: &str) -> Option<String> {
     if let Some(ip) = ip_shape(value) {
         return Some(ip.to_owned());
     }
-    if let Some(digits) = card_digits(value) {
+    if let Some(digits) = tero_sdk::pii::card_digits(value) {
         return Some(format!("<card:{digits} digits>"));
     }
     if is_phone(value) {
@@ -180,64 +180,6 @@ fn ip_shape(value: &str) -> Option<&'static str> {
     })
 }
 
-fn luhn(digits: &[u8]) -> bool {
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, d)| {
-            let d = u32::from(d - b'0');
-            if i % 2 == 1 {
-                let doubled = d * 2;
-                if doubled > 9 { doubled - 9 } else { doubled }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
-
-/// A payment card number: 13–19 digits passing the Luhn check. Without
-/// separators a number must also carry a known issuer prefix and length:
-/// one numeric id in ten passes Luhn, and ids must stay visible.
-fn card_digits(value: &str) -> Option<usize> {
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b == b' ' || b == b'-')
-    {
-        return None;
-    }
-    let digits: Vec<u8> = value.bytes().filter(u8::is_ascii_digit).collect();
-    if !(13..=19).contains(&digits.len()) || !luhn(&digits) {
-        return None;
-    }
-    let separated = digits.len() != value.len();
-    if separated {
-        // Groups of digits as cards are printed: no empty group.
-        let groups_ok = value
-            .split([' ', '-'])
-            .all(|g| !g.is_empty() && g.len() <= 6);
-        return groups_ok.then_some(digits.len());
-    }
-    let prefix = |p: &str| value.starts_with(p);
-    let two: u32 = value.get(..2).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let four: u32 = value.get(..4).and_then(|p| p.parse().ok()).unwrap_or(0);
-    let known = match digits.len() {
-        15 => prefix("34") || prefix("37"),
-        16 => {
-            prefix("4")
-                || (51..=55).contains(&two)
-                || (2221..=2720).contains(&four)
-                || prefix("6011")
-                || prefix("65")
-        }
-        13 | 19 => prefix("4"),
-        _ => false,
-    };
-    known.then_some(digits.len())
-}
-
 /// A telephone number as people write one: `+44 20 7946 0958`,
 /// `(555) 123-4567`, `555.123.4567`. Plain digit strings are ids, and
 /// dates or versions have short last groups, so neither matches.
@@ -280,20 +222,13 @@ fn is_long_secret(value: &str) -> bool {
         return false;
     }
     let bytes = value.as_bytes();
-    if bytes.iter().all(u8::is_ascii_hexdigit) {
-        return true;
-    }
     if !bytes
         .iter()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'-' | b'_'))
     {
         return false;
     }
-    let upper = bytes.iter().any(u8::is_ascii_uppercase);
-    let lower = bytes.iter().any(u8::is_ascii_lowercase);
-    let digit = bytes.iter().any(u8::is_ascii_digit);
-    let separators = bytes.iter().filter(|b| matches!(b, b'-' | b'_')).count();
-    upper && lower && digit && separators * 8 <= bytes.len()
+    tero_sdk::pii::is_key_like(bytes)
 }
 
 /// `8-4-4-4-12` hex digits.
