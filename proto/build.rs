@@ -13,6 +13,7 @@ const PROTOS: &[&str] = &[
     "tero/controlplane/v1/edge.proto",
     "tero/controlplane/v1/inventory.proto",
     "tero/controlplane/v1/issues.proto",
+    "tero/controlplane/v1/classify.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod classify;
 pub mod feed;
 pub mod ingest;
 pub mod issues;

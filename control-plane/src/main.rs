@@ -10,6 +10,9 @@ use anyhow::Context;
 use clap::Parser;
 use tero_control_plane::api::AppState;
 use tero_control_plane::auth::{AdminTokenSource, Authenticator, bootstrap_admin_token};
+use tero_control_plane::classify::{
+    Classifications, ClassifierSettings, ProviderKind, ProviderSettings,
+};
 use tero_control_plane::feed::Feed;
 use tero_control_plane::ingest::{Ingest, prune_loop};
 use tero_control_plane::issues::{Analyst, IssueConfig};
@@ -84,6 +87,50 @@ struct Args {
     /// its issue's resolution to be verified.
     #[arg(long, env = "TERO_VERIFY_RATIO", default_value_t = 0.8)]
     verify_ratio: f64,
+    /// Classifier of event types: embedded (rules, no network), openai or
+    /// anthropic.
+    #[arg(long, env = "TERO_CLASSIFIER", default_value = "embedded")]
+    classifier: ProviderKind,
+    /// Model for --classifier (default gpt-4o-mini / claude-3-5-haiku-latest).
+    #[arg(long, env = "TERO_CLASSIFIER_MODEL", default_value = "")]
+    classifier_model: String,
+    /// API key for --classifier (default: OPENAI_API_KEY / ANTHROPIC_API_KEY).
+    #[arg(
+        long,
+        env = "TERO_CLASSIFIER_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    classifier_api_key: String,
+    /// Base URL for --classifier: another OpenAI-compatible server, a proxy.
+    #[arg(long, env = "TERO_CLASSIFIER_BASE_URL", default_value = "")]
+    classifier_base_url: String,
+    /// Classifier taking over when --classifier is unavailable or rejects
+    /// its key (never on rate limits): none, embedded, openai or anthropic.
+    #[arg(long, env = "TERO_CLASSIFIER_FALLBACK", default_value = "none")]
+    classifier_fallback: String,
+    #[arg(long, env = "TERO_CLASSIFIER_FALLBACK_MODEL", default_value = "")]
+    classifier_fallback_model: String,
+    #[arg(
+        long,
+        env = "TERO_CLASSIFIER_FALLBACK_API_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    classifier_fallback_api_key: String,
+    #[arg(long, env = "TERO_CLASSIFIER_FALLBACK_BASE_URL", default_value = "")]
+    classifier_fallback_base_url: String,
+    /// Seconds per classifier request attempt.
+    #[arg(long, env = "TERO_CLASSIFIER_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+    classifier_timeout_secs: u64,
+    /// Tokens one classification run may spend (input plus output, all
+    /// classifiers); 0 for no limit.
+    #[arg(long, env = "TERO_CLASSIFY_BUDGET_TOKENS", default_value_t = 1_000_000)]
+    classify_budget_tokens: u64,
+    /// Seconds between scheduled classification runs (only new or changed
+    /// event types cost anything); 0 runs only on request.
+    #[arg(long, env = "TERO_CLASSIFY_INTERVAL_SECS", default_value_t = 300)]
+    classify_interval_secs: u64,
 }
 
 impl Args {
@@ -110,6 +157,36 @@ impl Args {
         config.thresholds.max_buckets = self.max_histogram_buckets;
         config.verify_ratio = self.verify_ratio;
         Ok(config)
+    }
+}
+
+impl Args {
+    fn classifier_settings(&self) -> anyhow::Result<ClassifierSettings> {
+        let timeout = Duration::from_secs(self.classifier_timeout_secs);
+        let primary = ProviderSettings {
+            kind: self.classifier,
+            model: self.classifier_model.clone(),
+            api_key: self.classifier_api_key.clone(),
+            base_url: self.classifier_base_url.clone(),
+            timeout,
+        };
+        let fallback = match self.classifier_fallback.trim() {
+            "" | "none" => None,
+            name => Some(ProviderSettings {
+                kind: name
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--classifier-fallback: {e}, or none"))?,
+                model: self.classifier_fallback_model.clone(),
+                api_key: self.classifier_fallback_api_key.clone(),
+                base_url: self.classifier_fallback_base_url.clone(),
+                timeout,
+            }),
+        };
+        Ok(ClassifierSettings {
+            primary,
+            fallback,
+            budget_tokens: self.classify_budget_tokens,
+        })
     }
 }
 
@@ -235,6 +312,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let analyst = Analyst::new(store.clone(), args.issue_config()?);
     tasks.spawn(Arc::clone(&analyst).run(shutdown.clone()));
 
+    let chain = args.classifier_settings()?.chain()?;
+    tracing::info!(
+        primary = %chain.primary.id(),
+        fallback = chain.fallback.as_ref().map(|f| f.id()).unwrap_or_default(),
+        budget_tokens = args.classify_budget_tokens,
+        "classification configured"
+    );
+    let interval =
+        (args.classify_interval_secs > 0).then(|| Duration::from_secs(args.classify_interval_secs));
+    let classifications = Classifications::new(store.clone(), chain, interval);
+    tasks.spawn(Arc::clone(&classifications).run_loop(shutdown.clone()));
+
     let state = Arc::new(AppState {
         store: store.clone(),
         feed,
@@ -246,6 +335,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_streams: args.max_streams,
         metrics: Metrics::default(),
         analyst,
+        classifications,
         shutdown: shutdown.clone(),
     });
     let app = server::app(state).await?;

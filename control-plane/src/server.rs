@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tero_proto::controlplane::admin_service_server::AdminServiceServer;
+use tero_proto::controlplane::classify_service_server::ClassifyServiceServer;
 use tero_proto::controlplane::edge_service_server::SERVICE_NAME as EDGE_SERVICE;
 use tero_proto::controlplane::inventory_service_server::InventoryServiceServer;
 use tero_proto::controlplane::issues_service_server::IssuesServiceServer;
@@ -21,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::admin::AdminGrpc;
+use crate::api::classify::ClassifyGrpc;
 use crate::api::inventory::InventoryGrpc;
 use crate::api::issues::IssuesGrpc;
 use crate::api::stream;
@@ -49,6 +51,9 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
         .set_serving::<InventoryServiceServer<InventoryGrpc>>()
         .await;
     health
+        .set_serving::<ClassifyServiceServer<ClassifyGrpc>>()
+        .await;
+    health
         .set_service_status(EDGE_SERVICE, tonic_health::ServingStatus::Serving)
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -65,6 +70,10 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
         .add_service(
             InventoryServiceServer::new(InventoryGrpc(state.clone()))
                 .max_decoding_message_size(64 * 1024 * 1024),
+        )
+        .add_service(
+            ClassifyServiceServer::new(ClassifyGrpc(state.clone()))
+                .max_decoding_message_size(crate::api::classify::MAX_REQUEST_BYTES),
         )
         .add_service(health_service)
         .add_service(reflection)

@@ -96,6 +96,13 @@ async fn control_plane(dir: &tempfile::TempDir) -> State {
             store.clone(),
             tero_control_plane::issues::IssueConfig::default(),
         ),
+        classifications: tero_control_plane::classify::Classifications::new(
+            store.clone(),
+            tero_control_plane::classify::Chain::new(Box::new(
+                tero_control_plane::classify::Embedded::new(),
+            )),
+            None,
+        ),
         shutdown,
     })
 }

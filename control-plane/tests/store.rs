@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use sqlx::Connection;
 use tero_control_plane::store::StoredUsage;
+use tero_control_plane::store::{Activity, TemplateWrite};
 use tero_control_plane::store::{
     Backend, CounterDelta, EdgeRecord, PolicyChange, PolicyFilter, StatsBatch, Store, StoreError,
     StoredKey, now_ms,
@@ -23,6 +24,7 @@ use tero_proto::controlplane::{
     ApiKey, FamilyInventory, InventoryReport, Issue, ManagedPolicy, Scope, ScopeMatcher,
     ScopeOperator, StatsBucket,
 };
+use tero_proto::controlplane::{Classification, ClassificationRun, EventType, ProviderUsage};
 use tero_proto::otel::{AnyValue, KeyValue, any_value};
 use tero_proto::policy::{
     ClientMetadata, LogField, LogMatcher, LogTarget, MetricField, MetricMatcher, MetricTarget,
@@ -86,6 +88,8 @@ store_tests!(
     concurrent_stats_retries,
     inventories,
     issues_and_usage,
+    event_types_and_templates,
+    classifications_runs_and_leases,
 );
 
 /// Runs a scenario, closes the store and drops its PostgreSQL database
@@ -1760,4 +1764,233 @@ async fn issues_and_usage(store: &Store) {
         vec![("dash.json", "{}"), ("rules.yml", "{\"v\":2}")],
         "same name replaces"
     );
+}
+
+fn log_event(fp: &str, text: &str, count: u64, first: i64, last: i64) -> EventType {
+    EventType {
+        fingerprint: fp.into(),
+        kind: "log".into(),
+        service: "api".into(),
+        name: text.into(),
+        count,
+        bytes: count * 10,
+        first_seen_unix_ms: first,
+        last_seen_unix_ms: last,
+        ..Default::default()
+    }
+}
+
+fn write(event: EventType, alias_of: Option<&str>) -> TemplateWrite {
+    TemplateWrite {
+        event,
+        definition: "d1".into(),
+        alias_of: alias_of.map(str::to_string),
+    }
+}
+
+async fn event_types_and_templates(store: &Store) {
+    let t = 1_700_000_000_000;
+    let first = vec![
+        write(log_event("aaa", "user <*> logged in", 3, t, t + 10), None),
+        write(log_event("bbb", "disk full", 1, t, t), None),
+    ];
+    assert!(
+        store
+            .apply_templates(Some(("i-1", "s", 1)), &first, t)
+            .await
+            .unwrap()
+    );
+    // A retried report changes nothing.
+    assert!(
+        !store
+            .apply_templates(Some(("i-1", "s", 1)), &first, t + 1)
+            .await
+            .unwrap()
+    );
+    // The next report adds up, widens the times, and names an alias.
+    let second = vec![
+        write(
+            log_event("aaa", "user <*> logged in", 2, t - 5, t + 20),
+            None,
+        ),
+        write(
+            log_event("ccc", "user carol logged in", 4, t + 30, t + 40),
+            Some("aaa"),
+        ),
+    ];
+    assert!(
+        store
+            .apply_templates(Some(("i-1", "s", 2)), &second, t + 2)
+            .await
+            .unwrap()
+    );
+    let aaa = store.get_event_type("aaa").await.unwrap().expect("stored");
+    assert_eq!((aaa.event.count, aaa.event.bytes), (9, 90));
+    assert_eq!(
+        (aaa.event.first_seen_unix_ms, aaa.event.last_seen_unix_ms),
+        (t - 5, t + 40)
+    );
+    assert_eq!(aaa.event.name, "user <*> logged in");
+    let ccc = store
+        .get_event_type("ccc")
+        .await
+        .unwrap()
+        .expect("alias row");
+    assert_eq!(ccc.merged_into, "aaa");
+    assert_eq!(ccc.event.count, 0);
+    // Listings leave aliases out; the per-service view keeps them.
+    let listed: Vec<String> = store
+        .event_types("api", "log")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.fingerprint)
+        .collect();
+    assert_eq!(listed, vec!["aaa".to_string(), "bbb".to_string()]);
+    assert_eq!(
+        store
+            .log_event_types_with_aliases("api")
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(store.event_types("other", "").await.unwrap().is_empty());
+    // Submitted samples have no receipt and always count.
+    let third = vec![write(log_event("bbb", "disk full", 1, t, t), None)];
+    assert!(store.apply_templates(None, &third, t).await.unwrap());
+    assert!(store.apply_templates(None, &third, t).await.unwrap());
+    let bbb = store.get_event_type("bbb").await.unwrap().expect("stored");
+    assert_eq!(bbb.event.count, 3);
+
+    // Metric families replace their activity.
+    let metric = |series: u64, at: i64| EventType {
+        fingerprint: "mmm".into(),
+        kind: "metric".into(),
+        service: "api".into(),
+        name: "http_requests_total".into(),
+        description: "Requests.".into(),
+        count: series,
+        first_seen_unix_ms: at,
+        last_seen_unix_ms: at,
+        ..Default::default()
+    };
+    store
+        .put_event_type(&metric(10, t), "m1", Activity::Replace, t)
+        .await
+        .unwrap();
+    store
+        .put_event_type(&metric(4, t + 9), "m2", Activity::Replace, t + 9)
+        .await
+        .unwrap();
+    let m = store.get_event_type("mmm").await.unwrap().expect("stored");
+    assert_eq!(m.event.count, 4);
+    assert_eq!(m.definition, "m2");
+    assert_eq!(
+        (m.event.first_seen_unix_ms, m.event.last_seen_unix_ms),
+        (t, t + 9)
+    );
+    assert_eq!(store.event_types("", "metric").await.unwrap().len(), 1);
+
+    // Receipts are pruned by age; a pruned report would count again.
+    assert_eq!(store.prune_log_reports(t + 3).await.unwrap(), 2);
+}
+
+async fn classifications_runs_and_leases(store: &Store) {
+    let t = 1_700_000_000_000;
+    let classification = |classifier: &str, category: &str, at: i64| Classification {
+        category: category.into(),
+        verdict: "waste".into(),
+        confidence: 0.75,
+        rationale: "why".into(),
+        classifier: classifier.into(),
+        classified_at_unix_ms: at,
+        run_id: 1,
+    };
+    store
+        .put_classification("aaa", "d1", &classification("embedded/1", "debug_noise", t))
+        .await
+        .unwrap();
+    store
+        .put_classification(
+            "aaa",
+            "d2",
+            &classification("openai/m/p1", "health_check", t + 1),
+        )
+        .await
+        .unwrap();
+    // Same key: replaced, not added.
+    store
+        .put_classification(
+            "aaa",
+            "d3",
+            &classification("embedded/1", "operational", t + 2),
+        )
+        .await
+        .unwrap();
+    let all = store.classifications().await.unwrap();
+    let aaa = &all["aaa"];
+    assert_eq!(aaa.len(), 2);
+    assert_eq!(aaa[0].classifier, "embedded/1", "newest first");
+    assert_eq!(aaa[0].definition, "d3");
+    assert_eq!(aaa[0].classification.category, "operational");
+    assert_eq!(aaa[0].classification.confidence, 0.75);
+
+    // Runs: started ones are not listed until finished; usage adds up.
+    let first = store.start_classification_run(t).await.unwrap();
+    let second = store.start_classification_run(t + 1).await.unwrap();
+    assert!(second > first);
+    assert!(
+        store
+            .recent_classification_runs(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let usage = |input: u64| ProviderUsage {
+        classifier: "openai/m/p1".into(),
+        input_tokens: input,
+        output_tokens: 7,
+        requests: 1,
+    };
+    for (id, input) in [(first, 100), (second, 50)] {
+        let run = ClassificationRun {
+            id,
+            started_at_unix_ms: t,
+            submitted: 3,
+            usage: vec![usage(input)],
+            ..Default::default()
+        };
+        store.finish_classification_run(&run).await.unwrap();
+    }
+    let runs = store.recent_classification_runs(1).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, second);
+    let totals = store.classification_usage().await.unwrap();
+    assert_eq!(totals.len(), 1);
+    assert_eq!(
+        (
+            totals[0].input_tokens,
+            totals[0].output_tokens,
+            totals[0].requests
+        ),
+        (150, 14, 2)
+    );
+
+    // Leases: one holder at a time until expiry; renewal and release.
+    assert!(store.try_lease("job", "a", t, 1_000).await.unwrap());
+    assert!(!store.try_lease("job", "b", t + 10, 1_000).await.unwrap());
+    assert!(
+        store.try_lease("job", "a", t + 20, 1_000).await.unwrap(),
+        "renewal"
+    );
+    assert!(!store.try_lease("job", "b", t + 1_010, 1_000).await.unwrap());
+    assert!(
+        store.try_lease("job", "b", t + 1_020, 1_000).await.unwrap(),
+        "expired"
+    );
+    store.release_lease("job", "a").await.unwrap();
+    assert!(!store.try_lease("job", "a", t + 1_030, 1_000).await.unwrap());
+    store.release_lease("job", "b").await.unwrap();
+    assert!(store.try_lease("job", "a", t + 1_040, 1_000).await.unwrap());
 }

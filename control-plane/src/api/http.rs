@@ -49,6 +49,15 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/usage", get(list_usage).post(import_usage))
         .route("/api/v1/impact", get(get_impact))
         .route("/api/v1/inventory/{service}", get(get_inventory))
+        .route(
+            "/api/v1/logs",
+            post(submit_logs).layer(axum::extract::DefaultBodyLimit::max(
+                super::classify::MAX_REQUEST_BYTES,
+            )),
+        )
+        .route("/api/v1/event-types", get(list_event_types))
+        .route("/api/v1/classify/runs", post(run_classification))
+        .route("/api/v1/classify/status", get(classification_status))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(crate::metrics::handler))
@@ -659,6 +668,88 @@ async fn get_inventory(
                 .await?
                 .get_inventory(GetInventoryRequest { service })
                 .await
+        }
+        .await
+    )
+}
+
+// ----- classification ----------------------------------------------------
+
+async fn submit_logs(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let req: SubmitLogsRequest = decode(&body)?;
+            admin.submit_logs(req).await
+        }
+        .await
+    )
+}
+
+async fn list_event_types(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = ListEventTypesRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "service" => req.service = v,
+                    "kind" => req.kind = v,
+                    "category" => req.category = v,
+                    "verdict" => req.verdict = v,
+                    "unclassified" => {
+                        req.unclassified = v
+                            .parse()
+                            .map_err(|_| ApiError::invalid("unclassified", "is true or false"))?
+                    }
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.list_event_types(req).await
+        }
+        .await
+    )
+}
+
+async fn run_classification(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let req: RunClassificationRequest = decode(&body)?;
+            admin.run_classification(req).await
+        }
+        .await
+    )
+}
+
+async fn classification_status(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond!(
+        async {
+            let admin = admin(&state, &headers).await?;
+            let mut req = GetClassificationStatusRequest::default();
+            for (k, v) in query_pairs(q)? {
+                match k.as_str() {
+                    "runs" => {
+                        req.runs = v
+                            .parse()
+                            .map_err(|_| ApiError::invalid("runs", "is a number of runs"))?
+                    }
+                    other => return Err(ApiError::invalid(other, "unknown query parameter")),
+                }
+            }
+            admin.classification_status(req).await
         }
         .await
     )

@@ -13,6 +13,8 @@ use crate::store::now_ms;
 /// Families per report beyond this are refused: edges bound their reports
 /// well below it, so more means a misbehaving client.
 pub const MAX_FAMILIES: usize = 20_000;
+/// Log templates per report beyond this are refused, for the same reason.
+pub const MAX_LOG_TEMPLATES: usize = 20_000;
 
 /// Checks and stores one report, then tells the analyst.
 pub async fn report(state: &State, report: InventoryReport) -> Result<InventoryAck, ApiError> {
@@ -51,6 +53,25 @@ pub async fn report(state: &State, report: InventoryReport) -> Result<InventoryA
             "window_end_unix_ms",
             "is before window_start_unix_ms",
         ));
+    }
+    if report.log_templates.len() > MAX_LOG_TEMPLATES {
+        return Err(ApiError::invalid(
+            "log_templates",
+            format!(
+                "{} templates; at most {MAX_LOG_TEMPLATES}",
+                report.log_templates.len()
+            ),
+        ));
+    }
+    // Log templates are counted once per report, whether or not it also
+    // carries a scrape's inventory.
+    if !report.log_templates.is_empty()
+        && state
+            .classifications
+            .record_report(&instance, &service, &report)
+            .await?
+    {
+        tracing::debug!(%instance, %service, templates = report.log_templates.len(), "log templates counted");
     }
     if report.scrapes_inventoried == 0 {
         // No scrape was inventoried: it lists no families, and storing it

@@ -3,6 +3,7 @@
 //! thin adapters over the same functions, so the two can never disagree.
 
 pub mod admin;
+pub mod classify;
 pub mod error;
 pub mod http;
 pub mod inventory;
@@ -18,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::classify::Classifications;
 use crate::feed::Feed;
 use crate::ingest::{Ingest, IngestError};
 use crate::issues::Analyst;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Detectors, issue reconciliation and impact checks.
     pub analyst: Arc<Analyst>,
+    /// Event types, log intake and classification runs.
+    pub classifications: Arc<Classifications>,
     pub shutdown: CancellationToken,
 }
 

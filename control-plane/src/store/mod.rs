@@ -1,6 +1,6 @@
 //! Durable state: policies with their revisions, the audit log, API keys, the
-//! edge registry, per-policy statistics, metric inventories, usage sources
-//! and issues.
+//! edge registry, per-policy statistics, metric inventories, usage sources,
+//! issues, and event types with their classifications.
 //!
 //! One type serves both backends through sqlx's `Any` driver: the queries
 //! are written in the SQL both SQLite and PostgreSQL accept (`$n` parameters,
@@ -13,6 +13,7 @@
 //! the API layer maps to status codes.
 
 mod audit;
+mod classify;
 mod edges;
 mod inventory;
 mod issues;
@@ -28,6 +29,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditEntry;
+pub use classify::{Activity, StoredClassification, StoredEventType, TemplateWrite};
 pub use edges::EdgeRecord;
 pub use inventory::StoredInventory;
 pub use issues::{StoredUsage, issue_key};

@@ -332,6 +332,9 @@ impl InventoryWindow {
             scrapes_inventoried: self.scrapes_inventoried,
             families: kept,
             families_omitted: u32::try_from(omitted).unwrap_or(u32::MAX),
+            // The edge's log intake fills these in.
+            log_templates: Vec::new(),
+            log_lines_overflowed: 0,
         };
         self.start_ms = end_ms;
         self.scrapes = 0;
