@@ -54,6 +54,7 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     pub providers: Vec<ProviderConfig>,
     pub inventory: InventoryConfig,
+    pub logs: LogsConfig,
 }
 
 /// The metric inventory reported to the control plane (what this Edge saw
@@ -94,6 +95,38 @@ impl InventoryConfig {
             ProviderConfig::Grpc(g) if g.poll.id == id => Some(g),
             _ => None,
         })
+    }
+}
+
+/// Log-sample intake (`POST /_edge/logs`): lines are mined into templates
+/// and the templates reported with the inventory, so the bounds here are
+/// what one edge holds and sends, whatever its callers post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogsConfig {
+    /// Off, the endpoint answers 404. On, it still needs the inventory
+    /// reporter (a control plane to report to), or it answers 503.
+    pub enabled: bool,
+    /// Templates the miner keeps; lines that would start another are
+    /// reported as overflow.
+    pub max_templates: usize,
+    /// Request body bytes, before parsing; more is refused with 413.
+    pub max_body_bytes: u64,
+    /// Records per request; more is refused with 413.
+    pub max_records_per_request: usize,
+    /// Templates per inventory report (the most active); the others' counts
+    /// wait for the next report.
+    pub max_report_templates: usize,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            enabled: true,
+            max_templates: 5000,
+            max_body_bytes: 4 * MIB,
+            max_records_per_request: 10_000,
+            max_report_templates: 2000,
+        }
     }
 }
 
@@ -234,6 +267,17 @@ struct RawConfig {
     #[serde(default)]
     policy_providers: Vec<RawProvider>,
     inventory: Option<RawInventory>,
+    logs: Option<RawLogs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawLogs {
+    enabled: Option<bool>,
+    max_templates: Option<usize>,
+    max_body_bytes: Option<u64>,
+    max_records_per_request: Option<usize>,
+    max_report_templates: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -368,7 +412,9 @@ fn display_path(path: &str) -> String {
     } else {
         // serde_path_to_error writes sequence indices as `.0`.
         let mut out = String::new();
-        for seg in path.split('.') {
+        // `?` is serde_ignored's step into an `Option` (a section that
+        // may be absent): not a key anyone wrote.
+        for seg in path.split('.').filter(|seg| *seg != "?") {
             if seg.chars().all(|c| c.is_ascii_digit()) && !out.is_empty() {
                 out.push_str(&format!("[{seg}]"));
             } else {
@@ -473,6 +519,11 @@ fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
         &["inventory", "max_families"],
         &["inventory", "max_report_families"],
         &["inventory", "provider"],
+        &["logs", "enabled"],
+        &["logs", "max_templates"],
+        &["logs", "max_body_bytes"],
+        &["logs", "max_records_per_request"],
+        &["logs", "max_report_templates"],
     ];
     for key in KEYS {
         let var = format!("TERO_{}", key.join("_").to_ascii_uppercase());
@@ -672,6 +723,7 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
         providers.push(provider);
     }
     let inventory = inventory_settings(raw.inventory, &providers, warnings)?;
+    let logs = logs_settings(raw.logs, &inventory, warnings)?;
     Ok(Config {
         listen_address: raw.listen_address,
         listen_port: raw.listen_port,
@@ -681,6 +733,7 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
         prometheus: raw.prometheus,
         providers,
         inventory,
+        logs,
     })
 }
 
@@ -770,6 +823,69 @@ fn inventory_settings(
         max_report_families,
         provider,
     })
+}
+
+/// The `logs` section. On by default; its templates travel with the
+/// inventory, so a section written out for an Edge whose inventory is off
+/// says that the endpoint will refuse samples.
+fn logs_settings(
+    raw: Option<RawLogs>,
+    inventory: &InventoryConfig,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<LogsConfig, ConfigError> {
+    let written = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    let defaults = LogsConfig::default();
+    fn bounded<T: Copy + PartialOrd + std::fmt::Display>(
+        key: &str,
+        value: Option<T>,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError> {
+        let v = value.unwrap_or(default);
+        if range.contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::key(
+                format!("logs.{key}"),
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    }
+    let enabled = raw.enabled.unwrap_or(defaults.enabled);
+    let logs = LogsConfig {
+        enabled,
+        max_templates: bounded(
+            "max_templates",
+            raw.max_templates,
+            defaults.max_templates,
+            1..=100_000,
+        )?,
+        max_body_bytes: bounded(
+            "max_body_bytes",
+            raw.max_body_bytes,
+            defaults.max_body_bytes,
+            1024..=256 * MIB,
+        )?,
+        max_records_per_request: bounded(
+            "max_records_per_request",
+            raw.max_records_per_request,
+            defaults.max_records_per_request,
+            1..=1_000_000,
+        )?,
+        max_report_templates: bounded(
+            "max_report_templates",
+            raw.max_report_templates,
+            defaults.max_report_templates,
+            1..=10_000,
+        )?,
+    };
+    if written && enabled && inventory.interval.is_none() {
+        warnings.push(ConfigWarning(
+            "logs: the inventory is off, so there is nothing to report log templates with; POST /_edge/logs answers 503".into(),
+        ));
+    }
+    Ok(logs)
 }
 
 /// A duration in seconds, `default` when absent, within `range`.
@@ -1080,6 +1196,7 @@ mod tests {
             "upstream_url": "http://a:1",
             "colour": "blue",
             "prometheus": {"max_input_bytes_per_scrap": 1},
+            "inventory": {"intervl_secs": 1},
             "policy_providers": [{"id": "f", "type": "file", "path": "p", "pth": 1}]
         }))
         .unwrap();
@@ -1095,6 +1212,10 @@ mod tests {
         );
         assert!(
             w.iter().any(|x| x.starts_with("policy_providers[0].pth")),
+            "{w:?}"
+        );
+        assert!(
+            w.contains(&"inventory.intervl_secs: unknown key, ignored".to_string()),
             "{w:?}"
         );
     }
@@ -1210,6 +1331,74 @@ mod tests {
             (json!({"enabled": "yes"}), "inventory.enabled"),
         ] {
             let err = load(json!({"upstream_url": "http://a:1", "policy_providers": [grpc("cp")], "inventory": inventory}))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn logs_are_on_by_default_and_bounded() {
+        let grpc = json!({"id": "cp", "type": "grpc", "url": "http://cp:7070"});
+        let (c, w) =
+            load(json!({"upstream_url": "http://a:1", "policy_providers": [grpc.clone()]}))
+                .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.logs, LogsConfig::default());
+        assert_eq!(
+            (c.logs.max_body_bytes, c.logs.max_records_per_request),
+            (4 * MIB, 10_000)
+        );
+
+        let (c, w) = load(
+            json!({"upstream_url": "http://a:1", "policy_providers": [grpc.clone()],
+            "logs": {"enabled": true, "max_templates": 50, "max_body_bytes": 2048,
+                     "max_records_per_request": 7, "max_report_templates": 3, "colour": 1}}),
+        )
+        .unwrap();
+        assert_eq!(
+            c.logs,
+            LogsConfig {
+                enabled: true,
+                max_templates: 50,
+                max_body_bytes: 2048,
+                max_records_per_request: 7,
+                max_report_templates: 3,
+            }
+        );
+        assert_eq!(
+            w.iter().map(|w| w.0.as_str()).collect::<Vec<_>>(),
+            ["logs.colour: unknown key, ignored"]
+        );
+
+        let (c, _) = Config::from_value(json!({"upstream_url": "http://a:1"}), &|k| {
+            (k == "TERO_LOGS_ENABLED").then(|| "false".into())
+        })
+        .unwrap();
+        assert!(!c.logs.enabled);
+
+        // Written out for an Edge with nowhere to report: said at start-up.
+        let (_, w) =
+            load(json!({"upstream_url": "http://a:1", "logs": {"enabled": true}})).unwrap();
+        assert!(w[0].0.contains("POST /_edge/logs answers 503"), "{w:?}");
+        let (_, w) =
+            load(json!({"upstream_url": "http://a:1", "logs": {"enabled": false}})).unwrap();
+        assert!(w.is_empty(), "{w:?}");
+
+        for (logs, key) in [
+            (json!({"max_templates": 0}), "logs.max_templates"),
+            (json!({"max_body_bytes": 10}), "logs.max_body_bytes"),
+            (
+                json!({"max_records_per_request": 0}),
+                "logs.max_records_per_request",
+            ),
+            (
+                json!({"max_report_templates": 100_000}),
+                "logs.max_report_templates",
+            ),
+            (json!({"enabled": "yes"}), "logs.enabled"),
+        ] {
+            let err = load(json!({"upstream_url": "http://a:1", "policy_providers": [grpc.clone()], "logs": logs}))
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(key), "{err}");

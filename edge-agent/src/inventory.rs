@@ -14,6 +14,16 @@
 //! next interval, since the failure may have been a lost answer to a report
 //! the control plane stored; meanwhile the window keeps merging scrapes, so
 //! nothing seen is lost and memory stays bounded by the window's limits.
+//!
+//! Log templates mined from `POST /_edge/logs` ([`crate::logs`]) ride in
+//! the same reports: taking a report takes the miner's activity since the
+//! previous one, so a retried report repeats its templates' counts under
+//! the same seq and lines that arrive meanwhile go into the next seq; each
+//! line is counted in exactly one report. A report goes out when it has an
+//! inventoried scrape or log activity; one with only log activity lists no
+//! families and says so with `scrapes_inventoried: 0` (its window is the
+//! log window; the scrapes served meanwhile stay counted in the metric
+//! window, for the next report that has one).
 
 use std::future::Future;
 use std::io::Write;
@@ -35,6 +45,7 @@ use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{Config, GrpcProviderConfig, Header, InventoryConfig};
 use crate::exposition::Format;
+use crate::logs::LogIntake;
 use crate::providers::ClientIdentity;
 
 /// How long one report may take to send.
@@ -55,6 +66,8 @@ pub struct Inventory {
     next_due_ms: AtomicI64,
     /// Scrapes served since the last report, counted without the lock.
     scrapes: AtomicU64,
+    /// Log-sample intake whose templates ride in the reports.
+    logs: Option<Arc<LogIntake>>,
 }
 
 impl Inventory {
@@ -73,7 +86,18 @@ impl Inventory {
             epoch: Instant::now(),
             next_due_ms: AtomicI64::new(0),
             scrapes: AtomicU64::new(0),
+            logs: None,
         }
+    }
+
+    /// Reports `logs`' templates too.
+    pub fn with_logs(mut self, logs: Option<Arc<LogIntake>>) -> Self {
+        self.logs = logs;
+        self
+    }
+
+    pub fn logs(&self) -> Option<&Arc<LogIntake>> {
+        self.logs.as_ref()
     }
 
     /// The window, even if a panicking holder poisoned the lock: its data
@@ -116,18 +140,39 @@ impl Inventory {
         self.window().absorb(scrape, SystemTime::now());
     }
 
-    /// The report of the window so far, and the window starts over; `None`
-    /// while no scrape of the window was inventoried. Such a report would
-    /// list no families, which the control plane would read as every
-    /// family gone; its scrapes stay counted in the next window instead.
+    /// The report of the window so far, with the log templates' activity
+    /// since the previous report, and both start over; `None` when there is
+    /// neither an inventoried scrape nor log activity.
+    ///
+    /// Without an inventoried scrape the metric window is left as it is: a
+    /// report of it would list no families, which the control plane would
+    /// read as every family gone; its scrapes stay counted for the next
+    /// report that has one. Log activity alone still makes a report, with
+    /// no families, `scrapes: 0` and `scrapes_inventoried: 0`.
     pub fn take_report(&self) -> Option<InventoryReport> {
         let scrapes = self.scrapes.swap(0, Relaxed);
+        let logs = self
+            .logs
+            .as_ref()
+            .map(|l| l.take_report())
+            .filter(|l| !l.is_empty());
         let mut window = self.window();
         window.record_scrapes(scrapes);
-        if window.scrapes_inventoried() == 0 {
-            return None;
+        let mut report = if window.scrapes_inventoried() > 0 {
+            window.take_report(SystemTime::now())
+        } else {
+            let logs = logs.as_ref()?;
+            InventoryReport {
+                window_start_unix_ms: logs.window_start_unix_ms,
+                window_end_unix_ms: logs.window_end_unix_ms,
+                ..InventoryReport::default()
+            }
+        };
+        if let Some(logs) = logs {
+            report.log_templates = logs.templates;
+            report.log_lines_overflowed = logs.overflowed;
         }
-        Some(window.take_report(SystemTime::now()))
+        Some(report)
     }
 }
 
@@ -305,6 +350,16 @@ pub struct Reporter<S> {
     failures: u32,
 }
 
+impl<S> Drop for Reporter<S> {
+    /// Log samples posted after the last report would reach nobody: the
+    /// intake refuses them from now on.
+    fn drop(&mut self) {
+        if let Some(logs) = self.inventory.logs() {
+            logs.set_reporting(false);
+        }
+    }
+}
+
 impl<S: ReportSink> Reporter<S> {
     pub fn new(
         inventory: Arc<Inventory>,
@@ -315,6 +370,9 @@ impl<S: ReportSink> Reporter<S> {
         let mut session = [0u8; 8];
         for b in &mut session {
             *b = fastrand::u8(..);
+        }
+        if let Some(logs) = inventory.logs() {
+            logs.set_reporting(true);
         }
         Reporter {
             inventory,
@@ -374,6 +432,7 @@ impl<S: ReportSink> Reporter<S> {
                         seq,
                         families = report.families.len(),
                         scrapes = report.scrapes,
+                        log_templates = report.log_templates.len(),
                         "inventory report stored"
                     );
                     self.pending = None;
@@ -436,6 +495,12 @@ pub fn spawn(
         interval_secs = interval.as_secs_f64(),
         "metric inventory reported to the control plane"
     );
+    if let Some(logs) = inventory.logs() {
+        tracing::info!(
+            service = logs.service(),
+            "log samples accepted at POST /_edge/logs; their templates are reported with the inventory"
+        );
+    }
     let reporter = Reporter::new(inventory, sink, interval, identity.metadata());
     tasks.spawn(reporter.run(shutdown));
 }
@@ -698,6 +763,317 @@ mod tests {
         assert_eq!(report.families[0].name, "jobs_total");
         assert_eq!(report.families[0].r#type, "counter");
         assert!(reporter.pending.is_none());
+    }
+
+    fn with_logs(settings: &InventoryConfig) -> (Arc<Inventory>, Arc<LogIntake>) {
+        let logs =
+            Arc::new(LogIntake::new("checkout", &crate::config::LogsConfig::default()).unwrap());
+        let inventory = Inventory::new(settings).with_logs(Some(logs.clone()));
+        (Arc::new(inventory), logs)
+    }
+
+    fn post_lines(logs: &LogIntake, lines: &str) {
+        logs.ingest(crate::logs::BodyFormat::Text, None, lines.as_bytes())
+            .unwrap();
+    }
+
+    /// `(text, count)` of a report's templates, by text.
+    fn log_counts(report: &InventoryReport) -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = report
+            .log_templates
+            .iter()
+            .map(|t| (t.text.clone(), t.count))
+            .collect();
+        counts.sort();
+        counts
+    }
+
+    #[tokio::test]
+    async fn no_report_without_a_sampled_scrape_or_log_lines() {
+        let (inventory, logs) = with_logs(&settings(Duration::from_secs(60)));
+        let script = Script::default();
+        let mut reporter = Reporter::new(
+            inventory.clone(),
+            script.clone(),
+            Duration::from_secs(300),
+            ClientMetadata::default(),
+        );
+        reporter.flush(SEND_TIMEOUT).await;
+        // Blank lines and a scrape that is not sampled are nothing to say.
+        post_lines(&logs, "\n   \n");
+        scrape(&inventory, "a 1\n");
+        let first = inventory
+            .take_report()
+            .expect("the first scrape is sampled");
+        assert!(first.log_templates.is_empty());
+        scrape(&inventory, "a 1\n");
+        reporter.flush(SEND_TIMEOUT).await;
+        assert!(
+            script.sent().is_empty(),
+            "neither scrape nor logs: no report"
+        );
+
+        // Log lines alone make a report, without families.
+        post_lines(&logs, "cache miss for key 1\ncache miss for key 2\n");
+        reporter.flush(SEND_TIMEOUT).await;
+        let sent = script.sent();
+        assert_eq!(sent.len(), 1);
+        let report = &sent[0];
+        assert_eq!(report.seq, 1);
+        assert_eq!(
+            (
+                report.scrapes,
+                report.scrapes_inventoried,
+                report.families.len()
+            ),
+            (0, 0, 0),
+            "the unsampled scrape waits for a report with an inventory"
+        );
+        assert_eq!(
+            log_counts(report),
+            [("cache miss for key <num>".to_string(), 2)]
+        );
+        assert!(report.window_start_unix_ms <= report.window_end_unix_ms);
+        reporter.flush(SEND_TIMEOUT).await;
+        assert!(script.sent().is_empty(), "nothing new: no report");
+    }
+
+    #[tokio::test]
+    async fn a_failed_report_keeps_its_log_counts_and_its_seq() {
+        let (inventory, logs) = with_logs(&settings(Duration::ZERO));
+        let script = Script::default();
+        let mut reporter = Reporter::new(
+            inventory.clone(),
+            script.clone(),
+            Duration::from_secs(300),
+            ClientMetadata::default(),
+        );
+        post_lines(&logs, "job 1 done\njob 2 done\njob 3 done\n");
+        script.answer(down());
+        reporter.flush(SEND_TIMEOUT).await;
+        let first = script.sent();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].seq, 1);
+        assert_eq!(log_counts(&first[0]), [("job <num> done".to_string(), 3)]);
+
+        // Still down: the same report, same seq, same counts; the lines
+        // that arrive meanwhile wait for the next seq.
+        post_lines(&logs, "job 4 done\nqueue empty\n");
+        script.answer(down());
+        reporter.flush(SEND_TIMEOUT).await;
+        assert_eq!(script.sent(), first, "a retry repeats the report");
+
+        post_lines(&logs, "job 5 done\n");
+        scrape(&inventory, "a 1\n");
+        reporter.flush(SEND_TIMEOUT).await;
+        let sent = script.sent();
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], first[0]);
+        assert_eq!(sent[1].seq, 2);
+        assert_eq!(names(&sent[1]), ["a"]);
+        assert_eq!(
+            log_counts(&sent[1]),
+            [
+                ("job <num> done".to_string(), 2),
+                ("queue empty".to_string(), 1)
+            ]
+        );
+
+        // What a control plane storing each seq once counts: every line,
+        // once.
+        let mut stored = std::collections::BTreeMap::new();
+        for report in first.iter().chain(&sent) {
+            stored.insert((report.session.clone(), report.seq), report.clone());
+        }
+        let total: u64 = stored
+            .values()
+            .flat_map(|r| &r.log_templates)
+            .map(|t| t.count)
+            .sum();
+        assert_eq!(total, 6);
+        assert!(reporter.pending.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refused_report_is_dropped_with_its_log_counts() {
+        let (inventory, logs) = with_logs(&settings(Duration::ZERO));
+        let script = Script::default();
+        let mut reporter = Reporter::new(
+            inventory.clone(),
+            script.clone(),
+            Duration::from_secs(300),
+            ClientMetadata::default(),
+        );
+        assert!(logs.is_reporting(), "a reporter takes the samples");
+        post_lines(&logs, "x 1\n");
+        script.answer(Err(SendError {
+            reason: "InvalidArgument".into(),
+            permanent: true,
+        }));
+        reporter.flush(SEND_TIMEOUT).await;
+        post_lines(&logs, "x 2\n");
+        reporter.flush(SEND_TIMEOUT).await;
+        let sent = script.sent();
+        assert_eq!(sent.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(log_counts(&sent[1]), [("x <num>".to_string(), 1)]);
+        drop(reporter);
+        assert!(!logs.is_reporting(), "no reporter, no samples");
+    }
+
+    #[tokio::test]
+    async fn posted_log_lines_reach_the_control_plane_as_templates() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let control_plane = ControlPlane::default();
+        let service =
+            tero_proto::controlplane::inventory_service_server::InventoryServiceServer::new(
+                control_plane.clone(),
+            );
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let (config, _) = Config::from_value(
+            serde_json::json!({
+                "upstream_url": "http://127.0.0.1:1",
+                "service": {"name": "checkout"},
+                "policy_providers": [{"id": "cp", "type": "grpc", "url": format!("http://{addr}"),
+                    "headers": [{"name": "Authorization", "value": "Bearer edge-key"}]}],
+                "inventory": {"interval_secs": 60, "sample_every_secs": 0},
+                "logs": {"max_records_per_request": 100}
+            }),
+            &|_| None,
+        )
+        .unwrap();
+        let destination = config.inventory.destination(&config).unwrap().clone();
+        let edge = crate::proxy::testing::TestEdge::start(config).await;
+        let post = |query: &'static str, ct: &'static str, body: &'static str| {
+            edge.request(http::Method::POST, query, Some(ct), body)
+        };
+        let (status, body) = post("/_edge/logs", "text/plain", "a 1\n").await;
+        assert_eq!(
+            status,
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "no reporter yet: {body}"
+        );
+        assert!(body.contains("needs a control plane"), "{body}");
+
+        let inventory = edge.state.inventory.clone().unwrap();
+        let mut reporter = Reporter::new(
+            inventory.clone(),
+            GrpcSink::new(&destination).unwrap(),
+            Duration::from_secs(60),
+            ClientIdentity::default().metadata(),
+        );
+        let (status, body) = post(
+            "/_edge/logs?severity=INFO",
+            "text/plain",
+            "user 1 logged in from 10.0.0.1\nuser 2 logged in from 10.0.0.2\n\npayment 7 failed\n",
+        )
+        .await;
+        assert_eq!(status, http::StatusCode::ACCEPTED, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"accepted": 3, "templates": 2, "new_templates": 2})
+        );
+        let (status, body) = post(
+            "/_edge/logs",
+            "application/x-ndjson",
+            "{\"msg\": \"user 3 logged in from 10.0.0.3\", \"level\": \"DEBUG\", \"time_unix_ms\": 1700000000000}\n",
+        )
+        .await;
+        assert_eq!(status, http::StatusCode::ACCEPTED, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"accepted": 1, "templates": 1, "new_templates": 0})
+        );
+        reporter.flush(SEND_TIMEOUT).await;
+
+        // Then a scrape and more lines: the next report has both, with the
+        // lines since the first.
+        scrape(&inventory, "# TYPE jobs_total counter\njobs_total 1\n");
+        let (status, body) = post(
+            "/_edge/logs",
+            "application/json",
+            r#"{"records": [{"body": "payment 8 failed", "severity": "ERROR"}, {"body": ""}]}"#,
+        )
+        .await;
+        assert_eq!(status, http::StatusCode::ACCEPTED, "{body}");
+        assert!(body.contains("\"accepted\": 1"), "{body}");
+        reporter.flush(SEND_TIMEOUT).await;
+
+        let stored = control_plane.stored.lock().unwrap().clone();
+        server.abort();
+        assert_eq!(stored.len(), 2, "{stored:?}");
+        let (auth, first) = &stored[0];
+        assert_eq!(auth.as_deref(), Some("Bearer edge-key"));
+        assert_eq!(first.seq, 1);
+        assert_eq!(
+            (first.scrapes_inventoried, first.families.len()),
+            (0, 0),
+            "log lines alone are reported"
+        );
+        assert_eq!(
+            log_counts(first),
+            [
+                ("payment <num> failed".to_string(), 1),
+                ("user <num> logged in from <ip>".to_string(), 3),
+            ]
+        );
+        let users = first
+            .log_templates
+            .iter()
+            .find(|t| t.text.starts_with("user"))
+            .unwrap();
+        assert_eq!(users.severity, "INFO", "the first severity given");
+        assert_eq!(
+            users.first_seen_unix_ms, 1_700_000_000_000,
+            "the record's time"
+        );
+        assert!(
+            users.last_seen_unix_ms > users.first_seen_unix_ms,
+            "lines without one: now"
+        );
+        assert!(!users.examples.is_empty());
+        assert_eq!(
+            users.fingerprint,
+            tero_sdk::templates::fingerprint("checkout", "user <num> logged in from <ip>"),
+            "fingerprinted under the edge's service"
+        );
+        let (_, second) = &stored[1];
+        assert_eq!(second.seq, 2);
+        assert_eq!(second.session, first.session);
+        assert_eq!(second.families[0].name, "jobs_total");
+        assert_eq!(
+            log_counts(second),
+            [("payment <num> failed".to_string(), 1)],
+            "only what came since the first report"
+        );
+        let payments = &second.log_templates[0];
+        let first_payments = first
+            .log_templates
+            .iter()
+            .find(|t| t.text.starts_with("payment"))
+            .unwrap();
+        assert_eq!(payments.fingerprint, first_payments.fingerprint);
+        assert!(reporter.pending.is_none());
+
+        let metrics = edge
+            .request(http::Method::GET, "/_edge/metrics", None, "")
+            .await
+            .1;
+        assert!(
+            metrics.contains("edge_log_records_total{result=\"accepted\"} 5"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("edge_log_records_total{result=\"empty\"} 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("edge_log_templates 2"), "{metrics}");
     }
 
     #[test]

@@ -9,11 +9,13 @@
 //! `tero-prometheus` crate, shared with the `tero` command line. Policies arrive through
 //! [`providers`] into the [`registry`], which compiles and swaps them
 //! atomically; [`telemetry`] holds the self-metrics; [`inventory`] reports
-//! what upstream exposes, before filtering, to the control plane.
+//! what upstream exposes, before filtering, to the control plane, with the
+//! log templates [`logs`] mines from samples posted to the Edge.
 
 pub mod config;
 pub use tero_prometheus::{exposition, filter};
 pub mod inventory;
+pub mod logs;
 pub mod providers;
 pub mod proxy;
 pub mod registry;

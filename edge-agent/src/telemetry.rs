@@ -126,6 +126,9 @@ pub struct EdgeMetrics {
     unfiltered: [AtomicU64; 4],
     upstream_errors: [AtomicU64; 5],
     rejected_busy: AtomicU64,
+    /// Log records posted to `/_edge/logs`: accepted, overflowed, empty.
+    log_records: [AtomicU64; 3],
+    log_templates: AtomicU64,
 }
 
 impl EdgeMetrics {
@@ -180,6 +183,15 @@ impl EdgeMetrics {
 
     pub fn rejected_busy(&self) {
         self.rejected_busy.fetch_add(1, Relaxed);
+    }
+
+    /// One `/_edge/logs` request's records, and the templates the miner
+    /// holds after it.
+    pub fn log_records(&self, accepted: u64, overflowed: u64, empty: u64, live_templates: u64) {
+        for (counter, n) in self.log_records.iter().zip([accepted, overflowed, empty]) {
+            counter.fetch_add(n, Relaxed);
+        }
+        self.log_templates.store(live_templates, Relaxed);
     }
 
     /// Renders everything in Prometheus text 0.0.4.
@@ -295,6 +307,21 @@ impl EdgeMetrics {
             "kind",
             kinds.zip(&self.upstream_errors),
         );
+        let results = ["accepted", "overflowed", "empty"];
+        counter(
+            w,
+            "edge_log_records_total",
+            "Log records posted to /_edge/logs, by result: mined into a template, overflowed (the miner was full) or empty (skipped).",
+            "result",
+            results.into_iter().zip(&self.log_records),
+        );
+        family(
+            w,
+            "edge_log_templates",
+            "gauge",
+            "Log templates the miner holds (at most logs.max_templates).",
+        );
+        let _ = writeln!(w, "edge_log_templates {}", self.log_templates.load(Relaxed));
         render_policies(w, registry);
         out
     }

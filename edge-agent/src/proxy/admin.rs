@@ -1,12 +1,16 @@
-//! The Edge's own endpoints: liveness, readiness, self-metrics and the
-//! active policy set. None of them touches upstream.
+//! The Edge's own endpoints: liveness, readiness, self-metrics, the
+//! active policy set and log-sample intake. None of them touches upstream.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{Response, StatusCode};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::{EdgeState, ResponseBody, full_response};
+use super::{EdgeState, ResponseBody, full_response, text_response};
+use crate::logs::{BodyFormat, IntakeError};
 
 fn json_response(status: StatusCode, body: &Value) -> Response<ResponseBody> {
     let bytes = serde_json::to_vec_pretty(body).unwrap_or_default();
@@ -113,4 +117,243 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
             "shadowed": shadowed,
         }),
     )
+}
+
+const NO_CONTROL_PLANE: &str = "tero-edge: log intake needs a control plane to report to: \
+configure a grpc policy provider and leave the inventory on (inventory.enabled, inventory.interval_secs)\n";
+
+fn refused(e: &IntakeError) -> Response<ResponseBody> {
+    tracing::debug!(error = %e, "log samples refused");
+    text_response(e.status(), format!("tero-edge: {e}\n"))
+}
+
+/// `POST /_edge/logs`: log samples, mined into templates that the next
+/// inventory report carries. A request is taken whole or refused whole.
+pub async fn logs(state: &EdgeState, req: Request<Incoming>) -> Response<ResponseBody> {
+    if req.method() != Method::POST {
+        let mut resp = text_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "tero-edge: log samples are POSTed\n".into(),
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return resp;
+    }
+    let intake = match &state.logs {
+        Some(intake) if intake.is_reporting() => intake.clone(),
+        // Mined for nobody: say why rather than accept and drop.
+        Some(_) => {
+            return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_CONTROL_PLANE.into());
+        }
+        None if !state.config.logs.enabled => {
+            return text_response(
+                StatusCode::NOT_FOUND,
+                "tero-edge: log intake is off (logs.enabled: false)\n".into(),
+            );
+        }
+        None => {
+            return text_response(StatusCode::SERVICE_UNAVAILABLE, NO_CONTROL_PLANE.into());
+        }
+    };
+    let headers = req.headers();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let format = match BodyFormat::from_content_type(content_type) {
+        Ok(f) => f,
+        Err(e) => return refused(&e),
+    };
+    if let Some(coding) = headers.get(header::CONTENT_ENCODING) {
+        let coding = coding.to_str().unwrap_or_default().trim();
+        if !coding.is_empty() && !coding.eq_ignore_ascii_case("identity") {
+            return text_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "tero-edge: compressed log samples are not supported; send them without Content-Encoding\n".into(),
+            );
+        }
+    }
+    let limit = intake.max_body_bytes();
+    let too_large = IntakeError::BodyTooLarge { limit };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return refused(&too_large);
+    }
+    let query = req.uri().query().map(str::to_owned);
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    let body = match Limited::new(req.into_body(), cap).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => return refused(&too_large),
+        Err(e) => {
+            return text_response(
+                StatusCode::BAD_REQUEST,
+                format!("tero-edge: could not read the request body: {e}\n"),
+            );
+        }
+    };
+    // Parsing and mining a large batch is CPU work: off the async workers.
+    let mined =
+        tokio::task::spawn_blocking(move || intake.ingest(format, query.as_deref(), &body)).await;
+    match mined {
+        Ok(Ok(done)) => {
+            state.metrics.log_records(
+                done.accepted,
+                done.overflowed,
+                done.empty,
+                done.live_templates as u64,
+            );
+            tracing::debug!(
+                accepted = done.accepted,
+                overflowed = done.overflowed,
+                templates = done.templates,
+                new_templates = done.new_templates,
+                "log samples mined"
+            );
+            json_response(
+                StatusCode::ACCEPTED,
+                &json!({
+                    "accepted": done.accepted,
+                    "templates": done.templates,
+                    "new_templates": done.new_templates,
+                }),
+            )
+        }
+        Ok(Err(e)) => refused(&e),
+        Err(e) => {
+            tracing::error!(error = %e, "log sample mining failed");
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "tero-edge: log samples could not be mined\n".into(),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{Method, StatusCode};
+    use tero_proto::policy::ClientMetadata;
+
+    use crate::config::Config;
+    use crate::inventory::{ReportSink, Reporter, SendError};
+    use crate::proxy::testing::TestEdge;
+
+    struct Nowhere;
+
+    impl ReportSink for Nowhere {
+        async fn send(
+            &mut self,
+            _: &tero_proto::controlplane::InventoryReport,
+            _: Duration,
+        ) -> Result<(), SendError> {
+            Ok(())
+        }
+    }
+
+    fn config(extra: serde_json::Value) -> Config {
+        let mut doc = serde_json::json!({"upstream_url": "http://127.0.0.1:1"});
+        if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+            doc.extend(extra.clone());
+        }
+        Config::from_value(doc, &|_| None).unwrap().0
+    }
+
+    fn with_control_plane(logs: serde_json::Value) -> Config {
+        config(serde_json::json!({
+            "policy_providers": [{"id": "cp", "type": "grpc", "url": "http://127.0.0.1:1"}],
+            "logs": logs,
+        }))
+    }
+
+    #[tokio::test]
+    async fn the_logs_endpoint_says_why_it_refuses() {
+        let edge = TestEdge::start(with_control_plane(serde_json::json!({
+            "max_body_bytes": 1024, "max_records_per_request": 2
+        })))
+        .await;
+        let reporter = Reporter::new(
+            edge.state.inventory.clone().unwrap(),
+            Nowhere,
+            Duration::from_secs(60),
+            ClientMetadata::default(),
+        );
+        let post = |ct: Option<&'static str>, body: Vec<u8>| {
+            edge.request(Method::POST, "/_edge/logs", ct, body)
+        };
+        let cases: Vec<(Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+            (
+                None,
+                b"one line\n".to_vec(),
+                StatusCode::ACCEPTED,
+                "\"accepted\": 1",
+            ),
+            (
+                Some("text/plain"),
+                b"a\nb\nc\n".to_vec(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "logs.max_records_per_request",
+            ),
+            (
+                Some("text/plain"),
+                vec![b'x'; 2000],
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "logs.max_body_bytes",
+            ),
+            (
+                Some("application/xml"),
+                b"<a/>".to_vec(),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "application/x-ndjson",
+            ),
+            (
+                Some("application/jsonl"),
+                b"{\"body\": 1}\nnot json\n".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "line 2: invalid JSON",
+            ),
+            (
+                Some("application/json"),
+                b"{\"records\": 3}".to_vec(),
+                StatusCode::BAD_REQUEST,
+                "invalid JSON body",
+            ),
+        ];
+        for (ct, body, status, says) in cases {
+            let (got, text) = post(ct, body).await;
+            assert_eq!(got, status, "{ct:?}: {text}");
+            assert!(text.contains(says), "{ct:?}: {text}");
+        }
+        let (status, _) = edge.request(Method::GET, "/_edge/logs", None, "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+        // Without a reporter, samples would be mined for nobody.
+        drop(reporter);
+        let (status, text) = post(None, b"late line\n".to_vec()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_logs_endpoint_needs_a_control_plane() {
+        let edge = TestEdge::start(config(serde_json::json!({}))).await;
+        assert!(edge.state.logs.is_none());
+        let (status, text) = edge
+            .request(Method::POST, "/_edge/logs", None, "a line\n")
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+        assert!(
+            text.contains("log intake needs a control plane to report to"),
+            "{text}"
+        );
+
+        let edge = TestEdge::start(with_control_plane(serde_json::json!({"enabled": false}))).await;
+        assert!(edge.state.inventory.is_some() && edge.state.logs.is_none());
+        let (status, text) = edge
+            .request(Method::POST, "/_edge/logs", None, "a line\n")
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{text}");
+        assert!(text.contains("logs.enabled"), "{text}");
+    }
 }

@@ -2,7 +2,8 @@
 //! endpoints.
 //!
 //! `/_health` answers before anything else and never touches upstream or
-//! policies; `/_edge/*` is reserved for the Edge itself; `/metrics` and its
+//! policies; `/_edge/*` is reserved for the Edge itself (`/_edge/logs`
+//! takes log samples); `/metrics` and its
 //! sub-paths are scrapes. The proxy knows nothing about policies: it hands
 //! the upstream body to the filter and streams back what comes out.
 
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::filter::Resource;
 use crate::inventory::Inventory;
+use crate::logs::LogIntake;
 use crate::registry::PolicyRegistry;
 use crate::telemetry::EdgeMetrics;
 
@@ -58,6 +60,9 @@ pub struct EdgeState {
     pub scrapes: Arc<Semaphore>,
     /// The metric inventory, when it is reported somewhere.
     pub inventory: Option<Arc<Inventory>>,
+    /// Log-sample intake (`POST /_edge/logs`): only with an inventory,
+    /// whose reports carry its templates.
+    pub logs: Option<Arc<LogIntake>>,
 }
 
 impl EdgeState {
@@ -77,10 +82,21 @@ impl EdgeState {
             .http1_max_buf_size(IO_BUFFER_BYTES)
             .build(connector);
         let scrapes = Arc::new(Semaphore::new(config.prometheus.max_concurrent_scrapes));
-        let inventory = config
-            .inventory
-            .destination(&config)
-            .map(|_| Arc::new(Inventory::new(&config.inventory)));
+        let reported = config.inventory.destination(&config).is_some();
+        let logs = (reported && config.logs.enabled)
+            .then(|| {
+                // The service the control plane files reports under (the
+                // `service.name` of the edge's identity): part of every
+                // template's fingerprint.
+                let service = config.service.name.clone().unwrap_or_default();
+                LogIntake::new(service, &config.logs)
+                    .inspect_err(|e| tracing::warn!(error = %e, "log intake off"))
+                    .ok()
+            })
+            .flatten()
+            .map(Arc::new);
+        let inventory =
+            reported.then(|| Arc::new(Inventory::new(&config.inventory).with_logs(logs.clone())));
         EdgeState {
             config,
             registry,
@@ -89,6 +105,7 @@ impl EdgeState {
             client,
             scrapes,
             inventory,
+            logs,
         }
     }
 }
@@ -127,6 +144,9 @@ async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respon
     }
     if path == "/_edge/policies" {
         return admin::policies(&state);
+    }
+    if path == "/_edge/logs" {
+        return admin::logs(&state, req).await;
     }
     if path.starts_with("/_edge/") || path == "/_edge" {
         return text_response(
@@ -198,4 +218,64 @@ pub async fn serve(
         () = tokio::time::sleep(drain) => tracing::warn!(drain_secs = drain.as_secs_f64(), "drain timeout; closing remaining connections"),
     }
     Ok(())
+}
+
+/// An Edge served on a loopback port, for tests that go through HTTP.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub struct TestEdge {
+        pub addr: SocketAddr,
+        pub state: Arc<EdgeState>,
+        stop: CancellationToken,
+    }
+
+    impl TestEdge {
+        pub async fn start(config: Config) -> Self {
+            let registry = Arc::new(crate::providers::registry_for(&config));
+            let resource = Arc::new(Resource::new(Vec::new()));
+            let state = Arc::new(EdgeState::new(Arc::new(config), registry, resource));
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("loopback port");
+            let addr = listener.local_addr().expect("bound address");
+            let stop = CancellationToken::new();
+            tokio::spawn(serve(
+                listener,
+                state.clone(),
+                stop.clone(),
+                Duration::from_secs(1),
+            ));
+            TestEdge { addr, state, stop }
+        }
+
+        /// Status and body of one request.
+        pub async fn request(
+            &self,
+            method: Method,
+            path_and_query: &str,
+            content_type: Option<&str>,
+            body: impl Into<Bytes>,
+        ) -> (StatusCode, String) {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+            let mut req = Request::builder()
+                .method(method)
+                .uri(format!("http://{}{path_and_query}", self.addr));
+            if let Some(ct) = content_type {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            let req = req.body(Full::new(body.into())).expect("a valid request");
+            let resp = client.request(req).await.expect("the edge answers");
+            let status = resp.status();
+            let body = resp.into_body().collect().await.expect("a body").to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    }
+
+    impl Drop for TestEdge {
+        fn drop(&mut self) {
+            self.stop.cancel();
+        }
+    }
 }
