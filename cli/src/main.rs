@@ -79,6 +79,13 @@ enum Command {
     /// Usage sources: rule files, dashboards and Prometheus servers.
     #[command(subcommand)]
     Usage(commands::usage::UsageCommand),
+    /// Classification of event types (metric families, log templates):
+    /// status and cost, runs, results.
+    #[command(subcommand)]
+    Classify(commands::classify::ClassifyCommand),
+    /// Log samples for the control plane's template miner.
+    #[command(subcommand)]
+    Logs(commands::logs::LogsCommand),
     /// Measured impact of policies created from issues, next to their
     /// estimates.
     Impact {
@@ -122,6 +129,8 @@ fn main() -> ExitCode {
             Command::Stats(args) => commands::stats::run(args, global).await,
             Command::Issues(cmd) => commands::issues::run(cmd, global).await,
             Command::Usage(cmd) => commands::usage::run(cmd, global).await,
+            Command::Classify(cmd) => commands::classify::run(cmd, global).await,
+            Command::Logs(cmd) => commands::logs::run(cmd, global).await,
             Command::Impact { policy_id } => commands::issues::impact(policy_id, global).await,
             Command::Quickstart(args) => commands::quickstart::run(args).await,
             Command::Completions { .. } => Ok(()),
@@ -132,6 +141,155 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("tero: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tero").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn enum_like_flags_are_checked_locally_and_list_the_allowed_values() {
+        let err = parse(&["classify", "list", "--kind", "span"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("[possible values: metric, log]"),
+            "{err}"
+        );
+
+        let err = parse(&["classify", "list", "--category", "noise"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidValue);
+        assert!(
+            err.to_string().contains(
+                "[possible values: debug_noise, health_check, synthetic_test, bot_traffic, \
+                 duplicate, business_event, error_signal, operational, unknown]"
+            ),
+            "{err}"
+        );
+
+        let err = parse(&["classify", "list", "--verdict", "drop"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("[possible values: keep, waste, mixed]"),
+            "{err}"
+        );
+
+        let Command::Classify(commands::classify::ClassifyCommand::List {
+            kind,
+            category,
+            verdict,
+            ..
+        }) = parse(&[
+            "classify",
+            "list",
+            "--kind",
+            "LOG",
+            "--category",
+            "debug_noise",
+            "--verdict",
+            "Waste",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not classify list");
+        };
+        assert_eq!(commands::classify::api_name(kind), "log");
+        assert_eq!(commands::classify::api_name(category), "debug_noise");
+        assert_eq!(commands::classify::api_name(verdict), "waste");
+
+        let err = parse(&["classify", "list", "--unclassified", "--verdict", "keep"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn logs_submit_needs_a_service_and_a_bounded_batch() {
+        let err = parse(&["logs", "submit", "app.log"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&["logs", "submit", "--service", "s"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        for batch in ["0", "10001", "-1", "many"] {
+            let err =
+                parse(&["logs", "submit", "a", "--service", "s", "--batch", batch]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "--batch {batch}");
+        }
+        let Command::Logs(commands::logs::LogsCommand::Submit { files, batch, .. }) = parse(&[
+            "logs",
+            "submit",
+            "a.log",
+            "-",
+            "--service",
+            "s",
+            "--batch",
+            "10000",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not logs submit");
+        };
+        assert_eq!(files, [PathBuf::from("a.log"), PathBuf::from("-")]);
+        assert_eq!(batch, 10_000);
+        let Command::Logs(commands::logs::LogsCommand::Submit { batch, .. }) =
+            parse(&["logs", "submit", "a.log", "--service", "s"])
+                .unwrap()
+                .command
+        else {
+            panic!("not logs submit");
+        };
+        assert_eq!(batch, 1000);
+    }
+
+    #[test]
+    fn classify_status_and_run_have_defaults() {
+        let Command::Classify(commands::classify::ClassifyCommand::Status { runs }) =
+            parse(&["classify", "status"]).unwrap().command
+        else {
+            panic!("not classify status");
+        };
+        assert_eq!(runs, 10);
+        assert!(parse(&["classify", "status", "--runs", "0"]).is_err());
+        let Command::Classify(commands::classify::ClassifyCommand::Run { force, timeout }) =
+            parse(&["classify", "run", "--force"]).unwrap().command
+        else {
+            panic!("not classify run");
+        };
+        assert!(force);
+        assert_eq!(timeout, std::time::Duration::from_secs(600));
+    }
+
+    #[test]
+    fn completions_know_the_new_commands_and_their_values() {
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "tero",
+            &mut script,
+        );
+        let script = String::from_utf8(script).unwrap();
+        for word in [
+            "classify",
+            "logs",
+            "--unclassified",
+            "debug_noise",
+            "--batch",
+        ] {
+            assert!(script.contains(word), "{word}");
         }
     }
 }

@@ -129,6 +129,19 @@ impl ClientError {
         }
     }
 
+    /// Whether the call's deadline ([`super::Client::with_timeout`]) passed
+    /// before the server answered: the server may have done part of the
+    /// work, so the caller may need a longer deadline rather than a repeat.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Other {
+                code: Code::DeadlineExceeded,
+                ..
+            }
+        )
+    }
+
     /// The retry hint the server gave, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -198,6 +211,7 @@ mod tests {
             "{err:?}"
         );
         assert!(err.is_transient());
+        assert!(err.is_deadline_exceeded());
 
         let err = ClientError::from_status(Status::cancelled("client went away"), "x");
         assert!(
@@ -211,5 +225,6 @@ mod tests {
             "{err:?}"
         );
         assert!(!err.is_transient());
+        assert!(!err.is_deadline_exceeded());
     }
 }

@@ -23,6 +23,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use tero_proto::controlplane::admin_service_client::AdminServiceClient;
+use tero_proto::controlplane::classify_service_client::ClassifyServiceClient;
 use tero_proto::controlplane::issues_service_client::IssuesServiceClient;
 use tero_proto::controlplane::*;
 use tero_proto::policy::policy_service_client::PolicyServiceClient;
@@ -484,6 +485,70 @@ impl Client {
         };
         self.call(Repeat::Safe, request, |ch, r| async move {
             IssuesServiceClient::new(ch).get_inventory(r).await
+        })
+        .await
+    }
+
+    // ----- classification --------------------------------------------------
+
+    /// Offers log records of `service` to the control plane's template
+    /// miner (at most 10,000 per call). Not repeated once sent: the server
+    /// counts every record it receives, so a repeat would count the batch
+    /// twice.
+    pub async fn submit_logs(
+        &self,
+        service: &str,
+        records: Vec<LogSample>,
+    ) -> Result<SubmitLogsResponse, ClientError> {
+        let request = SubmitLogsRequest {
+            service: service.to_owned(),
+            records,
+        };
+        self.call(Repeat::OnlyIfNeverSent, request, |ch, r| async move {
+            ClassifyServiceClient::new(ch).submit_logs(r).await
+        })
+        .await
+    }
+
+    /// Metric families and log templates with their classification; the
+    /// request's fields filter (empty: all).
+    pub async fn list_event_types(
+        &self,
+        request: ListEventTypesRequest,
+    ) -> Result<Vec<EventType>, ClientError> {
+        let response = self
+            .call(Repeat::Safe, request, |ch, r| async move {
+                ClassifyServiceClient::new(ch).list_event_types(r).await
+            })
+            .await?;
+        Ok(response.event_types)
+    }
+
+    /// Runs the classifier chain now over the event types without a cached
+    /// classification, or (`force`) over all of them, and returns the run
+    /// once it has finished: give the client a deadline
+    /// ([`Client::with_timeout`]) long enough for AI providers to answer.
+    /// Not repeated once sent: a repeat would start a second run and, with
+    /// `force`, spend the tokens twice.
+    pub async fn run_classification(&self, force: bool) -> Result<ClassificationRun, ClientError> {
+        let request = RunClassificationRequest { force };
+        self.call(Repeat::OnlyIfNeverSent, request, |ch, r| async move {
+            ClassifyServiceClient::new(ch).run_classification(r).await
+        })
+        .await
+    }
+
+    /// The configured classifiers, totals, token usage and the `runs` most
+    /// recent runs, newest first (0: the server's default, 10).
+    pub async fn classification_status(
+        &self,
+        runs: u32,
+    ) -> Result<ClassificationStatus, ClientError> {
+        let request = GetClassificationStatusRequest { runs };
+        self.call(Repeat::Safe, request, |ch, r| async move {
+            ClassifyServiceClient::new(ch)
+                .get_classification_status(r)
+                .await
         })
         .await
     }
