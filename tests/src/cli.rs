@@ -101,3 +101,31 @@ pub fn tero_with_timeout(args: &[&str], env: &[(&str, &str)], timeout: Duration)
         stderr: stderr.join().expect("stderr reader"),
     }
 }
+
+/// `tero args --endpoint … --token …` against `cp` with its admin token,
+/// without the caller's `TERO_*` (or `OTEL_*`) variables, killed after a
+/// minute.
+pub fn tero_at(cp: &crate::control_plane::ControlPlane, args: &[&str]) -> Run {
+    let endpoint = cp.endpoint();
+    let mut args = args.to_vec();
+    args.extend(["--endpoint", &endpoint, "--token", &cp.admin_token]);
+    tero(&args, &[])
+}
+
+/// [`tero_at`] with `-o json`, asserting success and parsing stdout.
+pub fn tero_json_at(cp: &crate::control_plane::ControlPlane, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    tero_at(cp, &args).json()
+}
+
+/// A proto3 JSON 64-bit unsigned integer (a string) or a plain number;
+/// absent (null) is 0, as proto3 JSON leaves zeros out.
+pub fn json_u64(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {v}")),
+        Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {v}")),
+        Value::Null => 0,
+        other => panic!("not a number: {other}"),
+    }
+}

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tero_e2e::cli::Run;
+use tero_e2e::cli::{json_u64, tero_at, tero_json_at};
 use tero_e2e::control_plane::{ControlPlane, policy_label, request_json};
 use tero_e2e::fixtures::TEXT;
 use tero_e2e::prometheus::Prometheus;
@@ -157,33 +157,7 @@ const RULES: &str = r#"groups:
 
 // ------------------------------------------------------------ the CLI
 
-/// `tero args --endpoint … --token …`, without the caller's `TERO_*`
-/// (or `OTEL_*`) variables, killed after a minute.
-fn tero(cp: &ControlPlane, args: &[&str]) -> Run {
-    let endpoint = cp.endpoint();
-    let mut args = args.to_vec();
-    args.extend(["--endpoint", &endpoint, "--token", &cp.admin_token]);
-    tero_e2e::cli::tero(&args, &[])
-}
-
-/// `tero args -o json`, asserting success.
-fn tero_json(cp: &ControlPlane, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    tero(cp, &args).json()
-}
-
 // ------------------------------------------------------------ helpers
-
-/// A proto3 JSON 64-bit integer (a string) or a plain number.
-fn int(v: &Value) -> u64 {
-    match v {
-        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {v}")),
-        Value::Number(n) => n.as_u64().unwrap_or_else(|| panic!("not a u64: {v}")),
-        Value::Null => 0,
-        other => panic!("not a number: {other}"),
-    }
-}
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
@@ -220,7 +194,7 @@ fn http_issue(cp: &ControlPlane, id: &str) -> Value {
 
 /// One policy's impact, from `tero impact POLICY -o json`.
 fn impact(cp: &ControlPlane, policy_id: &str) -> Value {
-    let all = tero_json(cp, &["impact", policy_id]);
+    let all = tero_json_at(cp, &["impact", policy_id]);
     let list = all.as_array().expect("impact -o json is an array");
     assert_eq!(list.len(), 1, "{all}");
     list[0].clone()
@@ -279,11 +253,11 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     let rules = dir.path().join("rules.yml");
     std::fs::write(&rules, RULES).unwrap();
     let rules_name = rules.display().to_string();
-    let imported = tero_json(&cp, &["usage", "import", &rules_name]);
+    let imported = tero_json_at(&cp, &["usage", "import", &rules_name]);
     assert_eq!(imported.as_array().map(Vec::len), Some(1), "{imported}");
     assert_eq!(imported[0]["name"], rules_name.as_str(), "{imported}");
     assert_eq!(imported[0]["kind"], "prometheus_rules", "{imported}");
-    assert_eq!(int(&imported[0]["queries"]), 3, "{imported}");
+    assert_eq!(json_u64(&imported[0]["queries"]), 3, "{imported}");
     assert!(strings(&imported[0]["unparsed"]).is_empty(), "{imported}");
     let metrics: BTreeSet<String> = strings(&imported[0]["metrics"]).into_iter().collect();
     for m in [
@@ -293,7 +267,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     ] {
         assert!(metrics.contains(m), "{m} missing from {imported}");
     }
-    let listed = tero_json(&cp, &["usage", "list"]);
+    let listed = tero_json_at(&cp, &["usage", "list"]);
     assert_eq!(listed[0]["name"], rules_name.as_str(), "{listed}");
 
     // Prometheus ingests every planted series through the edge.
@@ -341,7 +315,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let listed = tero_json(&cp, &["issues", "list", "--service", SERVICE]);
+    let listed = tero_json_at(&cp, &["issues", "list", "--service", SERVICE]);
     let issues = listed.as_array().expect("issues list -o json is an array");
     let found: BTreeSet<(String, String)> = issues
         .iter()
@@ -375,7 +349,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             "provenance names the edge: {issue}"
         );
         assert!(
-            int(&issue["provenance"]["inventoryToUnixMs"]) > 0,
+            json_u64(&issue["provenance"]["inventoryToUnixMs"]) > 0,
             "{issue}"
         );
         // The recommended policy drops, scoped to the service.
@@ -393,11 +367,11 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             "{issue}"
         );
         assert!(
-            int(&issue["estimate"]["bytesPerDay"]) > 0,
+            json_u64(&issue["estimate"]["bytesPerDay"]) > 0,
             "an estimate: {issue}"
         );
         // `show` tells the same.
-        let shown = tero_json(&cp, &["issues", "show", id]);
+        let shown = tero_json_at(&cp, &["issues", "show", id]);
         assert_eq!(shown["id"], id, "{shown}");
         assert_eq!(shown["subject"], issue["subject"], "{shown}");
     }
@@ -406,9 +380,9 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     let queue = find(issues, "unused_metric", "legacy_queue_depth").unwrap();
     let queue_id = queue["id"].as_str().unwrap().to_owned();
     let evidence = &queue["evidence"];
-    assert_eq!(int(&evidence["series"]), QUEUES as u64, "{queue}");
+    assert_eq!(json_u64(&evidence["series"]), QUEUES as u64, "{queue}");
     assert_eq!(
-        int(&evidence["sampleBytesPerScrape"]),
+        json_u64(&evidence["sampleBytesPerScrape"]),
         app.queue_bytes,
         "{queue}"
     );
@@ -419,7 +393,11 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     assert!(strings(&evidence["usedIn"]).is_empty(), "{queue}");
     assert_eq!(queue["domain"], "cost", "{queue}");
     assert_eq!(queue["provenance"]["detector"], "unused_metric", "{queue}");
-    assert_eq!(int(&queue["estimate"]["series"]), QUEUES as u64, "{queue}");
+    assert_eq!(
+        json_u64(&queue["estimate"]["series"]),
+        QUEUES as u64,
+        "{queue}"
+    );
     assert_eq!(queue["estimate"]["confidence"], "high", "{queue}");
     let queue_policy = &queue["recommended"]["policy"];
     assert!(
@@ -439,10 +417,14 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     assert_eq!(sessions["domain"], "compliance", "{sessions}");
     assert_eq!(sessions["severity"], "high", "{sessions}");
     let evidence = &sessions["evidence"];
-    assert_eq!(int(&evidence["series"]), USERS as u64 + 2, "{sessions}");
+    assert_eq!(
+        json_u64(&evidence["series"]),
+        USERS as u64 + 2,
+        "{sessions}"
+    );
     let user_label = &evidence["labels"][0];
     assert_eq!(user_label["name"], "user_id", "{sessions}");
-    let cardinality = int(&user_label["cardinality"]) as f64;
+    let cardinality = json_u64(&user_label["cardinality"]) as f64;
     assert!(
         within(cardinality, USERS as f64, 0.03),
         "cardinality {cardinality} not within 3% of {USERS}: {sessions}"
@@ -469,7 +451,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         !strings(&evidence["usedIn"]).is_empty(),
         "the family is used: {sessions}"
     );
-    let sessions_text = tero(&cp, &["issues", "show", &sessions_id]).stdout;
+    let sessions_text = tero_at(&cp, &["issues", "show", &sessions_id]).stdout;
     for text in [sessions.to_string(), sessions_text] {
         for id in &app.user_ids {
             assert!(
@@ -489,9 +471,9 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     // says it is debug telemetry.
     let debug = find(issues, "unused_metric", "debug_cache_entries").unwrap();
     let debug_id = debug["id"].as_str().unwrap().to_owned();
-    assert_eq!(int(&debug["evidence"]["series"]), DEBUG_CACHES as u64);
+    assert_eq!(json_u64(&debug["evidence"]["series"]), DEBUG_CACHES as u64);
     assert_eq!(
-        int(&debug["evidence"]["sampleBytesPerScrape"]),
+        json_u64(&debug["evidence"]["sampleBytesPerScrape"]),
         app.debug_bytes,
         "{debug}"
     );
@@ -512,7 +494,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
 
     // 5. Accept the unused family: the policy is created, linked, and the
     // edge enforces it.
-    let accepted = tero_json(&cp, &["issues", "accept", &queue_id]);
+    let accepted = tero_json_at(&cp, &["issues", "accept", &queue_id]);
     let queue_policy_id = accepted["issue"]["policyId"]
         .as_str()
         .expect("policy id")
@@ -561,7 +543,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
 
     // 6. Accept the user-id issue in shadow: delivered and counted, never
     // enforced.
-    let shadowed = tero_json(
+    let shadowed = tero_json_at(
         &cp,
         &[
             "issues",
@@ -602,21 +584,21 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         wait_for(Duration::from_secs(60), "impact over 3+ scrapes", || {
             let q = impact(&cp, &queue_policy_id);
             let s = impact(&cp, &sessions_policy_id);
-            (int(&q["scrapes"]) >= 3 && int(&s["scrapes"]) >= 3).then_some((q, s))
+            (json_u64(&q["scrapes"]) >= 3 && json_u64(&s["scrapes"]) >= 3).then_some((q, s))
         });
     assert_eq!(queue_impact["mode"], "enforced", "{queue_impact}");
     assert_eq!(queue_impact["issueId"], queue_id.as_str(), "{queue_impact}");
-    let per_scrape = int(&queue_impact["droppedBytesPerScrape"]) as f64;
+    let per_scrape = json_u64(&queue_impact["droppedBytesPerScrape"]) as f64;
     assert!(
         within(per_scrape, app.queue_bytes as f64, 0.05),
         "dropped {per_scrape} B/scrape, planted {} B: {queue_impact}",
         app.queue_bytes
     );
-    assert!(int(&queue_impact["seriesDropped"]) >= 3 * QUEUES as u64);
+    assert!(json_u64(&queue_impact["seriesDropped"]) >= 3 * QUEUES as u64);
 
     assert_eq!(sessions_impact["mode"], "shadow", "{sessions_impact}");
     assert_eq!(sessions_impact["issueId"], sessions_id.as_str());
-    let per_scrape = int(&sessions_impact["droppedBytesPerScrape"]) as f64;
+    let per_scrape = json_u64(&sessions_impact["droppedBytesPerScrape"]) as f64;
     assert!(
         within(per_scrape, app.user_bytes as f64, 0.05),
         "would drop {per_scrape} B/scrape, planted {} B: {sessions_impact}",
@@ -628,7 +610,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         prom.value("count(api_sessions)").flatten(),
         Some((USERS + 2) as f64)
     );
-    let all = tero_json(&cp, &["impact"]);
+    let all = tero_json_at(&cp, &["impact"]);
     let ids: BTreeSet<&str> = all
         .as_array()
         .expect("impacts")
@@ -642,7 +624,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
 
     // 7. Ignore the debug issue: a reason is required, by the CLI and the API.
-    let stderr = tero(&cp, &["issues", "ignore", &debug_id]).fails(2);
+    let stderr = tero_at(&cp, &["issues", "ignore", &debug_id]).fails(2);
     assert!(stderr.contains("--reason"), "{stderr}");
     let bearer = cp.bearer();
     let (status, body) = request_json(
@@ -659,11 +641,11 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
     assert_eq!(http_issue(&cp, &debug_id)["status"], "open");
     let reason = "the cache team removes it in the next release";
-    let ignored = tero_json(&cp, &["issues", "ignore", &debug_id, "--reason", reason]);
+    let ignored = tero_json_at(&cp, &["issues", "ignore", &debug_id, "--reason", reason]);
     assert_eq!(ignored["status"], "ignored", "{ignored}");
     assert_eq!(ignored["ignoredBy"], "admin", "{ignored}");
     assert_eq!(ignored["ignoredReason"], reason, "{ignored}");
-    let ignored_list = tero_json(&cp, &["issues", "list", "--status", "ignored"]);
+    let ignored_list = tero_json_at(&cp, &["issues", "list", "--status", "ignored"]);
     assert_eq!(
         ignored_list
             .as_array()
@@ -676,13 +658,13 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
 
     // 8. Errors: accepting twice, an unknown issue.
-    let stderr = tero(&cp, &["issues", "accept", &queue_id]).fails(1);
+    let stderr = tero_at(&cp, &["issues", "accept", &queue_id]).fails(1);
     assert!(stderr.contains("already accepted"), "{stderr}");
     for args in [
         &["issues", "accept", "ISS-99999"][..],
         &["issues", "show", "ISS-99999"][..],
     ] {
-        let stderr = tero(&cp, args).fails(1);
+        let stderr = tero_at(&cp, args).fails(1);
         assert!(stderr.contains("not found"), "{args:?}: {stderr}");
     }
 
