@@ -210,11 +210,11 @@ fn count_lines(text: &str, prefix: &str) -> usize {
     text.lines().filter(|l| l.starts_with(prefix)).count()
 }
 
-/// Whether the edge runs `policy_id` (enforced or shadow).
-fn edge_runs(edge: &Edge, policy_id: &str) -> bool {
+/// Whether the edge runs `policy_id` in `mode` (`enforced` or `shadow`).
+fn edge_runs(edge: &Edge, policy_id: &str, mode: &str) -> bool {
     edge.policies()["policies"]
         .as_array()
-        .is_some_and(|ps| ps.iter().any(|p| p["id"] == policy_id))
+        .is_some_and(|ps| ps.iter().any(|p| p["id"] == policy_id && p["mode"] == mode))
 }
 
 // ------------------------------------------------------------ the test
@@ -519,7 +519,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
 
     wait_for(Duration::from_secs(30), "the edge enforcing it", || {
-        edge_runs(&edge, &queue_policy_id).then_some(())
+        edge_runs(&edge, &queue_policy_id, "enforced").then_some(())
     });
     let filtered = scrape(&edge);
     assert_eq!(
@@ -576,7 +576,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     wait_for(
         Duration::from_secs(30),
         "the edge running the shadow",
-        || edge_runs(&edge, &sessions_policy_id).then_some(()),
+        || edge_runs(&edge, &sessions_policy_id, "shadow").then_some(()),
     );
 
     // Both measured over a few scrapes.

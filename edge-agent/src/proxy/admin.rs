@@ -87,6 +87,8 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
                 "name": p.name,
                 "signal": p.signal.map(|s| s.as_str()),
                 "enabled": p.enabled,
+                // Shadow policies count what they would drop and never drop.
+                "mode": if p.shadow { "shadow" } else { "enforced" },
                 "provider": registry.owner(&p.id),
                 "hash": registry.policy_hash(&p.id),
                 "applied": p.errors.is_empty() && p.enabled && p.signal == Some(tero_sdk::Signal::Metric),
