@@ -9,7 +9,7 @@ use tonic::{Request, Response, Status};
 use super::admin::Admin;
 use super::{ApiError, State};
 use crate::issues::{ISSUE_LABEL, MODE_LABEL, SHADOW_MODE, status, string_label};
-use crate::store::{StoredUsage, now_ms};
+use crate::store::{StoreError, StoredUsage, now_ms};
 use crate::usage::{SourceKind, parse_source};
 
 /// Usage sources larger than this are refused (a dashboard is kilobytes).
@@ -52,10 +52,18 @@ impl Admin<'_> {
         check_choice("mode", &req.mode, &["active", "draft", "shadow"])?;
         let mut issue = self.state.store.get_issue(&req.id).await?;
         if !issue.policy_id.is_empty() {
-            return Err(ApiError::AlreadyExists(format!(
-                "issue {} was already accepted as policy {:?}",
-                issue.id, issue.policy_id
-            )));
+            // A policy deleted since (the issue was reopened) may be
+            // replaced by accepting again; a live one may not.
+            match self.state.store.get_policy(&issue.policy_id).await {
+                Err(StoreError::NotFound { .. }) => issue.policy_id.clear(),
+                Err(e) => return Err(e.into()),
+                Ok(_) => {
+                    return Err(ApiError::AlreadyExists(format!(
+                        "issue {} was already accepted as policy {:?}; enable or update that policy instead",
+                        issue.id, issue.policy_id
+                    )));
+                }
+            }
         }
         if issue.status != status::OPEN {
             return Err(ApiError::Aborted {

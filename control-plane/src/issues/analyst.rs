@@ -209,11 +209,50 @@ impl Analyst {
         ))
     }
 
-    /// Moves accepted issues along as their policies' impact is measured.
+    /// Moves accepted issues along as their policies' impact is measured,
+    /// and reopens resolved ones whose policy was revoked.
     pub async fn verify_all(&self) -> Result<(), StoreError> {
         for issue in self.store.list_issues("", status::IN_PROGRESS, "").await? {
             self.verify(issue).await?;
         }
+        // Reopened because the policy was revoked: back in progress once it
+        // is active again.
+        for issue in self.store.list_issues("", status::OPEN, "").await? {
+            if !issue.policy_id.is_empty() && issue.remediation == status::REVOKED {
+                self.verify(issue).await?;
+            }
+        }
+        for issue in self.store.list_issues("", status::RESOLVED, "").await? {
+            if !issue.policy_id.is_empty() {
+                self.recheck_resolved(issue).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A resolution verified by a policy holds only while the policy runs:
+    /// deleted or disabled, the waste is back (spec §2.4, resolved → open).
+    async fn recheck_resolved(&self, issue: Issue) -> Result<(), StoreError> {
+        let active = match self.store.policy_history(&issue.policy_id).await {
+            Err(StoreError::NotFound { .. }) => false,
+            Err(e) => return Err(e),
+            Ok(history) => activation(&history).is_some(),
+        };
+        if active {
+            return Ok(());
+        }
+        let mut reopened = issue;
+        let now = now_ms();
+        reopened.status = status::OPEN.into();
+        reopened.remediation = status::REVOKED.into();
+        reopened.resolution = String::new();
+        reopened.resolved_at_unix_ms = 0;
+        reopened.updated_at_unix_ms = now;
+        tracing::info!(
+            issue = %reopened.id, policy = %reopened.policy_id,
+            "policy revoked after the issue was resolved; issue reopened"
+        );
+        self.store.save_issue(reopened).await?;
         Ok(())
     }
 
@@ -231,6 +270,8 @@ impl Analyst {
             Err(Some(remediation)) => updated.remediation = remediation.into(),
             Err(None) => {}
             Ok((since, shadow)) => {
+                // An issue reopened by a revocation is back in progress.
+                updated.status = status::IN_PROGRESS.into();
                 let impact = self.measure(&issue, since, shadow).await?;
                 match (impact.verdict.as_str(), shadow) {
                     (verdict::VERIFIED, false) => {
