@@ -69,7 +69,7 @@ pub async fn app(state: State) -> Result<Router, ServerError> {
         // Inventories carry label sketches (up to 4 KiB each).
         .add_service(
             InventoryServiceServer::new(InventoryGrpc(state.clone()))
-                .max_decoding_message_size(64 * 1024 * 1024),
+                .max_decoding_message_size(crate::api::inventory::MAX_REPORT_BYTES),
         )
         .add_service(
             ClassifyServiceServer::new(ClassifyGrpc(state.clone()))

@@ -62,7 +62,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct InventoryConfig {
     /// How often a report is sent; `None` when inventory is off (disabled,
-    /// `interval_secs: 0`, or no grpc provider to send it to).
+    /// `interval_secs: 0`, or no control-plane provider to send it to).
     pub interval: Option<Duration>,
     /// At most one scrape inventoried per period.
     pub sample_every: Duration,
@@ -70,7 +70,8 @@ pub struct InventoryConfig {
     pub max_families: usize,
     /// Families per report (the largest by bytes).
     pub max_report_families: usize,
-    /// The id of the grpc provider whose control plane receives reports.
+    /// The id of the grpc or http provider whose control plane receives
+    /// reports.
     pub provider: Option<String>,
 }
 
@@ -87,14 +88,35 @@ impl Default for InventoryConfig {
 }
 
 impl InventoryConfig {
-    /// The grpc provider reports go to, when inventory is on.
-    pub fn destination<'a>(&self, config: &'a Config) -> Option<&'a GrpcProviderConfig> {
+    /// The provider reports go to, when inventory is on.
+    pub fn destination<'a>(&self, config: &'a Config) -> Option<ReportDestination<'a>> {
         self.interval?;
         let id = self.provider.as_deref()?;
         config.providers.iter().find_map(|p| match p {
-            ProviderConfig::Grpc(g) if g.poll.id == id => Some(g),
+            ProviderConfig::Grpc(g) if g.poll.id == id => Some(ReportDestination::Grpc(g)),
+            ProviderConfig::Http(h) if h.id == id => Some(ReportDestination::Http(h)),
             _ => None,
         })
+    }
+}
+
+/// The control plane inventory reports go to, named by a provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReportDestination<'a> {
+    /// `InventoryService/Report` over gRPC, and `POST /api/v1/inventory`
+    /// beside the provider's poll URL when gRPC cannot be reached: the
+    /// same fallback its policies take.
+    Grpc(&'a GrpcProviderConfig),
+    /// `POST /api/v1/inventory` beside the sync URL.
+    Http(&'a HttpProviderConfig),
+}
+
+impl ReportDestination<'_> {
+    pub fn id(&self) -> &str {
+        match self {
+            ReportDestination::Grpc(g) => &g.poll.id,
+            ReportDestination::Http(h) => &h.id,
+        }
     }
 }
 
@@ -737,9 +759,10 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
     })
 }
 
-/// The `inventory` section. On by default wherever a grpc provider names
-/// a control plane to report to; a section written out for an Edge with
-/// nowhere to send it says so.
+/// The `inventory` section. On by default wherever a grpc or http provider
+/// names a control plane to report to (the first grpc one, else the first
+/// http one); a section written out for an Edge with nowhere to send it
+/// says so.
 fn inventory_settings(
     raw: Option<RawInventory>,
     providers: &[ProviderConfig],
@@ -794,26 +817,31 @@ fn inventory_settings(
         defaults.max_report_families,
         10_000,
     )?;
-    let grpc_ids: Vec<&str> = providers
+    // A stream is the better transport, so a grpc provider comes first.
+    let mut control_planes: Vec<&str> = providers
         .iter()
         .filter_map(|p| match p {
             ProviderConfig::Grpc(g) => Some(g.poll.id.as_str()),
             _ => None,
         })
         .collect();
+    control_planes.extend(providers.iter().filter_map(|p| match p {
+        ProviderConfig::Http(h) => Some(h.id.as_str()),
+        _ => None,
+    }));
     let provider = match raw.provider.filter(|p| !p.is_empty()) {
-        Some(id) if grpc_ids.contains(&id.as_str()) => Some(id),
+        Some(id) if control_planes.contains(&id.as_str()) => Some(id),
         Some(id) => {
             return Err(ConfigError::key(
                 "inventory.provider",
-                format!("{id:?} is not the id of a grpc provider"),
+                format!("{id:?} is not the id of a grpc or http provider"),
             ));
         }
-        None => grpc_ids.first().map(|id| (*id).to_owned()),
+        None => control_planes.first().map(|id| (*id).to_owned()),
     };
     if on && provider.is_none() && written {
         warnings.push(ConfigWarning(
-            "inventory: no grpc provider to report to; inventory is off".into(),
+            "inventory: no grpc or http provider to report to; inventory is off".into(),
         ));
     }
     Ok(InventoryConfig {
@@ -1276,8 +1304,8 @@ mod tests {
             }
         );
         assert_eq!(
-            c.inventory.destination(&c).map(|g| g.poll.id.as_str()),
-            Some("cp")
+            c.inventory.destination(&c).map(|d| d.id().to_owned()),
+            Some("cp".into())
         );
 
         let (c, _) = load(
@@ -1289,8 +1317,34 @@ mod tests {
         assert_eq!(c.inventory.sample_every, Duration::from_secs(30));
         assert_eq!(c.inventory.max_families, 50);
         assert_eq!(
-            c.inventory.destination(&c).map(|g| g.poll.id.as_str()),
-            Some("cp2")
+            c.inventory.destination(&c).map(|d| d.id().to_owned()),
+            Some("cp2".into())
+        );
+
+        // A grpc provider is preferred; an http one serves when it is alone.
+        let http = |id: &str| json!({"id": id, "type": "http", "url": "http://cp:7070"});
+        let (c, _) = load(
+            json!({"upstream_url": "http://a:1", "policy_providers": [http("poll"), grpc("cp")]}),
+        )
+        .unwrap();
+        assert!(
+            matches!(c.inventory.destination(&c), Some(ReportDestination::Grpc(g)) if g.poll.id == "cp")
+        );
+        let (c, w) =
+            load(json!({"upstream_url": "http://a:1", "policy_providers": [http("poll")]}))
+                .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert!(
+            matches!(c.inventory.destination(&c), Some(ReportDestination::Http(h)) if h.id == "poll")
+        );
+        let err = load(json!({"upstream_url": "http://a:1",
+            "policy_providers": [{"id": "f", "type": "file", "path": "p"}],
+            "inventory": {"provider": "f"}}))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("inventory.provider") && err.contains("grpc or http"),
+            "{err}"
         );
 
         for off in [json!({"interval_secs": 0}), json!({"enabled": false})] {
@@ -1303,7 +1357,7 @@ mod tests {
         assert_eq!(c.inventory.interval, None);
         assert_eq!(
             w[0].0,
-            "inventory: no grpc provider to report to; inventory is off"
+            "inventory: no grpc or http provider to report to; inventory is off"
         );
         let (_, w) = load(json!({"upstream_url": "http://a:1"})).unwrap();
         assert!(w.is_empty(), "nothing asked for, nothing to say");

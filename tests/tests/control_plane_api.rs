@@ -2093,3 +2093,78 @@ fn http_sync_counts_a_named_report_once() {
         "refused requests store nothing"
     );
 }
+
+/// `POST /api/v1/inventory`, the HTTP twin of `InventoryService/Report`:
+/// a key required, a refusal naming the field, JSON and protobuf bodies,
+/// and a report retried under the same (session, seq) acknowledged again.
+#[test]
+fn http_inventory_reports_need_a_key_and_take_json_or_protobuf() {
+    let cp = start("inventory-http");
+    let (_, secret) = key(&cp, "fleet");
+    let edge_bearer = format!("Bearer {secret}");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    let report = json!({
+        "clientMetadata": edge_meta("inv-1", "ledger"),
+        "session": "abc",
+        "seq": "1",
+        "windowStartUnixMs": (now_ms - 60_000).to_string(),
+        "windowEndUnixMs": now_ms.to_string(),
+        "scrapes": "4",
+        "scrapesInventoried": "1",
+        "families": [{"name": "ledger_entries_total", "type": "counter", "series": "3"}],
+    });
+    let post = |headers: &[(&str, &str)], body: &Value| {
+        request_json("POST", &cp.url("/api/v1/inventory"), headers, Some(body))
+    };
+
+    assert_error(post(&[], &report), 401, "UNAUTHENTICATED");
+    let refused = assert_error(
+        post(
+            &[("authorization", &edge_bearer)],
+            &json!({"session": "abc"}),
+        ),
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("client_metadata")),
+        "{refused}"
+    );
+    let (status, body) = request_bytes(
+        "POST",
+        &cp.url("/api/v1/inventory"),
+        &[("authorization", &edge_bearer), ("content-type", PROTOBUF)],
+        Some(b"\xff\xff not protobuf"),
+    )
+    .map(|r| (r.status, r.text()))
+    .expect("request");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not a protobuf InventoryReport"), "{body}");
+
+    let (status, ack) = post(&[("authorization", &edge_bearer)], &report);
+    assert_eq!((status, ack["seq"].as_str()), (200, Some("1")), "{ack}");
+    // The same report again, as protobuf: an edge retrying over the other
+    // transport after a lost answer.
+    let pb: cp::InventoryReport = serde_json::from_value(report.clone()).expect("report");
+    let resent = request_bytes(
+        "POST",
+        &cp.url("/api/v1/inventory"),
+        &[("authorization", &edge_bearer), ("content-type", PROTOBUF)],
+        Some(&pb.encode_to_vec()),
+    )
+    .expect("request");
+    assert_eq!(resent.status, 200, "{}", resent.text());
+
+    let (status, inventory) = cp.api("GET", "/api/v1/inventory/ledger", None);
+    assert_eq!(status, 200, "{inventory}");
+    assert_eq!(inventory["instances"], json!(["inv-1"]), "{inventory}");
+    assert_eq!(
+        inventory["families"][0]["name"], "ledger_entries_total",
+        "{inventory}"
+    );
+}

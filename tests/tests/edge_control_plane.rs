@@ -26,6 +26,15 @@ fn int(v: &Value) -> i64 {
     }
 }
 
+fn family_names(inventory: &Value) -> Vec<String> {
+    inventory["families"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn run(encoding: &str) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     // Edges honour the interval the control plane recommends.
@@ -61,6 +70,7 @@ fn run(encoding: &str) {
                 "poll_interval_secs": 1,
                 "encoding": encoding,
             }],
+            "inventory": {"interval_secs": 1, "sample_every_secs": 1},
         }),
         dir.clone(),
         &format!("edge-{encoding}"),
@@ -101,6 +111,17 @@ fn run(encoding: &str) {
     assert_eq!(view["transport"], "TRANSPORT_POLL", "{view}");
     assert_eq!(view["state"], "EDGE_STATE_CONNECTED", "{view}");
     assert_eq!(view["serviceName"], "checkout");
+    // The inventory travels over HTTP too, with what the Edge saw before
+    // filtering: the dropped family is in it.
+    let inventory = wait_for(Duration::from_secs(10), "inventory over HTTP", || {
+        let (status, inventory) = cp.api("GET", "/api/v1/inventory/checkout", None);
+        (status == 200 && inventory["instances"][0] == instance.as_str()).then_some(inventory)
+    });
+    assert!(
+        family_names(&inventory).contains(&"debug_cache_entries".to_owned()),
+        "{inventory}"
+    );
+
     let (_, deployment) = cp.api("GET", "/api/v1/policies/drop-debug/deployment", None);
     assert_eq!(
         (
@@ -178,4 +199,62 @@ fn an_edge_polling_with_json_runs_the_control_planes_policies() {
 #[test]
 fn an_edge_polling_with_protobuf_runs_the_control_planes_policies() {
     run("protobuf");
+}
+
+/// A grpc provider whose stream port cannot be reached (as behind an
+/// HTTP/1.1-only proxy) polls for its policies and sends its inventory
+/// over HTTP instead.
+#[test]
+fn an_edge_whose_grpc_port_is_unreachable_reports_its_inventory_over_http() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start_with(
+        dir.clone(),
+        "cp-fallback",
+        None,
+        &["--sync-interval-secs", "1"],
+    );
+    let key = cp.create_key("edge-fallback");
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let closed = tero_e2e::free_port();
+    let instance = "edge-fallback-0";
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "service": {"name": "payments", "instance_id": instance},
+            "policy_providers": [{
+                "id": "cp",
+                "type": "grpc",
+                "url": format!("http://127.0.0.1:{closed}"),
+                "poll_url": cp.url("/v1/policy/sync"),
+                "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
+                "poll_interval_secs": 1,
+            }],
+            "inventory": {"interval_secs": 1, "sample_every_secs": 1},
+        }),
+        dir.clone(),
+        "edge-fallback",
+    );
+    let inventory = wait_for(
+        Duration::from_secs(20),
+        "inventory over the HTTP fallback",
+        || {
+            scrape(&edge);
+            let (status, inventory) = cp.api("GET", "/api/v1/inventory/payments", None);
+            (status == 200 && inventory["instances"][0] == instance).then_some(inventory)
+        },
+    );
+    let mut names = family_names(&inventory);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "debug_cache_entries",
+            "http_requests_total",
+            "process_open_fds"
+        ],
+        "{inventory}"
+    );
+    // The runtime view agrees the edge is polling.
+    let (_, view) = cp.api("GET", &format!("/api/v1/edges/{instance}"), None);
+    assert_eq!(view["transport"], "TRANSPORT_POLL", "{view}");
 }

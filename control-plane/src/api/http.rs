@@ -48,6 +48,12 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/issues/{id}/ignore", post(ignore_issue))
         .route("/api/v1/usage", get(list_usage).post(import_usage))
         .route("/api/v1/impact", get(get_impact))
+        .route(
+            "/api/v1/inventory",
+            post(report_inventory).layer(axum::extract::DefaultBodyLimit::max(
+                super::inventory::MAX_REPORT_BYTES,
+            )),
+        )
         .route("/api/v1/inventory/{service}", get(get_inventory))
         .route(
             "/api/v1/logs",
@@ -652,6 +658,37 @@ async fn get_impact(
                 }
             }
             admin.get_impact(req).await
+        }
+        .await
+    )
+}
+
+/// `InventoryService/Report` for edges that reach the control plane over
+/// HTTP only (an `http` provider, or a grpc provider whose stream is
+/// blocked): authenticated with the edge's key like Sync, the body a
+/// protobuf or JSON `InventoryReport`.
+async fn report_inventory(
+    AxState(state): AxState<State>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    respond!(
+        async {
+            state.auth.authenticate(authorization(&headers)).await?;
+            let protobuf = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(PROTOBUF));
+            let report = if protobuf {
+                InventoryReport::decode(body.as_ref()).map_err(|e| {
+                    ApiError::invalid("body", format!("not a protobuf InventoryReport: {e}"))
+                })?
+            } else {
+                serde_json::from_slice::<InventoryReport>(&body).map_err(|e| {
+                    ApiError::invalid("body", format!("not a JSON InventoryReport: {e}"))
+                })?
+            };
+            super::inventory::report(&state, report).await
         }
         .await
     )

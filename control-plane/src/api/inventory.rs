@@ -1,5 +1,5 @@
 //! `InventoryService/Report`: edges' metric inventories, authenticated with
-//! their API key like Sync.
+//! their API key like Sync, over gRPC or `POST /api/v1/inventory`.
 
 use tero_proto::controlplane::inventory_service_server::InventoryService;
 use tero_proto::controlplane::{InventoryAck, InventoryReport};
@@ -15,6 +15,8 @@ use crate::store::now_ms;
 pub const MAX_FAMILIES: usize = 20_000;
 /// Log templates per report beyond this are refused, for the same reason.
 pub const MAX_LOG_TEMPLATES: usize = 20_000;
+/// Encoded report bytes accepted on either transport.
+pub const MAX_REPORT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Checks and stores one report, then tells the analyst.
 pub async fn report(state: &State, report: InventoryReport) -> Result<InventoryAck, ApiError> {

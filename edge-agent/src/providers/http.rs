@@ -19,7 +19,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use std::sync::Arc;
 use tero_proto::otel::{AnyValue, KeyValue, any_value};
@@ -118,14 +117,6 @@ impl HttpProvider {
         identity: ClientIdentity,
         registry: Arc<PolicyRegistry>,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(super::tls::client_config(settings.ca_pem.as_deref()))
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
         let last_good = settings
             .state_dir
             .map(|dir| LastGood::new(&dir, &settings.id));
@@ -137,7 +128,7 @@ impl HttpProvider {
             encoding: settings.encoding,
             identity,
             registry,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: super::tls::https_client(settings.ca_pem.as_deref()),
             applied_hash: None,
             last_sync_timestamp: 0,
             last_recommended: 0,

@@ -24,3 +24,23 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> rustls::ClientConfig {
         .with_root_certificates(roots)
         .with_no_client_auth()
 }
+
+/// An HTTP/1.1 client for the control plane's HTTP endpoints, trusting
+/// `ca_pem` besides the public roots.
+pub fn https_client(
+    ca_pem: Option<&[u8]>,
+) -> hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+> {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config(ca_pem))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector)
+}

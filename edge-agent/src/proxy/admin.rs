@@ -122,7 +122,7 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
 }
 
 const NO_CONTROL_PLANE: &str = "tero-edge: log intake needs a control plane to report to: \
-configure a grpc policy provider and leave the inventory on (inventory.enabled, inventory.interval_secs)\n";
+configure a grpc or http policy provider and leave the inventory on (inventory.enabled, inventory.interval_secs)\n";
 
 fn refused(e: &IntakeError) -> Response<ResponseBody> {
     tracing::debug!(error = %e, "log samples refused");

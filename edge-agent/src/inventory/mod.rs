@@ -25,7 +25,8 @@
 //! log window; the scrapes served meanwhile stay counted in the metric
 //! window, for the next report that has one).
 
-use std::future::Future;
+mod sink;
+
 use std::io::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,23 +37,21 @@ use tero_prometheus::inventory::{
     CollectorOptions, InventoryWindow, ScrapeInventory, WindowOptions,
 };
 use tero_proto::controlplane::InventoryReport;
-use tero_proto::controlplane::inventory_service_client::InventoryServiceClient;
 use tero_proto::policy::ClientMetadata;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::config::{Config, GrpcProviderConfig, Header, InventoryConfig};
+use crate::config::{Config, InventoryConfig};
 use crate::exposition::Format;
 use crate::logs::LogIntake;
 use crate::providers::ClientIdentity;
+
+pub use sink::{ControlPlaneSink, GrpcSink, HttpSink, ReportSink, SendError};
 
 /// How long one report may take to send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// On shutdown, how long the last report may take.
 const FINAL_TIMEOUT: Duration = Duration::from_secs(3);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The inventory shared by the scrapes and the reporter.
 pub struct Inventory {
@@ -247,96 +246,6 @@ impl WireTee {
     }
 }
 
-/// Why a report was not stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendError {
-    pub reason: String,
-    /// The control plane will never accept this report: retrying it would
-    /// only block the ones after it.
-    pub permanent: bool,
-}
-
-/// Where reports go.
-pub trait ReportSink {
-    fn send(
-        &mut self,
-        report: &InventoryReport,
-        timeout: Duration,
-    ) -> impl Future<Output = Result<(), SendError>> + Send;
-}
-
-/// The control plane's `InventoryService`, reached like the grpc
-/// provider's stream: same URL, TLS roots and headers (the API key).
-pub struct GrpcSink {
-    client: InventoryServiceClient<Channel>,
-    headers: Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)>,
-}
-
-impl GrpcSink {
-    /// A lazily connected client; the connection is made (and remade) on
-    /// the first call. Must run inside the runtime.
-    pub fn new(settings: &GrpcProviderConfig) -> Result<Self, String> {
-        let endpoint = control_plane_endpoint(settings)?;
-        Ok(GrpcSink {
-            client: InventoryServiceClient::new(endpoint.connect_lazy()),
-            headers: grpc_metadata(&settings.poll.headers),
-        })
-    }
-}
-
-/// The endpoint of a grpc provider's control plane, with the provider's
-/// TLS trust (public roots plus its `ca_file`).
-pub(crate) fn control_plane_endpoint(settings: &GrpcProviderConfig) -> Result<Endpoint, String> {
-    let endpoint = Endpoint::from_shared(settings.url.to_string())
-        .map_err(|e| format!("bad url: {e}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
-    if settings.url.scheme_str() != Some("https") {
-        return Ok(endpoint);
-    }
-    let mut tls = ClientTlsConfig::new().with_webpki_roots();
-    if let Some(pem) = &settings.poll.ca_pem {
-        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-    }
-    endpoint
-        .tls_config(tls)
-        .map_err(|e| format!("TLS setup: {e}"))
-}
-
-/// A provider's configured headers (the API key's `authorization: Bearer`
-/// among them) as gRPC metadata; names are lower-cased as gRPC requires.
-pub(crate) fn grpc_metadata(headers: &[Header]) -> Vec<(MetadataKey<Ascii>, MetadataValue<Ascii>)> {
-    headers
-        .iter()
-        .filter_map(|h| {
-            let key = MetadataKey::from_bytes(h.name.to_ascii_lowercase().as_bytes()).ok()?;
-            let value = MetadataValue::try_from(h.value.as_str()).ok()?;
-            Some((key, value))
-        })
-        .collect()
-}
-
-impl ReportSink for GrpcSink {
-    async fn send(&mut self, report: &InventoryReport, timeout: Duration) -> Result<(), SendError> {
-        let mut request = tonic::Request::new(report.clone());
-        request.set_timeout(timeout);
-        for (k, v) in &self.headers {
-            request.metadata_mut().insert(k.clone(), v.clone());
-        }
-        match tokio::time::timeout(timeout, self.client.report(request)).await {
-            Ok(Ok(_ack)) => Ok(()),
-            Ok(Err(status)) => Err(SendError {
-                reason: format!("{:?}: {}", status.code(), status.message()),
-                permanent: status.code() == tonic::Code::InvalidArgument,
-            }),
-            Err(_) => Err(SendError {
-                reason: format!("no answer within {timeout:?}"),
-                permanent: false,
-            }),
-        }
-    }
-}
-
 /// Sends the inventory every interval, holding at most one unsent report.
 pub struct Reporter<S> {
     inventory: Arc<Inventory>,
@@ -483,15 +392,16 @@ pub fn spawn(
     ) else {
         return;
     };
-    let sink = match GrpcSink::new(destination) {
+    let sink = match ControlPlaneSink::new(destination) {
         Ok(sink) => sink,
         Err(e) => {
-            tracing::warn!(provider = %destination.poll.id, error = %e, "inventory cannot reach the control plane; not reported");
+            tracing::warn!(provider = %destination.id(), error = %e, "inventory cannot reach the control plane; not reported");
             return;
         }
     };
     tracing::info!(
-        provider = %destination.poll.id,
+        provider = %destination.id(),
+        transport = sink.transport(),
         interval_secs = interval.as_secs_f64(),
         "metric inventory reported to the control plane"
     );
@@ -511,6 +421,14 @@ mod tests {
     use std::sync::Mutex as StdMutex;
 
     use super::*;
+    use crate::config::{GrpcProviderConfig, ReportDestination};
+
+    fn grpc_settings(config: &Config) -> &GrpcProviderConfig {
+        match config.inventory.destination(config) {
+            Some(ReportDestination::Grpc(settings)) => settings,
+            other => panic!("expected a grpc destination, got {other:?}"),
+        }
+    }
 
     /// Answers from a script; records what it was sent.
     #[derive(Clone, Default)]
@@ -741,7 +659,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let destination = config.inventory.destination(&config).unwrap();
+        let destination = grpc_settings(&config);
         let inventory = Arc::new(Inventory::new(&config.inventory));
         scrape(
             &inventory,
@@ -946,7 +864,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let destination = config.inventory.destination(&config).unwrap().clone();
+        let destination = grpc_settings(&config).clone();
         let edge = crate::proxy::testing::TestEdge::start(config).await;
         let post = |query: &'static str, ct: &'static str, body: &'static str| {
             edge.request(http::Method::POST, query, Some(ct), body)
