@@ -1244,6 +1244,41 @@ async fn edges(store: &Store) {
         "r2's edge untouched"
     );
     assert_eq!(store.get_edge("edge-a").await.unwrap(), a3);
+
+    // A fleet-sized batch spans several statements; every row lands, and
+    // only rows newer than the stored ones change.
+    let fleet: Vec<EdgeRecord> = (0..1_203)
+        .map(|i| edge(&format!("fleet-{i:04}"), "fleet", "r3", 10_000, 10_000 + i))
+        .collect();
+    store.upsert_edges(&fleet).await.unwrap();
+    let stored = store.list_edges(Some("fleet"), 0, "", 2_000).await.unwrap();
+    assert_eq!(stored, fleet);
+    let mut changed = fleet.clone();
+    for (i, e) in changed.iter_mut().enumerate() {
+        e.applied_hash = "h9".into();
+        // Every other record is older than the stored one: ignored.
+        e.last_seen += if i % 2 == 0 { 1 } else { -1 };
+    }
+    store.upsert_edges(&changed).await.unwrap();
+    let stored = store.list_edges(Some("fleet"), 0, "", 2_000).await.unwrap();
+    for (i, e) in stored.iter().enumerate() {
+        let expected = if i % 2 == 0 { &changed[i] } else { &fleet[i] };
+        assert_eq!(e, expected, "row {i}");
+    }
+
+    // One instance twice in a batch: its latest record, its earliest
+    // first_seen.
+    let early = edge("edge-twice", "search", "r1", 100, 8_000);
+    let mut late = edge("edge-twice", "search", "r2", 900, 9_000);
+    late.applied_hash = "h3".into();
+    store.upsert_edges(&[late.clone(), early]).await.unwrap();
+    assert_eq!(
+        store.get_edge("edge-twice").await.unwrap(),
+        EdgeRecord {
+            first_seen: 100,
+            ..late
+        }
+    );
 }
 
 const MINUTE: i64 = 60_000;

@@ -1,6 +1,6 @@
 //! The persisted side of the edge registry. The live registry keeps edges
 //! in memory and writes them here in batches, so a fleet's heartbeats cost
-//! one transaction per flush rather than one per edge.
+//! a few multi-row statements per flush rather than one per edge.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +10,13 @@ use sqlx::any::AnyRow;
 use tero_proto::policy::ClientMetadata;
 
 use super::{Store, StoreError};
+
+/// Parameters per row of `edges` written by [`Store::upsert_edges`].
+const EDGE_COLUMNS: usize = 15;
+/// Rows per statement: 7,500 parameters, well under SQLite's limit (32,766)
+/// and PostgreSQL's (65,535), and large enough that a 10,000-edge flush is
+/// 20 statements.
+const EDGE_ROWS_PER_STATEMENT: usize = 500;
 
 /// One edge as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,51 +77,106 @@ impl Store {
     /// Writes the given edges, keeping each one's earliest `first_seen`. A
     /// record older than the stored one is ignored: when an edge moves to
     /// another replica, the old replica's late flush cannot undo the news.
+    ///
+    /// Rows go [`EDGE_ROWS_PER_STATEMENT`] to an `INSERT`, each statement
+    /// committed on its own: a fleet-wide change rewrites every edge's row,
+    /// and one statement per row (10,000 after a policy update) kept a
+    /// SQLite server busy for a second, with admin calls queued behind it.
     pub async fn upsert_edges(&self, edges: &[EdgeRecord]) -> Result<(), StoreError> {
-        if edges.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await?;
+        // A statement may not touch a row twice (PostgreSQL refuses), so a
+        // batch holding one instance twice keeps its latest record.
+        let mut latest: BTreeMap<&str, EdgeRecord> = BTreeMap::new();
         for edge in edges {
-            let errors = serde_json::to_string(&edge.policy_errors)
-                .map_err(|e| StoreError::corrupt("edge policy errors", e))?;
-            sqlx::query(
-                "INSERT INTO edges (instance_id, service_name, service_namespace, service_version, \
-                 metadata, transport, replica, api_key_id, first_seen, last_seen, connected, \
-                 desired_hash, applied_hash, last_failed_hash, policy_errors) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (instance_id) DO UPDATE SET service_name = excluded.service_name, \
-                 service_namespace = excluded.service_namespace, \
-                 service_version = excluded.service_version, metadata = excluded.metadata, \
-                 transport = excluded.transport, replica = excluded.replica, \
-                 api_key_id = excluded.api_key_id, \
-                 first_seen = CASE WHEN edges.first_seen < excluded.first_seen \
-                     THEN edges.first_seen ELSE excluded.first_seen END, \
-                 last_seen = excluded.last_seen, connected = excluded.connected, \
-                 desired_hash = excluded.desired_hash, applied_hash = excluded.applied_hash, \
-                 last_failed_hash = excluded.last_failed_hash, \
-                 policy_errors = excluded.policy_errors \
-                 WHERE excluded.last_seen >= edges.last_seen",
-            )
-            .bind(&edge.instance_id)
-            .bind(&edge.service_name)
-            .bind(&edge.service_namespace)
-            .bind(&edge.service_version)
-            .bind(edge.metadata.encode_to_vec())
-            .bind(&edge.transport)
-            .bind(&edge.replica)
-            .bind(&edge.api_key_id)
-            .bind(edge.first_seen)
-            .bind(edge.last_seen)
-            .bind(edge.connected)
-            .bind(&edge.desired_hash)
-            .bind(&edge.applied_hash)
-            .bind(&edge.last_failed_hash)
-            .bind(errors)
-            .execute(&mut *tx)
-            .await?;
+            match latest.get_mut(edge.instance_id.as_str()) {
+                Some(kept) => {
+                    let first_seen = kept.first_seen.min(edge.first_seen);
+                    if edge.last_seen >= kept.last_seen {
+                        *kept = edge.clone();
+                    }
+                    kept.first_seen = first_seen;
+                }
+                None => {
+                    latest.insert(&edge.instance_id, edge.clone());
+                }
+            }
         }
-        tx.commit().await?;
+        let rows: Vec<EdgeRecord> = latest.into_values().collect();
+        for chunk in rows.chunks(EDGE_ROWS_PER_STATEMENT) {
+            self.upsert_edge_rows(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_edge_rows(&self, edges: &[EdgeRecord]) -> Result<(), StoreError> {
+        let encoded = edges
+            .iter()
+            .map(|edge| {
+                let errors = serde_json::to_string(&edge.policy_errors)
+                    .map_err(|e| StoreError::corrupt("edge policy errors", e))?;
+                Ok((edge.metadata.encode_to_vec(), errors))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // SQLite looks named parameters (`$7`) up one by one, which is
+        // quadratic in a statement this long; `?` is bound by position.
+        let positional = self.backend == super::Backend::Sqlite;
+        let mut sql = String::with_capacity(600 + edges.len() * 80);
+        sql.push_str(
+            "INSERT INTO edges (instance_id, service_name, service_namespace, service_version, \
+             metadata, transport, replica, api_key_id, first_seen, last_seen, connected, \
+             desired_hash, applied_hash, last_failed_hash, policy_errors) VALUES ",
+        );
+        for row in 0..edges.len() {
+            if row > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            for column in 0..EDGE_COLUMNS {
+                if column > 0 {
+                    sql.push_str(", ");
+                }
+                if positional {
+                    sql.push('?');
+                } else {
+                    sql.push('$');
+                    sql.push_str(&(row * EDGE_COLUMNS + column + 1).to_string());
+                }
+            }
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (instance_id) DO UPDATE SET service_name = excluded.service_name, \
+             service_namespace = excluded.service_namespace, \
+             service_version = excluded.service_version, metadata = excluded.metadata, \
+             transport = excluded.transport, replica = excluded.replica, \
+             api_key_id = excluded.api_key_id, \
+             first_seen = CASE WHEN edges.first_seen < excluded.first_seen \
+                 THEN edges.first_seen ELSE excluded.first_seen END, \
+             last_seen = excluded.last_seen, connected = excluded.connected, \
+             desired_hash = excluded.desired_hash, applied_hash = excluded.applied_hash, \
+             last_failed_hash = excluded.last_failed_hash, \
+             policy_errors = excluded.policy_errors \
+             WHERE excluded.last_seen >= edges.last_seen",
+        );
+        let mut query = sqlx::query(&sql);
+        for (edge, (metadata, errors)) in edges.iter().zip(encoded) {
+            query = query
+                .bind(&edge.instance_id)
+                .bind(&edge.service_name)
+                .bind(&edge.service_namespace)
+                .bind(&edge.service_version)
+                .bind(metadata)
+                .bind(&edge.transport)
+                .bind(&edge.replica)
+                .bind(&edge.api_key_id)
+                .bind(edge.first_seen)
+                .bind(edge.last_seen)
+                .bind(edge.connected)
+                .bind(&edge.desired_hash)
+                .bind(&edge.applied_hash)
+                .bind(&edge.last_failed_hash)
+                .bind(errors);
+        }
+        query.execute(&self.pool).await?;
         Ok(())
     }
 
