@@ -208,8 +208,8 @@ mod tests {
             panic!("not classify list");
         };
         assert_eq!(commands::classify::api_name(kind), "log");
-        assert_eq!(commands::classify::api_name(category), "debug_noise");
-        assert_eq!(commands::classify::api_name(verdict), "waste");
+        assert_eq!(category.map(|c| c.as_str()), Some("debug_noise"));
+        assert_eq!(verdict.map(|v| v.as_str()), Some("waste"));
 
         let err = parse(&["classify", "list", "--unclassified", "--verdict", "keep"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ArgumentConflict);

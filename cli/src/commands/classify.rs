@@ -5,7 +5,9 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Subcommand, ValueEnum};
+use tero_sdk::classification::{Category, Verdict};
 use tero_sdk::proto::controlplane::{
     ClassificationRun, ClassificationStatus, EventType, ListEventTypesRequest, ProviderUsage,
 };
@@ -44,10 +46,10 @@ pub enum ClassifyCommand {
         #[arg(long, value_enum, ignore_case = true)]
         kind: Option<Kind>,
         /// Only event types classified in this category.
-        #[arg(long, value_enum, ignore_case = true)]
+        #[arg(long, value_parser = category_values(), ignore_case = true)]
         category: Option<Category>,
         /// Only event types with this verdict.
-        #[arg(long, value_enum, ignore_case = true)]
+        #[arg(long, value_parser = verdict_values(), ignore_case = true)]
         verdict: Option<Verdict>,
         /// Only event types without a classification.
         #[arg(long, conflicts_with_all = ["category", "verdict"])]
@@ -63,28 +65,13 @@ pub enum Kind {
     Log,
 }
 
-/// The categories a classifier decides between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum Category {
-    DebugNoise,
-    HealthCheck,
-    SyntheticTest,
-    BotTraffic,
-    Duplicate,
-    BusinessEvent,
-    ErrorSignal,
-    Operational,
-    Unknown,
+/// Parses a category flag against the vocabulary the control plane uses.
+fn category_values() -> impl TypedValueParser<Value = Category> {
+    PossibleValuesParser::new(Category::ALL.map(Category::as_str)).try_map(|name| name.parse())
 }
 
-/// Whether an event type is worth its cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum Verdict {
-    Keep,
-    Waste,
-    Mixed,
+fn verdict_values() -> impl TypedValueParser<Value = Verdict> {
+    PossibleValuesParser::new(Verdict::ALL.map(Verdict::as_str)).try_map(|name| name.parse())
 }
 
 /// The API's spelling of a flag value (`debug_noise`), empty for none.
@@ -110,8 +97,8 @@ pub fn list_request(
     ListEventTypesRequest {
         service: service.unwrap_or_default().trim().to_owned(),
         kind: api_name(kind),
-        category: api_name(category),
-        verdict: api_name(verdict),
+        category: category.map(|c| c.as_str().to_owned()).unwrap_or_default(),
+        verdict: verdict.map(|v| v.as_str().to_owned()).unwrap_or_default(),
         unclassified,
     }
 }

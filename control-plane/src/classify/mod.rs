@@ -16,7 +16,6 @@
 //! and [`runner::Classifications`] runs the chain over what the cache
 //! (keyed by fingerprint and classifier id) cannot answer.
 
-use std::fmt;
 use std::future::Future;
 use std::ops::AddAssign;
 use std::pin::Pin;
@@ -106,83 +105,8 @@ impl EventType {
     }
 }
 
-/// Why an event type exists, as far as telemetry value goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Category {
-    DebugNoise,
-    HealthCheck,
-    SyntheticTest,
-    BotTraffic,
-    Duplicate,
-    BusinessEvent,
-    ErrorSignal,
-    Operational,
-    Unknown,
-}
-
-impl Category {
-    pub const ALL: [Category; 9] = [
-        Category::DebugNoise,
-        Category::HealthCheck,
-        Category::SyntheticTest,
-        Category::BotTraffic,
-        Category::Duplicate,
-        Category::BusinessEvent,
-        Category::ErrorSignal,
-        Category::Operational,
-        Category::Unknown,
-    ];
-
-    /// The serialized (snake_case) name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Category::DebugNoise => "debug_noise",
-            Category::HealthCheck => "health_check",
-            Category::SyntheticTest => "synthetic_test",
-            Category::BotTraffic => "bot_traffic",
-            Category::Duplicate => "duplicate",
-            Category::BusinessEvent => "business_event",
-            Category::ErrorSignal => "error_signal",
-            Category::Operational => "operational",
-            Category::Unknown => "unknown",
-        }
-    }
-}
-
-impl fmt::Display for Category {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Whether the event type is worth its cost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Keep,
-    Waste,
-    /// Worth keeping in part: sample, aggregate or trim rather than drop.
-    Mixed,
-}
-
-impl Verdict {
-    pub const ALL: [Verdict; 3] = [Verdict::Keep, Verdict::Waste, Verdict::Mixed];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Keep => "keep",
-            Verdict::Waste => "waste",
-            Verdict::Mixed => "mixed",
-        }
-    }
-}
-
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// The vocabulary lives in the sdk, where the CLI parses the same names.
+pub use tero_sdk::classification::{Category, Verdict};
 
 /// The decision for one event type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
