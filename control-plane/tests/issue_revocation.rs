@@ -3,25 +3,16 @@
 //! → open, remediation `policy_revoked`); re-enabled, it is back in
 //! progress; deleted, accepting the issue again creates a new policy.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use tero_control_plane::api::AppState;
 use tero_control_plane::api::admin::Admin;
-use tero_control_plane::auth::{Authenticator, Principal};
-use tero_control_plane::classify::{Chain, Classifications, Embedded};
-use tero_control_plane::feed::Feed;
-use tero_control_plane::ingest::Ingest;
+use tero_control_plane::auth::Principal;
 use tero_control_plane::issues::{Analyst, IssueConfig, status};
-use tero_control_plane::metrics::Metrics;
-use tero_control_plane::runtime::Runtime;
 use tero_control_plane::store::{PolicyChange, Store};
 use tero_proto::controlplane::{AcceptIssueRequest, CreatePolicyRequest, Issue, Scope};
 use tero_proto::policy::{
     MetricField, MetricMatcher, MetricTarget, Policy, metric_matcher, policy,
 };
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
+
+mod common;
 
 const POLICY: &str = "drop-legacy-queue-depth";
 
@@ -77,32 +68,6 @@ async fn resolved_issue(store: &Store) -> Issue {
         .expect("save the issue")
 }
 
-async fn state(store: &Store) -> Arc<AppState> {
-    let feed = Feed::start(store.clone(), 30).await.expect("feed");
-    let shutdown = CancellationToken::new();
-    // Policy writes wait for the feed to reload, so its loop must run.
-    tokio::spawn(feed.clone().run(shutdown.clone()));
-    let (ingest, _task) = Ingest::start(store.clone(), shutdown.clone());
-    Arc::new(AppState {
-        auth: Arc::new(Authenticator::new("admin-token", store.clone())),
-        runtime: Runtime::new("test".into(), store.clone(), 30, 15),
-        store: store.clone(),
-        feed,
-        ingest,
-        heartbeat: Duration::from_secs(15),
-        stream_slots: Arc::new(Semaphore::new(4)),
-        max_streams: 4,
-        metrics: Metrics::default(),
-        analyst: Analyst::new(store.clone(), IssueConfig::default()),
-        classifications: Classifications::new(
-            store.clone(),
-            Chain::new(Box::new(Embedded::new())),
-            None,
-        ),
-        shutdown,
-    })
-}
-
 #[tokio::test]
 async fn revoking_the_policy_reopens_the_issue_and_it_can_be_accepted_again() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -141,7 +106,7 @@ async fn revoking_the_policy_reopens_the_issue_and_it_can_be_accepted_again() {
     assert_eq!(resumed.remediation, status::ACTIVE);
 
     // A live policy cannot be replaced by accepting again.
-    let state = state(&store).await;
+    let state = common::app_state(&store, "admin-token").await;
     let admin = Admin {
         state: &state,
         principal: Principal::Admin,

@@ -3,18 +3,11 @@
 //! that declare the `tero.shadow` capability, because any other client
 //! would enforce it. Also: per-scrape statistics from stream reports.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use axum::body::Body;
 use http_body_util::BodyExt;
 use prost::Message;
-use tero_control_plane::api::{AppState, State};
-use tero_control_plane::auth::Authenticator;
-use tero_control_plane::feed::Feed;
-use tero_control_plane::ingest::{DeltaBuilder, Ingest};
-use tero_control_plane::metrics::Metrics;
-use tero_control_plane::runtime::Runtime;
+use tero_control_plane::api::State;
+use tero_control_plane::ingest::DeltaBuilder;
 use tero_control_plane::server;
 use tero_control_plane::store::{PolicyChange, Store};
 use tero_proto::controlplane::{PolicyCounters, Scope};
@@ -24,9 +17,9 @@ use tero_proto::policy::{
     SyncResponse, metric_matcher, policy,
 };
 use tero_sdk::engine::shadow::shadow_capability;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+
+mod common;
 
 const TOKEN: &str = "test-admin-shadow";
 
@@ -79,32 +72,7 @@ async fn control_plane(dir: &tempfile::TempDir) -> State {
         .create_policy(drop_prefix("b-shadow", "go_", true))
         .await
         .expect("create");
-    let feed = Feed::start(store.clone(), 30).await.expect("feed");
-    let shutdown = CancellationToken::new();
-    let (ingest, _task) = Ingest::start(store.clone(), shutdown.clone());
-    Arc::new(AppState {
-        auth: Arc::new(Authenticator::new(TOKEN, store.clone())),
-        runtime: Runtime::new("test".into(), store.clone(), 30, 15),
-        store: store.clone(),
-        feed,
-        ingest,
-        heartbeat: Duration::from_secs(15),
-        stream_slots: Arc::new(Semaphore::new(16)),
-        max_streams: 16,
-        metrics: Metrics::default(),
-        analyst: tero_control_plane::issues::Analyst::new(
-            store.clone(),
-            tero_control_plane::issues::IssueConfig::default(),
-        ),
-        classifications: tero_control_plane::classify::Classifications::new(
-            store.clone(),
-            tero_control_plane::classify::Chain::new(Box::new(
-                tero_control_plane::classify::Embedded::new(),
-            )),
-            None,
-        ),
-        shutdown,
-    })
+    common::app_state(&store, TOKEN).await
 }
 
 fn metadata(instance: &str, shadow: bool) -> ClientMetadata {

@@ -161,25 +161,36 @@ async fn ready(AxState(state): AxState<State>) -> Response {
     }
 }
 
+/// Whether a header (`content-type`, `accept`) names protobuf.
+fn names_protobuf(headers: &HeaderMap, name: header::HeaderName) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(PROTOBUF))
+}
+
+/// An edge's message, protobuf when its content type says so, else its
+/// proto3 JSON; `what` names the message in the error.
+fn decode_message<T: Message + Default + DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    if names_protobuf(headers, header::CONTENT_TYPE) {
+        T::decode(body)
+            .map_err(|e| ApiError::invalid("body", format!("not a protobuf {what}: {e}")))
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::invalid("body", format!("not a JSON {what}: {e}")))
+    }
+}
+
 async fn sync_http(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
     let principal = match state.auth.authenticate(authorization(&headers)).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let is_protobuf = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains(PROTOBUF))
-    };
-    let request = if is_protobuf(header::CONTENT_TYPE) {
-        SyncRequest::decode(body.as_ref())
-            .map_err(|e| ApiError::invalid("body", format!("not a protobuf SyncRequest: {e}")))
-    } else {
-        serde_json::from_slice::<SyncRequest>(&body)
-            .map_err(|e| ApiError::invalid("body", format!("not a JSON SyncRequest: {e}")))
-    };
-    let request = match request {
+    let request: SyncRequest = match decode_message(&headers, &body, "SyncRequest") {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
@@ -194,7 +205,7 @@ async fn sync_http(AxState(state): AxState<State>, headers: HeaderMap, body: Byt
     };
     match sync(&state, &principal, request, report).await {
         Ok(snapshot) => {
-            if is_protobuf(header::ACCEPT) {
+            if names_protobuf(&headers, header::ACCEPT) {
                 (
                     [(header::CONTENT_TYPE, PROTOBUF)],
                     snapshot.protobuf_at(now_nanos()),
@@ -675,19 +686,7 @@ async fn report_inventory(
     respond!(
         async {
             state.auth.authenticate(authorization(&headers)).await?;
-            let protobuf = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains(PROTOBUF));
-            let report = if protobuf {
-                InventoryReport::decode(body.as_ref()).map_err(|e| {
-                    ApiError::invalid("body", format!("not a protobuf InventoryReport: {e}"))
-                })?
-            } else {
-                serde_json::from_slice::<InventoryReport>(&body).map_err(|e| {
-                    ApiError::invalid("body", format!("not a JSON InventoryReport: {e}"))
-                })?
-            };
+            let report = decode_message(&headers, &body, "InventoryReport")?;
             super::inventory::report(&state, report).await
         }
         .await

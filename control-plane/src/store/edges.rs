@@ -84,33 +84,30 @@ impl Store {
     /// SQLite server busy for a second, with admin calls queued behind it.
     pub async fn upsert_edges(&self, edges: &[EdgeRecord]) -> Result<(), StoreError> {
         // A statement may not touch a row twice (PostgreSQL refuses), so a
-        // batch holding one instance twice keeps its latest record.
-        let mut latest: BTreeMap<&str, EdgeRecord> = BTreeMap::new();
+        // batch holding one instance twice keeps its latest record, with
+        // the earliest first_seen of the two.
+        let mut latest: BTreeMap<&str, (&EdgeRecord, i64)> = BTreeMap::new();
         for edge in edges {
-            match latest.get_mut(edge.instance_id.as_str()) {
-                Some(kept) => {
-                    let first_seen = kept.first_seen.min(edge.first_seen);
-                    if edge.last_seen >= kept.last_seen {
-                        *kept = edge.clone();
-                    }
-                    kept.first_seen = first_seen;
-                }
-                None => {
-                    latest.insert(&edge.instance_id, edge.clone());
-                }
+            let (kept, first_seen) = latest
+                .entry(&edge.instance_id)
+                .or_insert((edge, edge.first_seen));
+            *first_seen = (*first_seen).min(edge.first_seen);
+            if edge.last_seen >= kept.last_seen {
+                *kept = edge;
             }
         }
-        let rows: Vec<EdgeRecord> = latest.into_values().collect();
+        let rows: Vec<(&EdgeRecord, i64)> = latest.into_values().collect();
         for chunk in rows.chunks(EDGE_ROWS_PER_STATEMENT) {
             self.upsert_edge_rows(chunk).await?;
         }
         Ok(())
     }
 
-    async fn upsert_edge_rows(&self, edges: &[EdgeRecord]) -> Result<(), StoreError> {
+    /// One statement writing `edges`, each with the first_seen to store.
+    async fn upsert_edge_rows(&self, edges: &[(&EdgeRecord, i64)]) -> Result<(), StoreError> {
         let encoded = edges
             .iter()
-            .map(|edge| {
+            .map(|(edge, _)| {
                 let errors = serde_json::to_string(&edge.policy_errors)
                     .map_err(|e| StoreError::corrupt("edge policy errors", e))?;
                 Ok((edge.metadata.encode_to_vec(), errors))
@@ -158,7 +155,7 @@ impl Store {
              WHERE excluded.last_seen >= edges.last_seen",
         );
         let mut query = sqlx::query(&sql);
-        for (edge, (metadata, errors)) in edges.iter().zip(encoded) {
+        for ((edge, first_seen), (metadata, errors)) in edges.iter().zip(encoded) {
             query = query
                 .bind(&edge.instance_id)
                 .bind(&edge.service_name)
@@ -168,7 +165,7 @@ impl Store {
                 .bind(&edge.transport)
                 .bind(&edge.replica)
                 .bind(&edge.api_key_id)
-                .bind(edge.first_seen)
+                .bind(*first_seen)
                 .bind(edge.last_seen)
                 .bind(edge.connected)
                 .bind(&edge.desired_hash)
