@@ -614,6 +614,26 @@ mod tests {
         stored: Stored,
     }
 
+    impl ControlPlane {
+        /// Serves `InventoryService` on a free loopback port until aborted.
+        async fn serve() -> (Self, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let control_plane = ControlPlane::default();
+            let service =
+                tero_proto::controlplane::inventory_service_server::InventoryServiceServer::new(
+                    control_plane.clone(),
+                );
+            let server = tokio::spawn(async move {
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                    .await;
+            });
+            (control_plane, addr, server)
+        }
+    }
+
     #[tonic::async_trait]
     impl tero_proto::controlplane::inventory_service_server::InventoryService for ControlPlane {
         async fn report(
@@ -637,18 +657,7 @@ mod tests {
 
     #[tokio::test]
     async fn reports_reach_the_control_plane_with_the_api_key() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let control_plane = ControlPlane::default();
-        let service =
-            tero_proto::controlplane::inventory_service_server::InventoryServiceServer::new(
-                control_plane.clone(),
-            );
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
+        let (control_plane, addr, server) = ControlPlane::serve().await;
         let (config, _) = Config::from_value(
             serde_json::json!({
                 "upstream_url": "http://127.0.0.1:1",
@@ -840,18 +849,7 @@ mod tests {
 
     #[tokio::test]
     async fn posted_log_lines_reach_the_control_plane_as_templates() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let control_plane = ControlPlane::default();
-        let service =
-            tero_proto::controlplane::inventory_service_server::InventoryServiceServer::new(
-                control_plane.clone(),
-            );
-        let server = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-        );
+        let (control_plane, addr, server) = ControlPlane::serve().await;
         let (config, _) = Config::from_value(
             serde_json::json!({
                 "upstream_url": "http://127.0.0.1:1",

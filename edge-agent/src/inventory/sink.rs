@@ -13,8 +13,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header;
-use http::{Request, StatusCode, Uri};
+use http::{StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -26,6 +25,7 @@ use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::{GrpcProviderConfig, Header, HttpProviderConfig, ReportDestination};
+use crate::providers::{body_excerpt, control_plane_post};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const PROTOBUF: &str = "application/x-protobuf";
@@ -181,17 +181,7 @@ impl ReportSink for HttpSink {
             reason,
             permanent: false,
         };
-        let mut builder = Request::post(self.url.clone())
-            .header(header::CONTENT_TYPE, PROTOBUF)
-            .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("tero-edge/", env!("CARGO_PKG_VERSION")),
-            );
-        for h in &self.headers {
-            builder = builder.header(h.name.as_str(), h.value.as_str());
-        }
-        let request = builder
+        let request = control_plane_post(&self.url, &self.headers, PROTOBUF, "application/json")
             .body(Full::new(Bytes::from(report.encode_to_vec())))
             .map_err(|e| SendError {
                 reason: format!("cannot build the request: {e}"),
@@ -212,11 +202,8 @@ impl ReportSink for HttpSink {
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-                .trim()
-                .to_owned();
             Err(SendError {
-                reason: format!("{} answered {status}: {text}", self.url),
+                reason: format!("{} answered {status}: {}", self.url, body_excerpt(&body)),
                 permanent: refused_for_good(status),
             })
         };

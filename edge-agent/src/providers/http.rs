@@ -65,6 +65,34 @@ impl ClientIdentity {
     }
 }
 
+/// A POST to the control plane with a provider's headers (its API key
+/// among them) and this Edge's user agent.
+pub(crate) fn control_plane_post(
+    url: &Uri,
+    headers: &[Header],
+    content_type: &str,
+    accept: &str,
+) -> http::request::Builder {
+    let mut builder = Request::post(url.clone())
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::ACCEPT, accept)
+        .header(
+            header::USER_AGENT,
+            concat!("tero-edge/", env!("CARGO_PKG_VERSION")),
+        );
+    for h in headers {
+        builder = builder.header(h.name.as_str(), h.value.as_str());
+    }
+    builder
+}
+
+/// The start of an error answer's body, enough to say why.
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_owned()
+}
+
 /// The proto3 JSON of a request with only the reference schema's fields:
 /// servers that reject unknown fields would refuse the Tero extensions
 /// (`teroRecordsDropped`, `teroBytesDropped`, `teroScrapes`), which only
@@ -266,16 +294,7 @@ impl HttpProvider {
             ),
             SyncEncoding::Protobuf => (request.encode_to_vec(), PROTOBUF),
         };
-        let mut builder = Request::post(self.url.clone())
-            .header(header::CONTENT_TYPE, content_type)
-            .header(header::ACCEPT, content_type)
-            .header(
-                header::USER_AGENT,
-                concat!("tero-edge/", env!("CARGO_PKG_VERSION")),
-            );
-        for h in &self.headers {
-            builder = builder.header(h.name.as_str(), h.value.as_str());
-        }
+        let mut builder = control_plane_post(&self.url, &self.headers, content_type, content_type);
         if let Some(id) = report_id {
             builder = builder.header(STATS_REPORT_HEADER, id);
         }
@@ -307,11 +326,8 @@ impl HttpProvider {
         .map_err(|e| fail(format!("cannot read response: {e}")))?
         .to_bytes();
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)])
-                .trim()
-                .to_owned();
             return Err(SyncFailure {
-                reason: format!("server answered {status}: {text}"),
+                reason: format!("server answered {status}: {}", body_excerpt(&body)),
                 retry_after: retry_after.filter(|_| {
                     status == StatusCode::TOO_MANY_REQUESTS
                         || status == StatusCode::SERVICE_UNAVAILABLE

@@ -25,6 +25,7 @@ pub use backoff::Backoff;
 pub use file::FileProvider;
 pub use grpc::GrpcProvider;
 pub use http::{ClientIdentity, HttpProvider};
+pub(crate) use http::{body_excerpt, control_plane_post};
 pub(crate) use tls::https_client;
 
 /// The registry entries for the configured providers, in priority order.
