@@ -139,7 +139,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tero: {e:#}");
+            crate::errln!("tero: {e:#}");
             ExitCode::FAILURE
         }
     }

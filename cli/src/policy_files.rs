@@ -133,11 +133,11 @@ pub fn load(paths: &[PathBuf]) -> Loaded {
 pub fn load_valid(paths: &[PathBuf], what_happens: &str) -> anyhow::Result<Vec<Sourced>> {
     let loaded = load(paths);
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        crate::errln!("warning: {w}");
     }
     if !loaded.problems.is_empty() {
         for problem in &loaded.problems {
-            eprintln!("error: {problem}");
+            crate::errln!("error: {problem}");
         }
         anyhow::bail!(
             "{} problem(s) in the policy files; {what_happens}",

@@ -766,6 +766,86 @@ fn keys_edges_and_statistics_with_a_real_edge() {
 
 // ------------------------------------------------------------ 4. errors
 
+/// Whether `text` holds anything a terminal would act on beyond laying out
+/// lines: C0/C1 controls other than `\n`, or DEL.
+fn drives_the_terminal(text: &str) -> bool {
+    text.chars().any(|c| c.is_control() && c != '\n')
+}
+
+#[test]
+fn text_from_edges_and_authors_cannot_drive_the_terminal() {
+    // An edge key is low-trust: whoever holds one chooses the instance id
+    // and service name that every operator's `tero edges list` shows.
+    let cp = start("cp-escape");
+    let (status, body) = cp.api("POST", "/api/v1/keys", Some(&json!({"name": "shady"})));
+    assert_eq!(status, 200, "{body}");
+    let secret = body["secret"].as_str().expect("secret").to_owned();
+    let instance = "evil\n-forged-row  checkout  connected";
+    let service = "svc\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}1;1H\u{202e}";
+    let kv = |k: &str, v: &str| json!({"key": k, "value": {"stringValue": v}});
+    let sync = json!({"clientMetadata": {"resourceAttributes": [
+        kv("service.instance.id", instance),
+        kv("service.name", service),
+    ]}});
+    let bearer = format!("Bearer {secret}");
+    let (status, body) = tero_e2e::control_plane::request_json(
+        "POST",
+        &cp.url("/v1/policy/sync"),
+        &[("authorization", &bearer)],
+        Some(&sync),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for(Duration::from_secs(10), "the edge registered", || {
+        let edges = cli_json(&cp, &["edges", "list"]);
+        (edges.as_array()?.len() == 1).then_some(())
+    });
+
+    let out = cli(&cp, &["edges", "list"]).ok();
+    assert!(!drives_the_terminal(&out), "{out:?}");
+    assert_eq!(out.lines().count(), 2, "one header, one row: {out}");
+    assert!(out.contains(r"evil\n-forged-row"), "{out}");
+    assert!(
+        out.contains(r"svc\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}1;1H\u{202e}"),
+        "{out}"
+    );
+    // Scripts still get the exact value, in JSON's own escaping.
+    let edges = cli_json(&cp, &["edges", "list"]);
+    assert_eq!(edges[0]["instanceId"], instance, "{edges}");
+    assert_eq!(edges[0]["serviceName"], service, "{edges}");
+    let yaml = cli(&cp, &["edges", "list", "-o", "yaml"]).ok();
+    assert!(!drives_the_terminal(&yaml), "{yaml:?}");
+    let parsed: Value = serde_yaml_ng::from_str(&yaml).expect("YAML");
+    assert_eq!(parsed[0]["instanceId"], instance, "{yaml}");
+    assert_eq!(parsed[0]["serviceName"], service, "{yaml}");
+    // Errors quote what the user typed, escaped as well.
+    let stderr = cli(&cp, &["edges", "get", "gone\u{1b}[2J"]).fails(1);
+    assert!(!drives_the_terminal(&stderr), "{stderr:?}");
+
+    // A policy's name is free text; its id may hold no control character.
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("policies.yaml");
+    write(
+        &file,
+        &policies_file(&[drop_item(
+            "named",
+            "\"\\e]0;title\\a\\e[2J\"",
+            "exact",
+            "x_total",
+        )]),
+    );
+    cli(&cp, &["policy", "apply", "-f", path_str(&file)]).ok();
+    let out = cli(&cp, &["policy", "list"]).ok();
+    assert!(!drives_the_terminal(&out), "{out:?}");
+    assert!(out.contains(r"\u{1b}]0;title\u{7}\u{1b}[2J"), "{out}");
+    write(
+        &file,
+        &policies_file(&[drop_item("\"bad\\e[2Jid\"", "n", "exact", "x_total")]),
+    );
+    let stderr = cli(&cp, &["policy", "validate", "-f", path_str(&file)]).fails(1);
+    assert!(stderr.contains("id"), "{stderr}");
+    assert!(!drives_the_terminal(&stderr), "{stderr:?}");
+}
+
 #[test]
 fn errors_name_the_file_the_policy_and_the_field_and_set_the_exit_code() {
     let cp = start("cp-errors");

@@ -114,7 +114,7 @@ pub async fn run(cmd: ClassifyCommand, global: &Global) -> anyhow::Result<()> {
         }
         ClassifyCommand::Run { force, timeout } => {
             if std::io::stderr().is_terminal() {
-                eprintln!(
+                crate::errln!(
                     "classifying{}…",
                     if force { " everything again" } else { "" }
                 );

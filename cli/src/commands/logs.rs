@@ -79,7 +79,7 @@ pub async fn run(cmd: LogsCommand, global: &Global) -> anyhow::Result<()> {
             )
             .await?;
             if totals.records_sent == 0 {
-                eprintln!("tero: no records sent: the input holds no non-empty lines");
+                crate::errln!("tero: no records sent: the input holds no non-empty lines");
             }
             let summary = Summary {
                 service,

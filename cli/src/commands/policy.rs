@@ -211,7 +211,7 @@ fn print_policies(policies: &[ManagedPolicy]) {
 fn validate(files: &[PathBuf], global: &Global) -> anyhow::Result<()> {
     let loaded = policy_files::load(files);
     for w in &loaded.warnings {
-        eprintln!("warning: {w}");
+        crate::errln!("warning: {w}");
     }
     let report = serde_json::json!({
         "valid": loaded.problems.is_empty(),
@@ -222,7 +222,7 @@ fn validate(files: &[PathBuf], global: &Global) -> anyhow::Result<()> {
     });
     if !structured(global.output, &report)? {
         for problem in &loaded.problems {
-            eprintln!("error: {problem}");
+            crate::errln!("error: {problem}");
         }
         if loaded.problems.is_empty() {
             let n = loaded.policies.len();
