@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 pub mod cli;
 pub mod control_plane;
+pub mod cutting_proxy;
 pub mod fake_openai;
 pub mod fixtures;
 pub mod prometheus;

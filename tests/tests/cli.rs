@@ -847,6 +847,51 @@ fn text_from_edges_and_authors_cannot_drive_the_terminal() {
 }
 
 #[test]
+fn a_change_whose_answer_was_lost_is_reported_as_unknown_and_safe_to_reapply() {
+    // The control plane commits the create, then the connection is lost
+    // before the answer arrives, as when it dies mid-apply.
+    let cp = start("cp-lost-answer");
+    let proxy = tero_e2e::cutting_proxy::CuttingProxy::start(cp.addr(), "CreatePolicy", 1);
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("policies.yaml");
+    write(
+        &file,
+        &policies_file(&[drop_item(
+            "drop-debug",
+            "Drop debug",
+            "starts_with",
+            "debug_",
+        )]),
+    );
+    let via_proxy = |args: &[&str]| {
+        tero_e2e::cli::tero(
+            args,
+            &[
+                ("TERO_ENDPOINT", &proxy.endpoint()),
+                ("TERO_TOKEN", &cp.admin_token),
+            ],
+        )
+    };
+    let stderr = via_proxy(&["policy", "apply", "-f", path_str(&file)]).fails(1);
+    assert_eq!(proxy.cut.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(stderr.contains("create policy drop-debug"), "{stderr}");
+    assert!(
+        stderr.contains("unknown"),
+        "the outcome is unknown: {stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("re-applying is safe"),
+        "tells the user what to do: {stderr}"
+    );
+    assert!(!stderr.contains("answered Unknown"), "{stderr}");
+    // It was committed; applying again finds nothing left to do.
+    assert!(listed(&cp).contains_key("drop-debug"));
+    let out = via_proxy(&["policy", "apply", "-f", path_str(&file)]).ok();
+    assert!(out.contains("no changes"), "{out}");
+    assert_eq!(listed(&cp).len(), 1);
+}
+
+#[test]
 fn errors_name_the_file_the_policy_and_the_field_and_set_the_exit_code() {
     let cp = start("cp-errors");
     let work = tempfile::tempdir().unwrap();

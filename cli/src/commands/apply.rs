@@ -320,10 +320,22 @@ pub async fn apply(args: ApplyArgs, global: &Global) -> anyhow::Result<()> {
     if global.output == crate::output::Format::Table {
         show(&changes, &source, global, false)?;
     }
-    for change in &changes {
-        execute(&client, change, &args.reason)
-            .await
-            .with_context(|| format!("{} policy {}", change.step.name(), change.id))?;
+    for (done, change) in changes.iter().enumerate() {
+        if let Err(e) = execute(&client, change, &args.reason).await {
+            let what = format!("{} policy {}", change.step.name(), change.id);
+            if !e.outcome_unknown() {
+                return Err(anyhow::Error::new(e).context(what));
+            }
+            // Every step is planned against what is stored, so a step that
+            // did take effect is simply not planned again.
+            anyhow::bail!(
+                "{what}: {e}\n\
+                 The outcome of this change is unknown ({done} of {} change(s) were applied before it, \
+                 none after it was tried). Re-applying is safe: `tero policy apply` compares the \
+                 files with what is stored and makes only the changes still missing.",
+                changes.len()
+            );
+        }
     }
     match global.output {
         crate::output::Format::Table => {

@@ -53,6 +53,13 @@ pub enum ClientError {
         current_revision: Option<u64>,
     },
 
+    /// The connection broke after the request was sent and before the
+    /// answer arrived: the server may or may not have carried it out.
+    #[error(
+        "the connection to the control plane at {endpoint} was lost before it answered ({reason}); whether the request took effect is unknown"
+    )]
+    ConnectionLost { endpoint: String, reason: String },
+
     #[error("the control plane is unavailable: {message}")]
     Unavailable {
         message: String,
@@ -68,7 +75,9 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            ClientError::Unreachable { .. } | ClientError::Unavailable { .. }
+            ClientError::Unreachable { .. }
+                | ClientError::Unavailable { .. }
+                | ClientError::ConnectionLost { .. }
         ) || matches!(
             self,
             ClientError::Other { code, .. }
@@ -102,7 +111,7 @@ impl ClientError {
             Code::Unavailable if caused_by::<tonic::ConnectError>(&status) => {
                 ClientError::Unreachable {
                     endpoint: endpoint.to_owned(),
-                    reason: connect_reason(&status),
+                    reason: cause_chain(&status),
                 }
             }
             // tonic enforces the call's deadline on both ends and reports it
@@ -117,6 +126,17 @@ impl ClientError {
                 ClientError::Other {
                     code: Code::DeadlineExceeded,
                     message,
+                }
+            }
+            // A status the server sent is decoded from its headers and has
+            // no cause; one with a cause was made here, from a connection
+            // that failed after the request went out.
+            Code::Unavailable | Code::Unknown | Code::Internal
+                if std::error::Error::source(&status).is_some() =>
+            {
+                ClientError::ConnectionLost {
+                    endpoint: endpoint.to_owned(),
+                    reason: cause_chain(&status),
                 }
             }
             Code::Unavailable => ClientError::Unavailable {
@@ -140,6 +160,13 @@ impl ClientError {
                 ..
             }
         )
+    }
+
+    /// Whether the server may have carried out the request although the
+    /// call failed: the connection was lost, or the deadline passed, after
+    /// the request was sent.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, ClientError::ConnectionLost { .. }) || self.is_deadline_exceeded()
     }
 
     /// The retry hint the server gave, if any.
@@ -178,7 +205,7 @@ fn caused_by<E: std::error::Error + 'static>(status: &Status) -> bool {
     false
 }
 
-fn connect_reason(status: &Status) -> String {
+fn cause_chain(status: &Status) -> String {
     use std::error::Error as _;
     let mut reason = status.message().to_owned();
     let mut source = status.source();
@@ -196,6 +223,28 @@ fn connect_reason(status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_locally_made_status_means_the_connection_was_lost() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        let lost = ClientError::from_status(Status::from_error(Box::new(io)), "http://cp:7070");
+        assert!(
+            matches!(lost, ClientError::ConnectionLost { .. }),
+            "{lost:?}"
+        );
+        assert!(lost.outcome_unknown() && lost.is_transient() && !lost.never_sent());
+        assert!(lost.to_string().contains("connection reset"), "{lost}");
+
+        // The server's own UNAVAILABLE: it said so, nothing was lost.
+        let sent = ClientError::from_status(Status::unavailable("draining"), "x");
+        assert!(matches!(sent, ClientError::Unavailable { .. }), "{sent:?}");
+        assert!(!sent.outcome_unknown());
+        let internal = ClientError::from_status(Status::internal("bug"), "x");
+        assert!(
+            matches!(internal, ClientError::Other { .. }),
+            "{internal:?}"
+        );
+    }
 
     #[test]
     fn a_deadline_enforced_by_the_server_is_a_deadline_not_a_cancellation() {
