@@ -92,18 +92,22 @@ impl Drop for ScrapeRecord {
 }
 
 /// The upstream deadline: Prometheus' timeout minus a margin,
-/// never above the configured one.
-fn deadline(headers: &HeaderMap, configured: Duration) -> Duration {
-    let from_header = headers
+/// never above the configured one. The header is the client's to write:
+/// anything that is not a positive finite number of seconds is ignored,
+/// and a huge one is clamped before it becomes a `Duration` (converting
+/// `1e20` seconds would panic).
+pub(crate) fn deadline(headers: &HeaderMap, configured: Duration) -> Duration {
+    let Some(secs) = headers
         .get(TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| {
-            let margin = (s * 0.1).min(0.5);
-            Duration::from_secs_f64((s - margin).max(0.05))
-        });
-    from_header.map_or(configured, |d| d.min(configured))
+    else {
+        return configured;
+    };
+    let margin = (secs * 0.1).min(0.5);
+    let secs = (secs - margin).clamp(0.05, configured.as_secs_f64().max(0.05));
+    Duration::try_from_secs_f64(secs).map_or(configured, |d| d.min(configured))
 }
 
 /// The upstream URI for a request path under `/metrics`: the
@@ -355,7 +359,16 @@ async fn handle_in(
         && declared_len.is_some_and(|l| l > input_cap)
     {
         headers.insert(TRUNCATED_HEADER, HeaderValue::from_static("input"));
+    } else if wants_trailers(&parts.headers) {
+        // HTTP/1.1 sends a trailer only when the client said it reads them
+        // (`TE: trailers`) and the response announced it.
+        headers.insert(header::TRAILER, HeaderValue::from_static(TRUNCATED_HEADER));
     }
+    // A cut at the input cap must land on a line boundary, so a long line
+    // is held until its end whenever a cut is possible: always, except for
+    // an identity body whose length is known to fit.
+    let may_cut = input_cap > 0
+        && !(encoding == Encoding::Identity && declared_len.is_some_and(|l| l <= input_cap));
     let mut builder = Response::builder().status(up_parts.status);
     if let Some(h) = builder.headers_mut() {
         *h = headers;
@@ -392,6 +405,7 @@ async fn handle_in(
     let mut options = FilterOptions::new(format);
     options.max_line_bytes = state.config.prometheus.max_line_bytes;
     options.max_output_bytes = state.config.prometheus.max_output_bytes_per_scrape;
+    options.hold_long_lines = may_cut;
     let filter = ScrapeFilter::new(engine, state.resource.clone(), options);
     let inventory = state.inventory.as_ref().and_then(|i| i.start(format));
     let scrape = FilteredScrape {
@@ -820,6 +834,20 @@ fn relay(
     Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
 }
 
+/// True if the client reads trailers (`TE: trailers`).
+fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// An error with its causes, for messages users read.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -847,6 +875,32 @@ mod tests {
         assert_eq!(deadline(&h, configured), configured);
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("junk"));
         assert_eq!(deadline(&h, configured), configured);
+    }
+
+    #[test]
+    fn absurd_timeout_headers_fall_back_or_clamp_without_panicking() {
+        let configured = Duration::from_secs(10);
+        let mut h = HeaderMap::new();
+        for absurd in [
+            "1e20",
+            "1e308",
+            "18446744073709551616",
+            "1.8e19",
+            "inf",
+            "-inf",
+            "NaN",
+            "-5",
+            "0",
+            "1e400",
+            "",
+        ] {
+            h.insert(TIMEOUT_HEADER, HeaderValue::from_static(absurd));
+            let d = deadline(&h, configured);
+            assert!(d <= configured, "{absurd}: {d:?}");
+            assert!(d >= Duration::from_millis(50), "{absurd}: {d:?}");
+        }
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1e-300"));
+        assert_eq!(deadline(&h, configured), Duration::from_millis(50));
     }
 
     #[test]
