@@ -999,6 +999,61 @@ fn poll_settings(
     })
 }
 
+/// `url` as it may be shown (error bodies, logs, `--check-config`):
+/// credentials it can carry are masked. Userinfo becomes `***`, every query
+/// value `***` (names stay, they say what was configured), a fragment
+/// `***`. Works on text that is not a valid URL, so config errors can show
+/// what was written without its secrets.
+pub fn redact_url(url: &str) -> String {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, _)) => (h, true),
+        None => (url, false),
+    };
+    let (head, query) = match head.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (head, None),
+    };
+    let (scheme, rest) = match head.find("://") {
+        Some(i) => head.split_at(i + 3),
+        None => ("", head),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            out.push_str("***@");
+            out.push_str(&rest[at + 1..]);
+        }
+        None => out.push_str(rest),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None if pair.is_empty() => String::new(),
+                None => "***".to_owned(),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    if fragment {
+        out.push_str("#***");
+    }
+    out
+}
+
+/// Displays a URL through [`redact_url`].
+pub struct Redacted<'a>(pub &'a Uri);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0.to_string()))
+    }
+}
+
 /// A control plane's URL (http:// or https://), with `default_path` added
 /// when it has none.
 fn server_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
@@ -1017,9 +1072,12 @@ fn absolute_url(
     default_path: &str,
     allow_https: bool,
 ) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| ConfigError::key(key, format!("{url:?} is not a valid URL: {e}")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        ConfigError::key(
+            key,
+            format!("{:?} is not a valid URL: {e}", redact_url(url)),
+        )
+    })?;
     match (uri.scheme_str(), allow_https) {
         (Some("http"), _) | (Some("https"), true) => {}
         (Some("https"), false) => {
@@ -1036,12 +1094,15 @@ fn absolute_url(
             };
             return Err(ConfigError::key(
                 key,
-                format!("{url:?} must be an absolute {schemes} URL"),
+                format!("{:?} must be an absolute {schemes} URL", redact_url(url)),
             ));
         }
     }
     if uri.authority().is_none() {
-        return Err(ConfigError::key(key, format!("{url:?} has no host")));
+        return Err(ConfigError::key(
+            key,
+            format!("{:?} has no host", redact_url(url)),
+        ));
     }
     let has_path = !matches!(uri.path(), "" | "/");
     if has_path {
@@ -1056,7 +1117,7 @@ fn absolute_url(
         query
     );
     full.parse()
-        .map_err(|e| ConfigError::key(key, format!("{url:?}: {e}")))
+        .map_err(|e| ConfigError::key(key, format!("{:?}: {e}", redact_url(url))))
 }
 
 #[cfg(test)]
@@ -1070,6 +1131,51 @@ mod tests {
             "TERO_LISTEN_PORT" => None,
             _ => None,
         })
+    }
+
+    #[test]
+    fn redaction_masks_userinfo_query_values_and_fragments() {
+        let cases = [
+            ("http://app:8080/metrics", "http://app:8080/metrics"),
+            (
+                "http://user:s3cret@app:8080/metrics",
+                "http://***@app:8080/metrics",
+            ),
+            ("http://t0ken@app/metrics", "http://***@app/metrics"),
+            (
+                "http://app/metrics?token=s3cret&module=x",
+                "http://app/metrics?token=***&module=***",
+            ),
+            ("http://app/m?s3cret", "http://app/m?***"),
+            ("http://app/m?a=1&&b=", "http://app/m?a=***&&b=***"),
+            ("http://app/m#s3cret", "http://app/m#***"),
+            // The path may hold an `@`; only the authority's is userinfo.
+            ("http://app/x@y", "http://app/x@y"),
+            ("http://u:p@a@app/m?k=v=w", "http://***@app/m?k=***"),
+            // Not a URL at all: still no secret.
+            ("u:s3cret@app?key=s3cret", "***@app?key=***"),
+            ("", ""),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let uri: Uri = "http://user:s3cret@app:8080/metrics?key=s3cret"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Redacted(&uri).to_string(),
+            "http://***@app:8080/metrics?key=***"
+        );
+    }
+
+    #[test]
+    fn config_errors_do_not_repeat_credentials() {
+        let e = load(json!({"upstream_url": "ftp://user:s3cret@app/metrics?key=s3cret"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("upstream_url: "), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("***@app"), "{e}");
     }
 
     #[test]

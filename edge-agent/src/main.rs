@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tero_edge::config::Config;
+use tero_edge::config::{Config, Redacted};
 use tero_edge::filter::Resource;
 use tero_edge::inventory;
 use tero_edge::providers::{self, ClientIdentity};
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             "{}: OK (listen {}, upstream {}, {} policy provider(s))",
             args.config.display(),
             config.listen(),
-            config.upstream,
+            Redacted(&config.upstream),
             config.providers.len()
         );
         return ExitCode::SUCCESS;
@@ -137,7 +137,7 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
     let config = Arc::new(config);
     tracing::info!(
         listen = %local,
-        upstream = %config.upstream,
+        upstream = %Redacted(&config.upstream),
         providers = config.providers.len(),
         instance = %instance_id,
         "tero-edge started"

@@ -37,7 +37,7 @@ use tonic::metadata::{MetadataKey, MetadataValue};
 
 use super::Backoff;
 use super::http::{ClientIdentity, HttpProvider};
-use crate::config::GrpcProviderConfig;
+use crate::config::{GrpcProviderConfig, Redacted};
 use crate::registry::PolicyRegistry;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,7 +150,7 @@ impl GrpcProvider {
                     lasted,
                     retry_after,
                 } => {
-                    tracing::warn!(provider = %id, url = %self.url, error = %reason, "policy stream unavailable; polling until it is back");
+                    tracing::warn!(provider = %id, url = %Redacted(&self.url), error = %reason, "policy stream unavailable; polling until it is back");
                     self.registry()
                         .record_sync(&id, Err(format!("stream: {reason}")));
                     // Only a stream that stayed up resets the backoff: a
@@ -274,7 +274,7 @@ impl GrpcProvider {
         };
         let id = self.id();
         let registry = self.registry();
-        tracing::info!(provider = %id, url = %self.url, "policy stream open");
+        tracing::info!(provider = %id, url = %Redacted(&self.url), "policy stream open");
         let opened_at = Instant::now();
         // Synced at the first message: a Tero control plane answers a hello
         // with the snapshot the Edge lacks (if any), then a heartbeat. A

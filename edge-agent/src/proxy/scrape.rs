@@ -30,6 +30,7 @@ use tracing::Instrument as _;
 use super::negotiate::{self, DECODABLE_ENCODINGS};
 use super::source::{BodySource, Encoding, SourceError};
 use super::{BoxError, EdgeState, ResponseBody, text_response};
+use crate::config::Redacted;
 use crate::exposition::Format;
 use crate::filter::{FilterOptions, Limit, ScrapeFilter};
 use crate::inventory::WireTee;
@@ -218,9 +219,9 @@ async fn handle_in(
             HeaderValue::from_static(DECODABLE_ENCODINGS),
         );
     }
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(uri.clone());
+    // The URI as error bodies and logs show it: its credentials masked.
+    let shown = Redacted(&uri).to_string();
+    let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
     if let Some(h) = builder.headers_mut() {
         *h = headers;
     }
@@ -240,20 +241,20 @@ async fn handle_in(
             state.metrics.upstream_error(UpstreamError::Connect);
             record.finish(ScrapeResult::UpstreamError);
             let reason = error_chain(&e);
-            tracing::warn!(upstream = %uri, error = %reason, "upstream request failed");
+            tracing::warn!(upstream = %shown, error = %reason, "upstream request failed");
             return text_response(
                 StatusCode::BAD_GATEWAY,
-                format!("tero-edge: upstream {uri} failed: {reason}\n"),
+                format!("tero-edge: upstream {shown} failed: {reason}\n"),
             );
         }
         Err(_) => {
             state.metrics.upstream_error(UpstreamError::Timeout);
             record.finish(ScrapeResult::Timeout);
-            tracing::warn!(upstream = %uri, timeout_secs = timeout.as_secs_f64(), "upstream timed out");
+            tracing::warn!(upstream = %shown, timeout_secs = timeout.as_secs_f64(), "upstream timed out");
             return text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "tero-edge: upstream {uri} did not answer within {:.3}s\n",
+                    "tero-edge: upstream {shown} did not answer within {:.3}s\n",
                     timeout.as_secs_f64()
                 ),
             );
@@ -281,7 +282,7 @@ async fn handle_in(
             Some(Unfiltered::Status)
         }
         (true, true, None) => {
-            tracing::info!(upstream = %uri, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
+            tracing::info!(upstream = %shown, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
             Some(Unfiltered::ContentType)
         }
         (true, true, Some(_)) => None,
@@ -335,7 +336,7 @@ async fn handle_in(
         return text_response(
             StatusCode::BAD_GATEWAY,
             format!(
-                "tero-edge: upstream {uri} answered with Content-Encoding {coding:?}, which neither the Edge nor the client can decode\n"
+                "tero-edge: upstream {shown} answered with Content-Encoding {coding:?}, which neither the Edge nor the client can decode\n"
             ),
         );
     };
@@ -387,7 +388,7 @@ async fn handle_in(
             record.finish(ScrapeResult::UpstreamError);
             return text_response(
                 StatusCode::BAD_GATEWAY,
-                format!("tero-edge: upstream {uri}: {e}\n"),
+                format!("tero-edge: upstream {shown}: {e}\n"),
             );
         }
         Err(_) => {
@@ -396,7 +397,7 @@ async fn handle_in(
             return text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "tero-edge: upstream {uri} did not send its body within {:.3}s\n",
+                    "tero-edge: upstream {shown} did not send its body within {:.3}s\n",
                     timeout.as_secs_f64()
                 ),
             );
@@ -411,7 +412,7 @@ async fn handle_in(
     let scrape = FilteredScrape {
         state: state.clone(),
         record,
-        uri,
+        shown,
         source,
         filter,
         encoder: gzip_out
@@ -447,7 +448,8 @@ async fn handle_in(
 struct FilteredScrape {
     state: Arc<EdgeState>,
     record: ScrapeRecord,
-    uri: Uri,
+    /// The upstream URI, redacted, for logs.
+    shown: String,
     source: BodySource,
     filter: ScrapeFilter,
     encoder: Option<GzEncoder<Vec<u8>>>,
@@ -537,12 +539,12 @@ impl FilteredScrape {
                     SourceError::Decode { .. } => UpstreamError::Decode,
                 };
                 self.state.metrics.upstream_error(kind);
-                tracing::warn!(upstream = %self.uri, error = %e, "scrape aborted mid-body");
+                tracing::warn!(upstream = %self.shown, error = %e, "scrape aborted mid-body");
                 self.abort(ScrapeResult::Aborted, e.into());
             }
             Err(_) => {
                 self.state.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(upstream = %self.uri, "scrape deadline passed mid-body; aborted");
+                tracing::warn!(upstream = %self.shown, "scrape deadline passed mid-body; aborted");
                 self.abort(
                     ScrapeResult::Timeout,
                     "upstream deadline passed mid-body".into(),
@@ -590,7 +592,7 @@ impl FilteredScrape {
         let counters = *self.filter.counters();
         if let Some(limit) = counters.truncated {
             tracing::warn!(
-                upstream = %self.uri,
+                upstream = %self.shown,
                 limit = limit.as_str(),
                 bytes_read = self.decoded,
                 bytes_written = counters.bytes_out,
