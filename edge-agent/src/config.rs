@@ -47,6 +47,13 @@ impl ConfigError {
 pub struct Config {
     pub listen_address: String,
     pub listen_port: u16,
+    /// Client connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (from the accept
+    /// or the head's first byte).
+    pub header_read_timeout: Duration,
+    /// How long a client connection may stay without a request.
+    pub idle_timeout: Duration,
     /// The full upstream metrics URL (`/metrics` appended to a bare base).
     pub upstream: Uri,
     pub log_level: String,
@@ -277,6 +284,9 @@ struct RawConfig {
     listen_address: String,
     #[serde(default = "default_listen_port")]
     listen_port: u16,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
     upstream_url: Option<String>,
     /// Older configs name the full metrics URL instead.
     metrics_url: Option<String>,
@@ -522,6 +532,9 @@ fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
     const KEYS: &[&[&str]] = &[
         &["listen_address"],
         &["listen_port"],
+        &["max_connections"],
+        &["header_read_timeout_secs"],
+        &["idle_timeout_secs"],
         &["upstream_url"],
         &["metrics_url"],
         &["log_level"],
@@ -586,6 +599,25 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
     if raw.listen_address.trim().is_empty() {
         return Err(ConfigError::key("listen_address", "must not be empty"));
     }
+    let max_connections = raw.max_connections.unwrap_or(256);
+    if !(1..=100_000).contains(&max_connections) {
+        return Err(ConfigError::key(
+            "max_connections",
+            "must be between 1 and 100000",
+        ));
+    }
+    let header_read_timeout = seconds(
+        "header_read_timeout_secs".into(),
+        raw.header_read_timeout_secs,
+        10.0,
+        0.1..=300.0,
+    )?;
+    let idle_timeout = seconds(
+        "idle_timeout_secs".into(),
+        raw.idle_timeout_secs,
+        120.0,
+        0.1..=86_400.0,
+    )?;
     let p = &raw.prometheus;
     if p.max_line_bytes < 256 {
         return Err(ConfigError::key(
@@ -749,6 +781,9 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
     Ok(Config {
         listen_address: raw.listen_address,
         listen_port: raw.listen_port,
+        max_connections,
+        header_read_timeout,
+        idle_timeout,
         upstream,
         log_level: raw.log_level,
         service: raw.service,
@@ -1176,6 +1211,57 @@ mod tests {
         assert!(e.starts_with("upstream_url: "), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
         assert!(e.contains("***@app"), "{e}");
+    }
+
+    #[test]
+    fn connection_bounds_default_and_are_checked() {
+        let (c, _) = load(json!({"upstream_url": "http://127.0.0.1:8080"})).unwrap();
+        assert_eq!(c.max_connections, 256);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        let (c, w) = load(json!({"upstream_url": "http://a:1", "max_connections": 8,
+            "header_read_timeout_secs": 0.5, "idle_timeout_secs": 30}))
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (c.max_connections, c.header_read_timeout, c.idle_timeout),
+            (8, Duration::from_millis(500), Duration::from_secs(30))
+        );
+        for (key, value, message) in [
+            (
+                "max_connections",
+                json!(0),
+                "max_connections: must be between 1 and 100000",
+            ),
+            (
+                "max_connections",
+                json!(-1),
+                "max_connections: invalid value",
+            ),
+            (
+                "header_read_timeout_secs",
+                json!(0),
+                "header_read_timeout_secs: must be between 0.1 and 300 seconds",
+            ),
+            (
+                "idle_timeout_secs",
+                json!(1e20),
+                "idle_timeout_secs: must be between 0.1 and 86400 seconds",
+            ),
+            (
+                "idle_timeout_secs",
+                json!("soon"),
+                "idle_timeout_secs: invalid type",
+            ),
+        ] {
+            let mut doc = json!({"upstream_url": "http://a:1"});
+            doc[key] = value;
+            let e = load(doc).unwrap_err().to_string();
+            assert!(e.starts_with(message), "{key}: {e}");
+        }
+        let env = |k: &str| (k == "TERO_MAX_CONNECTIONS").then(|| "12".to_owned());
+        let (c, _) = Config::from_value(json!({"upstream_url": "http://a:1"}), &env).unwrap();
+        assert_eq!(c.max_connections, 12);
     }
 
     #[test]

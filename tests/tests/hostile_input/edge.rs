@@ -1,6 +1,8 @@
 //! The Edge's HTTP surface: the scrape proxy and `/_edge/*` under hostile
 //! headers, bodies and connections.
 
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tero_e2e::fixtures::{DROP_DEBUG, EXPOSITION, TEXT, WITHOUT_DEBUG};
 use tero_e2e::upstream::{Compression, Upstream};
-use tero_e2e::{Edge, free_port, http_get, wait_for};
+use tero_e2e::{Edge, free_port, http_get, metric_value, wait_for};
 
 fn temp_dir() -> Arc<tempfile::TempDir> {
     Arc::new(tempfile::tempdir().expect("temp dir"))
@@ -125,4 +127,160 @@ fn credentials_in_the_upstream_url_are_never_shown() {
     let log = edge.process.log();
     assert!(log.contains("tero-edge started"), "{log}");
     assert!(!log.contains(SECRET), "the log shows no credential:\n{log}");
+}
+
+// ---------------------------------------------------------------------------
+// Connections: slow heads, idle keep-alive, too many
+// ---------------------------------------------------------------------------
+
+/// Reads until the Edge closes the connection (EOF or reset); everything
+/// read before. Fails if it stays open for 20 s.
+fn read_until_closed(conn: &mut TcpStream) -> Vec<u8> {
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                panic!("the connection is still open: {e}")
+            }
+            Err(_) => return got,
+        }
+    }
+}
+
+#[test]
+fn slow_request_heads_are_closed_while_scrapes_go_on() {
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let dir = temp_dir();
+    let edge = filtering_edge(
+        &up.url(),
+        &dir,
+        "edge-slowloris",
+        json!({"header_read_timeout_secs": 0.5, "idle_timeout_secs": 60}),
+    );
+    // Twenty clients that start a request and never finish its head, one
+    // that trickles a header line a byte at a time, one that never sends.
+    let mut stalled: Vec<TcpStream> = (0..20)
+        .map(|i| {
+            let mut c = TcpStream::connect(edge.addr()).unwrap();
+            write!(c, "GET /metrics HTTP/1.1\r\nHost: edge\r\nX-Slow-{i}: ").unwrap();
+            c
+        })
+        .collect();
+    stalled.push(TcpStream::connect(edge.addr()).unwrap());
+    let trickler = {
+        let addr = edge.addr();
+        std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let head = b"GET /metrics HTTP/1.1\r\nHost: edge\r\nX-Trickle: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+            for b in head {
+                if c.write_all(&[*b]).is_err() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // The head never completed, yet the connection is still open.
+            false
+        })
+    };
+    // Meanwhile a scrape is served as usual.
+    let r = http_get(&edge.url("/metrics"), &[]).expect("a scrape");
+    assert_eq!((r.status, r.text().as_str()), (200, WITHOUT_DEBUG));
+    for c in &mut stalled {
+        assert!(read_until_closed(c).is_empty(), "closed without an answer");
+    }
+    assert!(trickler.join().unwrap(), "the trickling client was cut off");
+    wait_for(Duration::from_secs(5), "the closes counted", || {
+        let closed =
+            edge.self_metric("edge_connections_closed_total{reason=\"header_read_timeout\"}");
+        (closed >= 22.0).then_some(())
+    });
+    // Only the connection asking is open now.
+    wait_for(Duration::from_secs(5), "the slots given back", || {
+        (edge.self_metric("edge_connections_open") == 1.0).then_some(())
+    });
+    let r = http_get(&edge.url("/metrics"), &[]).expect("a scrape after");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed() {
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let dir = temp_dir();
+    let edge = filtering_edge(
+        &up.url(),
+        &dir,
+        "edge-idle",
+        json!({"header_read_timeout_secs": 30, "idle_timeout_secs": 0.5}),
+    );
+    let mut idle: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut c = TcpStream::connect(edge.addr()).unwrap();
+            // A complete keep-alive request; /_health has a known length.
+            write!(c, "GET /_health HTTP/1.1\r\nHost: edge\r\n\r\n").unwrap();
+            c
+        })
+        .collect();
+    for c in &mut idle {
+        let answer = String::from_utf8(read_until_closed(c)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.ends_with("}"),
+            "the whole answer, then the close: {answer}"
+        );
+    }
+    wait_for(Duration::from_secs(5), "the closes counted", || {
+        let closed = edge.self_metric("edge_connections_closed_total{reason=\"idle_timeout\"}");
+        (closed >= 10.0).then_some(())
+    });
+    assert_eq!(
+        edge.self_metric("edge_connections_closed_total{reason=\"header_read_timeout\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_and_counted() {
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let dir = temp_dir();
+    let edge = filtering_edge(
+        &up.url(),
+        &dir,
+        "edge-max-connections",
+        json!({"max_connections": 4, "header_read_timeout_secs": 60}),
+    );
+    // Start-up probes are closed by their client; wait until none is open.
+    wait_for(Duration::from_secs(5), "no connection left open", || {
+        (edge.self_metric("edge_connections_open") == 1.0).then_some(())
+    });
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(edge.addr()).unwrap())
+        .collect();
+    // The fifth is answered 503 and closed (the kernel accepted it; the
+    // Edge does not keep it).
+    let mut fifth = TcpStream::connect(edge.addr()).unwrap();
+    let answer = String::from_utf8_lossy(&read_until_closed(&mut fifth)).into_owned();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+        "{answer}"
+    );
+    // So is a scrape: a 503, or a reset if the close came first.
+    if let Ok(r) = http_get(&edge.url("/metrics"), &[]) {
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("1"));
+    }
+    drop(held);
+    let refused = wait_for(Duration::from_secs(5), "a slot free again", || {
+        http_get(&edge.url("/_edge/metrics"), &[])
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| metric_value(&r.text(), "edge_connections_refused_total"))
+    });
+    assert!(refused >= 2.0, "both refusals counted: {refused}");
+    let r = http_get(&edge.url("/metrics"), &[]).expect("a scrape once slots are free");
+    assert_eq!((r.status, r.text().as_str()), (200, WITHOUT_DEBUG));
 }
