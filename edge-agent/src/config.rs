@@ -1203,6 +1203,30 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        #[test]
+        fn redaction_never_panics_and_hides_what_it_masks(
+            text in "[ -~]{0,80}",
+            user in "[A-Za-z0-9]{1,8}",
+            secret in "[A-Z]{12}",
+            name in "[a-z]{1,6}",
+        ) {
+            let _ = redact_url(&text);
+            for url in [
+                format!("http://{user}:{secret}@app:8080/metrics"),
+                format!("http://{secret}@app/metrics?{name}=1"),
+                format!("http://app/metrics?{name}={secret}&x={secret}"),
+                format!("http://app/metrics?{secret}"),
+                format!("http://app/metrics#{secret}"),
+            ] {
+                let shown = redact_url(&url);
+                proptest::prop_assert!(!shown.contains(&secret), "{url} -> {shown}");
+            }
+        }
+    }
+
     #[test]
     fn config_errors_do_not_repeat_credentials() {
         let e = load(json!({"upstream_url": "ftp://user:s3cret@app/metrics?key=s3cret"}))

@@ -37,6 +37,11 @@ struct Args {
 fn main() -> ExitCode {
     tero_observability::process::mark_start();
     let args = Args::parse();
+    // `inf` or `1e20` parse as f64 but are no Duration.
+    let Ok(drain) = Duration::try_from_secs_f64(args.drain_timeout) else {
+        eprintln!("tero-edge: --drain-timeout: must be a number of seconds from 0 to about 1e19");
+        return ExitCode::FAILURE;
+    };
     let (config, warnings) = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -83,7 +88,7 @@ fn main() -> ExitCode {
         for w in &warnings {
             tracing::warn!(config = %args.config.display(), "{w}");
         }
-        let result = run(config, Duration::from_secs_f64(args.drain_timeout.max(0.0))).await;
+        let result = run(config, drain).await;
         telemetry.shutdown().await;
         match result {
             Ok(()) => ExitCode::SUCCESS,

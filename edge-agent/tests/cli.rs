@@ -59,6 +59,19 @@ fn check_config_does_not_print_credentials_of_the_upstream_url() {
 }
 
 #[test]
+fn an_absurd_drain_timeout_is_refused_not_a_panic() {
+    for value in ["inf", "-1", "1e300", "NaN"] {
+        let (code, _, stderr) = run(
+            r#"{"upstream_url": "http://127.0.0.1:8080", "listen_port": 0}"#,
+            &[&format!("--drain-timeout={value}")],
+        );
+        assert_eq!(code, 1, "{value}: {stderr}");
+        assert!(stderr.contains("--drain-timeout"), "{value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{value}: {stderr}");
+    }
+}
+
+#[test]
 fn a_broken_config_stops_start_up_with_one_line_naming_the_key() {
     let cases = [
         (r#"{"listen_port": 9191}"#, "upstream_url"),

@@ -864,7 +864,44 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_scrape_timeout_header_gives_a_bounded_deadline(
+            value in prop_oneof![
+                any::<f64>().prop_map(|s| s.to_string()),
+                any::<f64>().prop_map(|s| format!("{s:e}")),
+                any::<u128>().prop_map(|s| s.to_string()),
+                "[ -~]{0,40}",
+                prop::collection::vec(any::<u8>(), 0..40)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ],
+            configured_ms in 1u64..3_600_000,
+        ) {
+            let configured = Duration::from_millis(configured_ms);
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(TIMEOUT_HEADER, v);
+            }
+            let d = deadline(&h, configured);
+            prop_assert!(d <= configured);
+            prop_assert!(d >= Duration::from_millis(50).min(configured));
+        }
+
+        #[test]
+        fn any_te_header_is_read_without_panicking(te in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&te) {
+                h.insert(header::TE, v);
+            }
+            let _ = wants_trailers(&h);
+        }
+    }
 
     #[test]
     fn deadline_takes_the_prometheus_header_minus_a_margin() {
