@@ -151,8 +151,18 @@ impl GrpcProvider {
                     retry_after,
                 } => {
                     tracing::warn!(provider = %id, url = %Redacted(&self.url), error = %reason, "policy stream unavailable; polling until it is back");
-                    self.registry()
-                        .record_sync(&id, Err(format!("stream: {reason}")));
+                    let registry = self.registry();
+                    registry.record_sync(&id, Err(format!("stream: {reason}")));
+                    // Nothing delivers policies now: the stream is gone and
+                    // no poll has succeeded yet (one that does says "poll").
+                    // A persisted set being served still says so.
+                    let was_stream = registry
+                        .providers()
+                        .iter()
+                        .any(|p| p.id == id && p.transport == "stream");
+                    if was_stream {
+                        registry.set_transport(&id, "none");
+                    }
                     // Only a stream that stayed up resets the backoff: a
                     // server that accepts and at once drops streams must
                     // not be hammered at the minimum delay.
