@@ -11,7 +11,10 @@
 //!   client trickling a header byte by byte (slowloris) is closed when it
 //!   passes, however active it looks.
 //! - **idle**: no request in flight and none started since the last one
-//!   ended. HTTP/1 connections are closed; HTTP/2 ones get a GOAWAY.
+//!   ended, or a response the client has stopped reading (the socket has
+//!   taken no byte since a write blocked). HTTP/1 connections are closed;
+//!   HTTP/2 ones get a GOAWAY. A response waiting for a slow upstream is
+//!   not idle: the scrape deadline bounds it.
 //!
 //! HTTP/2 is recognised by its connection preface; its frames (pings,
 //! window updates) are not requests, so only the idle deadline applies.
@@ -87,6 +90,8 @@ struct State {
     /// When the last request ended (or the connection was accepted), while
     /// none is in flight or being read.
     idle_since: Option<Instant>,
+    /// Since when a write has been waiting for the client to read.
+    write_blocked_since: Option<Instant>,
     /// The first bytes, until they tell HTTP/2 from HTTP/1.
     preface: Vec<u8>,
     protocol_known: bool,
@@ -110,6 +115,7 @@ impl Watch {
                 in_flight: 0,
                 head_started: Some(now),
                 idle_since: None,
+                write_blocked_since: None,
                 preface: Vec::with_capacity(H2_PREFACE.len()),
                 protocol_known: false,
                 h2: false,
@@ -167,6 +173,20 @@ impl Watch {
         }
     }
 
+    /// A write could not proceed (`blocked`) or made progress.
+    fn wrote(&self, blocked: bool) {
+        let mut s = self.lock();
+        match (blocked, s.write_blocked_since) {
+            (true, None) => {
+                s.write_blocked_since = Some(Instant::now());
+                drop(s);
+                self.changed.notify_one();
+            }
+            (false, Some(_)) => s.write_blocked_since = None,
+            _ => {}
+        }
+    }
+
     fn is_h2(&self) -> bool {
         self.lock().h2
     }
@@ -174,6 +194,9 @@ impl Watch {
     /// The next deadline and what passing it means.
     fn deadline(&self, limits: &ConnLimits) -> Option<(Instant, ConnectionClosed)> {
         let s = self.lock();
+        if let Some(blocked) = s.write_blocked_since {
+            return Some((blocked + limits.idle_timeout, ConnectionClosed::IdleTimeout));
+        }
         if let Some(started) = s.head_started {
             return Some((
                 started + limits.header_read_timeout,
@@ -266,7 +289,9 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch.wrote(polled.is_pending());
+        polled
     }
 
     fn poll_write_vectored(
@@ -274,7 +299,9 @@ impl AsyncWrite for WatchedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch.wrote(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -420,6 +447,29 @@ mod tests {
         let reading = Instant::now();
         w.read(b"G");
         assert_eq!(next(&w, reading, Instant::now()), Some(HeaderReadTimeout));
+    }
+
+    #[test]
+    fn a_response_the_client_does_not_read_is_idle() {
+        use ConnectionClosed::*;
+        let w = Watch::new();
+        w.read(b"GET /metrics HTTP/1.1\r\n\r\n");
+        let _request = w.request_started();
+        w.wrote(false);
+        let before = Instant::now();
+        assert_eq!(
+            next(&w, before, before),
+            None,
+            "writing, or waiting for upstream"
+        );
+        w.wrote(true);
+        let blocked = Instant::now();
+        assert_eq!(next(&w, before, blocked), Some(IdleTimeout));
+        // Still blocked: the clock does not restart.
+        w.wrote(true);
+        assert_eq!(next(&w, before, blocked), Some(IdleTimeout));
+        w.wrote(false);
+        assert_eq!(next(&w, before, blocked), None, "the client reads again");
     }
 
     #[test]

@@ -284,3 +284,42 @@ fn connections_over_the_limit_are_refused_and_counted() {
     let r = http_get(&edge.url("/metrics"), &[]).expect("a scrape once slots are free");
     assert_eq!((r.status, r.text().as_str()), (200, WITHOUT_DEBUG));
 }
+
+#[test]
+fn a_client_that_stops_reading_its_scrape_is_closed_and_frees_the_scrape() {
+    // Far more than socket buffers hold, relayed as it comes.
+    let line = "filler_metric{shard=\"0123456789abcdef0123456789abcdef\"} 1\n";
+    let body = line.repeat(64 * 1024 * 1024 / line.len());
+    let up = Upstream::start(body.into_bytes(), TEXT, Compression::None);
+    let dir = temp_dir();
+    let edge = Edge::start(
+        json!({"upstream_url": up.url(), "service": {"name": "edge-slow-reader"},
+               "idle_timeout_secs": 0.5}),
+        dir.clone(),
+        "edge-slow-reader",
+    );
+    let mut reader = TcpStream::connect(edge.addr()).unwrap();
+    write!(reader, "GET /metrics HTTP/1.1\r\nHost: edge\r\n\r\n").unwrap();
+    // Read the head and a little, then stop reading.
+    let mut first = [0u8; 1024];
+    reader
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let n = reader.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    wait_for(
+        Duration::from_secs(20),
+        "the stalled response closed",
+        || {
+            let closed = edge.self_metric("edge_connections_closed_total{reason=\"idle_timeout\"}");
+            (closed >= 1.0).then_some(())
+        },
+    );
+    // Its scrape ended, giving back its slot: counted as aborted, since the
+    // client never got the whole body.
+    wait_for(
+        Duration::from_secs(5),
+        "the scrape counted as aborted",
+        || (edge.self_metric("edge_scrapes_total{result=\"aborted\"}") == 1.0).then_some(()),
+    );
+}
