@@ -97,7 +97,7 @@ impl Drop for ScrapeRecord {
 /// anything that is not a positive finite number of seconds is ignored,
 /// and a huge one is clamped before it becomes a `Duration` (converting
 /// `1e20` seconds would panic).
-pub(crate) fn deadline(headers: &HeaderMap, configured: Duration) -> Duration {
+fn deadline(headers: &HeaderMap, configured: Duration) -> Duration {
     let Some(secs) = headers
         .get(TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
