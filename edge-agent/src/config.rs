@@ -47,6 +47,13 @@ impl ConfigError {
 pub struct Config {
     pub listen_address: String,
     pub listen_port: u16,
+    /// Client connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// How long a client may take to send a request head (from the accept
+    /// or the head's first byte).
+    pub header_read_timeout: Duration,
+    /// How long a client connection may stay without a request.
+    pub idle_timeout: Duration,
     /// The full upstream metrics URL (`/metrics` appended to a bare base).
     pub upstream: Uri,
     pub log_level: String,
@@ -277,6 +284,9 @@ struct RawConfig {
     listen_address: String,
     #[serde(default = "default_listen_port")]
     listen_port: u16,
+    max_connections: Option<usize>,
+    header_read_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
     upstream_url: Option<String>,
     /// Older configs name the full metrics URL instead.
     metrics_url: Option<String>,
@@ -522,6 +532,9 @@ fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) {
     const KEYS: &[&[&str]] = &[
         &["listen_address"],
         &["listen_port"],
+        &["max_connections"],
+        &["header_read_timeout_secs"],
+        &["idle_timeout_secs"],
         &["upstream_url"],
         &["metrics_url"],
         &["log_level"],
@@ -586,6 +599,25 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
     if raw.listen_address.trim().is_empty() {
         return Err(ConfigError::key("listen_address", "must not be empty"));
     }
+    let max_connections = raw.max_connections.unwrap_or(256);
+    if !(1..=100_000).contains(&max_connections) {
+        return Err(ConfigError::key(
+            "max_connections",
+            "must be between 1 and 100000",
+        ));
+    }
+    let header_read_timeout = seconds(
+        "header_read_timeout_secs".into(),
+        raw.header_read_timeout_secs,
+        10.0,
+        0.1..=300.0,
+    )?;
+    let idle_timeout = seconds(
+        "idle_timeout_secs".into(),
+        raw.idle_timeout_secs,
+        120.0,
+        0.1..=86_400.0,
+    )?;
     let p = &raw.prometheus;
     if p.max_line_bytes < 256 {
         return Err(ConfigError::key(
@@ -749,6 +781,9 @@ fn validate(raw: RawConfig, warnings: &mut Vec<ConfigWarning>) -> Result<Config,
     Ok(Config {
         listen_address: raw.listen_address,
         listen_port: raw.listen_port,
+        max_connections,
+        header_read_timeout,
+        idle_timeout,
         upstream,
         log_level: raw.log_level,
         service: raw.service,
@@ -999,6 +1034,61 @@ fn poll_settings(
     })
 }
 
+/// `url` as it may be shown (error bodies, logs, `--check-config`):
+/// credentials it can carry are masked. Userinfo becomes `***`, every query
+/// value `***` (names stay, they say what was configured), a fragment
+/// `***`. Works on text that is not a valid URL, so config errors can show
+/// what was written without its secrets.
+pub fn redact_url(url: &str) -> String {
+    let (head, fragment) = match url.split_once('#') {
+        Some((h, _)) => (h, true),
+        None => (url, false),
+    };
+    let (head, query) = match head.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (head, None),
+    };
+    let (scheme, rest) = match head.find("://") {
+        Some(i) => head.split_at(i + 3),
+        None => ("", head),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            out.push_str("***@");
+            out.push_str(&rest[at + 1..]);
+        }
+        None => out.push_str(rest),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let masked: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) => format!("{name}=***"),
+                None if pair.is_empty() => String::new(),
+                None => "***".to_owned(),
+            })
+            .collect();
+        out.push_str(&masked.join("&"));
+    }
+    if fragment {
+        out.push_str("#***");
+    }
+    out
+}
+
+/// Displays a URL through [`redact_url`].
+pub struct Redacted<'a>(pub &'a Uri);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0.to_string()))
+    }
+}
+
 /// A control plane's URL (http:// or https://), with `default_path` added
 /// when it has none.
 fn server_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
@@ -1017,9 +1107,12 @@ fn absolute_url(
     default_path: &str,
     allow_https: bool,
 ) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| ConfigError::key(key, format!("{url:?} is not a valid URL: {e}")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        ConfigError::key(
+            key,
+            format!("{:?} is not a valid URL: {e}", redact_url(url)),
+        )
+    })?;
     match (uri.scheme_str(), allow_https) {
         (Some("http"), _) | (Some("https"), true) => {}
         (Some("https"), false) => {
@@ -1036,12 +1129,15 @@ fn absolute_url(
             };
             return Err(ConfigError::key(
                 key,
-                format!("{url:?} must be an absolute {schemes} URL"),
+                format!("{:?} must be an absolute {schemes} URL", redact_url(url)),
             ));
         }
     }
     if uri.authority().is_none() {
-        return Err(ConfigError::key(key, format!("{url:?} has no host")));
+        return Err(ConfigError::key(
+            key,
+            format!("{:?} has no host", redact_url(url)),
+        ));
     }
     let has_path = !matches!(uri.path(), "" | "/");
     if has_path {
@@ -1056,7 +1152,7 @@ fn absolute_url(
         query
     );
     full.parse()
-        .map_err(|e| ConfigError::key(key, format!("{url:?}: {e}")))
+        .map_err(|e| ConfigError::key(key, format!("{:?}: {e}", redact_url(url))))
 }
 
 #[cfg(test)]
@@ -1070,6 +1166,126 @@ mod tests {
             "TERO_LISTEN_PORT" => None,
             _ => None,
         })
+    }
+
+    #[test]
+    fn redaction_masks_userinfo_query_values_and_fragments() {
+        let cases = [
+            ("http://app:8080/metrics", "http://app:8080/metrics"),
+            (
+                "http://user:s3cret@app:8080/metrics",
+                "http://***@app:8080/metrics",
+            ),
+            ("http://t0ken@app/metrics", "http://***@app/metrics"),
+            (
+                "http://app/metrics?token=s3cret&module=x",
+                "http://app/metrics?token=***&module=***",
+            ),
+            ("http://app/m?s3cret", "http://app/m?***"),
+            ("http://app/m?a=1&&b=", "http://app/m?a=***&&b=***"),
+            ("http://app/m#s3cret", "http://app/m#***"),
+            // The path may hold an `@`; only the authority's is userinfo.
+            ("http://app/x@y", "http://app/x@y"),
+            ("http://u:p@a@app/m?k=v=w", "http://***@app/m?k=***"),
+            // Not a URL at all: still no secret.
+            ("u:s3cret@app?key=s3cret", "***@app?key=***"),
+            ("", ""),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let uri: Uri = "http://user:s3cret@app:8080/metrics?key=s3cret"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Redacted(&uri).to_string(),
+            "http://***@app:8080/metrics?key=***"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        #[test]
+        fn redaction_never_panics_and_hides_what_it_masks(
+            text in "[ -~]{0,80}",
+            user in "[A-Za-z0-9]{1,8}",
+            secret in "[A-Z]{12}",
+            name in "[a-z]{1,6}",
+        ) {
+            let _ = redact_url(&text);
+            for url in [
+                format!("http://{user}:{secret}@app:8080/metrics"),
+                format!("http://{secret}@app/metrics?{name}=1"),
+                format!("http://app/metrics?{name}={secret}&x={secret}"),
+                format!("http://app/metrics?{secret}"),
+                format!("http://app/metrics#{secret}"),
+            ] {
+                let shown = redact_url(&url);
+                proptest::prop_assert!(!shown.contains(&secret), "{url} -> {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn config_errors_do_not_repeat_credentials() {
+        let e = load(json!({"upstream_url": "ftp://user:s3cret@app/metrics?key=s3cret"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("upstream_url: "), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(e.contains("***@app"), "{e}");
+    }
+
+    #[test]
+    fn connection_bounds_default_and_are_checked() {
+        let (c, _) = load(json!({"upstream_url": "http://127.0.0.1:8080"})).unwrap();
+        assert_eq!(c.max_connections, 256);
+        assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(120));
+        let (c, w) = load(json!({"upstream_url": "http://a:1", "max_connections": 8,
+            "header_read_timeout_secs": 0.5, "idle_timeout_secs": 30}))
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            (c.max_connections, c.header_read_timeout, c.idle_timeout),
+            (8, Duration::from_millis(500), Duration::from_secs(30))
+        );
+        for (key, value, message) in [
+            (
+                "max_connections",
+                json!(0),
+                "max_connections: must be between 1 and 100000",
+            ),
+            (
+                "max_connections",
+                json!(-1),
+                "max_connections: invalid value",
+            ),
+            (
+                "header_read_timeout_secs",
+                json!(0),
+                "header_read_timeout_secs: must be between 0.1 and 300 seconds",
+            ),
+            (
+                "idle_timeout_secs",
+                json!(1e20),
+                "idle_timeout_secs: must be between 0.1 and 86400 seconds",
+            ),
+            (
+                "idle_timeout_secs",
+                json!("soon"),
+                "idle_timeout_secs: invalid type",
+            ),
+        ] {
+            let mut doc = json!({"upstream_url": "http://a:1"});
+            doc[key] = value;
+            let e = load(doc).unwrap_err().to_string();
+            assert!(e.starts_with(message), "{key}: {e}");
+        }
+        let env = |k: &str| (k == "TERO_MAX_CONNECTIONS").then(|| "12".to_owned());
+        let (c, _) = Config::from_value(json!({"upstream_url": "http://a:1"}), &env).unwrap();
+        assert_eq!(c.max_connections, 12);
     }
 
     #[test]

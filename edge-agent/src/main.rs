@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tero_edge::config::Config;
+use tero_edge::config::{Config, Redacted};
 use tero_edge::filter::Resource;
 use tero_edge::inventory;
 use tero_edge::providers::{self, ClientIdentity};
@@ -37,6 +37,11 @@ struct Args {
 fn main() -> ExitCode {
     tero_observability::process::mark_start();
     let args = Args::parse();
+    // `inf` or `1e20` parse as f64 but are no Duration.
+    let Ok(drain) = Duration::try_from_secs_f64(args.drain_timeout) else {
+        eprintln!("tero-edge: --drain-timeout: must be a number of seconds from 0 to about 1e19");
+        return ExitCode::FAILURE;
+    };
     let (config, warnings) = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -52,7 +57,7 @@ fn main() -> ExitCode {
             "{}: OK (listen {}, upstream {}, {} policy provider(s))",
             args.config.display(),
             config.listen(),
-            config.upstream,
+            Redacted(&config.upstream),
             config.providers.len()
         );
         return ExitCode::SUCCESS;
@@ -83,7 +88,7 @@ fn main() -> ExitCode {
         for w in &warnings {
             tracing::warn!(config = %args.config.display(), "{w}");
         }
-        let result = run(config, Duration::from_secs_f64(args.drain_timeout.max(0.0))).await;
+        let result = run(config, drain).await;
         telemetry.shutdown().await;
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -137,7 +142,7 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
     let config = Arc::new(config);
     tracing::info!(
         listen = %local,
-        upstream = %config.upstream,
+        upstream = %Redacted(&config.upstream),
         providers = config.providers.len(),
         instance = %instance_id,
         "tero-edge started"

@@ -104,6 +104,29 @@ impl UpstreamError {
     }
 }
 
+/// Why the Edge closed a client connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClosed {
+    /// A request head took longer than `header_read_timeout_secs`.
+    HeaderReadTimeout,
+    /// No request for `idle_timeout_secs`.
+    IdleTimeout,
+}
+
+impl ConnectionClosed {
+    const ALL: [ConnectionClosed; 2] = [
+        ConnectionClosed::HeaderReadTimeout,
+        ConnectionClosed::IdleTimeout,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnectionClosed::HeaderReadTimeout => "header_read_timeout",
+            ConnectionClosed::IdleTimeout => "idle_timeout",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct EdgeMetrics {
     scrapes: [AtomicU64; 6],
@@ -129,6 +152,11 @@ pub struct EdgeMetrics {
     /// Log records posted to `/_edge/logs`: accepted, overflowed, empty.
     log_records: [AtomicU64; 3],
     log_templates: AtomicU64,
+    /// Client connections: open now, refused at `max_connections`, closed
+    /// by a deadline.
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
+    connections_closed: [AtomicU64; 2],
 }
 
 impl EdgeMetrics {
@@ -192,6 +220,31 @@ impl EdgeMetrics {
             counter.fetch_add(n, Relaxed);
         }
         self.log_templates.store(live_templates, Relaxed);
+    }
+
+    /// Takes one of `max` connection slots; false (counted as refused) when
+    /// all are taken.
+    pub fn connection_opened(&self, max: usize) -> bool {
+        let open = self.connections_open.fetch_add(1, Relaxed);
+        if open >= max as u64 {
+            self.connections_open.fetch_sub(1, Relaxed);
+            self.connections_refused.fetch_add(1, Relaxed);
+            false
+        } else {
+            true
+        }
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub fn connection_timed_out(&self, reason: ConnectionClosed) {
+        let i = ConnectionClosed::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.connections_closed[i].fetch_add(1, Relaxed);
     }
 
     /// Renders everything in Prometheus text 0.0.4.
@@ -322,6 +375,33 @@ impl EdgeMetrics {
             "Log templates the miner holds (at most logs.max_templates).",
         );
         let _ = writeln!(w, "edge_log_templates {}", self.log_templates.load(Relaxed));
+        family(
+            w,
+            "edge_connections_open",
+            "gauge",
+            "Client connections open (at most max_connections).",
+        );
+        let _ = writeln!(
+            w,
+            "edge_connections_open {}",
+            self.connections_open.load(Relaxed)
+        );
+        let refused = [("", &self.connections_refused)];
+        counter(
+            w,
+            "edge_connections_refused_total",
+            "Client connections closed at once because max_connections were open.",
+            "",
+            refused,
+        );
+        let reasons = ConnectionClosed::ALL.iter().map(|r| r.label());
+        counter(
+            w,
+            "edge_connections_closed_total",
+            "Client connections the Edge closed, by reason: a request head slower than header_read_timeout_secs, or idle for idle_timeout_secs.",
+            "reason",
+            reasons.zip(&self.connections_closed),
+        );
         render_policies(w, registry);
         out
     }

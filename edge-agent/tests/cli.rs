@@ -37,6 +37,41 @@ fn check_config_accepts_a_valid_file_and_warns_about_unknown_keys() {
 }
 
 #[test]
+fn check_config_does_not_print_credentials_of_the_upstream_url() {
+    let (code, stdout, stderr) = run(
+        r#"{"upstream_url": "http://scraper:s3cret@127.0.0.1:8080/metrics?token=s3cret&module=x"}"#,
+        &["--check-config"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+    assert!(
+        stdout.contains("http://***@127.0.0.1:8080/metrics?token=***&module=***"),
+        "{stdout}"
+    );
+    // Nor does the error of a config that does not validate.
+    let (code, stdout, stderr) = run(
+        r#"{"upstream_url": "ftp://scraper:s3cret@127.0.0.1:8080/metrics?token=s3cret"}"#,
+        &["--check-config"],
+    );
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stderr.contains("upstream_url"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+#[test]
+fn an_absurd_drain_timeout_is_refused_not_a_panic() {
+    for value in ["inf", "-1", "1e300", "NaN"] {
+        let (code, _, stderr) = run(
+            r#"{"upstream_url": "http://127.0.0.1:8080", "listen_port": 0}"#,
+            &[&format!("--drain-timeout={value}")],
+        );
+        assert_eq!(code, 1, "{value}: {stderr}");
+        assert!(stderr.contains("--drain-timeout"), "{value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{value}: {stderr}");
+    }
+}
+
+#[test]
 fn a_broken_config_stops_start_up_with_one_line_naming_the_key() {
     let cases = [
         (r#"{"listen_port": 9191}"#, "upstream_url"),

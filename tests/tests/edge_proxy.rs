@@ -592,6 +592,111 @@ fn output_cap_cuts_openmetrics_on_a_line_boundary_with_eof() {
     assert_truncation_counted(&edge);
 }
 
+/// An exposition whose long line (over `max_line_bytes`) straddles `cap`:
+/// the input, the cap, and the filtered output up to the line before it.
+fn long_line_across_the_cap(openmetrics: bool) -> (String, u64, String) {
+    let (mut input, _) = big_exposition(false);
+    let before_long = input.len();
+    let long = format!("worker_busy{{pool=\"{}\"}} 1\n", "x".repeat(3000));
+    input.push_str(&long);
+    input.push_str("worker_idle 3\n");
+    if openmetrics {
+        input.push_str("# EOF\n");
+    }
+    // A prefix of the kept family, up to the long line.
+    let (_, kept) = big_exposition(false);
+    let mut expected = kept;
+    if openmetrics {
+        expected.push_str("# EOF\n");
+    }
+    (input, (before_long + 1000) as u64, expected)
+}
+
+#[test]
+fn input_cap_inside_a_long_line_cuts_before_it_and_completes_the_response() {
+    let dir = temp_dir();
+    for (om, content_type) in [(false, TEXT), (true, OPENMETRICS)] {
+        let (input, cap, expected) = long_line_across_the_cap(om);
+        // Identity with a Content-Length over the cap (known in advance) and
+        // gzip (found out while reading) take the two paths to the cut.
+        for compression in [Compression::None, Compression::Gzip] {
+            let up = UpstreamSpec::new(input.clone(), content_type)
+                .compression(compression)
+                .start();
+            let name = format!("edge-long-cut-{om}-{compression:?}").to_lowercase();
+            let edge = filtering_edge(
+                &up.url(),
+                &dir,
+                &name,
+                json!({"max_input_bytes_per_scrape": cap, "max_line_bytes": 256}),
+            );
+            let what = format!("openmetrics {om}, upstream {compression:?}");
+            let r = http_get(&edge.url("/metrics"), &[("Accept-Encoding", "identity")])
+                .unwrap_or_else(|e| panic!("{what}: the response must complete: {e}"));
+            assert_eq!(r.status, 200, "{what}");
+            assert_eq!(r.text(), expected, "{what}: cut before the long line");
+            if compression == Compression::None {
+                assert_eq!(r.header("x-edge-truncated"), Some("input"), "{what}");
+            }
+            wait_for(Duration::from_secs(3), "the scrape counted", || {
+                let truncated = edge.self_metric("edge_scrapes_total{result=\"truncated\"}");
+                (truncated == 1.0).then_some(())
+            });
+            assert_eq!(
+                edge.self_metric("edge_scrapes_total{result=\"aborted\"}"),
+                0.0,
+                "{what}"
+            );
+            assert_eq!(
+                edge.self_metric("edge_scrape_truncated_total{limit=\"input\"}"),
+                1.0,
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncation_trailer_reaches_a_client_that_reads_trailers() {
+    use std::io::Write as _;
+    let (input, cap, expected) = long_line_across_the_cap(false);
+    // gzip upstream: the cut is found while reading, after the headers.
+    let up = UpstreamSpec::new(input, TEXT)
+        .compression(Compression::Gzip)
+        .start();
+    let dir = temp_dir();
+    let edge = filtering_edge(
+        &up.url(),
+        &dir,
+        "edge-trailer",
+        json!({"max_input_bytes_per_scrape": cap, "max_line_bytes": 256}),
+    );
+    let mut conn = std::net::TcpStream::connect(edge.addr()).expect("connect to the Edge");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: edge\r\nTE: trailers\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).expect("a complete response");
+    let raw = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("trailer: x-edge-truncated"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        body.ends_with("\r\n0\r\nx-edge-truncated: input\r\n\r\n"),
+        "the last chunk carries the trailer: {:?}",
+        &body[body.len().saturating_sub(80)..]
+    );
+    assert!(
+        body.contains("worker_busy{pool=\"p099\"} 99\n") && !body.contains("xxxx"),
+        "{expected:?} and not the long line"
+    );
+}
+
 #[test]
 fn sub_paths_and_queries_go_under_the_upstream_base_path() {
     let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);

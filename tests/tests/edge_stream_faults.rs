@@ -1204,3 +1204,64 @@ async fn an_idle_edge_keeps_its_stream_when_the_control_plane_beats_fast() {
     );
     assert_eq!(provider(&edge)["transport"], "stream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_shows_no_transport_and_why_in_edge_policies() {
+    let dir = tempdir();
+    let cp = blocking(|| ControlPlane::start(dir.clone(), "cp"));
+    let created = call(&cp, "POST", "/api/v1/keys", Some(json!({"name": "edge"})));
+    let key_id = created["key"]["id"].as_str().expect("key id").to_owned();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    create_policy(&cp, "drop-debug", "debug_");
+    let up = blocking(|| Upstream::start(EXPOSITION.into(), TEXT, Compression::None));
+    let config = json!({
+        "upstream_url": up.url(),
+        "service": {"name": "checkout", "instance_id": "revoked"},
+        "policy_providers": [{
+            "id": "cp",
+            "type": "grpc",
+            "url": cp.endpoint(),
+            "headers": [{"name": "Authorization", "value": format!("Bearer {secret}")}],
+            "poll_interval_secs": 1,
+            "reconnect_min_secs": 0.2,
+            "reconnect_max_secs": 1,
+        }],
+    });
+    let edge = blocking(|| Edge::start(config, dir.clone(), "edge"));
+    blocking(|| {
+        wait_for(Duration::from_secs(5), "transport stream", || {
+            (provider(&edge)["transport"] == "stream").then_some(())
+        })
+    });
+    call(&cp, "DELETE", &format!("/api/v1/keys/{key_id}"), None);
+    // The control plane closes the stream; neither it nor polls come back.
+    let shown = blocking(|| {
+        wait_for(
+            Duration::from_secs(10),
+            "the transport no longer stream",
+            || {
+                let p = provider(&edge);
+                (p["transport"] != "stream").then_some(p)
+            },
+        )
+    });
+    assert_eq!(shown["transport"], "none", "{shown}");
+    let error = shown["last_error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        error.contains("Unauthenticated")
+            || error.contains("PermissionDenied")
+            || error.contains("401"),
+        "the last error says why: {shown}"
+    );
+    // It stays so while the edge keeps retrying, and the self-metrics agree.
+    blocking(|| {
+        wait_for(Duration::from_secs(5), "a failed retry", || {
+            (stream_refusals(&edge) >= 2).then_some(())
+        })
+    });
+    assert_eq!(provider(&edge)["transport"], "none");
+    let up_series = "edge_policy_provider_up{provider=\"cp\",transport=\"none\"}";
+    assert_eq!(blocking(|| edge.self_metric(up_series)), 0.0);
+    // The policies it had keep filtering.
+    assert_eq!(blocking(|| scrape(&edge)), WITHOUT_DEBUG);
+}

@@ -213,3 +213,88 @@ fn prometheus_sees_exactly_the_kept_series() {
         );
     }
 }
+
+/// The input cap falling inside a long line (issue 16): the Edge ends the
+/// response cleanly before that line, so Prometheus records a successful
+/// scrape with the series before it instead of an aborted one.
+#[test]
+fn a_long_line_across_the_input_cap_still_gives_prometheus_a_good_scrape() {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let policy_file = dir.path().join("policies.yaml");
+    std::fs::write(&policy_file, POLICIES).unwrap();
+    let with_long_line = |openmetrics: bool| -> (String, usize) {
+        let full = exposition(openmetrics);
+        let at = full
+            .find("# HELP rpc_latency_seconds")
+            .expect("the summary");
+        let long = format!("user_sessions{{tier=\"{}\"}} 1\n", "x".repeat(3000));
+        (format!("{}{long}{}", &full[..at], &full[at..]), at + 1000)
+    };
+    let (text, text_cap) = with_long_line(false);
+    let (om, om_cap) = with_long_line(true);
+    let upstreams = [
+        (
+            "capped_plain",
+            Upstream::start(text.into_bytes(), TEXT, Compression::None),
+            text_cap,
+        ),
+        (
+            "capped_openmetrics",
+            Upstream::start(om.into_bytes(), OPENMETRICS, Compression::Gzip),
+            om_cap,
+        ),
+    ];
+    let edges: Vec<(&str, Edge)> = upstreams
+        .iter()
+        .map(|(job, up, cap)| {
+            let config = json!({
+                "upstream_url": up.url(),
+                "service": {"name": format!("app-{job}")},
+                "prometheus": {"max_input_bytes_per_scrape": cap, "max_line_bytes": 256},
+                "policy_providers": [{"id": "local", "type": "file", "path": policy_file}],
+            });
+            (
+                *job,
+                Edge::start(config, dir.clone(), &format!("edge-{job}")),
+            )
+        })
+        .collect();
+    let jobs: Vec<(&str, SocketAddr)> = edges
+        .iter()
+        .map(|(job, edge)| (*job, edge.addr()))
+        .collect();
+    let prom = Prometheus::start(dir.path(), &jobs);
+    let expected: BTreeSet<String> = [
+        r#"http_requests_total{code="200",method="GET"}"#,
+        r#"http_requests_total{code="500",method="POST"}"#,
+        r#"user_sessions{tier="public"}"#,
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for (job, edge) in &edges {
+        wait_for(
+            Duration::from_secs(60),
+            &format!("3 good scrapes of {job}"),
+            || {
+                let value = prom.value(&format!("sum_over_time(up{{job=\"{job}\"}}[1m])"))??;
+                (value >= 3.0).then_some(())
+            },
+        );
+        let v = prom
+            .series(&format!("{{job=\"{job}\"}}"))
+            .expect("series API");
+        let seen: BTreeSet<String> = v["data"]
+            .as_array()
+            .expect("series list")
+            .iter()
+            .filter_map(|s| series_key(s.as_object()?))
+            .collect();
+        assert_eq!(seen, expected, "series of job {job}: those before the cut");
+        let text = edge.self_metrics();
+        assert!(
+            text.contains("edge_scrapes_total{result=\"aborted\"} 0\n"),
+            "{job}: no scrape aborted:\n{text}"
+        );
+    }
+}

@@ -24,7 +24,7 @@ use tero_proto::controlplane::inventory_service_client::InventoryServiceClient;
 use tonic::metadata::{Ascii, MetadataKey, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
-use crate::config::{GrpcProviderConfig, Header, HttpProviderConfig, ReportDestination};
+use crate::config::{GrpcProviderConfig, Header, HttpProviderConfig, Redacted, ReportDestination};
 use crate::providers::{body_excerpt, control_plane_post};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -203,7 +203,11 @@ impl ReportSink for HttpSink {
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
             Err(SendError {
-                reason: format!("{} answered {status}: {}", self.url, body_excerpt(&body)),
+                reason: format!(
+                    "{} answered {status}: {}",
+                    Redacted(&self.url),
+                    body_excerpt(&body)
+                ),
                 permanent: refused_for_good(status),
             })
         };

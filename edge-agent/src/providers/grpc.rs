@@ -37,7 +37,7 @@ use tonic::metadata::{MetadataKey, MetadataValue};
 
 use super::Backoff;
 use super::http::{ClientIdentity, HttpProvider};
-use crate::config::GrpcProviderConfig;
+use crate::config::{GrpcProviderConfig, Redacted};
 use crate::registry::PolicyRegistry;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,9 +150,19 @@ impl GrpcProvider {
                     lasted,
                     retry_after,
                 } => {
-                    tracing::warn!(provider = %id, url = %self.url, error = %reason, "policy stream unavailable; polling until it is back");
-                    self.registry()
-                        .record_sync(&id, Err(format!("stream: {reason}")));
+                    tracing::warn!(provider = %id, url = %Redacted(&self.url), error = %reason, "policy stream unavailable; polling until it is back");
+                    let registry = self.registry();
+                    registry.record_sync(&id, Err(format!("stream: {reason}")));
+                    // Nothing delivers policies now: the stream is gone and
+                    // no poll has succeeded yet (one that does says "poll").
+                    // A persisted set being served still says so.
+                    let was_stream = registry
+                        .providers()
+                        .iter()
+                        .any(|p| p.id == id && p.transport == "stream");
+                    if was_stream {
+                        registry.set_transport(&id, "none");
+                    }
                     // Only a stream that stayed up resets the backoff: a
                     // server that accepts and at once drops streams must
                     // not be hammered at the minimum delay.
@@ -274,7 +284,7 @@ impl GrpcProvider {
         };
         let id = self.id();
         let registry = self.registry();
-        tracing::info!(provider = %id, url = %self.url, "policy stream open");
+        tracing::info!(provider = %id, url = %Redacted(&self.url), "policy stream open");
         let opened_at = Instant::now();
         // Synced at the first message: a Tero control plane answers a hello
         // with the snapshot the Edge lacks (if any), then a heartbeat. A

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::Backoff;
 use super::last_good::LastGood;
 use super::outbox::Outbox;
-use crate::config::{Header, HttpProviderConfig, SyncEncoding};
+use crate::config::{Header, HttpProviderConfig, Redacted, SyncEncoding};
 use crate::registry::PolicyRegistry;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,7 +211,7 @@ impl HttpProvider {
                     next
                 }
                 Err(f) => {
-                    tracing::warn!(provider = %self.id, url = %self.url, error = %f.reason, "policy sync failed; keeping the current policies");
+                    tracing::warn!(provider = %self.id, url = %Redacted(&self.url), error = %f.reason, "policy sync failed; keeping the current policies");
                     self.registry.record_sync(&self.id, Err(f.reason));
                     let jittered = backoff.next_delay().max(MIN_INTERVAL);
                     f.retry_after.map_or(jittered, |r| r.max(jittered))

@@ -8,6 +8,7 @@
 //! the upstream body to the filter and streams back what comes out.
 
 mod admin;
+mod conn;
 mod negotiate;
 mod scrape;
 mod source;
@@ -28,10 +29,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use conn::{ConnLimits, Ended, Slot, TrackedBody, Watch, WatchedStream};
 
 use crate::config::Config;
 use crate::filter::Resource;
@@ -131,6 +134,26 @@ pub(crate) fn text_response(status: StatusCode, body: String) -> Response<Respon
     full_response(status, "text/plain; charset=utf-8", body)
 }
 
+/// Routes a request; a handler that panics answers 500 instead of
+/// dropping the connection (no request should reach a panic, but a client
+/// must not be left without an answer if one does).
+async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
+    use futures_util::FutureExt as _;
+    match std::panic::AssertUnwindSafe(route(state, req))
+        .catch_unwind()
+        .await
+    {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::error!("request handler panicked; answered 500");
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "tero-edge: internal error\n".into(),
+            )
+        }
+    }
+}
+
 async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
     let path = req.uri().path();
     if path == "/_health" {
@@ -173,14 +196,17 @@ async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respon
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests
-/// for at most `drain`.
+/// for at most `drain`. Each connection holds one of `max_connections`
+/// slots and is closed when it is slow to send a request head or stays idle
+/// (see [`conn`]).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<EdgeState>,
     shutdown: CancellationToken,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
+    let limits = ConnLimits::from_config(&state.config);
+    let connections = TaskTracker::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().max_buf_size(IO_BUFFER_BYTES);
     loop {
@@ -196,25 +222,54 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        let Some(slot) = Slot::take(&state.metrics, limits.max_connections) else {
+            // Accepted only to be closed: a refused connection costs no task
+            // and no buffer. The 503 goes out if the socket takes it at once.
+            let _ = stream.try_write(conn::REFUSED);
+            tracing::debug!(%peer, max_connections = limits.max_connections, "connection refused: too many open");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let service = service_fn(move |req| {
+        let watch = Watch::new();
+        let service = {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(state, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let watch = watch.clone();
+            service_fn(move |req| {
+                let request = watch.request_started();
+                let state = state.clone();
+                async move {
+                    let resp = handle(state, req).await;
+                    Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, request)))
+                }
+            })
+        };
+        let io = TokioIo::new(WatchedStream::new(stream, watch.clone()));
+        let conn = builder.serve_connection(io, service).into_owned();
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _slot = slot;
+            let mut conn = std::pin::pin!(conn);
+            let ended = conn::watch(conn.as_mut(), &watch, &limits, &shutdown, |c| {
+                c.graceful_shutdown()
+            })
+            .await;
+            match ended {
+                Ended::Done(Ok(())) => {}
+                Ended::Done(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                Ended::TimedOut(reason) => {
+                    state.metrics.connection_timed_out(reason);
+                    tracing::debug!(%peer, reason = reason.label(), "connection closed by the Edge");
+                }
             }
         });
     }
     drop(listener);
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = connections.wait() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(drain) => tracing::warn!(drain_secs = drain.as_secs_f64(), "drain timeout; closing remaining connections"),
     }
     Ok(())

@@ -2,6 +2,8 @@
 //! for, what the client accepts, and which headers never cross a proxy.
 
 use http::HeaderMap;
+#[cfg(test)]
+use http::header::HeaderValue;
 use http::header::{self, HeaderName};
 
 /// The encodings the Edge can decode, in the order it asks for them.
@@ -47,8 +49,8 @@ pub fn encoding_quality(accept_encoding: Option<&str>, coding: &str) -> f32 {
         let name = parts.next().unwrap_or("").trim();
         let q = parts
             .filter_map(|p| p.trim().strip_prefix("q="))
-            .find_map(|q| q.trim().parse::<f32>().ok())
-            .unwrap_or(1.0);
+            .find_map(|q| q.trim().parse::<f32>().ok().filter(|q| q.is_finite()))
+            .map_or(1.0, |q| q.clamp(0.0, 1.0));
         let same = name.eq_ignore_ascii_case(coding)
             || (coding == "gzip" && name.eq_ignore_ascii_case("x-gzip"));
         if same {
@@ -100,7 +102,71 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// Header text as a client may write it: media types, codings,
+    /// parameters, `q` values (valid, huge, negative, not numbers) and
+    /// separators in any order, plus arbitrary visible ASCII.
+    fn header_text() -> impl Strategy<Value = String> {
+        let token = prop_oneof![
+            Just("text/plain".to_owned()),
+            Just("application/openmetrics-text".to_owned()),
+            Just("application/vnd.google.protobuf".to_owned()),
+            Just("*/*".to_owned()),
+            Just("text/*".to_owned()),
+            Just("gzip".to_owned()),
+            Just("x-gzip".to_owned()),
+            Just("identity".to_owned()),
+            Just("*".to_owned()),
+            Just(";".to_owned()),
+            Just(",".to_owned()),
+            Just(" ".to_owned()),
+            Just("q=".to_owned()),
+            Just("version=1.0.0".to_owned()),
+            any::<f64>().prop_map(|q| q.to_string()),
+            Just("1e400".to_owned()),
+            Just("NaN".to_owned()),
+            "[ -~]{0,12}",
+        ];
+        prop::collection::vec(token, 0..24).prop_map(|t| t.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn accept_rewriting_never_panics_and_yields_a_header(accept in header_text()) {
+            let rewritten = rewrite_accept(Some(&accept));
+            prop_assert!(HeaderValue::from_str(&rewritten).is_ok(), "{rewritten:?}");
+            for entry in rewritten.split(',') {
+                let media = entry.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                prop_assert!(
+                    media == "text/plain" || media == "application/openmetrics-text",
+                    "{rewritten:?}"
+                );
+            }
+        }
+
+        #[test]
+        fn accept_encoding_parsing_never_panics(ae in header_text(), coding in header_text()) {
+            let q = encoding_quality(Some(&ae), &coding);
+            prop_assert!((0.0..=1.0).contains(&q), "{q}");
+            let _ = accepts_gzip(Some(&ae));
+            let _ = crate::proxy::Encoding::from_header(Some(&ae));
+        }
+
+        #[test]
+        fn hop_by_hop_stripping_never_panics(connection in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&connection) {
+                h.insert(header::CONNECTION, v);
+            }
+            strip_hop_by_hop(&mut h);
+            prop_assert!(!h.contains_key(header::CONNECTION));
+        }
+    }
 
     #[test]
     fn protobuf_is_never_requested() {
@@ -127,6 +193,10 @@ mod tests {
         assert!(accepts_gzip(Some("x-gzip")));
         assert_eq!(encoding_quality(Some("gzip"), "identity"), 1.0);
         assert_eq!(encoding_quality(Some("br;q=0.3"), "br"), 0.3);
+        // Out-of-range or non-numeric weights do not leak out.
+        assert_eq!(encoding_quality(Some("gzip;q=NaN"), "gzip"), 1.0);
+        assert_eq!(encoding_quality(Some("gzip;q=-3"), "gzip"), 0.0);
+        assert_eq!(encoding_quality(Some("gzip;q=1e30"), "gzip"), 1.0);
     }
 
     #[test]

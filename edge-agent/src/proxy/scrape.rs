@@ -30,6 +30,7 @@ use tracing::Instrument as _;
 use super::negotiate::{self, DECODABLE_ENCODINGS};
 use super::source::{BodySource, Encoding, SourceError};
 use super::{BoxError, EdgeState, ResponseBody, text_response};
+use crate::config::Redacted;
 use crate::exposition::Format;
 use crate::filter::{FilterOptions, Limit, ScrapeFilter};
 use crate::inventory::WireTee;
@@ -92,18 +93,22 @@ impl Drop for ScrapeRecord {
 }
 
 /// The upstream deadline: Prometheus' timeout minus a margin,
-/// never above the configured one.
+/// never above the configured one. The header is the client's to write:
+/// anything that is not a positive finite number of seconds is ignored,
+/// and a huge one is clamped before it becomes a `Duration` (converting
+/// `1e20` seconds would panic).
 fn deadline(headers: &HeaderMap, configured: Duration) -> Duration {
-    let from_header = headers
+    let Some(secs) = headers
         .get(TIMEOUT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| {
-            let margin = (s * 0.1).min(0.5);
-            Duration::from_secs_f64((s - margin).max(0.05))
-        });
-    from_header.map_or(configured, |d| d.min(configured))
+    else {
+        return configured;
+    };
+    let margin = (secs * 0.1).min(0.5);
+    let secs = (secs - margin).clamp(0.05, configured.as_secs_f64().max(0.05));
+    Duration::try_from_secs_f64(secs).map_or(configured, |d| d.min(configured))
 }
 
 /// The upstream URI for a request path under `/metrics`: the
@@ -214,9 +219,9 @@ async fn handle_in(
             HeaderValue::from_static(DECODABLE_ENCODINGS),
         );
     }
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(uri.clone());
+    // The URI as error bodies and logs show it: its credentials masked.
+    let shown = Redacted(&uri).to_string();
+    let mut builder = Request::builder().method(parts.method.clone()).uri(uri);
     if let Some(h) = builder.headers_mut() {
         *h = headers;
     }
@@ -236,20 +241,20 @@ async fn handle_in(
             state.metrics.upstream_error(UpstreamError::Connect);
             record.finish(ScrapeResult::UpstreamError);
             let reason = error_chain(&e);
-            tracing::warn!(upstream = %uri, error = %reason, "upstream request failed");
+            tracing::warn!(upstream = %shown, error = %reason, "upstream request failed");
             return text_response(
                 StatusCode::BAD_GATEWAY,
-                format!("tero-edge: upstream {uri} failed: {reason}\n"),
+                format!("tero-edge: upstream {shown} failed: {reason}\n"),
             );
         }
         Err(_) => {
             state.metrics.upstream_error(UpstreamError::Timeout);
             record.finish(ScrapeResult::Timeout);
-            tracing::warn!(upstream = %uri, timeout_secs = timeout.as_secs_f64(), "upstream timed out");
+            tracing::warn!(upstream = %shown, timeout_secs = timeout.as_secs_f64(), "upstream timed out");
             return text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "tero-edge: upstream {uri} did not answer within {:.3}s\n",
+                    "tero-edge: upstream {shown} did not answer within {:.3}s\n",
                     timeout.as_secs_f64()
                 ),
             );
@@ -277,7 +282,7 @@ async fn handle_in(
             Some(Unfiltered::Status)
         }
         (true, true, None) => {
-            tracing::info!(upstream = %uri, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
+            tracing::info!(upstream = %shown, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
             Some(Unfiltered::ContentType)
         }
         (true, true, Some(_)) => None,
@@ -331,7 +336,7 @@ async fn handle_in(
         return text_response(
             StatusCode::BAD_GATEWAY,
             format!(
-                "tero-edge: upstream {uri} answered with Content-Encoding {coding:?}, which neither the Edge nor the client can decode\n"
+                "tero-edge: upstream {shown} answered with Content-Encoding {coding:?}, which neither the Edge nor the client can decode\n"
             ),
         );
     };
@@ -355,7 +360,16 @@ async fn handle_in(
         && declared_len.is_some_and(|l| l > input_cap)
     {
         headers.insert(TRUNCATED_HEADER, HeaderValue::from_static("input"));
+    } else if wants_trailers(&parts.headers) {
+        // HTTP/1.1 sends a trailer only when the client said it reads them
+        // (`TE: trailers`) and the response announced it.
+        headers.insert(header::TRAILER, HeaderValue::from_static(TRUNCATED_HEADER));
     }
+    // A cut at the input cap must land on a line boundary, so a long line
+    // is held until its end whenever a cut is possible: always, except for
+    // an identity body whose length is known to fit.
+    let may_cut = input_cap > 0
+        && !(encoding == Encoding::Identity && declared_len.is_some_and(|l| l <= input_cap));
     let mut builder = Response::builder().status(up_parts.status);
     if let Some(h) = builder.headers_mut() {
         *h = headers;
@@ -374,7 +388,7 @@ async fn handle_in(
             record.finish(ScrapeResult::UpstreamError);
             return text_response(
                 StatusCode::BAD_GATEWAY,
-                format!("tero-edge: upstream {uri}: {e}\n"),
+                format!("tero-edge: upstream {shown}: {e}\n"),
             );
         }
         Err(_) => {
@@ -383,7 +397,7 @@ async fn handle_in(
             return text_response(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "tero-edge: upstream {uri} did not send its body within {:.3}s\n",
+                    "tero-edge: upstream {shown} did not send its body within {:.3}s\n",
                     timeout.as_secs_f64()
                 ),
             );
@@ -392,12 +406,13 @@ async fn handle_in(
     let mut options = FilterOptions::new(format);
     options.max_line_bytes = state.config.prometheus.max_line_bytes;
     options.max_output_bytes = state.config.prometheus.max_output_bytes_per_scrape;
+    options.hold_long_lines = may_cut;
     let filter = ScrapeFilter::new(engine, state.resource.clone(), options);
     let inventory = state.inventory.as_ref().and_then(|i| i.start(format));
     let scrape = FilteredScrape {
         state: state.clone(),
         record,
-        uri,
+        shown,
         source,
         filter,
         encoder: gzip_out
@@ -433,7 +448,8 @@ async fn handle_in(
 struct FilteredScrape {
     state: Arc<EdgeState>,
     record: ScrapeRecord,
-    uri: Uri,
+    /// The upstream URI, redacted, for logs.
+    shown: String,
     source: BodySource,
     filter: ScrapeFilter,
     encoder: Option<GzEncoder<Vec<u8>>>,
@@ -523,12 +539,12 @@ impl FilteredScrape {
                     SourceError::Decode { .. } => UpstreamError::Decode,
                 };
                 self.state.metrics.upstream_error(kind);
-                tracing::warn!(upstream = %self.uri, error = %e, "scrape aborted mid-body");
+                tracing::warn!(upstream = %self.shown, error = %e, "scrape aborted mid-body");
                 self.abort(ScrapeResult::Aborted, e.into());
             }
             Err(_) => {
                 self.state.metrics.upstream_error(UpstreamError::Timeout);
-                tracing::warn!(upstream = %self.uri, "scrape deadline passed mid-body; aborted");
+                tracing::warn!(upstream = %self.shown, "scrape deadline passed mid-body; aborted");
                 self.abort(
                     ScrapeResult::Timeout,
                     "upstream deadline passed mid-body".into(),
@@ -576,7 +592,7 @@ impl FilteredScrape {
         let counters = *self.filter.counters();
         if let Some(limit) = counters.truncated {
             tracing::warn!(
-                upstream = %self.uri,
+                upstream = %self.shown,
                 limit = limit.as_str(),
                 bytes_read = self.decoded,
                 bytes_written = counters.bytes_out,
@@ -820,6 +836,20 @@ fn relay(
     Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
 }
 
+/// True if the client reads trailers (`TE: trailers`).
+fn wants_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
+}
+
 /// An error with its causes, for messages users read.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -834,7 +864,44 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_scrape_timeout_header_gives_a_bounded_deadline(
+            value in prop_oneof![
+                any::<f64>().prop_map(|s| s.to_string()),
+                any::<f64>().prop_map(|s| format!("{s:e}")),
+                any::<u128>().prop_map(|s| s.to_string()),
+                "[ -~]{0,40}",
+                prop::collection::vec(any::<u8>(), 0..40)
+                    .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+            ],
+            configured_ms in 1u64..3_600_000,
+        ) {
+            let configured = Duration::from_millis(configured_ms);
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(TIMEOUT_HEADER, v);
+            }
+            let d = deadline(&h, configured);
+            prop_assert!(d <= configured);
+            prop_assert!(d >= Duration::from_millis(50).min(configured));
+        }
+
+        #[test]
+        fn any_te_header_is_read_without_panicking(te in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&te) {
+                h.insert(header::TE, v);
+            }
+            let _ = wants_trailers(&h);
+        }
+    }
 
     #[test]
     fn deadline_takes_the_prometheus_header_minus_a_margin() {
@@ -847,6 +914,32 @@ mod tests {
         assert_eq!(deadline(&h, configured), configured);
         h.insert(TIMEOUT_HEADER, HeaderValue::from_static("junk"));
         assert_eq!(deadline(&h, configured), configured);
+    }
+
+    #[test]
+    fn absurd_timeout_headers_fall_back_or_clamp_without_panicking() {
+        let configured = Duration::from_secs(10);
+        let mut h = HeaderMap::new();
+        for absurd in [
+            "1e20",
+            "1e308",
+            "18446744073709551616",
+            "1.8e19",
+            "inf",
+            "-inf",
+            "NaN",
+            "-5",
+            "0",
+            "1e400",
+            "",
+        ] {
+            h.insert(TIMEOUT_HEADER, HeaderValue::from_static(absurd));
+            let d = deadline(&h, configured);
+            assert!(d <= configured, "{absurd}: {d:?}");
+            assert!(d >= Duration::from_millis(50), "{absurd}: {d:?}");
+        }
+        h.insert(TIMEOUT_HEADER, HeaderValue::from_static("1e-300"));
+        assert_eq!(deadline(&h, configured), Duration::from_millis(50));
     }
 
     #[test]

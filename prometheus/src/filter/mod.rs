@@ -11,7 +11,10 @@
 //! only in front of their family's first kept line; all lines of one
 //! histogram or summary series get one decision, counted once; a line longer
 //! than the line buffer passes whole and unfiltered; the output cap cuts on
-//! a line boundary; OpenMetrics output ends with exactly one `# EOF`.
+//! a line boundary; OpenMetrics output ends with exactly one `# EOF`. With
+//! [`FilterOptions::hold_long_lines`] the input cap also cuts on a line
+//! boundary: a long line is held until its LF, so a cut inside it drops it
+//! whole instead of leaving half of it sent.
 //!
 //! Shadow policies never change what leaves: a kept series that a shadow
 //! policy would drop is counted on that policy (series once, bytes per
@@ -56,6 +59,11 @@ pub struct FilterOptions {
     pub max_metadata_bytes: usize,
     /// Uncompressed output cap; 0 = unlimited.
     pub max_output_bytes: u64,
+    /// Hold a line longer than `max_line_bytes` until its LF instead of
+    /// streaming it, so that [`ScrapeFilter::cut_input`] can always cut on
+    /// a line boundary. Costs up to that line's length in memory (bounded
+    /// by the caller's input cap); set it when the input may be cut.
+    pub hold_long_lines: bool,
 }
 
 impl FilterOptions {
@@ -65,6 +73,7 @@ impl FilterOptions {
             max_line_bytes: 4096,
             max_metadata_bytes: 64 * 1024,
             max_output_bytes: 0,
+            hold_long_lines: false,
         }
     }
 }
@@ -102,8 +111,9 @@ pub struct ScrapeCounters {
     pub truncated: Option<Limit>,
 }
 
-/// The input ended inside a line that was already partly sent: the
-/// response cannot be completed validly and must be aborted.
+/// The input ended inside a line that was already partly sent (possible
+/// only without [`FilterOptions::hold_long_lines`]): the response cannot be
+/// completed validly and must be aborted.
 #[derive(Debug, thiserror::Error)]
 #[error("the input cap was reached inside an oversized line that was already partly sent")]
 pub struct CutMidLine;
@@ -212,8 +222,12 @@ pub struct ScrapeFilter {
     needs_unit: bool,
     /// A line that began in an earlier chunk (≤ `max_line_bytes`).
     carry: BytesMut,
-    /// Inside an oversized line: bytes pass through up to its LF.
+    /// Inside an oversized line: bytes pass through up to its LF (or, with
+    /// `hold_long_lines`, are held in `held` until it).
     passthrough: bool,
+    /// The oversized line read so far, as slices of the input chunks.
+    held: Vec<Bytes>,
+    held_len: usize,
     family: Family,
     identity: Vec<u8>,
     /// `# EOF` sent or output cut: everything after is ignored.
@@ -241,6 +255,8 @@ impl ScrapeFilter {
             needs_unit,
             carry: BytesMut::new(),
             passthrough: false,
+            held: Vec::new(),
+            held_len: 0,
             family: Family::default(),
             identity: Vec::new(),
             done: false,
@@ -270,9 +286,17 @@ impl ScrapeFilter {
         let bytes = &chunk[..];
         let mut pos = 0;
         if self.passthrough {
-            let end = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |i| i + 1);
-            self.passthrough = end == bytes.len() && bytes.last() != Some(&b'\n');
-            self.raw(&mut out, Src::Range(0, end));
+            let lf = memchr::memchr(b'\n', bytes);
+            let end = lf.map_or(bytes.len(), |i| i + 1);
+            self.passthrough = lf.is_none();
+            if self.opts.hold_long_lines {
+                self.hold(chunk.slice(..end));
+                if lf.is_some() {
+                    self.release_held(&mut out);
+                }
+            } else {
+                self.raw(&mut out, Src::Range(0, end));
+            }
             pos = end;
         }
         if !self.carry.is_empty() && pos < bytes.len() {
@@ -295,6 +319,13 @@ impl ScrapeFilter {
                 }
                 None if self.carry.len() + (bytes.len() - pos) <= max => {
                     self.carry.extend_from_slice(&bytes[pos..]);
+                    pos = bytes.len();
+                }
+                None if self.opts.hold_long_lines => {
+                    let prefix = self.carry.split().freeze();
+                    self.hold(prefix);
+                    self.hold(chunk.slice(pos..));
+                    self.passthrough = true;
                     pos = bytes.len();
                 }
                 None => {
@@ -322,7 +353,10 @@ impl ScrapeFilter {
                 }
                 None => {
                     let rest = &bytes[pos..];
-                    if rest.len() > self.opts.max_line_bytes {
+                    if rest.len() > self.opts.max_line_bytes && self.opts.hold_long_lines {
+                        self.hold(chunk.slice(pos..));
+                        self.passthrough = true;
+                    } else if rest.len() > self.opts.max_line_bytes {
                         if self.oversized(&mut out, rest, Src::Range(pos, bytes.len()), rest.len())
                         {
                             self.passthrough = true;
@@ -343,7 +377,11 @@ impl ScrapeFilter {
         let empty = Bytes::new();
         let mut out = Out::new(segments, &empty);
         if !self.done {
-            if self.passthrough {
+            if self.passthrough && self.opts.hold_long_lines {
+                self.passthrough = false;
+                self.hold(Bytes::from_static(b"\n"));
+                self.release_held(&mut out);
+            } else if self.passthrough {
                 self.passthrough = false;
                 self.raw(&mut out, Src::Owned(Bytes::from_static(b"\n")));
             } else if !self.carry.is_empty() {
@@ -358,12 +396,15 @@ impl ScrapeFilter {
     }
 
     /// The input cap was reached after the bytes pushed so far: drops the
-    /// unfinished line and ends the output validly, or reports that it
-    /// cannot because an oversized line is half sent.
+    /// unfinished line (held or carried) and ends the output validly, or
+    /// reports that it cannot because an oversized line is half sent.
     pub fn cut_input(&mut self, segments: &mut Vec<Bytes>) -> Result<(), CutMidLine> {
-        if self.passthrough {
+        if self.passthrough && !self.opts.hold_long_lines {
             return Err(CutMidLine);
         }
+        self.passthrough = false;
+        self.held.clear();
+        self.held_len = 0;
         self.carry.clear();
         if !self.done {
             self.counters.truncated = Some(Limit::Input);
@@ -392,6 +433,39 @@ impl ScrapeFilter {
             self.done = true;
             self.counters.bytes_out += EOF_LINE.len() as u64;
             out.bytes(Bytes::from_static(EOF_LINE));
+        }
+    }
+
+    /// Keeps a piece of an oversized line until its LF.
+    fn hold(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.held_len += piece.len();
+            self.held.push(piece);
+        }
+    }
+
+    /// The held oversized line is complete: it goes out whole (or the
+    /// output cap stops it), as a streamed one would have.
+    fn release_held(&mut self, out: &mut Out<'_>) {
+        let pieces = std::mem::take(&mut self.held);
+        let total = std::mem::replace(&mut self.held_len, 0);
+        if self.done {
+            return;
+        }
+        let mut head = Vec::with_capacity(self.opts.max_line_bytes);
+        for piece in &pieces {
+            let want = self.opts.max_line_bytes - head.len();
+            head.extend_from_slice(&piece[..want.min(piece.len())]);
+            if head.len() == self.opts.max_line_bytes {
+                break;
+            }
+        }
+        let mut pieces = pieces.into_iter();
+        let first = pieces.next().unwrap_or_default();
+        if self.oversized(out, &head, Src::Owned(first), total) {
+            for piece in pieces {
+                self.raw(out, Src::Owned(piece));
+            }
         }
     }
 

@@ -1547,6 +1547,61 @@ fn input_cut_inside_a_streaming_oversized_line_is_an_error() {
     );
 }
 
+#[test]
+fn held_long_lines_filter_exactly_as_streamed_ones() {
+    let p = dropping(&["{datapoint_attribute: drop, exact: 'yes'}"]);
+    let big = "big{drop=\"no\",aaaaaaaaaaaaaaaaaaaaaaaa=\"bbbbbbbbbbbbbbbbbbbbbbb\"} 1\n";
+    let input = format!(
+        "# TYPE big gauge\n{big}a{{drop=\"yes\"}} 1\n{big}a{{drop=\"no\"}} 2\n{}",
+        big.trim_end()
+    );
+    for base in [text(), om()] {
+        let streamed = FilterOptions {
+            max_line_bytes: 32,
+            ..base
+        };
+        let held = FilterOptions {
+            hold_long_lines: true,
+            ..streamed
+        };
+        let reference = filter(&p, streamed, &input);
+        let run = filter(&p, held, &input);
+        assert_same(&reference, &run, "held instead of streamed");
+        assert_eq!(run.counters.lines_oversized, 3);
+    }
+}
+
+#[test]
+fn input_cut_inside_a_held_long_line_drops_it_whole() {
+    let p = dropping(&["{metric_field: name, exact: x}"]);
+    let big = format!("big{{l=\"{}\"}} 1\n", "a".repeat(100));
+    let input = format!("a 1\n{big}b 2\n");
+    let bytes = input.as_bytes();
+    for (base, eof) in [(text(), ""), (om(), "# EOF\n")] {
+        let opts = FilterOptions {
+            max_line_bytes: 16,
+            hold_long_lines: true,
+            ..base
+        };
+        // Every cap from inside the long line to just before its LF.
+        for cap in 5..4 + big.len() {
+            let expected = format!("a 1\n{eof}");
+            let (out, c) = cut_after(&p, opts, &[&bytes[..cap]]);
+            assert_eq!(out, expected, "cap {cap}");
+            assert_eq!(c.truncated, Some(Limit::Input));
+            assert_eq!(c.lines_oversized, 0, "a dropped line is not counted");
+            for (what, cuts) in chunkings(cap, false) {
+                let (out, _) = cut_after(&p, opts, &split_at(&bytes[..cap], &cuts));
+                assert_eq!(out, expected, "cap {cap}, {what}");
+            }
+        }
+        // A cap just after its LF keeps it.
+        let cap = 4 + big.len();
+        let (out, _) = cut_after(&p, opts, &[&bytes[..cap]]);
+        assert_eq!(out, format!("a 1\n{big}{eof}"));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // §12 Zero copy
 // ---------------------------------------------------------------------------
