@@ -253,12 +253,22 @@ fn connections_over_the_limit_are_refused_and_counted() {
         "edge-max-connections",
         json!({"max_connections": 4, "header_read_timeout_secs": 60}),
     );
-    // Start-up probes are closed by their client; wait until none is open.
-    wait_for(Duration::from_secs(5), "no connection left open", || {
-        (edge.self_metric("edge_connections_open") == 1.0).then_some(())
-    });
+    // Each held connection proves it holds a slot by being served on it
+    // (and then stays open, keep-alive). A connection an earlier request
+    // left behind may still be freeing its slot, so a held one that is
+    // refused tries again.
     let held: Vec<TcpStream> = (0..4)
-        .map(|_| TcpStream::connect(edge.addr()).unwrap())
+        .map(|_| {
+            wait_for(Duration::from_secs(5), "a connection served", || {
+                let mut conn = TcpStream::connect(edge.addr()).ok()?;
+                conn.write_all(b"GET /_health HTTP/1.1\r\nHost: edge\r\n\r\n")
+                    .ok()?;
+                conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+                let mut head = [0u8; 12];
+                conn.read_exact(&mut head).ok()?;
+                head.starts_with(b"HTTP/1.1 200").then_some(conn)
+            })
+        })
         .collect();
     // The fifth is answered 503 and closed (the kernel accepted it; the
     // Edge does not keep it).
