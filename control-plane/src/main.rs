@@ -275,12 +275,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.heartbeat_secs,
     );
     let stats_shutdown = CancellationToken::new();
-    let (ingest, ingest_task) = Ingest::start(store.clone(), stats_shutdown.clone());
+    let stats_store = store
+        .for_ingest(
+            &database_url,
+            Duration::from_secs(args.database_timeout_secs),
+        )
+        .await
+        .context("cannot connect the statistics writer to the database")?;
+    let (ingest, ingest_task) = Ingest::start(stats_store.clone(), stats_shutdown.clone());
 
     tasks.spawn(Arc::clone(&feed).run(shutdown.clone()));
     tasks.spawn(Arc::clone(&runtime).run(shutdown.clone()));
     tasks.spawn(prune_loop(
-        store.clone(),
+        stats_store.clone(),
         args.stats_retention_days,
         shutdown.clone(),
     ));
@@ -375,6 +382,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Statistics last: requests that were draining may still have queued some.
     stats_shutdown.cancel();
     let _ = ingest_task.await;
+    stats_store.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -189,6 +189,10 @@ pub struct FleetCounters {
     pub stats_reports_duplicate: AtomicU64,
     pub stats_reports_failed: AtomicU64,
     pub streams_refused: AtomicU64,
+    /// Per-policy entries of edges' reports not stored, by reason.
+    pub statuses_unknown_policy: AtomicU64,
+    pub statuses_invalid_counter: AtomicU64,
+    pub statuses_too_many: AtomicU64,
 }
 
 /// Everything `GET /metrics` renders that is not read from elsewhere.
@@ -239,6 +243,17 @@ fn render(state: &State, out: &mut String) {
             ("stored", &fleet.stats_reports_stored),
             ("duplicate", &fleet.stats_reports_duplicate),
             ("failed", &fleet.stats_reports_failed),
+        ],
+    );
+    counter(
+        out,
+        "tero_cp_edge_statuses_ignored_total",
+        "Per-policy entries of edges' statistics reports and syncs not stored: for a policy that does not exist, with a negative or absurd counter, or in a stream report of too many entries.",
+        "reason",
+        [
+            ("unknown_policy", &fleet.statuses_unknown_policy),
+            ("invalid_counter", &fleet.statuses_invalid_counter),
+            ("too_many", &fleet.statuses_too_many),
         ],
     );
     counter(

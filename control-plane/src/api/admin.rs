@@ -38,6 +38,15 @@ fn check_policy(
     scope: Option<Scope>,
 ) -> Result<(tero_proto::policy::Policy, Scope), ApiError> {
     let policy = policy.ok_or_else(|| ApiError::invalid("policy", "is required"))?;
+    if policy.id.len() > MAX_POLICY_ID_BYTES {
+        return Err(ApiError::invalid(
+            "policy.id",
+            format!(
+                "{} bytes; a policy id is at most {MAX_POLICY_ID_BYTES}",
+                policy.id.len()
+            ),
+        ));
+    }
     if let Err(invalid) = validate(&policy) {
         let first = invalid.errors.first();
         let field = first.map(|e| format!("policy.{}", e.field_path()));
@@ -277,11 +286,11 @@ impl Admin<'_> {
             ..Default::default()
         };
         for b in &buckets {
-            total.hits += b.hits;
-            total.misses += b.misses;
-            total.bytes_dropped += b.bytes_dropped;
-            total.series_dropped += b.series_dropped;
-            total.scrapes += b.scrapes;
+            total.hits = total.hits.saturating_add(b.hits);
+            total.misses = total.misses.saturating_add(b.misses);
+            total.bytes_dropped = total.bytes_dropped.saturating_add(b.bytes_dropped);
+            total.series_dropped = total.series_dropped.saturating_add(b.series_dropped);
+            total.scrapes = total.scrapes.saturating_add(b.scrapes);
         }
         Ok(GetPolicyStatsResponse {
             policy_id: req.id,
@@ -434,12 +443,40 @@ grpc_methods! {
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse => list_audit;
 }
 
-/// Per-policy errors as the runtime keeps them, from a sync's statuses.
+/// The longest policy id: edges' statistics and errors naming a longer id
+/// are ignored without a look-up, so ids must not be longer.
+pub const MAX_POLICY_ID_BYTES: usize = 1024;
+/// Errors kept per policy of an edge, and bytes kept per error: what an
+/// edge reports is stored in its registry row, so it must stay small.
+const MAX_ERRORS_PER_POLICY: usize = 8;
+const MAX_ERROR_BYTES: usize = 1024;
+
+/// Per-policy errors as the runtime keeps them, from a sync's statuses or
+/// a NACK: only for policies `known` accepts, bounded in number and length.
 pub(crate) fn errors_by_policy<'a>(
+    known: impl Fn(&str) -> bool,
     items: impl Iterator<Item = (&'a str, &'a [String])>,
 ) -> BTreeMap<String, Vec<String>> {
     items
-        .filter(|(_, errors)| !errors.is_empty())
-        .map(|(id, errors)| (id.to_owned(), errors.to_vec()))
+        .filter(|(id, errors)| !errors.is_empty() && known(id))
+        .map(|(id, errors)| {
+            let kept = errors
+                .iter()
+                .take(MAX_ERRORS_PER_POLICY)
+                .map(|e| truncate(e, MAX_ERROR_BYTES))
+                .collect();
+            (id.to_owned(), kept)
+        })
         .collect()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }

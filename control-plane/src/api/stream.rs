@@ -35,7 +35,8 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codec::BufferSettings;
 use tonic::{Status, Streaming};
 
-use super::admin::errors_by_policy;
+use super::admin::{MAX_POLICY_ID_BYTES, errors_by_policy};
+use super::sync::MAX_STATUSES;
 use super::{ApiError, State};
 use crate::auth::Principal;
 use crate::ingest::DeltaBuilder;
@@ -450,7 +451,9 @@ async fn serve(
                         } else {
                             // Applied, except the policies that failed.
                             session.held = hash.clone();
+                            let catalog = state.feed.current();
                             let errors = errors_by_policy(
+                                |id| id.len() <= MAX_POLICY_ID_BYTES && catalog.knows(id),
                                 nack.errors.iter().map(|e| (e.policy_id.as_str(), e.errors.as_slice())),
                             );
                             state.runtime.applied(&session.instance, &hash, errors);
@@ -517,10 +520,38 @@ async fn offer(state: &State, session: &mut Session, out: &Outbound) -> bool {
 }
 
 async fn store_report(state: &State, session: &Session, report: StatsReport) -> Option<StatsAck> {
+    if report.policies.len() > MAX_STATUSES {
+        // Acknowledged but not stored: a report this large is no edge's,
+        // and left unacknowledged it would be sent again for ever.
+        tracing::warn!(
+            instance = session.instance,
+            policies = report.policies.len(),
+            "statistics report refused: more than {MAX_STATUSES} policies"
+        );
+        state
+            .metrics
+            .fleet
+            .statuses_too_many
+            .fetch_add(report.policies.len() as u64, Relaxed);
+        return Some(StatsAck { seq: report.seq });
+    }
+    let catalog = state.feed.current();
+    let known = |id: &str| id.len() <= MAX_POLICY_ID_BYTES && catalog.knows(id);
     let mut deltas = DeltaBuilder::default();
     for p in &report.policies {
-        deltas.add_counters(p);
+        let _ = deltas.add_reported(
+            known,
+            &p.policy_id,
+            [
+                p.hits,
+                p.misses,
+                p.bytes_dropped,
+                p.series_dropped,
+                p.scrapes,
+            ],
+        );
     }
+    state.note_refused(&session.instance, &deltas);
     // Without a session and seq the report cannot be recognised when
     // retried: it is stored at least once, like a poll's deltas.
     let identity = (!report.session.is_empty() && report.seq > 0)

@@ -1,2 +1,378 @@
 //! The control plane's edge-facing endpoints (Sync over gRPC and HTTP,
 //! Subscribe, inventory and log reports) under a hostile edge key.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::{Value, json};
+use tero_e2e::control_plane::{ControlPlane, request_bytes, request_json};
+use tero_e2e::{metric_value, wait_for};
+use tero_proto::controlplane::edge_message::Message as EdgeMsg;
+use tero_proto::controlplane::edge_service_client::EdgeServiceClient;
+use tero_proto::controlplane::server_message::Message as ServerMsg;
+use tero_proto::controlplane::{EdgeMessage, Hello, PolicyCounters, StatsReport};
+use tero_proto::otel::{AnyValue, KeyValue, any_value};
+use tero_proto::policy::policy_service_client::PolicyServiceClient;
+use tero_proto::policy::{ClientMetadata, PolicySyncStatus, SyncRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+// ---------------------------------------------------------------- helpers
+
+fn start(name: &str, args: &[&str]) -> ControlPlane {
+    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+    ControlPlane::start_with(dir, name, None, args)
+}
+
+fn create_policy(cp: &ControlPlane, id: &str) {
+    let body = json!({"policy": {
+        "id": id,
+        "name": format!("drop {id}"),
+        "metric": {"match": [{"metricField": 1, "regex": format!("^{id}_")}], "keep": false}
+    }});
+    let (status, created) = cp.api("POST", "/api/v1/policies", Some(&body));
+    assert_eq!(status, 200, "create {id}: {created}");
+}
+
+/// Creates an edge key: `(id, secret)`.
+fn create_key(cp: &ControlPlane, name: &str) -> (String, String) {
+    let (status, body) = cp.api("POST", "/api/v1/keys", Some(&json!({ "name": name })));
+    assert_eq!(status, 200, "create key: {body}");
+    (
+        body["key"]["id"].as_str().expect("key id").to_owned(),
+        body["secret"].as_str().expect("secret").to_owned(),
+    )
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+    }
+}
+
+fn metadata(service: &str, instance: &str) -> ClientMetadata {
+    ClientMetadata {
+        resource_attributes: vec![
+            kv("service.name", service),
+            kv("service.instance.id", instance),
+        ],
+        ..Default::default()
+    }
+}
+
+fn json_metadata(service: &str, instance: &str) -> Value {
+    json!({"resourceAttributes": [
+        {"key": "service.name", "value": {"stringValue": service}},
+        {"key": "service.instance.id", "value": {"stringValue": instance}},
+    ]})
+}
+
+/// A JSON Sync with an edge key: `(status, body)`.
+fn sync_json(cp: &ControlPlane, key: &str, body: &Value) -> (u16, Value) {
+    let bearer = format!("Bearer {key}");
+    request_json(
+        "POST",
+        &cp.url("/v1/policy/sync"),
+        &[("authorization", &bearer)],
+        Some(body),
+    )
+}
+
+/// A proto3 JSON 64-bit integer (a string) or a plain number.
+fn int(v: &Value) -> i64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("not a number: {v}")),
+        Value::Number(n) => n.as_i64().unwrap_or_else(|| panic!("not an i64: {v}")),
+        _ => 0,
+    }
+}
+
+fn self_metric(cp: &ControlPlane, series: &str) -> f64 {
+    let text = tero_e2e::http_get(&cp.url("/metrics"), &[])
+        .expect("GET /metrics")
+        .text();
+    metric_value(&text, series).unwrap_or(0.0)
+}
+
+/// The total of one counter of a policy's statistics, asserting the
+/// endpoint answers.
+fn total(cp: &ControlPlane, policy: &str, counter: &str) -> i64 {
+    let (status, stats) = cp.api("GET", &format!("/api/v1/policies/{policy}/stats"), None);
+    assert_eq!(status, 200, "stats of {policy}: {stats}");
+    int(&stats["total"][counter])
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn authed<T>(message: T, key: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii key"),
+    );
+    request
+}
+
+/// Opens a push stream for `instance`, says hello and reads up to the
+/// first heartbeat; returns the request side and the responses.
+async fn subscribe(
+    cp: &ControlPlane,
+    key: &str,
+    instance: &str,
+) -> Result<
+    (
+        mpsc::Sender<EdgeMessage>,
+        tonic::Streaming<tero_proto::controlplane::ServerMessage>,
+    ),
+    tonic::Status,
+> {
+    let mut client = EdgeServiceClient::connect(cp.endpoint())
+        .await
+        .expect("gRPC connect");
+    let (tx, rx) = mpsc::channel(16);
+    tx.send(EdgeMessage {
+        message: Some(EdgeMsg::Hello(Hello {
+            client_metadata: Some(metadata("checkout", instance)),
+            ..Default::default()
+        })),
+    })
+    .await
+    .expect("queue hello");
+    let mut inbound = client
+        .subscribe(authed(ReceiverStream::new(rx), key))
+        .await?
+        .into_inner();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .expect("a message within 10 s")?
+            .and_then(|m| m.message);
+        match message {
+            Some(ServerMsg::Heartbeat(_)) => return Ok((tx, inbound)),
+            Some(_) => continue,
+            None => return Err(tonic::Status::unavailable("stream ended")),
+        }
+    }
+}
+
+// ------------------------------------------------ counters (issue 16, #2)
+
+/// Two `matchHits` of i64::MAX made SQLite store a REAL, and every read of
+/// the policy's statistics failed with 500 for the whole retention.
+#[test]
+fn absurd_counters_are_refused_and_statistics_keep_answering() {
+    let cp = start("cp-absurd-counters", &[]);
+    create_policy(&cp, "counted");
+    let (_, key) = create_key(&cp, "hostile");
+    let sync = |statuses: Value| {
+        let body = json!({
+            "clientMetadata": json_metadata("checkout", "edge-counters"),
+            "policyStatuses": statuses,
+        });
+        let (status, resp) = sync_json(&cp, &key, &body);
+        assert_eq!(status, 200, "an edge keeps getting its policies: {resp}");
+    };
+    for _ in 0..2 {
+        sync(json!([{"id": "counted", "matchHits": i64::MAX.to_string()}]));
+    }
+    sync(json!([{"id": "counted", "teroBytesDropped": "-3", "matchHits": "1"}]));
+    sync(json!([{"id": "counted", "matchHits": "5", "matchMisses": "2"}]));
+
+    // Over gRPC as well.
+    runtime().block_on(async {
+        let mut client = PolicyServiceClient::connect(cp.endpoint())
+            .await
+            .expect("gRPC connect");
+        let request = SyncRequest {
+            client_metadata: Some(metadata("checkout", "edge-counters")),
+            policy_statuses: vec![PolicySyncStatus {
+                id: "counted".into(),
+                match_misses: i64::MAX,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        client
+            .sync(authed(request, &key))
+            .await
+            .expect("gRPC Sync answered");
+    });
+
+    assert_eq!(total(&cp, "counted", "hits"), 5);
+    assert_eq!(total(&cp, "counted", "misses"), 2);
+    let (status, impact) = cp.api("GET", "/api/v1/impact", None);
+    assert_eq!(status, 200, "impact: {impact}");
+    assert_eq!(
+        self_metric(
+            &cp,
+            "tero_cp_edge_statuses_ignored_total{reason=\"invalid_counter\"}"
+        ),
+        4.0
+    );
+    assert!(
+        cp.process.log().contains("counters out of bounds"),
+        "the refusal is logged with its reason"
+    );
+}
+
+// ------------------------------------- unknown policies (issue 16, #3)
+
+/// One Sync with 100,000 statuses for made-up policies stalled the admin
+/// API and stored rows for every id.
+#[test]
+fn statuses_for_unknown_policies_are_not_stored() {
+    let cp = start("cp-unknown-statuses", &[]);
+    create_policy(&cp, "real");
+    let (_, key) = create_key(&cp, "hostile");
+
+    // 19,999 made-up ids (one of them 512 KiB long) and one real policy.
+    let mut statuses: Vec<Value> = (0..19_998)
+        .map(|i| json!({"id": format!("ghost-{i}"), "matchHits": "7", "errors": ["boom"]}))
+        .collect();
+    statuses.push(json!({"id": "x".repeat(1 << 19), "matchHits": "7"}));
+    statuses.push(json!({"id": "real", "matchHits": "3", "errors": ["e".repeat(100_000)]}));
+    let body = json!({
+        "clientMetadata": json_metadata("checkout", "edge-ghosts"),
+        "policyStatuses": statuses,
+    });
+    let bytes = serde_json::to_vec(&body).expect("json");
+    assert!(bytes.len() < 2 << 20, "under the body limit");
+
+    // An admin call made while the sync is in flight is answered.
+    std::thread::scope(|s| {
+        let edge = s.spawn(|| sync_json(&cp, &key, &body));
+        for _ in 0..5 {
+            let (status, listed) = cp.api("GET", "/api/v1/policies", None);
+            assert_eq!(status, 200, "admin API during a hostile sync: {listed}");
+        }
+        let (status, resp) = edge.join().expect("sync thread");
+        assert_eq!(status, 200, "{resp}");
+    });
+    assert_eq!(
+        self_metric(
+            &cp,
+            "tero_cp_edge_statuses_ignored_total{reason=\"unknown_policy\"}"
+        ),
+        19_999.0
+    );
+    assert_eq!(total(&cp, "real", "hits"), 3);
+
+    // Over HTTP protobuf and gRPC, and on the push stream, the same.
+    let ghost = |id: &str| PolicySyncStatus {
+        id: id.into(),
+        match_hits: 11,
+        errors: vec!["boom".into()],
+        ..Default::default()
+    };
+    let request = SyncRequest {
+        client_metadata: Some(metadata("checkout", "edge-ghosts-2")),
+        policy_statuses: vec![ghost("ghost-proto")],
+        ..Default::default()
+    };
+    let bearer = format!("Bearer {key}");
+    let resp = request_bytes(
+        "POST",
+        &cp.url("/v1/policy/sync"),
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/x-protobuf"),
+        ],
+        Some(&request.encode_to_vec()),
+    )
+    .expect("protobuf sync");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    runtime().block_on(async {
+        let mut client = PolicyServiceClient::connect(cp.endpoint())
+            .await
+            .expect("gRPC connect");
+        let request = SyncRequest {
+            policy_statuses: vec![ghost("ghost-grpc")],
+            ..request.clone()
+        };
+        client
+            .sync(authed(request, &key))
+            .await
+            .expect("gRPC Sync answered");
+        let (tx, mut inbound) = subscribe(&cp, &key, "edge-ghost-stream")
+            .await
+            .expect("stream opened");
+        tx.send(EdgeMessage {
+            message: Some(EdgeMsg::Stats(StatsReport {
+                seq: 1,
+                session: "s".into(),
+                policies: vec![PolicyCounters {
+                    policy_id: "ghost-stream".into(),
+                    hits: 13,
+                    ..Default::default()
+                }],
+            })),
+        })
+        .await
+        .expect("send report");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+                .await
+                .expect("an answer within 10 s")
+                .expect("stream open")
+                .and_then(|m| m.message);
+            if let Some(ServerMsg::StatsAck(ack)) = message {
+                assert_eq!(ack.seq, 1, "acknowledged, so not resent");
+                break;
+            }
+        }
+    });
+    assert_eq!(
+        self_metric(
+            &cp,
+            "tero_cp_edge_statuses_ignored_total{reason=\"unknown_policy\"}"
+        ),
+        20_002.0
+    );
+
+    // Nothing was stored under those ids: a policy created with one of them
+    // later starts from zero.
+    for id in ["ghost-0", "ghost-proto", "ghost-grpc", "ghost-stream"] {
+        create_policy(&cp, id);
+        assert_eq!(total(&cp, id, "hits"), 0, "{id}");
+    }
+    // The edge's errors name only the real policy, and are bounded.
+    let edge = wait_for(Duration::from_secs(10), "the edge registered", || {
+        let (status, edge) = cp.api("GET", "/api/v1/edges/edge-ghosts", None);
+        (status == 200).then_some(edge)
+    });
+    let errors = edge["policyErrors"].as_array().expect("policyErrors");
+    assert_eq!(errors.len(), 1, "{:?}", errors.first());
+    assert_eq!(errors[0]["policyId"], "real");
+    let kept = errors[0]["errors"][0].as_str().expect("an error");
+    assert!(
+        kept.len() < 2048,
+        "an error is truncated: {} bytes",
+        kept.len()
+    );
+
+    // More statuses than any edge has: refused, naming the bound.
+    let too_many: Vec<Value> = (0..20_001)
+        .map(|i| json!({"id": format!("p{i}")}))
+        .collect();
+    let (status, err) = sync_json(
+        &cp,
+        &key,
+        &json!({"clientMetadata": json_metadata("checkout", "edge-ghosts"), "policyStatuses": too_many}),
+    );
+    assert_eq!(status, 400, "{err}");
+    assert_eq!(err["code"], "INVALID_ARGUMENT");
+    assert!(
+        err["message"].as_str().unwrap_or("").contains("20000"),
+        "{err}"
+    );
+}
