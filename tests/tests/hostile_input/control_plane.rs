@@ -376,3 +376,126 @@ fn statuses_for_unknown_policies_are_not_stored() {
         "{err}"
     );
 }
+
+// ------------------------------------------- oversize bodies (issue 16, #11)
+
+/// Sends a request head announcing `length` bytes (or chunked, when
+/// `None`, streaming chunks until the server stops reading) and returns
+/// the status and the JSON body of the answer.
+fn oversize(
+    cp: &ControlPlane,
+    path: &str,
+    token: Option<&str>,
+    length: Option<usize>,
+) -> (u16, Value) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = std::net::TcpStream::connect(cp.addr()).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head =
+        format!("POST {path} HTTP/1.1\r\nhost: cp\r\ncontent-type: application/json\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    match length {
+        Some(n) => head.push_str(&format!("content-length: {n}\r\n\r\n")),
+        None => head.push_str("transfer-encoding: chunked\r\n\r\n"),
+    }
+    stream.write_all(head.as_bytes()).expect("write head");
+    let writer = length.is_none().then(|| {
+        let mut stream = stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, " ".repeat(64 * 1024));
+            // Until the server has answered and closed: 4 MiB at most.
+            for _ in 0..64 {
+                if stream.write_all(chunk.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(b"0\r\n\r\n");
+        })
+    });
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("status line");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+    let mut content_length = 0;
+    let mut content_type = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("header line");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').expect("a header");
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => content_length = value.trim().parse().expect("length"),
+            "content-type" => content_type = value.trim().to_owned(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; content_length];
+    reader.read_exact(&mut body).expect("body");
+    drop(reader);
+    if let Some(writer) = writer {
+        let _ = writer.join();
+    }
+    assert_eq!(content_type, "application/json", "status {status}");
+    (status, serde_json::from_slice(&body).expect("a JSON error"))
+}
+
+/// Bodies over 2 MiB got a plain-text 413 before authentication.
+#[test]
+fn oversize_bodies_get_the_json_error_after_authentication() {
+    let cp = start("cp-oversize", &[]);
+    let (_, key) = create_key(&cp, "edge");
+    let big = Some(3 << 20);
+    for path in ["/v1/policy/sync", "/api/v1/policies", "/api/v1/inventory"] {
+        let (status, err) = oversize(&cp, path, None, big);
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (401, Some("UNAUTHENTICATED")),
+            "{path}: {err}"
+        );
+        let (status, err) = oversize(&cp, path, Some("tero_ek_wrong"), big);
+        assert_eq!(status, 401, "{path}: {err}");
+    }
+    // An edge key on the admin API: forbidden, whatever the size.
+    let (status, err) = oversize(&cp, "/api/v1/policies", Some(&key), big);
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{err}"
+    );
+    // Authenticated: the documented JSON error, announced or streamed.
+    for (path, token) in [
+        ("/v1/policy/sync", key.as_str()),
+        ("/api/v1/policies", cp.admin_token.as_str()),
+    ] {
+        for length in [big, None] {
+            let (status, err) = oversize(&cp, path, Some(token), length);
+            assert_eq!(status, 413, "{path} {length:?}: {err}");
+            assert_eq!(err["code"], "RESOURCE_EXHAUSTED", "{err}");
+            assert!(
+                err["message"].as_str().unwrap_or("").contains("2097152"),
+                "names the limit: {err}"
+            );
+        }
+    }
+    // Inventory reports have their own, larger bound.
+    let (status, err) = oversize(&cp, "/api/v1/inventory", Some(&key), Some(65 << 20));
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (413, Some("RESOURCE_EXHAUSTED")),
+        "{err}"
+    );
+    // The server still serves.
+    let (status, _) = cp.api("GET", "/api/v1/policies", None);
+    assert_eq!(status, 200);
+}
