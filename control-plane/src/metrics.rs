@@ -193,6 +193,8 @@ pub struct FleetCounters {
     pub statuses_unknown_policy: AtomicU64,
     pub statuses_invalid_counter: AtomicU64,
     pub statuses_too_many: AtomicU64,
+    /// Syncs and streams refused: their instance id is bound to another key.
+    pub instance_claims_refused: AtomicU64,
 }
 
 /// Everything `GET /metrics` renders that is not read from elsewhere.
@@ -255,6 +257,13 @@ fn render(state: &State, out: &mut String) {
             ("invalid_counter", &fleet.statuses_invalid_counter),
             ("too_many", &fleet.statuses_too_many),
         ],
+    );
+    counter(
+        out,
+        "tero_cp_instance_claims_refused_total",
+        "Syncs and push streams refused because their service.instance.id is bound to another API key.",
+        "",
+        [("", &fleet.instance_claims_refused)],
     );
     counter(
         out,

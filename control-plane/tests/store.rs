@@ -1098,6 +1098,8 @@ fn edge(instance: &str, service: &str, replica: &str, first: i64, last: i64) -> 
         applied_hash: "h1".into(),
         last_failed_hash: String::new(),
         policy_errors: BTreeMap::new(),
+        conflict_key_id: String::new(),
+        conflict_at: 0,
     }
 }
 
@@ -1146,6 +1148,8 @@ async fn edges(store: &Store) {
     // An earlier first_seen does replace it.
     let mut a3 = a2.clone();
     a3.first_seen = 500;
+    a3.conflict_key_id = "key-2".into();
+    a3.conflict_at = 600;
     store.upsert_edges(&[a3.clone()]).await.unwrap();
     assert_eq!(store.get_edge("edge-a").await.unwrap(), a3);
 

@@ -339,6 +339,17 @@ async fn run(
             .await;
         return;
     };
+    if let Err(conflict) = state.runtime.claim(&instance, principal.key_id()).await {
+        state
+            .metrics
+            .fleet
+            .instance_claims_refused
+            .fetch_add(1, Relaxed);
+        let _ = out
+            .send(Err(Status::permission_denied(conflict.to_string())))
+            .await;
+        return;
+    }
     state
         .runtime
         .stream_opened(&instance, &meta, principal.key_id(), &hello.last_hash);

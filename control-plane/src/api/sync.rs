@@ -78,6 +78,17 @@ pub async fn sync(
         "sync"
     );
     let meta = req.client_metadata.unwrap_or_default();
+    let instance = instance_id(&meta);
+    if let Some(instance) = &instance
+        && let Err(conflict) = state.runtime.claim(instance, principal.key_id()).await
+    {
+        state
+            .metrics
+            .fleet
+            .instance_claims_refused
+            .fetch_add(1, Relaxed);
+        return Err(ApiError::PermissionDenied(conflict.to_string()));
+    }
     let catalog = state.feed.current();
     // Shadow policies only if this request's metadata declares the
     // capability: a poller that does not would enforce them.
@@ -100,7 +111,6 @@ pub async fn sync(
             ],
         );
     }
-    let instance = instance_id(&meta);
     state.note_refused(instance.as_deref().unwrap_or(""), &deltas);
     let identity = match (report, instance.clone()) {
         (Some((session, seq)), Some(instance)) => Some((instance, session, seq)),

@@ -499,3 +499,96 @@ fn oversize_bodies_get_the_json_error_after_authentication() {
     let (status, _) = cp.api("GET", "/api/v1/policies", None);
     assert_eq!(status, 200);
 }
+
+// ----------------------------------------- impersonation (issue 16, #4)
+
+/// A Sync from another key declaring the same `service.instance.id` took
+/// the real edge's record over: its service, hash and key, and its scoped
+/// policies showed `targeted: 0`.
+#[test]
+fn another_key_cannot_take_an_instance_over() {
+    let cp = start("cp-impersonation", &[]);
+    let body = json!({
+        "policy": {
+            "id": "checkout-only",
+            "name": "checkout only",
+            "metric": {"match": [{"metricField": 1, "regex": "^debug_"}], "keep": false}
+        },
+        "scope": {"matchers": [{"key": "service.name", "operator": "SCOPE_OPERATOR_IN", "values": ["checkout"]}]}
+    });
+    let (status, created) = cp.api("POST", "/api/v1/policies", Some(&body));
+    assert_eq!(status, 200, "{created}");
+    let (real_id, real) = create_key(&cp, "checkout-edges");
+    let (evil_id, evil) = create_key(&cp, "other-team");
+    let poll = |key: &str, service: &str| {
+        sync_json(
+            &cp,
+            key,
+            &json!({"clientMetadata": json_metadata(service, "edge-real")}),
+        )
+    };
+    assert_eq!(poll(&real, "checkout").0, 200);
+
+    // Another key claiming the instance: refused over every transport.
+    let (status, err) = poll(&evil, "evil");
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another API key"),
+        "{err}"
+    );
+    runtime().block_on(async {
+        let mut client = PolicyServiceClient::connect(cp.endpoint())
+            .await
+            .expect("gRPC connect");
+        let request = SyncRequest {
+            client_metadata: Some(metadata("evil", "edge-real")),
+            ..Default::default()
+        };
+        let status = client
+            .sync(authed(request, &evil))
+            .await
+            .expect_err("refused");
+        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+        let refused = subscribe(&cp, &evil, "edge-real")
+            .await
+            .expect_err("stream refused");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    });
+    // The real edge keeps polling; its record, and its policy's targeting,
+    // are its own, and the refused claim shows.
+    assert_eq!(poll(&real, "checkout").0, 200);
+    let edge = wait_for(Duration::from_secs(10), "the conflict recorded", || {
+        let (status, edge) = cp.api("GET", "/api/v1/edges/edge-real", None);
+        (status == 200 && edge["conflictingKeyId"] == evil_id.as_str()).then_some(edge)
+    });
+    assert_eq!(edge["apiKeyId"], real_id.as_str(), "{edge}");
+    assert_eq!(edge["serviceName"], "checkout", "{edge}");
+    assert!(int(&edge["conflictUnixMs"]) > 0, "{edge}");
+    let (_, deployment) = cp.api("GET", "/api/v1/policies/checkout-only/deployment", None);
+    assert_eq!(deployment["targeted"], 1, "{deployment}");
+    assert_eq!(
+        self_metric(&cp, "tero_cp_instance_claims_refused_total"),
+        3.0
+    );
+
+    // Revoking the bound key frees the instance id for another key.
+    let (status, _) = cp.api("DELETE", &format!("/api/v1/keys/{real_id}"), None);
+    assert_eq!(status, 200);
+    let (status, resp) = poll(&evil, "checkout");
+    assert_eq!(status, 200, "{resp}");
+    wait_for(
+        Duration::from_secs(10),
+        "the instance moved to the new key",
+        || {
+            let (_, edge) = cp.api("GET", "/api/v1/edges/edge-real", None);
+            (edge["apiKeyId"] == evil_id.as_str()).then_some(())
+        },
+    );
+}
