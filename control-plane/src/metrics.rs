@@ -202,6 +202,8 @@ pub struct FleetCounters {
 pub struct Metrics {
     pub requests: RequestMetrics,
     pub fleet: FleetCounters,
+    /// Shared with the listener, which counts them.
+    pub connections: Arc<crate::server::ConnectionCounters>,
 }
 
 /// `GET /metrics`: unauthenticated, like every Prometheus target; it holds
@@ -271,6 +273,36 @@ fn render(state: &State, out: &mut String) {
         "Push streams refused because --max-streams were open.",
         "",
         [("", &fleet.streams_refused)],
+    );
+
+    let connections = &state.metrics.connections;
+    family(
+        out,
+        "tero_cp_connections",
+        "gauge",
+        "Connections open on this replica.",
+    );
+    let _ = writeln!(
+        out,
+        "tero_cp_connections {}",
+        connections.open.load(Relaxed)
+    );
+    counter(
+        out,
+        "tero_cp_connections_refused_total",
+        "Connections closed on accept because --max-connections were open.",
+        "",
+        [("", &connections.refused)],
+    );
+    counter(
+        out,
+        "tero_cp_connections_closed_total",
+        "Connections closed by the server: no request within --header-read-timeout-secs (header_timeout), or none for --idle-timeout-secs (idle).",
+        "reason",
+        [
+            ("header_timeout", &connections.closed_header_timeout),
+            ("idle", &connections.closed_idle),
+        ],
     );
 
     family(

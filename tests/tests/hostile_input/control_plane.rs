@@ -592,3 +592,168 @@ fn another_key_cannot_take_an_instance_over() {
         },
     );
 }
+
+// ------------------------------------------ connections (issue 16, #10)
+
+/// Whether the server closed `stream` (EOF or reset) within `within`;
+/// anything it sends first is read and ignored.
+fn closed_by_server(stream: &mut std::net::TcpStream, within: Duration) -> bool {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream
+            .set_read_timeout(Some(left.min(Duration::from_millis(200))))
+            .expect("timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+}
+
+/// An HTTP/1.1 keep-alive request on `stream`, its answer read.
+fn keep_alive_request(stream: &mut std::net::TcpStream) {
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: cp\r\n\r\n")
+        .expect("request");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).expect("response");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
+
+/// 200 slowloris connections were held for a minute and 2,000 idle ones
+/// never closed: header and idle timeouts close them, push streams (idle
+/// between messages, but a request in flight) stay open.
+#[test]
+fn slow_and_idle_connections_are_closed_but_push_streams_stay() {
+    use std::io::Write;
+    let cp = start(
+        "cp-timeouts",
+        &[
+            "--header-read-timeout-secs",
+            "1",
+            "--idle-timeout-secs",
+            "1",
+            "--heartbeat-secs",
+            "1",
+        ],
+    );
+    let key = cp.create_key("edge");
+    let connect = || std::net::TcpStream::connect(cp.addr()).expect("connect");
+    // Slowloris: headers never finished, over HTTP/1.1 and (a preface and
+    // nothing more) HTTP/2; and a connection that never says anything.
+    let mut slow = connect();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: cp\r\nx-slow: 1")
+        .expect("partial head");
+    let mut h2 = connect();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .expect("preface");
+    let mut silent = connect();
+    // Idle: one request, then nothing.
+    let mut idle = connect();
+    keep_alive_request(&mut idle);
+
+    // Meanwhile a push stream, idle between heartbeats, lives on.
+    let beats = runtime().block_on(async {
+        let (tx, mut inbound) = subscribe(&cp, &key, "edge-timeouts")
+            .await
+            .expect("stream opened");
+        // The edge's heartbeats: the stream is live, the connection has no
+        // other request.
+        let beating = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let beat = EdgeMessage {
+                    message: Some(EdgeMsg::Heartbeat(Default::default())),
+                };
+                if tx.send(beat).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut beats = 0;
+        while beats < 4 {
+            let message = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+                .await
+                .expect("a message within 10 s")
+                .expect("the stream stays open")
+                .and_then(|m| m.message);
+            if let Some(ServerMsg::Heartbeat(_)) = message {
+                beats += 1;
+            }
+        }
+        beating.abort();
+        beats
+    });
+    assert_eq!(beats, 4);
+
+    for (what, stream) in [
+        ("slow HTTP/1.1 headers", &mut slow),
+        ("HTTP/2 preface only", &mut h2),
+        ("silent", &mut silent),
+        ("idle keep-alive", &mut idle),
+    ] {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(10)),
+            "{what}: still open"
+        );
+    }
+    let closed = |reason: &str| {
+        self_metric(
+            &cp,
+            &format!("tero_cp_connections_closed_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    assert!(
+        closed("header_timeout") >= 3.0,
+        "{}",
+        closed("header_timeout")
+    );
+    assert!(closed("idle") >= 1.0, "{}", closed("idle"));
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused() {
+    let cp = start("cp-max-connections", &["--max-connections", "3"]);
+    let mut held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut stream = std::net::TcpStream::connect(cp.addr()).expect("connect");
+            keep_alive_request(&mut stream);
+            stream
+        })
+        .collect();
+    let mut extra = std::net::TcpStream::connect(cp.addr()).expect("connect");
+    assert!(
+        closed_by_server(&mut extra, Duration::from_secs(10)),
+        "a fourth connection is closed at once"
+    );
+    // The held ones still work; once one goes, others are served again.
+    keep_alive_request(&mut held[0]);
+    held.pop();
+    let refused = wait_for(Duration::from_secs(10), "a free connection slot", || {
+        tero_e2e::http_get(&cp.url("/metrics"), &[])
+            .ok()
+            .filter(|r| r.status == 200)
+            .and_then(|r| metric_value(&r.text(), "tero_cp_connections_refused_total"))
+    });
+    assert!(refused >= 1.0, "{refused}");
+}
