@@ -260,3 +260,55 @@ impl From<StoreError> for IngestError {
         IngestError::Store(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_out_of_bounds_refuse_the_entry_not_the_report() {
+        let known = |id: &str| id == "p1" || id == "p2";
+        let mut deltas = DeltaBuilder::default();
+        assert!(deltas.add_reported(known, "p1", [5, 1, 0, 0, 1]).is_ok());
+        assert!(
+            deltas
+                .add_reported(known, "p1", [MAX_COUNTER_DELTA, 0, 0, 0, 0])
+                .is_ok()
+        );
+        assert_eq!(
+            deltas.add_reported(known, "p2", [i64::MAX, 0, 0, 0, 0]),
+            Err(Refused::InvalidCounter {
+                policy_id: "p2".into(),
+                field: "hits",
+                value: i64::MAX,
+            })
+        );
+        assert!(matches!(
+            deltas.add_reported(known, "p2", [0, 0, -1, 0, 0]),
+            Err(Refused::InvalidCounter {
+                field: "bytes_dropped",
+                ..
+            })
+        ));
+        assert_eq!(
+            deltas.add_reported(known, "ghost", [1, 0, 0, 0, 0]),
+            Err(Refused::UnknownPolicy)
+        );
+        assert_eq!((deltas.unknown, deltas.invalid), (1, 2));
+        let batch = deltas.build(None);
+        assert_eq!(batch.deltas.len(), 1, "only p1 is stored");
+        assert_eq!(batch.deltas[0].hits, MAX_COUNTER_DELTA + 5);
+    }
+
+    #[test]
+    fn a_full_report_of_maximal_counters_cannot_overflow() {
+        let mut deltas = DeltaBuilder::default();
+        for _ in 0..crate::api::sync::MAX_STATUSES {
+            deltas
+                .add_reported(|_| true, "p", [MAX_COUNTER_DELTA; 5])
+                .unwrap();
+        }
+        let batch = deltas.build(None);
+        assert!(batch.deltas[0].hits < i64::MAX);
+    }
+}

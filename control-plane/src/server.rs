@@ -441,3 +441,43 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Timeouts already passed, and not soon to.
+    const SHORT: ConnectionLimits = ConnectionLimits {
+        max_connections: 10,
+        header_read_timeout: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(50),
+    };
+    const LONG: ConnectionLimits = ConnectionLimits {
+        max_connections: 10,
+        header_read_timeout: Duration::from_secs(3600),
+        idle_timeout: Duration::from_secs(3600),
+    };
+
+    #[test]
+    fn a_connection_expires_without_a_request_or_when_idle_never_while_one_is_open() {
+        let activity = Activity::new();
+        assert!(activity.expired(&LONG).is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(activity.expired(&SHORT), Some(Expiry::Header)));
+
+        // A request in flight (a push stream, say) holds it open however long.
+        let stream = activity.begin();
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(activity.expired(&SHORT).is_none());
+        drop(stream);
+        // Quiet from the end of the last request, not from the start (the
+        // connection is older than this idle timeout).
+        let half_second = ConnectionLimits {
+            idle_timeout: Duration::from_millis(500),
+            ..LONG
+        };
+        assert!(activity.expired(&half_second).is_none());
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(activity.expired(&SHORT), Some(Expiry::Idle)));
+    }
+}

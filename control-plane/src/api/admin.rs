@@ -480,3 +480,34 @@ fn truncate(text: &str, max: usize) -> String {
     }
     format!("{}…", &text[..end])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edges_errors_are_kept_for_known_policies_and_bounded() {
+        let many: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+        let long = vec!["é".repeat(2_000)];
+        let none: Vec<String> = Vec::new();
+        let errors = errors_by_policy(
+            |id| id != "ghost",
+            [
+                ("p1", many.as_slice()),
+                ("p2", long.as_slice()),
+                ("ghost", many.as_slice()),
+                ("p3", none.as_slice()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["p1", "p2"]);
+        assert_eq!(errors["p1"].len(), MAX_ERRORS_PER_POLICY);
+        let cut = &errors["p2"][0];
+        assert!(
+            cut.len() <= MAX_ERROR_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with('…'));
+    }
+}
