@@ -723,12 +723,30 @@ fn slow_and_idle_connections_are_closed_but_push_streams_stay() {
             &format!("tero_cp_connections_closed_total{{reason=\"{reason}\"}}"),
         )
     };
-    assert!(
-        closed("header_timeout") >= 3.0,
-        "{}",
-        closed("header_timeout")
-    );
-    assert!(closed("idle") >= 1.0, "{}", closed("idle"));
+    // Over HTTP/1.1 the header timeout also bounds the wait for the next
+    // request, so the idle keep-alive connection may be counted either way.
+    let by_timeout = closed("header_timeout") + closed("idle");
+    assert!(by_timeout >= 4.0, "{by_timeout}");
+
+    // An HTTP/2 (gRPC) connection left idle after a call is closed too.
+    runtime().block_on(async {
+        let mut client = PolicyServiceClient::connect(cp.endpoint())
+            .await
+            .expect("gRPC connect");
+        client
+            .sync(authed(SyncRequest::default(), &key))
+            .await
+            .expect("gRPC Sync answered");
+        let idle_before = closed("idle");
+        tokio::task::block_in_place(|| {
+            wait_for(
+                Duration::from_secs(10),
+                "the idle gRPC connection closed",
+                || (closed("idle") > idle_before).then_some(()),
+            )
+        });
+        drop(client);
+    });
 }
 
 #[test]
