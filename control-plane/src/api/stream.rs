@@ -311,6 +311,14 @@ async fn run(
     out: Outbound,
 ) {
     let hello = tokio::select! {
+        // A revocation that arrived first wins even when the hello is also
+        // ready by the time this task runs (a busy server): a revoked key
+        // must not get a stream.
+        biased;
+        () = revoked(&state, &principal, &mut revocations) => {
+            let _ = out.send(Err(Status::unauthenticated("API key revoked"))).await;
+            return;
+        }
         hello = first_hello(&mut inbound) => match hello {
             Ok(hello) => hello,
             Err(status) => {
@@ -318,10 +326,6 @@ async fn run(
                 return;
             }
         },
-        () = revoked(&state, &principal, &mut revocations) => {
-            let _ = out.send(Err(Status::unauthenticated("API key revoked"))).await;
-            return;
-        }
         // A stream yet to say hello must not hold the drain up.
         () = state.shutdown.cancelled() => {
             let _ = out
