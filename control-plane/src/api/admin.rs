@@ -449,7 +449,36 @@ pub const MAX_POLICY_ID_BYTES: usize = 1024;
 /// Errors kept per policy of an edge, and bytes kept per error: what an
 /// edge reports is stored in its registry row, so it must stay small.
 const MAX_ERRORS_PER_POLICY: usize = 8;
-const MAX_ERROR_BYTES: usize = 1024;
+pub(crate) const MAX_ERROR_BYTES: usize = 1024;
+/// The longest `service.instance.id`, and the largest `ClientMetadata`
+/// (encoded) an edge may declare: both are stored in its registry row.
+pub const MAX_INSTANCE_ID_BYTES: usize = 1024;
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// Refuses an edge identity the registry would not store.
+pub(crate) fn check_identity(
+    instance: &str,
+    meta: &tero_proto::policy::ClientMetadata,
+) -> Result<(), ApiError> {
+    use prost::Message as _;
+    if instance.len() > MAX_INSTANCE_ID_BYTES {
+        return Err(ApiError::invalid(
+            "client_metadata.resource_attributes",
+            format!(
+                "service.instance.id is {} bytes; at most {MAX_INSTANCE_ID_BYTES}",
+                instance.len()
+            ),
+        ));
+    }
+    let size = meta.encoded_len();
+    if size > MAX_METADATA_BYTES {
+        return Err(ApiError::invalid(
+            "client_metadata",
+            format!("{size} bytes encoded; at most {MAX_METADATA_BYTES}"),
+        ));
+    }
+    Ok(())
+}
 
 /// Per-policy errors as the runtime keeps them, from a sync's statuses or
 /// a NACK: only for policies `known` accepts, bounded in number and length.
@@ -470,7 +499,7 @@ pub(crate) fn errors_by_policy<'a>(
         .collect()
 }
 
-fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }

@@ -35,7 +35,9 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codec::BufferSettings;
 use tonic::{Status, Streaming};
 
-use super::admin::{MAX_POLICY_ID_BYTES, errors_by_policy};
+use super::admin::{
+    MAX_ERROR_BYTES, MAX_POLICY_ID_BYTES, check_identity, errors_by_policy, truncate,
+};
 use super::sync::MAX_STATUSES;
 use super::{ApiError, State};
 use crate::auth::Principal;
@@ -343,6 +345,10 @@ async fn run(
             .await;
         return;
     };
+    if let Err(e) = check_identity(&instance, &meta) {
+        let _ = out.send(Err(e.into())).await;
+        return;
+    }
     if let Err(conflict) = state.runtime.claim(&instance, principal.key_id()).await {
         state
             .metrics
@@ -461,7 +467,7 @@ async fn serve(
                         state.metrics.fleet.snapshots_nacked.fetch_add(1, Relaxed);
                         if nack.errors.is_empty() {
                             // Refused as a whole: it keeps running what it held.
-                            state.runtime.refused(&session.instance, &hash, &nack.message);
+                            state.runtime.refused(&session.instance, &hash, &truncate(&nack.message, MAX_ERROR_BYTES));
                             session.refused = hash;
                         } else {
                             // Applied, except the policies that failed.
@@ -496,6 +502,9 @@ async fn serve(
                             return Some(Status::invalid_argument(
                                 "hello.client_metadata: service.instance.id cannot change on an open stream",
                             ));
+                        }
+                        if let Err(e) = check_identity(&session.instance, &meta) {
+                            return Some(e.into());
                         }
                         state.runtime.identified(&session.instance, &meta);
                         session.hello = hello;

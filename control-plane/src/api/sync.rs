@@ -10,7 +10,7 @@ use tero_proto::policy::policy_service_server::PolicyService;
 use tero_proto::policy::{SyncRequest, SyncResponse, SyncType};
 use tonic::{Request, Response, Status};
 
-use super::admin::{MAX_POLICY_ID_BYTES, errors_by_policy};
+use super::admin::{MAX_POLICY_ID_BYTES, check_identity, errors_by_policy};
 use super::{ApiError, State};
 use crate::auth::Principal;
 use crate::catalog::Snapshot;
@@ -79,6 +79,9 @@ pub async fn sync(
     );
     let meta = req.client_metadata.unwrap_or_default();
     let instance = instance_id(&meta);
+    if let Some(instance) = &instance {
+        check_identity(instance, &meta)?;
+    }
     if let Some(instance) = &instance
         && let Err(conflict) = state.runtime.claim(instance, principal.key_id()).await
     {

@@ -775,3 +775,39 @@ fn connections_beyond_the_limit_are_refused() {
     });
     assert!(refused >= 1.0, "{refused}");
 }
+
+/// The registry stores an edge's instance id and metadata: both are bounded.
+#[test]
+fn oversize_edge_identities_are_refused() {
+    let cp = start("cp-identities", &[]);
+    let (_, key) = create_key(&cp, "hostile");
+    let long_id = "i".repeat(2_000);
+    let (status, err) = sync_json(
+        &cp,
+        &key,
+        &json!({"clientMetadata": json_metadata("checkout", &long_id)}),
+    );
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{err}"
+    );
+    assert!(
+        err["message"].as_str().unwrap_or("").contains("1024"),
+        "{err}"
+    );
+    let mut meta = json_metadata("checkout", "edge-fat");
+    meta["labels"] = json!([{"key": "blob", "value": {"stringValue": "x".repeat(100_000)}}]);
+    let (status, err) = sync_json(&cp, &key, &json!({ "clientMetadata": meta }));
+    assert_eq!(
+        (status, err["field"].as_str()),
+        (400, Some("client_metadata")),
+        "{err}"
+    );
+    let refused = runtime().block_on(subscribe(&cp, &key, &long_id));
+    let status = refused.expect_err("stream refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // Neither was registered.
+    let (_, edges) = cp.api("GET", "/api/v1/edges", None);
+    assert_eq!(edges["edges"].as_array().map_or(0, Vec::len), 0, "{edges}");
+}
