@@ -80,6 +80,10 @@ impl Snapshot {
     }
 }
 
+/// The longest policy id: the control plane refuses longer ones, and
+/// ignores edges' statistics and errors naming one.
+pub const MAX_POLICY_ID_BYTES: usize = 1024;
+
 struct Entry {
     policy: Policy,
     /// Index into `Catalog::scopes`; `None` for an unscoped policy.
@@ -186,9 +190,10 @@ impl Catalog {
         self.entries.len()
     }
 
-    /// Whether a policy of this id is stored (enabled or not).
+    /// Whether a policy of this id is stored (enabled or not). An id longer
+    /// than any policy may have is unknown without a look-up.
     pub fn knows(&self, policy_id: &str) -> bool {
-        self.known.contains(policy_id)
+        policy_id.len() <= MAX_POLICY_ID_BYTES && self.known.contains(policy_id)
     }
 
     pub fn is_empty(&self) -> bool {

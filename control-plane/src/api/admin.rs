@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, State};
 use crate::auth::Principal;
+use crate::catalog::MAX_POLICY_ID_BYTES;
 use crate::runtime::Runtime;
 use crate::scope;
 use crate::store::{PolicyChange, PolicyFilter, now_ms};
@@ -443,9 +444,6 @@ grpc_methods! {
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse => list_audit;
 }
 
-/// The longest policy id: edges' statistics and errors naming a longer id
-/// are ignored without a look-up, so ids must not be longer.
-pub const MAX_POLICY_ID_BYTES: usize = 1024;
 /// Errors kept per policy of an edge, and bytes kept per error: what an
 /// edge reports is stored in its registry row, so it must stay small.
 const MAX_ERRORS_PER_POLICY: usize = 8;

@@ -62,9 +62,7 @@ impl AppState {
         };
         result
     }
-}
 
-impl AppState {
     /// Counts (and logs, once per report) the entries of an edge's report
     /// that were not stored.
     pub fn note_refused(&self, instance: &str, deltas: &DeltaBuilder) {

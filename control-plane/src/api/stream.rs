@@ -35,9 +35,7 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codec::BufferSettings;
 use tonic::{Status, Streaming};
 
-use super::admin::{
-    MAX_ERROR_BYTES, MAX_POLICY_ID_BYTES, check_identity, errors_by_policy, truncate,
-};
+use super::admin::{MAX_ERROR_BYTES, check_identity, errors_by_policy, truncate};
 use super::sync::MAX_STATUSES;
 use super::{ApiError, State};
 use crate::auth::Principal;
@@ -467,14 +465,15 @@ async fn serve(
                         state.metrics.fleet.snapshots_nacked.fetch_add(1, Relaxed);
                         if nack.errors.is_empty() {
                             // Refused as a whole: it keeps running what it held.
-                            state.runtime.refused(&session.instance, &hash, &truncate(&nack.message, MAX_ERROR_BYTES));
+                            let message = truncate(&nack.message, MAX_ERROR_BYTES);
+                            state.runtime.refused(&session.instance, &hash, &message);
                             session.refused = hash;
                         } else {
                             // Applied, except the policies that failed.
                             session.held = hash.clone();
                             let catalog = state.feed.current();
                             let errors = errors_by_policy(
-                                |id| id.len() <= MAX_POLICY_ID_BYTES && catalog.knows(id),
+                                |id| catalog.knows(id),
                                 nack.errors.iter().map(|e| (e.policy_id.as_str(), e.errors.as_slice())),
                             );
                             state.runtime.applied(&session.instance, &hash, errors);
@@ -560,7 +559,7 @@ async fn store_report(state: &State, session: &Session, report: StatsReport) -> 
         return Some(StatsAck { seq: report.seq });
     }
     let catalog = state.feed.current();
-    let known = |id: &str| id.len() <= MAX_POLICY_ID_BYTES && catalog.knows(id);
+    let known = |id: &str| catalog.knows(id);
     let mut deltas = DeltaBuilder::default();
     for p in &report.policies {
         let _ = deltas.add_reported(
