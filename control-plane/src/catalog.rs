@@ -14,7 +14,7 @@
 //! label would enforce the policy. Others get the set without them, so a
 //! different hash.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -80,6 +80,10 @@ impl Snapshot {
     }
 }
 
+/// The longest policy id: the control plane refuses longer ones, and
+/// ignores edges' statistics and errors naming one.
+pub const MAX_POLICY_ID_BYTES: usize = 1024;
+
 struct Entry {
     policy: Policy,
     /// Index into `Catalog::scopes`; `None` for an unscoped policy.
@@ -93,6 +97,10 @@ struct Entry {
 pub struct Catalog {
     generation: u64,
     entries: Vec<Entry>,
+    /// Every stored policy, disabled ones included: the ids an edge's
+    /// statistics may name (it may report a policy's last counts after
+    /// it was disabled).
+    known: HashSet<String>,
     scopes: Vec<Scope>,
     /// Some entry is a shadow policy.
     has_shadow: bool,
@@ -137,10 +145,12 @@ impl Catalog {
     ) -> Self {
         let mut scopes: Vec<Scope> = Vec::new();
         let mut entries = Vec::new();
+        let mut known = HashSet::new();
         for managed in policies {
             let Some(policy) = managed.policy else {
                 continue;
             };
+            known.insert(policy.id.clone());
             if !policy.enabled {
                 continue;
             }
@@ -165,6 +175,7 @@ impl Catalog {
             generation,
             has_shadow: entries.iter().any(|e| e.shadow),
             entries,
+            known,
             scopes,
             recommended_interval_secs,
             snapshots: Mutex::new(HashMap::new()),
@@ -177,6 +188,12 @@ impl Catalog {
 
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether a policy of this id is stored (enabled or not). An id longer
+    /// than any policy may have is unknown without a look-up.
+    pub fn knows(&self, policy_id: &str) -> bool {
+        policy_id.len() <= MAX_POLICY_ID_BYTES && self.known.contains(policy_id)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -18,6 +18,10 @@ use crate::store::{CounterDelta, StatsBatch, Store, StoreError, now_ms};
 const QUEUE: usize = 4096;
 /// Reports per transaction at most.
 const BATCH: usize = 512;
+/// Buckets written per transaction at most (more only when one report
+/// holds more): a transaction holds SQLite's only connection, so its
+/// length is what an admin call may wait behind.
+const BATCH_ROWS: usize = 4096;
 
 type Job = (StatsBatch, oneshot::Sender<Result<bool, String>>);
 
@@ -34,22 +38,66 @@ pub struct Ingest {
     jobs: mpsc::Sender<Job>,
 }
 
+/// The largest delta one report may carry in any counter: 2^40 (about
+/// 1.1 × 10^12 hits, or a TiB dropped, per policy per report). Far above
+/// what an edge counts between two reports, and low enough that the sum of
+/// every status of a request cannot overflow.
+pub const MAX_COUNTER_DELTA: i64 = 1 << 40;
+
+/// Why one policy's counters in a report were not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The id is not kept: it may be megabytes long.
+    #[error("no such policy")]
+    UnknownPolicy,
+    #[error(
+        "policy {policy_id:?}: {field} is {value}; counters are deltas from 0 to {MAX_COUNTER_DELTA}"
+    )]
+    InvalidCounter {
+        policy_id: String,
+        field: &'static str,
+        value: i64,
+    },
+}
+
 /// Accumulates deltas per policy for one report.
 #[derive(Debug, Default)]
 pub struct DeltaBuilder {
     by_policy: BTreeMap<String, CounterDelta>,
+    /// Statuses refused because their policy does not exist.
+    pub unknown: u64,
+    /// Statuses refused for a negative or absurd counter, and the first
+    /// reason (for the log).
+    pub invalid: u64,
+    pub first_invalid: Option<Refused>,
 }
 
 impl DeltaBuilder {
-    /// Adds a poll's counters (`PolicySyncStatus` carries no scrapes).
-    pub fn add(&mut self, policy_id: &str, hits: i64, misses: i64, bytes: i64, series: i64) {
-        self.add_with_scrapes(policy_id, hits, misses, bytes, series, 0);
+    /// Adds the counters an edge reported for one policy, unless the policy
+    /// is not one `known` accepts or a counter is out of bounds: those are
+    /// refused, counted here, and the rest of the report is stored.
+    pub fn add_reported(
+        &mut self,
+        known: impl Fn(&str) -> bool,
+        policy_id: &str,
+        [hits, misses, bytes, series, scrapes]: [i64; 5],
+    ) -> Result<(), Refused> {
+        if !known(policy_id) {
+            self.unknown += 1;
+            return Err(Refused::UnknownPolicy);
+        }
+        let result = self.add_with_scrapes(policy_id, hits, misses, bytes, series, scrapes);
+        if let Err(refused) = &result {
+            self.invalid += 1;
+            self.first_invalid.get_or_insert_with(|| refused.clone());
+        }
+        result
     }
 
     /// Adds a stream report's counters, scrapes included. A shadow policy's
     /// drops are what it would have dropped; they are stored as drops, the
     /// policy's mode telling them apart.
-    pub fn add_counters(&mut self, p: &PolicyCounters) {
+    pub fn add_counters(&mut self, p: &PolicyCounters) -> Result<(), Refused> {
         self.add_with_scrapes(
             &p.policy_id,
             p.hits,
@@ -57,10 +105,12 @@ impl DeltaBuilder {
             p.bytes_dropped,
             p.series_dropped,
             p.scrapes,
-        );
+        )
     }
 
-    /// Adds counters with the scrapes they were counted over.
+    /// Adds counters with the scrapes they were counted over. A negative
+    /// or absurd counter (a client bug, or a key holder trying to break the
+    /// statistics) refuses the policy's whole entry.
     pub fn add_with_scrapes(
         &mut self,
         policy_id: &str,
@@ -69,17 +119,24 @@ impl DeltaBuilder {
         bytes: i64,
         series: i64,
         scrapes: i64,
-    ) {
-        // Negative deltas are a client bug; they must not erase counts.
-        let (hits, misses, bytes, series, scrapes) = (
-            hits.max(0),
-            misses.max(0),
-            bytes.max(0),
-            series.max(0),
-            scrapes.max(0),
-        );
+    ) -> Result<(), Refused> {
+        for (field, value) in [
+            ("hits", hits),
+            ("misses", misses),
+            ("bytes_dropped", bytes),
+            ("series_dropped", series),
+            ("scrapes", scrapes),
+        ] {
+            if !(0..=MAX_COUNTER_DELTA).contains(&value) {
+                return Err(Refused::InvalidCounter {
+                    policy_id: policy_id.to_owned(),
+                    field,
+                    value,
+                });
+            }
+        }
         if hits == 0 && misses == 0 && bytes == 0 && series == 0 && scrapes == 0 {
-            return;
+            return Ok(());
         }
         let d = self
             .by_policy
@@ -93,6 +150,7 @@ impl DeltaBuilder {
         d.bytes_dropped = d.bytes_dropped.saturating_add(bytes);
         d.series_dropped = d.series_dropped.saturating_add(series);
         d.scrapes = d.scrapes.saturating_add(scrapes);
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -151,10 +209,14 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Job>, shutdown: Cancell
             }
         };
         let Some(first) = first else { return };
+        let mut rows = first.0.deltas.len();
         let mut jobs = vec![first];
-        while jobs.len() < BATCH {
+        while jobs.len() < BATCH && rows < BATCH_ROWS {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => {
+                    rows += job.0.deltas.len();
+                    jobs.push(job);
+                }
                 Err(_) => break,
             }
         }
@@ -196,5 +258,57 @@ pub async fn prune_loop(store: Store, retention_days: u32, shutdown: Cancellatio
 impl From<StoreError> for IngestError {
     fn from(e: StoreError) -> Self {
         IngestError::Store(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_out_of_bounds_refuse_the_entry_not_the_report() {
+        let known = |id: &str| id == "p1" || id == "p2";
+        let mut deltas = DeltaBuilder::default();
+        assert!(deltas.add_reported(known, "p1", [5, 1, 0, 0, 1]).is_ok());
+        assert!(
+            deltas
+                .add_reported(known, "p1", [MAX_COUNTER_DELTA, 0, 0, 0, 0])
+                .is_ok()
+        );
+        assert_eq!(
+            deltas.add_reported(known, "p2", [i64::MAX, 0, 0, 0, 0]),
+            Err(Refused::InvalidCounter {
+                policy_id: "p2".into(),
+                field: "hits",
+                value: i64::MAX,
+            })
+        );
+        assert!(matches!(
+            deltas.add_reported(known, "p2", [0, 0, -1, 0, 0]),
+            Err(Refused::InvalidCounter {
+                field: "bytes_dropped",
+                ..
+            })
+        ));
+        assert_eq!(
+            deltas.add_reported(known, "ghost", [1, 0, 0, 0, 0]),
+            Err(Refused::UnknownPolicy)
+        );
+        assert_eq!((deltas.unknown, deltas.invalid), (1, 2));
+        let batch = deltas.build(None);
+        assert_eq!(batch.deltas.len(), 1, "only p1 is stored");
+        assert_eq!(batch.deltas[0].hits, MAX_COUNTER_DELTA + 5);
+    }
+
+    #[test]
+    fn a_full_report_of_maximal_counters_cannot_overflow() {
+        let mut deltas = DeltaBuilder::default();
+        for _ in 0..crate::api::sync::MAX_STATUSES {
+            deltas
+                .add_reported(|_| true, "p", [MAX_COUNTER_DELTA; 5])
+                .unwrap();
+        }
+        let batch = deltas.build(None);
+        assert!(batch.deltas[0].hits < i64::MAX);
     }
 }

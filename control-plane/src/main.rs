@@ -62,6 +62,18 @@ struct Args {
     /// Push streams this replica holds at most.
     #[arg(long, env = "TERO_MAX_STREAMS", default_value_t = 50_000)]
     max_streams: usize,
+    /// Connections this replica holds at most (keep it above --max-streams:
+    /// each streaming edge holds one); beyond, new ones are closed at once.
+    #[arg(long, env = "TERO_MAX_CONNECTIONS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds a connection has for its TLS handshake and its first
+    /// request's headers (and an HTTP/1.1 one for each request's headers).
+    #[arg(long, env = "TERO_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight (an
+    /// open push stream is a request in flight).
+    #[arg(long, env = "TERO_IDLE_TIMEOUT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    idle_timeout_secs: u64,
     /// Name of this replica in the runtime view (default: host name and port).
     #[arg(long, env = "TERO_REPLICA_ID")]
     replica_id: Option<String>,
@@ -275,12 +287,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.heartbeat_secs,
     );
     let stats_shutdown = CancellationToken::new();
-    let (ingest, ingest_task) = Ingest::start(store.clone(), stats_shutdown.clone());
+    let stats_store = store
+        .for_ingest(
+            &database_url,
+            Duration::from_secs(args.database_timeout_secs),
+        )
+        .await
+        .context("cannot connect the statistics writer to the database")?;
+    let (ingest, ingest_task) = Ingest::start(stats_store.clone(), stats_shutdown.clone());
 
     tasks.spawn(Arc::clone(&feed).run(shutdown.clone()));
     tasks.spawn(Arc::clone(&runtime).run(shutdown.clone()));
     tasks.spawn(prune_loop(
-        store.clone(),
+        stats_store.clone(),
         args.stats_retention_days,
         shutdown.clone(),
     ));
@@ -338,6 +357,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         classifications,
         shutdown: shutdown.clone(),
     });
+    let connections = Arc::clone(&state.metrics.connections);
+    let limits = server::ConnectionLimits {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs),
+    };
+    if limits.max_connections <= args.max_streams {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            max_streams = args.max_streams,
+            "--max-connections is not above --max-streams: streams will be refused as connections, without a retry hint"
+        );
+    }
     let app = server::app(state).await?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(server::tls_acceptor(cert, key)?),
@@ -367,6 +399,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         app,
         shutdown.clone(),
         Duration::from_secs(args.drain_timeout),
+        limits,
+        connections,
     )
     .await;
     shutdown.cancel();
@@ -375,6 +409,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Statistics last: requests that were draining may still have queued some.
     stats_shutdown.cancel();
     let _ = ingest_task.await;
+    stats_store.close().await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -189,6 +189,12 @@ pub struct FleetCounters {
     pub stats_reports_duplicate: AtomicU64,
     pub stats_reports_failed: AtomicU64,
     pub streams_refused: AtomicU64,
+    /// Per-policy entries of edges' reports not stored, by reason.
+    pub statuses_unknown_policy: AtomicU64,
+    pub statuses_invalid_counter: AtomicU64,
+    pub statuses_too_many: AtomicU64,
+    /// Syncs and streams refused: their instance id is bound to another key.
+    pub instance_claims_refused: AtomicU64,
 }
 
 /// Everything `GET /metrics` renders that is not read from elsewhere.
@@ -196,6 +202,8 @@ pub struct FleetCounters {
 pub struct Metrics {
     pub requests: RequestMetrics,
     pub fleet: FleetCounters,
+    /// Shared with the listener, which counts them.
+    pub connections: Arc<crate::server::ConnectionCounters>,
 }
 
 /// `GET /metrics`: unauthenticated, like every Prometheus target; it holds
@@ -243,10 +251,58 @@ fn render(state: &State, out: &mut String) {
     );
     counter(
         out,
+        "tero_cp_edge_statuses_ignored_total",
+        "Per-policy entries of edges' statistics reports and syncs not stored: for a policy that does not exist, with a negative or absurd counter, or in a stream report of too many entries.",
+        "reason",
+        [
+            ("unknown_policy", &fleet.statuses_unknown_policy),
+            ("invalid_counter", &fleet.statuses_invalid_counter),
+            ("too_many", &fleet.statuses_too_many),
+        ],
+    );
+    counter(
+        out,
+        "tero_cp_instance_claims_refused_total",
+        "Syncs and push streams refused because their service.instance.id is bound to another API key.",
+        "",
+        [("", &fleet.instance_claims_refused)],
+    );
+    counter(
+        out,
         "tero_cp_streams_refused_total",
         "Push streams refused because --max-streams were open.",
         "",
         [("", &fleet.streams_refused)],
+    );
+
+    let connections = &state.metrics.connections;
+    family(
+        out,
+        "tero_cp_connections",
+        "gauge",
+        "Connections open on this replica.",
+    );
+    let _ = writeln!(
+        out,
+        "tero_cp_connections {}",
+        connections.open.load(Relaxed)
+    );
+    counter(
+        out,
+        "tero_cp_connections_refused_total",
+        "Connections closed on accept because --max-connections were open.",
+        "",
+        [("", &connections.refused)],
+    );
+    counter(
+        out,
+        "tero_cp_connections_closed_total",
+        "Connections closed by the server: no request within --header-read-timeout-secs (header_timeout), or none for --idle-timeout-secs (idle).",
+        "reason",
+        [
+            ("header_timeout", &connections.closed_header_timeout),
+            ("idle", &connections.closed_idle),
+        ],
     );
 
     family(

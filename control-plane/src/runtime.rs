@@ -40,6 +40,16 @@ pub struct Runtime {
     edges: Mutex<HashMap<String, LiveEdge>>,
 }
 
+/// A claim of an instance id bound to another API key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "service.instance.id {instance:?} is registered to another API key: give this edge an \
+     instance id of its own, or revoke the other key to move the instance to this one"
+)]
+pub struct Conflict {
+    pub instance: String,
+}
+
 /// The instance id an edge declares (`service.instance.id`).
 pub fn instance_id(meta: &ClientMetadata) -> Option<String> {
     lookup(meta, "service.instance.id").filter(|id| !id.is_empty())
@@ -96,6 +106,8 @@ impl Runtime {
                     applied_hash: String::new(),
                     last_failed_hash: String::new(),
                     policy_errors: BTreeMap::new(),
+                    conflict_key_id: String::new(),
+                    conflict_at: 0,
                 },
                 persisted_last_seen: 0,
                 dirty: true,
@@ -125,6 +137,69 @@ impl Runtime {
         if changed || now - live.persisted_last_seen >= touch_every {
             live.dirty = true;
         }
+    }
+
+    /// Checks that `key_id` may speak for `instance`. An instance id is
+    /// bound to the key that registered it, so that another edge key cannot
+    /// take its record over (and with it the policies its scope gets, and
+    /// the deployment view); the binding ends when that key is revoked or
+    /// the edge is gone. The admin token may claim any instance. A refused
+    /// claim is recorded on the instance for the runtime view.
+    pub async fn claim(&self, instance: &str, key_id: &str) -> Result<(), Conflict> {
+        if key_id.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let known = self
+            .lock()
+            .get(instance)
+            .map(|l| (l.record.api_key_id.clone(), l.record.last_seen));
+        let (bound, last_seen) = match known {
+            Some(known) => known,
+            None => match self.store.get_edge(instance).await {
+                Ok(stored) => {
+                    let known = (stored.api_key_id.clone(), stored.last_seen);
+                    // Kept, so that a refusal can be recorded on it.
+                    self.lock()
+                        .entry(instance.to_owned())
+                        .or_insert_with(|| LiveEdge {
+                            persisted_last_seen: stored.last_seen,
+                            record: stored,
+                            dirty: false,
+                            streams: 0,
+                        });
+                    known
+                }
+                Err(crate::store::StoreError::NotFound { .. }) => return Ok(()),
+                Err(e) => {
+                    // The registry is a view: an unreadable one must not
+                    // stop edges from syncing.
+                    tracing::warn!(instance, error = %e, "edge registry unreadable; claim not checked");
+                    return Ok(());
+                }
+            },
+        };
+        if bound.is_empty() || bound == key_id || now - last_seen >= GONE_AFTER_MS {
+            return Ok(());
+        }
+        if self.store.api_key_revoked(&bound).await.unwrap_or(false) {
+            return Ok(());
+        }
+        tracing::warn!(
+            instance,
+            key_id,
+            bound_key_id = bound,
+            "instance id claimed by another API key; refused"
+        );
+        if let Some(live) = self.lock().get_mut(instance) {
+            // Not `update`: a refused claim is no sign of the edge's life.
+            live.record.conflict_key_id = key_id.to_owned();
+            live.record.conflict_at = now;
+            live.dirty = true;
+        }
+        Err(Conflict {
+            instance: instance.to_owned(),
+        })
     }
 
     /// A poll (Sync) from an edge.
@@ -318,6 +393,8 @@ impl Runtime {
                 .collect(),
             state: state as i32,
             api_key_id: r.api_key_id,
+            conflicting_key_id: r.conflict_key_id,
+            conflict_unix_ms: r.conflict_at,
         }
     }
 

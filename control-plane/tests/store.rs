@@ -86,6 +86,8 @@ store_tests!(
     stats,
     concurrent_updates,
     concurrent_stats_retries,
+    stats_saturate,
+    bad_stats_rows_are_read,
     inventories,
     issues_and_usage,
     event_types_and_templates,
@@ -1096,6 +1098,8 @@ fn edge(instance: &str, service: &str, replica: &str, first: i64, last: i64) -> 
         applied_hash: "h1".into(),
         last_failed_hash: String::new(),
         policy_errors: BTreeMap::new(),
+        conflict_key_id: String::new(),
+        conflict_at: 0,
     }
 }
 
@@ -1144,6 +1148,8 @@ async fn edges(store: &Store) {
     // An earlier first_seen does replace it.
     let mut a3 = a2.clone();
     a3.first_seen = 500;
+    a3.conflict_key_id = "key-2".into();
+    a3.conflict_at = 600;
     store.upsert_edges(&[a3.clone()]).await.unwrap();
     assert_eq!(store.get_edge("edge-a").await.unwrap(), a3);
 
@@ -1602,6 +1608,105 @@ async fn concurrent_stats_retries(store: &Store) {
         store.policy_stats("p1", minute, minute + 1).await.unwrap(),
         [bucket(minute, ROUNDS as i64)]
     );
+}
+
+async fn stats_saturate(store: &Store) {
+    // Issue 16: two reports of i64::MAX made SQLite store a REAL, which
+    // failed every read of the policy's statistics from then on.
+    let minute = 28_333_334 * MINUTE;
+    let max = CounterDelta {
+        policy_id: "p1".into(),
+        minute,
+        hits: i64::MAX,
+        misses: i64::MAX,
+        bytes_dropped: i64::MAX,
+        series_dropped: i64::MAX,
+        scrapes: i64::MAX,
+    };
+    for _ in 0..2 {
+        let applied = store.apply_stats(&[poll(vec![max.clone()])], minute).await;
+        assert_eq!(applied.unwrap(), [true]);
+    }
+    store
+        .apply_stats(&[poll(vec![delta("p1", minute, 1)])], minute)
+        .await
+        .unwrap();
+    let saturated = StatsBucket {
+        minute_unix_ms: minute,
+        hits: i64::MAX,
+        misses: i64::MAX,
+        bytes_dropped: i64::MAX,
+        series_dropped: i64::MAX,
+        scrapes: i64::MAX,
+    };
+    assert_eq!(
+        store.policy_stats("p1", minute, minute + 1).await.unwrap(),
+        [saturated]
+    );
+    // Below the bound, sums stay exact.
+    let near = i64::MAX - 10;
+    let mut first = delta("p2", minute, 0);
+    first.hits = near;
+    store
+        .apply_stats(&[poll(vec![first])], minute)
+        .await
+        .unwrap();
+    store
+        .apply_stats(&[poll(vec![delta("p2", minute, 4)])], minute)
+        .await
+        .unwrap();
+    let buckets = store.policy_stats("p2", minute, minute + 1).await.unwrap();
+    assert_eq!((buckets[0].hits, buckets[0].misses), (near + 4, 8));
+    store
+        .apply_stats(&[poll(vec![delta("p2", minute, 20)])], minute)
+        .await
+        .unwrap();
+    let buckets = store.policy_stats("p2", minute, minute + 1).await.unwrap();
+    assert_eq!((buckets[0].hits, buckets[0].misses), (i64::MAX, 48));
+}
+
+async fn bad_stats_rows_are_read(store: &Store) {
+    // A bucket written by an older version (a REAL after an overflow on
+    // SQLite, a negative count): reads do not fail, and the bad counter is
+    // read as the nearest valid count.
+    let minute = 28_333_334 * MINUTE;
+    let huge = if store.backend() == Backend::Sqlite {
+        "1.8e19"
+    } else {
+        "5"
+    };
+    store
+        .execute_unchecked(&format!(
+            "INSERT INTO policy_stats (policy_id, minute, hits, misses, bytes_dropped, \
+             series_dropped, scrapes) VALUES ('p1', {minute}, {huge}, -7, 3, 0, 1)"
+        ))
+        .await
+        .unwrap();
+    let read = store.policy_stats("p1", minute, minute + 1).await.unwrap();
+    let expected_hits = if store.backend() == Backend::Sqlite {
+        i64::MAX
+    } else {
+        5
+    };
+    assert_eq!(
+        read,
+        [StatsBucket {
+            minute_unix_ms: minute,
+            hits: expected_hits,
+            misses: 0,
+            bytes_dropped: 3,
+            series_dropped: 0,
+            scrapes: 1,
+        }]
+    );
+    // Adding to it brings it back into bounds.
+    store
+        .apply_stats(&[poll(vec![delta("p1", minute, 1)])], minute)
+        .await
+        .unwrap();
+    let read = store.policy_stats("p1", minute, minute + 1).await.unwrap();
+    assert_eq!(read[0].hits, expected_hits.saturating_add(1));
+    assert_eq!(read[0].bytes_dropped, 103);
 }
 
 /// Managed PostgreSQL services require TLS (`sslmode=require`): the store

@@ -75,7 +75,7 @@ fn print(edges: &[Edge]) {
     for edge in edges {
         let state = EdgeState::try_from(edge.state).unwrap_or(EdgeState::Unspecified);
         let transport = Transport::try_from(edge.transport).unwrap_or(Transport::Unspecified);
-        let errors: Vec<String> = edge
+        let mut errors: Vec<String> = edge
             .policy_errors
             .iter()
             .map(|e| {
@@ -87,6 +87,12 @@ fn print(edges: &[Edge]) {
                 format!("{who}: {}", e.errors.join("; "))
             })
             .collect();
+        if !edge.conflicting_key_id.is_empty() {
+            errors.push(format!(
+                "instance id claimed by key {} (refused)",
+                edge.conflicting_key_id
+            ));
+        }
         table.row(vec![
             edge.instance_id.clone(),
             edge.service_name.clone(),

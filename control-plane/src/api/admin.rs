@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use super::{ApiError, State};
 use crate::auth::Principal;
+use crate::catalog::MAX_POLICY_ID_BYTES;
 use crate::runtime::Runtime;
 use crate::scope;
 use crate::store::{PolicyChange, PolicyFilter, now_ms};
@@ -38,6 +39,15 @@ fn check_policy(
     scope: Option<Scope>,
 ) -> Result<(tero_proto::policy::Policy, Scope), ApiError> {
     let policy = policy.ok_or_else(|| ApiError::invalid("policy", "is required"))?;
+    if policy.id.len() > MAX_POLICY_ID_BYTES {
+        return Err(ApiError::invalid(
+            "policy.id",
+            format!(
+                "{} bytes; a policy id is at most {MAX_POLICY_ID_BYTES}",
+                policy.id.len()
+            ),
+        ));
+    }
     if let Err(invalid) = validate(&policy) {
         let first = invalid.errors.first();
         let field = first.map(|e| format!("policy.{}", e.field_path()));
@@ -277,11 +287,11 @@ impl Admin<'_> {
             ..Default::default()
         };
         for b in &buckets {
-            total.hits += b.hits;
-            total.misses += b.misses;
-            total.bytes_dropped += b.bytes_dropped;
-            total.series_dropped += b.series_dropped;
-            total.scrapes += b.scrapes;
+            total.hits = total.hits.saturating_add(b.hits);
+            total.misses = total.misses.saturating_add(b.misses);
+            total.bytes_dropped = total.bytes_dropped.saturating_add(b.bytes_dropped);
+            total.series_dropped = total.series_dropped.saturating_add(b.series_dropped);
+            total.scrapes = total.scrapes.saturating_add(b.scrapes);
         }
         Ok(GetPolicyStatsResponse {
             policy_id: req.id,
@@ -434,12 +444,97 @@ grpc_methods! {
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse => list_audit;
 }
 
-/// Per-policy errors as the runtime keeps them, from a sync's statuses.
+/// Errors kept per policy of an edge, and bytes kept per error: what an
+/// edge reports is stored in its registry row, so it must stay small.
+const MAX_ERRORS_PER_POLICY: usize = 8;
+pub(crate) const MAX_ERROR_BYTES: usize = 1024;
+/// The longest `service.instance.id`, and the largest `ClientMetadata`
+/// (encoded) an edge may declare: both are stored in its registry row.
+pub const MAX_INSTANCE_ID_BYTES: usize = 1024;
+pub const MAX_METADATA_BYTES: usize = 64 * 1024;
+
+/// Refuses an edge identity the registry would not store.
+pub(crate) fn check_identity(
+    instance: &str,
+    meta: &tero_proto::policy::ClientMetadata,
+) -> Result<(), ApiError> {
+    use prost::Message as _;
+    if instance.len() > MAX_INSTANCE_ID_BYTES {
+        return Err(ApiError::invalid(
+            "client_metadata.resource_attributes",
+            format!(
+                "service.instance.id is {} bytes; at most {MAX_INSTANCE_ID_BYTES}",
+                instance.len()
+            ),
+        ));
+    }
+    let size = meta.encoded_len();
+    if size > MAX_METADATA_BYTES {
+        return Err(ApiError::invalid(
+            "client_metadata",
+            format!("{size} bytes encoded; at most {MAX_METADATA_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Per-policy errors as the runtime keeps them, from a sync's statuses or
+/// a NACK: only for policies `known` accepts, bounded in number and length.
 pub(crate) fn errors_by_policy<'a>(
+    known: impl Fn(&str) -> bool,
     items: impl Iterator<Item = (&'a str, &'a [String])>,
 ) -> BTreeMap<String, Vec<String>> {
     items
-        .filter(|(_, errors)| !errors.is_empty())
-        .map(|(id, errors)| (id.to_owned(), errors.to_vec()))
+        .filter(|(id, errors)| !errors.is_empty() && known(id))
+        .map(|(id, errors)| {
+            let kept = errors
+                .iter()
+                .take(MAX_ERRORS_PER_POLICY)
+                .map(|e| truncate(e, MAX_ERROR_BYTES))
+                .collect();
+            (id.to_owned(), kept)
+        })
         .collect()
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edges_errors_are_kept_for_known_policies_and_bounded() {
+        let many: Vec<String> = (0..20).map(|i| format!("e{i}")).collect();
+        let long = vec!["é".repeat(2_000)];
+        let none: Vec<String> = Vec::new();
+        let errors = errors_by_policy(
+            |id| id != "ghost",
+            [
+                ("p1", many.as_slice()),
+                ("p2", long.as_slice()),
+                ("ghost", many.as_slice()),
+                ("p3", none.as_slice()),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["p1", "p2"]);
+        assert_eq!(errors["p1"].len(), MAX_ERRORS_PER_POLICY);
+        let cut = &errors["p2"][0];
+        assert!(
+            cut.len() <= MAX_ERROR_BYTES + '…'.len_utf8(),
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with('…'));
+    }
 }

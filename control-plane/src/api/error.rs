@@ -41,6 +41,9 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u32,
     },
+    /// A request body over the endpoint's limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -63,6 +66,7 @@ impl ApiError {
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::Aborted { .. } => Code::Aborted,
             ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::TooLarge(_) => Code::ResourceExhausted,
             ApiError::Internal(_) => Code::Internal,
         }
     }
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::AlreadyExists(_) | ApiError::Aborted { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +93,7 @@ impl ApiError {
             Code::AlreadyExists => "ALREADY_EXISTS",
             Code::Aborted => "ABORTED",
             Code::Unavailable => "UNAVAILABLE",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             _ => "INTERNAL",
         }
     }

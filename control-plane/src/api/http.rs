@@ -23,6 +23,49 @@ use super::sync::{STATS_REPORT_HEADER, now_nanos, parse_report_id, sync};
 use super::{ApiError, State};
 
 const PROTOBUF: &str = "application/x-protobuf";
+/// Request bodies of the JSON API and of Sync, at most (inventory reports
+/// and log samples have their own bounds).
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
+/// A request body, read only when the handler asks: after authentication,
+/// so a caller without credentials learns nothing but 401 whatever it
+/// sends, and an oversize body is the API's JSON error, not plain text.
+pub struct Body(axum::body::Body);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Body(req.into_body()))
+    }
+}
+
+impl Body {
+    /// The whole body, or `RESOURCE_EXHAUSTED`/413 beyond `limit` bytes.
+    pub async fn read(self, limit: usize) -> Result<Bytes, ApiError> {
+        let too_large = || {
+            ApiError::TooLarge(format!(
+                "request body: larger than {limit} bytes, the most this endpoint accepts"
+            ))
+        };
+        if hyper::body::Body::size_hint(&self.0)
+            .exact()
+            .is_some_and(|len| len > limit as u64)
+        {
+            return Err(too_large());
+        }
+        axum::body::to_bytes(self.0, limit).await.map_err(|e| {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = cause {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                cause = err.source();
+            }
+            ApiError::invalid("body", format!("could not be read: {e}"))
+        })
+    }
+}
 
 pub fn router(state: State) -> Router {
     Router::new()
@@ -48,19 +91,9 @@ pub fn router(state: State) -> Router {
         .route("/api/v1/issues/{id}/ignore", post(ignore_issue))
         .route("/api/v1/usage", get(list_usage).post(import_usage))
         .route("/api/v1/impact", get(get_impact))
-        .route(
-            "/api/v1/inventory",
-            post(report_inventory).layer(axum::extract::DefaultBodyLimit::max(
-                super::inventory::MAX_REPORT_BYTES,
-            )),
-        )
+        .route("/api/v1/inventory", post(report_inventory))
         .route("/api/v1/inventory/{service}", get(get_inventory))
-        .route(
-            "/api/v1/logs",
-            post(submit_logs).layer(axum::extract::DefaultBodyLimit::max(
-                super::classify::MAX_REQUEST_BYTES,
-            )),
-        )
+        .route("/api/v1/logs", post(submit_logs))
         .route("/api/v1/event-types", get(list_event_types))
         .route("/api/v1/classify/runs", post(run_classification))
         .route("/api/v1/classify/status", get(classification_status))
@@ -185,10 +218,14 @@ fn decode_message<T: Message + Default + DeserializeOwned>(
     }
 }
 
-async fn sync_http(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+async fn sync_http(AxState(state): AxState<State>, headers: HeaderMap, body: Body) -> Response {
     let principal = match state.auth.authenticate(authorization(&headers)).await {
         Ok(p) => p,
         Err(e) => return ApiError::from(e).into_response(),
+    };
+    let body = match body.read(MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
     };
     let request: SyncRequest = match decode_message(&headers, &body, "SyncRequest") {
         Ok(r) => r,
@@ -232,14 +269,11 @@ macro_rules! respond {
     };
 }
 
-async fn create_policy(
-    AxState(state): AxState<State>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_policy(AxState(state): AxState<State>, headers: HeaderMap, body: Body) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let (req, _): (CreatePolicyRequest, bool) = decode_with_policy(&body, Some(true))?;
             admin.create_policy(req).await
         }
@@ -251,11 +285,12 @@ async fn update_policy(
     AxState(state): AxState<State>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let (mut req, enabled_absent): (UpdatePolicyRequest, bool) =
                 decode_with_policy(&body, None)?;
             let policy = req.policy.get_or_insert_with(Default::default);
@@ -324,12 +359,13 @@ async fn set_enabled(
     state: State,
     id: String,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     enabled: bool,
 ) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let mut req: SetPolicyEnabledRequest = decode(&body)?;
             req.id = id;
             req.enabled = enabled;
@@ -343,7 +379,7 @@ async fn enable_policy(
     AxState(state): AxState<State>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     set_enabled(state, id, headers, body, true).await
 }
@@ -352,7 +388,7 @@ async fn disable_policy(
     AxState(state): AxState<State>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     set_enabled(state, id, headers, body, false).await
 }
@@ -506,10 +542,11 @@ async fn list_keys(
     )
 }
 
-async fn create_key(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_key(AxState(state): AxState<State>, headers: HeaderMap, body: Body) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             admin.create_api_key(decode(&body)?).await
         }
         .await
@@ -600,11 +637,12 @@ async fn accept_issue(
     AxState(state): AxState<State>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let mut req: AcceptIssueRequest = decode(&body)?;
             req.id = id;
             admin.accept_issue(req).await
@@ -617,11 +655,12 @@ async fn ignore_issue(
     AxState(state): AxState<State>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let mut req: IgnoreIssueRequest = decode(&body)?;
             req.id = id;
             admin.ignore_issue(req).await
@@ -642,10 +681,11 @@ async fn list_usage(AxState(state): AxState<State>, headers: HeaderMap) -> Respo
     )
 }
 
-async fn import_usage(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+async fn import_usage(AxState(state): AxState<State>, headers: HeaderMap, body: Body) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let req: ImportUsageRequest = decode(&body)?;
             admin.import_usage(req).await
         }
@@ -681,11 +721,12 @@ async fn get_impact(
 async fn report_inventory(
     AxState(state): AxState<State>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond!(
         async {
             state.auth.authenticate(authorization(&headers)).await?;
+            let body = body.read(super::inventory::MAX_REPORT_BYTES).await?;
             let report = decode_message(&headers, &body, "InventoryReport")?;
             super::inventory::report(&state, report).await
         }
@@ -711,10 +752,11 @@ async fn get_inventory(
 
 // ----- classification ----------------------------------------------------
 
-async fn submit_logs(AxState(state): AxState<State>, headers: HeaderMap, body: Bytes) -> Response {
+async fn submit_logs(AxState(state): AxState<State>, headers: HeaderMap, body: Body) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(super::classify::MAX_REQUEST_BYTES).await?;
             let req: SubmitLogsRequest = decode(&body)?;
             admin.submit_logs(req).await
         }
@@ -754,11 +796,12 @@ async fn list_event_types(
 async fn run_classification(
     AxState(state): AxState<State>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     respond!(
         async {
             let admin = admin(&state, &headers).await?;
+            let body = body.read(MAX_BODY_BYTES).await?;
             let req: RunClassificationRequest = decode(&body)?;
             admin.run_classification(req).await
         }

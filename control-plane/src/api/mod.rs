@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticator;
 use crate::classify::Classifications;
 use crate::feed::Feed;
-use crate::ingest::{Ingest, IngestError};
+use crate::ingest::{DeltaBuilder, Ingest, IngestError};
 use crate::issues::Analyst;
 use crate::metrics::Metrics;
 use crate::runtime::Runtime;
@@ -61,6 +61,35 @@ impl AppState {
             Err(_) => fleet.stats_reports_failed.fetch_add(1, Relaxed),
         };
         result
+    }
+
+    /// Counts (and logs, once per report) the entries of an edge's report
+    /// that were not stored.
+    pub fn note_refused(&self, instance: &str, deltas: &DeltaBuilder) {
+        let fleet = &self.metrics.fleet;
+        if deltas.unknown > 0 {
+            fleet
+                .statuses_unknown_policy
+                .fetch_add(deltas.unknown, Relaxed);
+            tracing::debug!(
+                instance,
+                statuses = deltas.unknown,
+                "statistics for policies that do not exist ignored"
+            );
+        }
+        if deltas.invalid > 0 {
+            fleet
+                .statuses_invalid_counter
+                .fetch_add(deltas.invalid, Relaxed);
+            if let Some(first) = &deltas.first_invalid {
+                tracing::warn!(
+                    instance,
+                    statuses = deltas.invalid,
+                    first = %first,
+                    "statistics refused: counters out of bounds"
+                );
+            }
+        }
     }
 }
 

@@ -35,7 +35,8 @@ use tokio::sync::{broadcast, mpsc};
 use tonic::codec::BufferSettings;
 use tonic::{Status, Streaming};
 
-use super::admin::errors_by_policy;
+use super::admin::{MAX_ERROR_BYTES, check_identity, errors_by_policy, truncate};
+use super::sync::MAX_STATUSES;
 use super::{ApiError, State};
 use crate::auth::Principal;
 use crate::ingest::DeltaBuilder;
@@ -310,6 +311,14 @@ async fn run(
     out: Outbound,
 ) {
     let hello = tokio::select! {
+        // A revocation that arrived first wins even when the hello is also
+        // ready by the time this task runs (a busy server): a revoked key
+        // must not get a stream.
+        biased;
+        () = revoked(&state, &principal, &mut revocations) => {
+            let _ = out.send(Err(Status::unauthenticated("API key revoked"))).await;
+            return;
+        }
         hello = first_hello(&mut inbound) => match hello {
             Ok(hello) => hello,
             Err(status) => {
@@ -317,10 +326,6 @@ async fn run(
                 return;
             }
         },
-        () = revoked(&state, &principal, &mut revocations) => {
-            let _ = out.send(Err(Status::unauthenticated("API key revoked"))).await;
-            return;
-        }
         // A stream yet to say hello must not hold the drain up.
         () = state.shutdown.cancelled() => {
             let _ = out
@@ -338,6 +343,21 @@ async fn run(
             .await;
         return;
     };
+    if let Err(e) = check_identity(&instance, &meta) {
+        let _ = out.send(Err(e.into())).await;
+        return;
+    }
+    if let Err(conflict) = state.runtime.claim(&instance, principal.key_id()).await {
+        state
+            .metrics
+            .fleet
+            .instance_claims_refused
+            .fetch_add(1, Relaxed);
+        let _ = out
+            .send(Err(Status::permission_denied(conflict.to_string())))
+            .await;
+        return;
+    }
     state
         .runtime
         .stream_opened(&instance, &meta, principal.key_id(), &hello.last_hash);
@@ -445,12 +465,15 @@ async fn serve(
                         state.metrics.fleet.snapshots_nacked.fetch_add(1, Relaxed);
                         if nack.errors.is_empty() {
                             // Refused as a whole: it keeps running what it held.
-                            state.runtime.refused(&session.instance, &hash, &nack.message);
+                            let message = truncate(&nack.message, MAX_ERROR_BYTES);
+                            state.runtime.refused(&session.instance, &hash, &message);
                             session.refused = hash;
                         } else {
                             // Applied, except the policies that failed.
                             session.held = hash.clone();
+                            let catalog = state.feed.current();
                             let errors = errors_by_policy(
+                                |id| catalog.knows(id),
                                 nack.errors.iter().map(|e| (e.policy_id.as_str(), e.errors.as_slice())),
                             );
                             state.runtime.applied(&session.instance, &hash, errors);
@@ -478,6 +501,9 @@ async fn serve(
                             return Some(Status::invalid_argument(
                                 "hello.client_metadata: service.instance.id cannot change on an open stream",
                             ));
+                        }
+                        if let Err(e) = check_identity(&session.instance, &meta) {
+                            return Some(e.into());
                         }
                         state.runtime.identified(&session.instance, &meta);
                         session.hello = hello;
@@ -517,10 +543,38 @@ async fn offer(state: &State, session: &mut Session, out: &Outbound) -> bool {
 }
 
 async fn store_report(state: &State, session: &Session, report: StatsReport) -> Option<StatsAck> {
+    if report.policies.len() > MAX_STATUSES {
+        // Acknowledged but not stored: a report this large is no edge's,
+        // and left unacknowledged it would be sent again for ever.
+        tracing::warn!(
+            instance = session.instance,
+            policies = report.policies.len(),
+            "statistics report refused: more than {MAX_STATUSES} policies"
+        );
+        state
+            .metrics
+            .fleet
+            .statuses_too_many
+            .fetch_add(report.policies.len() as u64, Relaxed);
+        return Some(StatsAck { seq: report.seq });
+    }
+    let catalog = state.feed.current();
+    let known = |id: &str| catalog.knows(id);
     let mut deltas = DeltaBuilder::default();
     for p in &report.policies {
-        deltas.add_counters(p);
+        let _ = deltas.add_reported(
+            known,
+            &p.policy_id,
+            [
+                p.hits,
+                p.misses,
+                p.bytes_dropped,
+                p.series_dropped,
+                p.scrapes,
+            ],
+        );
     }
+    state.note_refused(&session.instance, &deltas);
     // Without a session and seq the report cannot be recognised when
     // retried: it is stored at least once, like a poll's deltas.
     let identity = (!report.session.is_empty() && report.seq > 0)

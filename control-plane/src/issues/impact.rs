@@ -36,9 +36,15 @@ pub fn measure(
         .map_or(1, |p| p.instances.len().max(1)) as f64;
     let per_day = |per_scrape: f64| per_scrape * evidence.scrapes_per_minute * MINUTES_PER_DAY;
 
-    let scrapes: i64 = buckets.iter().map(|b| b.scrapes).sum();
-    let bytes: i64 = buckets.iter().map(|b| b.bytes_dropped).sum();
-    let series: i64 = buckets.iter().map(|b| b.series_dropped).sum();
+    let scrapes: i64 = buckets
+        .iter()
+        .fold(0i64, |sum, b| sum.saturating_add(b.scrapes));
+    let bytes: i64 = buckets
+        .iter()
+        .fold(0i64, |sum, b| sum.saturating_add(b.bytes_dropped));
+    let series: i64 = buckets
+        .iter()
+        .fold(0i64, |sum, b| sum.saturating_add(b.series_dropped));
     let (scrapes, bytes, series) = (
         scrapes.max(0) as u64,
         bytes.max(0) as u64,

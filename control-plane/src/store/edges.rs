@@ -12,8 +12,8 @@ use tero_proto::policy::ClientMetadata;
 use super::{Store, StoreError};
 
 /// Parameters per row of `edges` written by [`Store::upsert_edges`].
-const EDGE_COLUMNS: usize = 15;
-/// Rows per statement: 7,500 parameters, well under SQLite's limit (32,766)
+const EDGE_COLUMNS: usize = 17;
+/// Rows per statement: 8,500 parameters, well under SQLite's limit (32,766)
 /// and PostgreSQL's (65,535), and large enough that a 10,000-edge flush is
 /// 20 statements.
 const EDGE_ROWS_PER_STATEMENT: usize = 500;
@@ -39,6 +39,10 @@ pub struct EdgeRecord {
     pub last_failed_hash: String,
     /// Per policy id, the errors the edge last reported.
     pub policy_errors: BTreeMap<String, Vec<String>>,
+    /// The latest other API key that claimed this instance id (refused),
+    /// and when (ms); empty and 0 when none did.
+    pub conflict_key_id: String,
+    pub conflict_at: i64,
 }
 
 // `connected` is read as an integer: sqlx's Any driver maps no SQLite
@@ -47,7 +51,7 @@ pub struct EdgeRecord {
 const SELECT_EDGE: &str = "SELECT instance_id, service_name, service_namespace, service_version, \
      metadata, transport, replica, api_key_id, first_seen, last_seen, \
      CASE WHEN connected THEN 1 ELSE 0 END AS connected, desired_hash, \
-     applied_hash, last_failed_hash, policy_errors FROM edges";
+     applied_hash, last_failed_hash, policy_errors, conflict_key_id, conflict_at FROM edges";
 
 fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
     let metadata: Vec<u8> = row.try_get("metadata")?;
@@ -70,6 +74,8 @@ fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
         last_failed_hash: row.try_get("last_failed_hash")?,
         policy_errors: serde_json::from_str(&errors)
             .map_err(|e| StoreError::corrupt("edge policy errors", e))?,
+        conflict_key_id: row.try_get("conflict_key_id")?,
+        conflict_at: row.try_get("conflict_at")?,
     })
 }
 
@@ -120,7 +126,8 @@ impl Store {
         sql.push_str(
             "INSERT INTO edges (instance_id, service_name, service_namespace, service_version, \
              metadata, transport, replica, api_key_id, first_seen, last_seen, connected, \
-             desired_hash, applied_hash, last_failed_hash, policy_errors) VALUES ",
+             desired_hash, applied_hash, last_failed_hash, policy_errors, conflict_key_id, \
+             conflict_at) VALUES ",
         );
         for row in 0..edges.len() {
             if row > 0 {
@@ -151,7 +158,8 @@ impl Store {
              last_seen = excluded.last_seen, connected = excluded.connected, \
              desired_hash = excluded.desired_hash, applied_hash = excluded.applied_hash, \
              last_failed_hash = excluded.last_failed_hash, \
-             policy_errors = excluded.policy_errors \
+             policy_errors = excluded.policy_errors, \
+             conflict_key_id = excluded.conflict_key_id, conflict_at = excluded.conflict_at \
              WHERE excluded.last_seen >= edges.last_seen",
         );
         let mut query = sqlx::query(&sql);
@@ -171,7 +179,9 @@ impl Store {
                 .bind(&edge.desired_hash)
                 .bind(&edge.applied_hash)
                 .bind(&edge.last_failed_hash)
-                .bind(errors);
+                .bind(errors)
+                .bind(&edge.conflict_key_id)
+                .bind(edge.conflict_at);
         }
         query.execute(&self.pool).await?;
         Ok(())

@@ -166,6 +166,37 @@ impl Store {
         Ok(store)
     }
 
+    /// The handle the statistics writer uses. On PostgreSQL it has a pool
+    /// of its own, so that edges' reports never take a connection an admin
+    /// call is waiting for. On SQLite it shares the one connection: a second
+    /// writer would make admin transactions fail with `SQLITE_BUSY`; the
+    /// writer keeps its transactions short instead (see `ingest`).
+    pub async fn for_ingest(&self, url: &str, timeout: Duration) -> Result<Store, StoreError> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.clone()),
+            Backend::Postgres => {
+                // One writer task, one transaction at a time; the second
+                // connection serves pruning.
+                let pool = AnyPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(timeout)
+                    .connect_with(AnyConnectOptions::from_str(url)?)
+                    .await?;
+                Ok(Store {
+                    pool,
+                    backend: self.backend,
+                })
+            }
+        }
+    }
+
+    /// Runs one statement as written, for tests that must plant what the
+    /// store itself never writes (a bucket corrupted by an older version).
+    #[doc(hidden)]
+    pub async fn execute_unchecked(&self, sql: &str) -> Result<u64, StoreError> {
+        Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected())
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         match self.backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,

@@ -7,6 +7,7 @@
 //! acknowledgement is recognised and acknowledged without being counted.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 use tero_proto::controlplane::StatsBucket;
 
 use super::{Store, StoreError};
@@ -32,6 +33,56 @@ pub struct StatsBatch {
     /// whose protocol has no report identity.
     pub report: Option<(String, String, u64)>,
     pub deltas: Vec<CounterDelta>,
+}
+
+/// Adds a delta to a bucket, saturating at `i64::MAX`. Written in SQL
+/// rather than checked in Rust so that replicas adding to one bucket at once
+/// stay correct: SQLite would otherwise turn an overflowing sum into a REAL
+/// (which then fails every read of the bucket), PostgreSQL would refuse the
+/// whole batch. Deltas are never negative (see `ingest`), so
+/// `MAX - delta` cannot overflow; a bucket already past the bound (a REAL
+/// written before this) is brought back to it.
+const UPSERT_BUCKET: &str = "INSERT INTO policy_stats (policy_id, minute, hits, misses, \
+     bytes_dropped, series_dropped, scrapes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (policy_id, minute) DO UPDATE SET \
+     hits = CASE WHEN policy_stats.hits > 9223372036854775807 - excluded.hits \
+         THEN 9223372036854775807 ELSE policy_stats.hits + excluded.hits END, \
+     misses = CASE WHEN policy_stats.misses > 9223372036854775807 - excluded.misses \
+         THEN 9223372036854775807 ELSE policy_stats.misses + excluded.misses END, \
+     bytes_dropped = CASE WHEN policy_stats.bytes_dropped > 9223372036854775807 - excluded.bytes_dropped \
+         THEN 9223372036854775807 ELSE policy_stats.bytes_dropped + excluded.bytes_dropped END, \
+     series_dropped = CASE WHEN policy_stats.series_dropped > 9223372036854775807 - excluded.series_dropped \
+         THEN 9223372036854775807 ELSE policy_stats.series_dropped + excluded.series_dropped END, \
+     scrapes = CASE WHEN policy_stats.scrapes > 9223372036854775807 - excluded.scrapes \
+         THEN 9223372036854775807 ELSE policy_stats.scrapes + excluded.scrapes END";
+
+/// One counter of a bucket. A value that is not a non-negative integer
+/// (a REAL left by an overflow before sums saturated, a negative number
+/// written by hand) is read as the nearest valid count and logged, so one
+/// bad row cannot fail the statistics of a policy for the whole retention.
+fn read_counter(row: &AnyRow, policy_id: &str, minute: i64, column: &str) -> i64 {
+    let value = match row.try_get::<i64, _>(column) {
+        Ok(v) if v >= 0 => return v,
+        Ok(v) => v as f64,
+        // `as` saturates: a REAL beyond i64 reads as i64::MAX, NaN as 0.
+        Err(_) => match row.try_get::<f64, _>(column) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(policy_id, minute, column, error = %e, "unreadable statistics counter read as 0");
+                return 0;
+            }
+        },
+    };
+    let read = (value as i64).max(0);
+    tracing::warn!(
+        policy_id,
+        minute,
+        column,
+        value,
+        read,
+        "invalid statistics counter read as {read}"
+    );
+    read
 }
 
 impl Store {
@@ -69,25 +120,16 @@ impl Store {
                 }
             }
             for d in &batch.deltas {
-                sqlx::query(
-                    "INSERT INTO policy_stats (policy_id, minute, hits, misses, bytes_dropped, \
-                     series_dropped, scrapes) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (policy_id, minute) DO UPDATE SET \
-                     hits = policy_stats.hits + excluded.hits, \
-                     misses = policy_stats.misses + excluded.misses, \
-                     bytes_dropped = policy_stats.bytes_dropped + excluded.bytes_dropped, \
-                     series_dropped = policy_stats.series_dropped + excluded.series_dropped, \
-                     scrapes = policy_stats.scrapes + excluded.scrapes",
-                )
-                .bind(&d.policy_id)
-                .bind(d.minute)
-                .bind(d.hits)
-                .bind(d.misses)
-                .bind(d.bytes_dropped)
-                .bind(d.series_dropped)
-                .bind(d.scrapes)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query(UPSERT_BUCKET)
+                    .bind(&d.policy_id)
+                    .bind(d.minute)
+                    .bind(d.hits)
+                    .bind(d.misses)
+                    .bind(d.bytes_dropped)
+                    .bind(d.series_dropped)
+                    .bind(d.scrapes)
+                    .execute(&mut *tx)
+                    .await?;
             }
             applied.push(true);
         }
@@ -113,13 +155,15 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let minute = row.try_get("minute")?;
+                let counter = |column: &str| read_counter(row, policy_id, minute, column);
                 Ok(StatsBucket {
-                    minute_unix_ms: row.try_get("minute")?,
-                    hits: row.try_get("hits")?,
-                    misses: row.try_get("misses")?,
-                    bytes_dropped: row.try_get("bytes_dropped")?,
-                    series_dropped: row.try_get("series_dropped")?,
-                    scrapes: row.try_get("scrapes")?,
+                    minute_unix_ms: minute,
+                    hits: counter("hits"),
+                    misses: counter("misses"),
+                    bytes_dropped: counter("bytes_dropped"),
+                    series_dropped: counter("series_dropped"),
+                    scrapes: counter("scrapes"),
                 })
             })
             .collect()
