@@ -1014,6 +1014,86 @@ fn a_real_edge_refuses_bad_snapshots_and_keeps_running_what_it_has() {
     assert_eq!(provider(&edge)["transport"], "stream");
 }
 
+/// Issue 16: policies that each pass validation, but whose regexes do not
+/// fit together in one field's shared automaton, used to leave the edge
+/// with no metric policy at all while it ACKed. Now the one that does not
+/// fit is refused alone (NACKed with its reason, errored in
+/// `/_edge/policies`, counted in `edge_policy_errors`) and the rest run.
+#[test]
+fn policies_that_do_not_fit_together_are_refused_alone_and_the_rest_run() {
+    let fake = FakeControlPlane::start();
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "service": {"name": "checkout", "instance_id": "edge-heavy"},
+            "policy_providers": [{
+                "id": "cp",
+                "type": "grpc",
+                "url": fake.url(),
+                "headers": [{"name": "Authorization", "value": "Bearer test-key"}],
+            }],
+        }),
+        tempdir(),
+        "edge",
+    );
+    wait_for(Duration::from_secs(5), "the edge's hello", || {
+        let state = fake.state.lock().unwrap();
+        state
+            .received
+            .iter()
+            .any(|m| matches!(m.message, Some(EdgeMsg::Hello(_))))
+            .then_some(())
+    });
+    // Regexes with no literal prefix or suffix, about 950 KiB compiled
+    // each: under the 1 MiB per-policy budget, over the 4 MiB a field's
+    // shared automaton may take when five share it.
+    let mut policies: Vec<Policy> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            name_policy(
+                &format!("heavy-{i}"),
+                metric_matcher::Match::Regex(format!("^{p}(\\w{{170}}){{100}}$")),
+            )
+        })
+        .collect();
+    for p in &policies {
+        tero_sdk::policy::validate(p).unwrap_or_else(|e| panic!("valid alone: {e}"));
+    }
+    policies.push(name_policy(
+        "drop-fds",
+        metric_matcher::Match::Exact("process_open_fds".into()),
+    ));
+    let (hash, body) = sync_response(policies);
+    let answer = nack(fake.offer(1, &hash, body), 1);
+    eprintln!("NACK: {answer:?}");
+    assert_eq!(answer.message, "", "not refused as a whole: {answer:?}");
+    assert_eq!(answer.errors.len(), 1, "{answer:?}");
+    assert_eq!(answer.errors[0].policy_id, "heavy-4");
+    assert!(
+        answer.errors[0].errors[0].contains("does not fit in this field's shared automaton"),
+        "{answer:?}"
+    );
+
+    let body = scrape(&edge);
+    assert!(
+        !body.contains("process_open_fds"),
+        "the ordinary policy keeps dropping:\n{body}"
+    );
+    assert!(body.contains("debug_cache_entries"), "{body}");
+    let policies = edge_policies(&edge);
+    assert_eq!(policies.len(), 6, "{policies:?}");
+    for (id, errors) in &policies {
+        assert_eq!(errors.is_empty(), id != "heavy-4", "{id}: {errors:?}");
+    }
+    assert_eq!(edge.self_metric("edge_policy_errors"), 1.0);
+    assert_eq!(
+        edge.self_metric("edge_policies_loaded{signal=\"metric\"}"),
+        5.0
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The control plane asks an edge to slow down
 // ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ use tero_proto::policy::{self as pb, policy::Target};
 
 use super::keep::{LogKeep, SamplingConfig, TraceKeep};
 use super::matchers::{CmpOp, Pattern, TextOp};
+use super::regex::{POLICY_REGEX_BUDGET, SizeError};
 use super::sampling;
 use super::selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
 use super::transform::{Add, Redact, Rename, Transform};
@@ -19,10 +20,14 @@ use crate::policy::{PathSeg, PolicyError, Signal};
 
 /// One compiled matcher: where to look, what must hold, and whether the
 /// result is inverted.
+#[derive(Clone)]
 pub(crate) struct MatcherSpec<S> {
     pub(crate) selector: S,
     pub(crate) pattern: Pattern,
     pub(crate) negated: bool,
+    /// Where the matcher is in the policy (`match[i]`), for errors the
+    /// engine finds only when it indexes the policy with the others.
+    pub(crate) location: Vec<PathSeg>,
 }
 
 pub(crate) enum CompiledTarget {
@@ -47,6 +52,7 @@ pub(crate) fn compile_policy(policy: &pb::Policy) -> Result<CompiledTarget, Vec<
     let mut c = Compiler {
         signal: None,
         errors: Vec::new(),
+        regex_bytes: 0,
     };
     let compiled = c.target(policy);
     match compiled {
@@ -73,9 +79,18 @@ pub(crate) fn missing_id(policy: &pb::Policy) -> Option<PolicyError> {
         .then(|| PolicyError::new(None, Vec::new(), Some("id"), "required"))
 }
 
-/// Envelope rules of the API validator: an id to order by and report under.
+/// Envelope rules of the API validator: an id to order by and report under,
+/// printable wherever ids are shown (a terminal, a log line, a table).
 fn envelope_errors(policy: &pb::Policy) -> Vec<PolicyError> {
     let mut errors: Vec<PolicyError> = missing_id(policy).into_iter().collect();
+    if policy.id.chars().any(char::is_control) {
+        errors.push(PolicyError::new(
+            None,
+            Vec::new(),
+            Some("id"),
+            "contains control characters",
+        ));
+    }
     if policy.name.trim().is_empty() {
         errors.push(PolicyError::new(None, Vec::new(), Some("name"), "required"));
     }
@@ -85,6 +100,9 @@ fn envelope_errors(policy: &pb::Policy) -> Vec<PolicyError> {
 struct Compiler {
     signal: Option<Signal>,
     errors: Vec<PolicyError>,
+    /// Compiled size of the policy's regexes so far, against
+    /// [`POLICY_REGEX_BUDGET`].
+    regex_bytes: usize,
 }
 
 /// A match member, borrowed from any of the three matcher messages.
@@ -162,6 +180,42 @@ impl Compiler {
         }
     }
 
+    /// Charges a translated regex to the policy's budget; false (with an
+    /// error naming the field) when it does not fit.
+    fn charge_regex(&mut self, translated: &str, written: &str, loc: &[PathSeg]) -> bool {
+        let left = POLICY_REGEX_BUDGET.saturating_sub(self.regex_bytes);
+        match super::regex::compiled_size(translated, left) {
+            Ok(size) => {
+                self.regex_bytes += size;
+                true
+            }
+            Err(SizeError::TooLarge) => {
+                let whose = if self.regex_bytes == 0 {
+                    "it compiles"
+                } else {
+                    "with this policy's other regexes, it compiles"
+                };
+                self.err(
+                    loc.to_vec(),
+                    Some("regex"),
+                    format!(
+                        "regex {written:?} is too large: {whose} to more than {} KiB, the per-policy budget; use smaller repetition counts or fewer alternatives",
+                        POLICY_REGEX_BUDGET >> 10
+                    ),
+                );
+                false
+            }
+            Err(SizeError::Invalid(detail)) => {
+                self.err(
+                    loc.to_vec(),
+                    Some("regex"),
+                    format!("invalid regex {written:?}: {detail}"),
+                );
+                false
+            }
+        }
+    }
+
     fn check_non_empty(&mut self, len: usize) {
         if len == 0 {
             self.err(vec![PathSeg::Key("match")], None, "empty match list");
@@ -224,11 +278,13 @@ impl Compiler {
                     selector,
                     pattern: Pattern::Typed(TypedKey::Int(enum_value)),
                     negated: negate,
+                    location: loc,
                 }),
                 Some(MatchRef::Exists(exists)) => Some(MatcherSpec {
                     selector,
                     pattern: Pattern::Typed(TypedKey::Int(enum_value)),
                     negated: negate ^ !exists,
+                    location: loc,
                 }),
                 Some(_) => {
                     self.err(loc, None, "enum selectors support only `exists`");
@@ -251,6 +307,7 @@ impl Compiler {
             MatchRef::EndsWith(s) => (text(TextOp::Suffix, s), negate),
             MatchRef::Contains(s) => (text(TextOp::Contains, s), negate),
             MatchRef::Regex(s) => match super::regex::translate(s, ci) {
+                Ok(translated) if !self.charge_regex(&translated, s, &loc) => return None,
                 Ok(translated) => (
                     Pattern::Text {
                         op: TextOp::Regex,
@@ -307,6 +364,7 @@ impl Compiler {
             selector,
             pattern,
             negated,
+            location: loc,
         })
     }
 
@@ -453,8 +511,19 @@ impl Compiler {
             let selector = self.log_selector(op.field.as_ref().map(LogSel::from_redact), &loc);
             let regex = match &op.regex {
                 None => None,
-                Some(pattern) => match super::regex::build(pattern, false) {
-                    Ok(r) => Some(r),
+                Some(pattern) => match super::regex::translate(pattern, false) {
+                    Ok(t) if !self.charge_regex(&t, pattern, &loc) => continue,
+                    Ok(_) => match super::regex::build(pattern, false) {
+                        Ok(r) => Some(r),
+                        Err(detail) => {
+                            self.err(
+                                loc,
+                                Some("regex"),
+                                format!("invalid regex {pattern:?}: {detail}"),
+                            );
+                            continue;
+                        }
+                    },
                     Err(detail) => {
                         self.err(
                             loc,
