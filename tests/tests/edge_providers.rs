@@ -193,6 +193,45 @@ fn policy_file_created_after_start_is_picked_up() {
     );
 }
 
+/// Issue 16: a policy removed from the set used to keep its series in
+/// `/_edge/metrics` for the life of the process.
+#[test]
+fn a_removed_policy_leaves_the_self_metrics() {
+    let up = upstream();
+    let dir = temp_dir();
+    let path = dir.path().join("policies.yaml");
+    let both = format!(
+        "{DROP_FDS}  - id: drop-debug\n    name: Drop debug\n    metric:\n      match:\n        - metric_field: name\n          starts_with: debug_\n      keep: false\n"
+    );
+    std::fs::write(&path, both).unwrap();
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "policy_providers": [{"id": "local", "type": "file", "path": path}],
+        }),
+        dir.clone(),
+        "edge-removed-policy",
+    );
+    let body = scrape(&edge);
+    assert!(!body.contains("debug_cache_entries"), "{body}");
+    let hits = "edge_policy_match_hits_total{policy_id=\"drop-debug\"}";
+    assert!(edge.self_metric(hits) >= 2.0);
+
+    write_atomically(&path, DROP_FDS);
+    wait_for(Duration::from_secs(5), "the shorter set applied", || {
+        (scrape(&edge) == WITHOUT_FDS).then_some(())
+    });
+    let metrics = edge.self_metrics();
+    assert!(
+        !metrics.contains("policy_id=\"drop-debug\""),
+        "the removed policy's series are gone:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("edge_policy_match_hits_total{policy_id=\"drop-fds\"}"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn bad_policy_file_edit_keeps_the_last_good_policies() {
     let up = upstream();
