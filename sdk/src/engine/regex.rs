@@ -19,7 +19,9 @@
 
 use std::sync::OnceLock;
 
-use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson::{self, WhichCaptures, pikevm::PikeVM};
+use regex_automata::util::pool::Pool;
 use regex_automata::{Input, MatchKind, PatternSet, meta};
 use regex_syntax::ast::{self, Ast, ClassPerlKind, ClassSetItem, Visitor};
 use regex_syntax::hir::{
@@ -95,21 +97,17 @@ pub(crate) enum SizeError {
     Invalid(String),
 }
 
-fn meta_config(nfa_limit: usize, patterns: usize) -> meta::Config {
-    // A set must report every pattern that matches anywhere, which only
-    // all-match semantics guarantee (as `regex::RegexSet` does).
-    let kind = if patterns > 1 {
-        MatchKind::All
-    } else {
-        MatchKind::LeftmostFirst
-    };
+/// The engine of pattern sets. A set must report every pattern that
+/// matches anywhere, which only all-match semantics guarantee (as
+/// `regex::RegexSet` does).
+fn set_config(nfa_limit: usize) -> meta::Config {
     meta::Config::new()
-        .match_kind(kind)
+        .match_kind(MatchKind::All)
         .nfa_size_limit(Some(nfa_limit))
         .which_captures(WhichCaptures::Implicit)
-        // Only `is_match` and pattern sets are asked for: the one-pass DFA
-        // and the backtracker serve capture searches, and would each hold
-        // memory per regex (eagerly) or per thread.
+        // Only pattern sets are asked for: the one-pass DFA and the
+        // backtracker serve capture searches, and would each hold memory
+        // per regex (eagerly) or per thread.
         .onepass(false)
         .backtrack(false)
         .hybrid_cache_capacity(LAZY_DFA_CACHE)
@@ -118,7 +116,7 @@ fn meta_config(nfa_limit: usize, patterns: usize) -> meta::Config {
 /// One or more patterns compiled together, matched ASCII-first.
 pub(crate) struct Matcher {
     /// Every class cut down to ASCII: exact for ASCII text.
-    ascii: meta::Regex,
+    ascii: Automaton,
     /// The patterns as written, when cutting changed them; compiled on the
     /// first non-ASCII value.
     unicode: Option<Unicode>,
@@ -127,20 +125,119 @@ pub(crate) struct Matcher {
 struct Unicode {
     hirs: Vec<Hir>,
     nfa_limit: usize,
-    built: OnceLock<Option<meta::Regex>>,
+    built: OnceLock<Option<Automaton>>,
 }
 
 impl Unicode {
-    fn regex(&self) -> Option<&meta::Regex> {
+    fn automaton(&self) -> Option<&Automaton> {
         self.built
             .get_or_init(|| {
-                meta::Builder::new()
-                    .configure(meta_config(self.nfa_limit, self.hirs.len()))
-                    .build_many_from_hir(&self.hirs)
+                Automaton::new(&self.hirs, self.nfa_limit)
                     .inspect_err(|e| tracing::error!(error = %e, "regex could not be compiled for non-ASCII values; they do not match it"))
                     .ok()
             })
             .as_ref()
+    }
+}
+
+/// A compiled pattern, or a set of them.
+enum Automaton {
+    /// One pattern, only ever asked "does it match": a forward lazy DFA
+    /// is enough, without the reverse automaton and the per-thread caches
+    /// of the other engines that a general regex carries.
+    Forward(Box<Forward>),
+    /// Several patterns, asked which of them match.
+    Set(meta::Regex),
+}
+
+type CacheFn = Box<dyn Fn() -> ForwardCache + Send + Sync>;
+
+struct Forward {
+    /// `None` when the NFA is too large for the cache capacity: the NFA
+    /// simulation answers alone.
+    dfa: Option<hybrid::dfa::DFA>,
+    pikevm: PikeVM,
+    caches: Pool<ForwardCache, CacheFn>,
+}
+
+struct ForwardCache {
+    dfa: Option<hybrid::dfa::Cache>,
+    /// Made only when the lazy DFA gives up (its cache thrashing).
+    pikevm: Option<thompson::pikevm::Cache>,
+}
+
+impl Automaton {
+    fn new(hirs: &[Hir], nfa_limit: usize) -> Result<Automaton, String> {
+        if hirs.len() != 1 {
+            return meta::Builder::new()
+                .configure(set_config(nfa_limit))
+                .build_many_from_hir(hirs)
+                .map(Automaton::Set)
+                .map_err(|e| error_detail(&e.to_string()));
+        }
+        let nfa = thompson::Compiler::new()
+            .configure(
+                thompson::Config::new()
+                    .nfa_size_limit(Some(nfa_limit))
+                    .which_captures(WhichCaptures::Implicit),
+            )
+            .build_from_hir(&hirs[0])
+            .map_err(|e| error_detail(&e.to_string()))?;
+        let dfa = hybrid::dfa::DFA::builder()
+            .configure(
+                hybrid::dfa::DFA::config()
+                    .cache_capacity(LAZY_DFA_CACHE)
+                    // As the meta engine does: give up on a cache that is
+                    // cleared over and over, and use the NFA simulation.
+                    .minimum_cache_clear_count(Some(3))
+                    .minimum_bytes_per_state(Some(10)),
+            )
+            .build_from_nfa(nfa.clone())
+            .ok();
+        let pikevm = PikeVM::new_from_nfa(nfa).map_err(|e| error_detail(&e.to_string()))?;
+        let for_caches = dfa.clone();
+        let create: CacheFn = Box::new(move || ForwardCache {
+            dfa: for_caches.as_ref().map(hybrid::dfa::DFA::create_cache),
+            pikevm: None,
+        });
+        Ok(Automaton::Forward(Box::new(Forward {
+            dfa,
+            pikevm,
+            caches: Pool::new(create),
+        })))
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        let forward = match self {
+            Automaton::Set(set) => return set.is_match(text),
+            Automaton::Forward(forward) => forward,
+        };
+        let input = Input::new(text).earliest(true);
+        let mut cache = forward.caches.get();
+        if let (Some(dfa), Some(dfa_cache)) = (&forward.dfa, cache.dfa.as_mut())
+            && let Ok(found) = dfa.try_search_fwd(dfa_cache, &input)
+        {
+            return found.is_some();
+        }
+        let pikevm_cache = cache
+            .pikevm
+            .get_or_insert_with(|| forward.pikevm.create_cache());
+        forward.pikevm.is_match(pikevm_cache, input)
+    }
+
+    fn each_match(&self, text: &str, mut f: impl FnMut(usize)) {
+        match self {
+            Automaton::Forward(_) => {
+                if self.is_match(text) {
+                    f(0);
+                }
+            }
+            Automaton::Set(set) => {
+                let mut found = PatternSet::new(set.pattern_len());
+                set.which_overlapping_matches(&Input::new(text), &mut found);
+                found.iter().for_each(|p| f(p.as_usize()));
+            }
+        }
     }
 }
 
@@ -156,40 +253,34 @@ impl Matcher {
         // Each pattern was measured against the budget; the limit here
         // leaves room for the compiler's working memory.
         let nfa_limit = POLICY_REGEX_BUDGET.saturating_mul(2 * hirs.len().max(1));
-        let regex = meta::Builder::new()
-            .configure(meta_config(nfa_limit, hirs.len()))
-            .build_many_from_hir(&ascii)
-            .map_err(|e| error_detail(&e.to_string()))?;
+        let automaton = Automaton::new(&ascii, nfa_limit)?;
         let unicode = (ascii != hirs).then(|| Unicode {
             hirs,
             nfa_limit,
             built: OnceLock::new(),
         });
         Ok(Matcher {
-            ascii: regex,
+            ascii: automaton,
             unicode,
         })
     }
 
-    fn regex_for(&self, text: &str) -> Option<&meta::Regex> {
+    fn automaton_for(&self, text: &str) -> Option<&Automaton> {
         match &self.unicode {
-            Some(unicode) if !text.is_ascii() => unicode.regex(),
+            Some(unicode) if !text.is_ascii() => unicode.automaton(),
             _ => Some(&self.ascii),
         }
     }
 
     pub(crate) fn is_match(&self, text: &str) -> bool {
-        self.regex_for(text).is_some_and(|r| r.is_match(text))
+        self.automaton_for(text).is_some_and(|a| a.is_match(text))
     }
 
     /// Calls `f` with the index of every pattern that matches `text`.
-    pub(crate) fn each_match(&self, text: &str, mut f: impl FnMut(usize)) {
-        let Some(regex) = self.regex_for(text) else {
-            return;
-        };
-        let mut set = PatternSet::new(regex.pattern_len());
-        regex.which_overlapping_matches(&Input::new(text), &mut set);
-        set.iter().for_each(|p| f(p.as_usize()));
+    pub(crate) fn each_match(&self, text: &str, f: impl FnMut(usize)) {
+        if let Some(automaton) = self.automaton_for(text) {
+            automaton.each_match(text, f);
+        }
     }
 }
 
@@ -414,6 +505,18 @@ mod matcher_tests {
         let literal = matcher("^é+$", false);
         assert!(!literal.is_match("e"));
         assert!(literal.is_match("éé"));
+    }
+
+    #[test]
+    fn forward_search_is_unanchored_and_falls_back_on_large_automata() {
+        let m = matcher("foo.*bar", false);
+        assert!(m.is_match("xx foo yy bar zz"));
+        assert!(!m.is_match("bar then foo"));
+        // Too large for the lazy DFA cache: the NFA simulation answers.
+        let big = matcher(r"^a(\w{100}){30}$", false);
+        assert!(big.is_match(&format!("a{}", "x".repeat(3000))));
+        assert!(!big.is_match(&format!("a{}", "x".repeat(2999))));
+        assert!(!big.is_match(&format!("a{}é", "x".repeat(2999))));
     }
 
     #[test]
