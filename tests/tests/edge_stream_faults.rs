@@ -1014,11 +1014,12 @@ fn a_real_edge_refuses_bad_snapshots_and_keeps_running_what_it_has() {
     assert_eq!(provider(&edge)["transport"], "stream");
 }
 
-/// Issue 16: policies that each pass validation, but whose regexes do not
-/// fit together in one field's shared automaton, used to leave the edge
-/// with no metric policy at all while it ACKed. Now the one that does not
-/// fit is refused alone (NACKed with its reason, errored in
-/// `/_edge/policies`, counted in `edge_policy_errors`) and the rest run.
+/// Issue 16: one regex too large to compile (`(\w{1000}){1000}`), or
+/// policies that each pass validation but whose regexes do not fit
+/// together in one field's shared automaton, used to leave the edge with no
+/// metric policy at all while it ACKed. Now only the offenders are refused
+/// (NACKed with their reasons, errored in `/_edge/policies`, counted in
+/// `edge_policy_errors`) and the rest run.
 #[test]
 fn policies_that_do_not_fit_together_are_refused_alone_and_the_rest_run() {
     let fake = FakeControlPlane::start();
@@ -1061,6 +1062,11 @@ fn policies_that_do_not_fit_together_are_refused_alone_and_the_rest_run() {
     for p in &policies {
         tero_sdk::policy::validate(p).unwrap_or_else(|e| panic!("valid alone: {e}"));
     }
+    // What an older control plane (or a file) could still send.
+    policies.push(name_policy(
+        "huge",
+        metric_matcher::Match::Regex(r"(\w{1000}){1000}".into()),
+    ));
     policies.push(name_policy(
         "drop-fds",
         metric_matcher::Match::Exact("process_open_fds".into()),
@@ -1069,12 +1075,21 @@ fn policies_that_do_not_fit_together_are_refused_alone_and_the_rest_run() {
     let answer = nack(fake.offer(1, &hash, body), 1);
     eprintln!("NACK: {answer:?}");
     assert_eq!(answer.message, "", "not refused as a whole: {answer:?}");
-    assert_eq!(answer.errors.len(), 1, "{answer:?}");
-    assert_eq!(answer.errors[0].policy_id, "heavy-4");
+    let refused: Vec<(&str, &str)> = answer
+        .errors
+        .iter()
+        .map(|e| (e.policy_id.as_str(), e.errors[0].as_str()))
+        .collect();
+    assert_eq!(refused.len(), 2, "{answer:?}");
+    assert_eq!(refused[0].0, "heavy-4");
     assert!(
-        answer.errors[0].errors[0].contains("does not fit in this field's shared automaton"),
+        refused[0]
+            .1
+            .contains("does not fit in this field's shared automaton"),
         "{answer:?}"
     );
+    assert_eq!(refused[1].0, "huge");
+    assert!(refused[1].1.contains("is too large"), "{answer:?}");
 
     let body = scrape(&edge);
     assert!(
@@ -1083,11 +1098,12 @@ fn policies_that_do_not_fit_together_are_refused_alone_and_the_rest_run() {
     );
     assert!(body.contains("debug_cache_entries"), "{body}");
     let policies = edge_policies(&edge);
-    assert_eq!(policies.len(), 6, "{policies:?}");
+    assert_eq!(policies.len(), 7, "{policies:?}");
     for (id, errors) in &policies {
-        assert_eq!(errors.is_empty(), id != "heavy-4", "{id}: {errors:?}");
+        let offender = id == "heavy-4" || id == "huge";
+        assert_eq!(errors.is_empty(), !offender, "{id}: {errors:?}");
     }
-    assert_eq!(edge.self_metric("edge_policy_errors"), 1.0);
+    assert_eq!(edge.self_metric("edge_policy_errors"), 2.0);
     assert_eq!(
         edge.self_metric("edge_policies_loaded{signal=\"metric\"}"),
         5.0
