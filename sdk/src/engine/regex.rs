@@ -13,9 +13,11 @@
 //! times. Metric names are ASCII and most label values are too, so a
 //! [`Matcher`] first compiles its patterns with every class cut down to
 //! ASCII, which answers exactly for ASCII text, and builds the full Unicode
-//! automaton only when a non-ASCII value shows up. Every automaton runs
-//! with a bounded lazy DFA cache and no eagerly built one-pass DFA, and a
-//! policy's regexes may compile to at most [`POLICY_REGEX_BUDGET`] bytes.
+//! automaton only when a non-ASCII value shows up. A single pattern, only
+//! ever asked whether it matches, runs as a forward lazy DFA with a bounded
+//! per-thread cache; sets of patterns use the meta engine without its
+//! eagerly built one-pass DFA. A policy's regexes may compile to at most
+//! [`POLICY_REGEX_BUDGET`] bytes.
 
 use std::sync::OnceLock;
 
@@ -50,8 +52,10 @@ pub(crate) const LAZY_DFA_CACHE: usize = 64 << 10;
 /// captures and replacement, so it uses `regex` itself).
 pub(crate) fn build(pattern: &str, case_insensitive: bool) -> Result<regex::Regex, String> {
     let translated = translate(pattern, case_insensitive)?;
+    // The budget was checked on the compiled size; this limit applies to
+    // the compiler's working memory, about 1.5 times that.
     regex::RegexBuilder::new(&translated)
-        .size_limit(POLICY_REGEX_BUDGET)
+        .size_limit(POLICY_REGEX_BUDGET.saturating_mul(2))
         .dfa_size_limit(LAZY_DFA_CACHE)
         .build()
         .map_err(|e| error_detail(&e.to_string()))
