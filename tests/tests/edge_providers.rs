@@ -428,6 +428,49 @@ fn sync_carries_identity_and_hits(encoding: &str) {
     assert_eq!(total, 6);
 }
 
+/// Issue 16 over polling: a policy whose regex cannot join the others'
+/// (here the one that pushes a field's shared automaton over its budget)
+/// is reported with its reason in the statuses of the next sync, errored in
+/// `/_edge/policies`, and the other policies run.
+#[test]
+fn a_policy_that_does_not_fit_with_the_others_is_reported_in_the_poll_statuses() {
+    let up = upstream();
+    let dir = temp_dir();
+    let mut yaml = String::from("policies:\n");
+    for (i, p) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - id: heavy-{i}\n    name: heavy\n    metric:\n      match:\n        - metric_field: name\n          regex: '^{p}(\\w{{170}}){{100}}$'\n      keep: false\n"
+        ));
+    }
+    yaml.push_str(DROP_FDS.trim_start().trim_start_matches("policies:\n"));
+    let server = SyncServer::start(response_from_yaml(&yaml, "hash-heavy"));
+    let edge = http_edge(&up, &server, &dir, "edge-heavy-poll", 1, json!({}));
+    assert_eq!(scrape(&edge), WITHOUT_FDS, "the ordinary policy runs");
+    let p = edge.policies();
+    let errors = policy(&p, "heavy-4")["errors"].as_array().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{p:#}");
+    assert!(
+        policy(&p, "heavy-3")["errors"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let reported = wait_for(Duration::from_secs(5), "a sync reporting the error", || {
+        server.requests().into_iter().find_map(|r| {
+            r.request
+                .policy_statuses
+                .iter()
+                .find(|s| s.id == "heavy-4" && !s.errors.is_empty())
+                .cloned()
+        })
+    });
+    assert!(
+        reported.errors[0].contains("does not fit in this field's shared automaton"),
+        "{reported:?}"
+    );
+    assert_eq!(edge.self_metric("edge_policy_errors"), 1.0);
+}
+
 #[test]
 fn json_sync_requests_carry_identity_stages_and_match_hits() {
     sync_carries_identity_and_hits("json");
