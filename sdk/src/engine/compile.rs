@@ -47,12 +47,26 @@ pub(crate) enum CompiledTarget {
     },
 }
 
+/// Compiled sizes of the translated patterns measured so far: a pattern
+/// many policies of a set share is measured once.
+#[derive(Default)]
+pub(crate) struct SizeMemo(std::collections::HashMap<String, usize>);
+
 /// Compiles the target of `policy`, or returns all of its errors.
 pub(crate) fn compile_policy(policy: &pb::Policy) -> Result<CompiledTarget, Vec<PolicyError>> {
+    compile_policy_with(policy, &mut SizeMemo::default())
+}
+
+/// [`compile_policy`] for one policy of a set.
+pub(crate) fn compile_policy_with(
+    policy: &pb::Policy,
+    memo: &mut SizeMemo,
+) -> Result<CompiledTarget, Vec<PolicyError>> {
     let mut c = Compiler {
         signal: None,
         errors: Vec::new(),
         regex_bytes: 0,
+        memo,
     };
     let compiled = c.target(policy);
     match compiled {
@@ -97,12 +111,13 @@ fn envelope_errors(policy: &pb::Policy) -> Vec<PolicyError> {
     errors
 }
 
-struct Compiler {
+struct Compiler<'m> {
     signal: Option<Signal>,
     errors: Vec<PolicyError>,
     /// Compiled size of the policy's regexes so far, against
     /// [`POLICY_REGEX_BUDGET`].
     regex_bytes: usize,
+    memo: &'m mut SizeMemo,
 }
 
 /// A match member, borrowed from any of the three matcher messages.
@@ -144,7 +159,7 @@ enum Resolved<S> {
     Enum(S, i64),
 }
 
-impl Compiler {
+impl Compiler<'_> {
     fn err(
         &mut self,
         location: Vec<PathSeg>,
@@ -184,7 +199,17 @@ impl Compiler {
     /// error naming the field) when it does not fit.
     fn charge_regex(&mut self, translated: &str, written: &str, loc: &[PathSeg]) -> bool {
         let left = POLICY_REGEX_BUDGET.saturating_sub(self.regex_bytes);
-        match super::regex::compiled_size(translated, left) {
+        let measured = match self.memo.0.get(translated) {
+            Some(&size) => Ok(size),
+            None => super::regex::compiled_size(translated, POLICY_REGEX_BUDGET).inspect(|&size| {
+                self.memo.0.insert(translated.to_owned(), size);
+            }),
+        };
+        let fits = match measured {
+            Ok(size) if size > left => Err(SizeError::TooLarge),
+            other => other,
+        };
+        match fits {
             Ok(size) => {
                 self.regex_bytes += size;
                 true

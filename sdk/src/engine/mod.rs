@@ -232,6 +232,7 @@ impl Engine {
         let mut log = SetBuilder::new(Signal::Log);
         let mut trace = SetBuilder::new(Signal::Trace);
         let mut seen_ids = std::collections::HashSet::new();
+        let mut sizes = compile::SizeMemo::default();
 
         for policy in ordered {
             let runtime = registry.runtime(&policy.id);
@@ -246,7 +247,7 @@ impl Engine {
                     "duplicate id in this policy set",
                 ));
             }
-            let compiled = compile::compile_policy(policy);
+            let compiled = compile::compile_policy_with(policy, &mut sizes);
             let signal = crate::policy::signal_of(policy);
             let shadow = is_shadow(policy);
             if shadow && matches!(signal, Some(Signal::Log | Signal::Trace)) {
