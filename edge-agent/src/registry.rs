@@ -46,7 +46,8 @@ struct State {
     providers: Vec<ProviderState>,
     /// Content hash of each active policy, by id.
     policy_hashes: HashMap<String, String>,
-    /// The provider whose copy of a policy id is (or last was) active.
+    /// The provider whose copy of a policy id is active, or was until it
+    /// was removed with counts still to report.
     owners: HashMap<String, String>,
     /// (policy id, provider whose copy lost to a later provider).
     shadowed: Vec<(String, String)>,
@@ -54,6 +55,8 @@ struct State {
 
 #[derive(Default)]
 struct Ledger {
+    /// Totals since start of the active policies: a removed policy's
+    /// series leave `/_edge/metrics` with it.
     totals: BTreeMap<String, StatsDelta>,
     /// Deltas not yet acknowledged by each provider, by policy id.
     unsent: HashMap<String, BTreeMap<String, StatsDelta>>,
@@ -145,11 +148,23 @@ impl PolicyRegistry {
             tracing::warn!(policy = %id, shadowed_provider = %owner, "duplicate policy id: the later provider's copy wins");
         }
         state.shadowed = shadowed;
-        state.owners.extend(owners);
         state.policy_hashes = set
             .iter()
             .map(|p| (p.id.clone(), policy_set_hash(std::slice::from_ref(p))))
             .collect();
+        {
+            // Removed ids are forgotten, except by the provider that still
+            // has to report their last counts.
+            let mut ledger = lock(&self.ledger);
+            let state = &mut *state;
+            let active = &state.policy_hashes;
+            ledger.totals.retain(|id, _| active.contains_key(id));
+            let unsent = &ledger.unsent;
+            state.owners.retain(|id, _| {
+                active.contains_key(id) || unsent.values().any(|d| d.contains_key(id))
+            });
+        }
+        state.owners.extend(owners);
         let engine = self.handle.replace(&set);
         let invalid = engine
             .policies()
@@ -226,11 +241,15 @@ impl PolicyRegistry {
         if deltas.is_empty() {
             return;
         }
-        let owners = lock(&self.state).owners.clone();
+        let state = lock(&self.state);
         let mut ledger = lock(&self.ledger);
         for (id, delta) in deltas {
-            ledger.totals.entry(id.clone()).or_default().merge(&delta);
-            if let Some(owner) = owners.get(&id) {
+            // Counts a scrape still running on a replaced set made for a
+            // removed policy go to its provider's report, not to totals.
+            if state.policy_hashes.contains_key(&id) {
+                ledger.totals.entry(id.clone()).or_default().merge(&delta);
+            }
+            if let Some(owner) = state.owners.get(&id) {
                 ledger
                     .unsent
                     .entry(owner.clone())
@@ -432,6 +451,34 @@ mod tests {
         let totals = r.totals();
         assert_eq!(totals["f"].match_hits, 3);
         assert_eq!(totals["g"].match_hits, 6);
+    }
+
+    #[test]
+    fn a_removed_policy_leaves_the_totals_and_its_last_counts_reach_its_provider() {
+        let r = registry();
+        r.update(
+            "file",
+            vec![drop_named("f", "a"), drop_named("gone", "b")],
+            "h1".into(),
+            vec![],
+        );
+        let old = r.engine();
+        assert!(!old.evaluate_metric(&Named("b")));
+        assert_eq!(r.totals()["gone"].match_hits, 1);
+        r.update("file", vec![drop_named("f", "a")], "h2".into(), vec![]);
+        assert!(!r.totals().contains_key("gone"), "{:?}", r.totals());
+        // A scrape that started on the old set counts after the update.
+        assert!(!old.evaluate_metric(&Named("b")));
+        drop(old);
+        assert!(!r.totals().contains_key("gone"), "late counts stay out");
+        assert_eq!(
+            r.take_unsent("file")["gone"].match_hits,
+            1,
+            "the provider still reports the removed policy's counts"
+        );
+        // Once reported, the removed id is forgotten at the next update.
+        r.update("file", vec![drop_named("f", "a")], "h3".into(), vec![]);
+        assert_eq!(r.owner("gone"), None);
     }
 
     #[test]

@@ -568,6 +568,146 @@ fn invalid_regex_in_redact() {
 }
 
 // ---------------------------------------------------------------------------
+// regex size budget (issue 16): a pattern that parses can still compile to
+// an automaton too large to hold; validation refuses it, naming the field
+
+#[test]
+fn a_regex_over_the_per_policy_budget_is_refused_naming_its_field() {
+    let err = invalid_yaml(&metric_policy(
+        "huge",
+        "  match:\n    - metric_field: name\n      regex: '(\\w{1000}){1000}'\n  keep: false\n",
+    ));
+    let e = only_error_prefix(
+        &err,
+        "huge",
+        "metric.match[0].regex",
+        "metric: match[0]: regex \"(\\\\w{1000}){1000}\" is too large",
+    );
+    assert!(e.reason.contains("1024 KiB"), "names the budget: {e}");
+
+    // Two regexes that fit alone but not together in one policy: the one
+    // that goes over is named.
+    let err = invalid_yaml(&log_policy(
+        "pair",
+        "  match:\n    - log_field: body\n      regex: '^a(\\w{100}){100}$'\n    - log_attribute: x\n      regex: '^b(\\w{100}){100}$'\n  keep: none\n",
+    ));
+    let e = only_error_prefix(
+        &err,
+        "pair",
+        "log.match[1].regex",
+        "log: match[1]: regex \"^b(\\\\w{100}){100}$\" is too large",
+    );
+    assert!(e.reason.contains("other regexes"), "{e}");
+
+    // A redaction's regex counts against the same budget.
+    let err = invalid_yaml(&log_policy(
+        "redact",
+        "  match:\n    - log_field: body\n      exists: true\n  transform:\n    redact:\n      - log_field: body\n        regex: '(\\w{1000}){1000}'\n        replacement: X\n",
+    ));
+    only_error_prefix(
+        &err,
+        "redact",
+        "log.transform.redact[0].regex",
+        "log: transform: redact[0]: regex",
+    );
+
+    // An ordinary large pattern is well within it.
+    valid_yaml(&metric_policy(
+        "ordinary",
+        "  match:\n    - datapoint_attribute: path\n      regex: '^/api/v[0-9]+/.{0,200}$'\n  keep: false\n",
+    ));
+}
+
+#[test]
+fn policy_ids_with_control_characters_are_refused() {
+    for id in ["a\u{1b}[2Jb", "two\nlines", "bell\u{7}", "c1\u{9b}"] {
+        let policy = pb::Policy {
+            id: id.into(),
+            name: "n".into(),
+            enabled: true,
+            target: Some(Target::Metric(pb::MetricTarget {
+                r#match: vec![pb::MetricMatcher {
+                    field: Some(pb::metric_matcher::Field::MetricField(
+                        pb::MetricField::Name as i32,
+                    )),
+                    r#match: Some(pb::metric_matcher::Match::Exact("x".into())),
+                    ..Default::default()
+                }],
+                keep: false,
+            })),
+            ..Default::default()
+        };
+        let err = validate(&policy).expect_err("control characters refused");
+        only_error(&err, id, "id", "id: contains control characters");
+    }
+}
+
+/// Regexes with no literal of two bytes or more share one automaton per
+/// field on an Edge; those that would push it over its budget are left
+/// out one by one (in id order), and every other policy keeps running.
+#[test]
+fn policies_that_fit_alone_but_not_together_are_left_out_alone() {
+    // Each about 950 KiB compiled: under the 1 MiB per-policy budget, and
+    // five of them are over the 4 MiB a field's shared automaton may take.
+    let heavy: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .map(|p| format!("^{p}(\\w{{170}}){{100}}$"))
+        .collect();
+    let mut yaml = String::from("policies:\n");
+    for (i, pattern) in heavy.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - id: heavy-{i}\n    name: heavy\n    metric:\n      match:\n        - metric_field: name\n          regex: '{pattern}'\n      keep: false\n"
+        ));
+    }
+    yaml.push_str(
+        "  - id: ordinary\n    name: ordinary\n    metric:\n      match:\n        - metric_field: name\n          exact: debug_total\n      keep: false\n",
+    );
+    let policies = load_all(&yaml);
+    for p in &policies {
+        validate(p).unwrap_or_else(|e| panic!("{} is valid alone: {e}", p.id));
+    }
+    assert!(validate_all(&policies).is_empty());
+
+    let engine = Engine::compile(&policies, &StatsRegistry::new());
+    let errors: Vec<(&str, Vec<String>)> = engine
+        .policies()
+        .iter()
+        .map(|p| (p.id.as_str(), p.error_messages()))
+        .collect();
+    for (id, messages) in &errors[..4] {
+        assert!(messages.is_empty(), "{id} fits: {messages:?}");
+    }
+    let (id, messages) = &errors[4];
+    assert_eq!(*id, "heavy-4");
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0]
+            .starts_with("metric: match[0]: regex does not fit in this field's shared automaton"),
+        "{messages:?}"
+    );
+    assert!(errors[5].1.is_empty(), "{errors:?}");
+    assert_eq!(
+        engine.metric_policy_count(),
+        5,
+        "everything but heavy-4 runs"
+    );
+    assert!(
+        !engine.evaluate_metric(&metric("debug_total")),
+        "ordinary drops"
+    );
+    let a_name = format!("a{}", "x".repeat(17_000));
+    assert!(
+        !engine.evaluate_metric(&metric(a_name.leak())),
+        "heavy-0 drops"
+    );
+    let e_name = format!("e{}", "x".repeat(17_000));
+    assert!(
+        engine.evaluate_metric(&metric(e_name.leak())),
+        "heavy-4 is inert"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // invalid hex
 
 #[test]

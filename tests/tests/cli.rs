@@ -1100,6 +1100,43 @@ fn validate_accepts_valid_files_and_counts_them() {
     assert!(out.contains("1 policy valid"), "{out}");
 }
 
+/// Issue 16: a regex that parses but compiles over the per-policy budget
+/// used to pass `validate` and `test`, then disabled every metric policy of
+/// an Edge. Both commands now refuse it, naming the file, policy and field.
+#[test]
+fn validate_and_test_refuse_a_regex_over_the_budget() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("huge");
+    let file = dir.join("huge.yaml");
+    write(
+        &file,
+        &policies_file(&[drop_item("huge", "Huge", "regex", r"(\\w{1000}){1000}")]),
+    );
+    let scrape = work.path().join("scrape.txt");
+    write(&scrape, EXPOSITION);
+    let check = |stderr: &str| {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("\"huge\""))
+            .unwrap_or_else(|| panic!("the policy is not named:\n{stderr}"));
+        assert!(line.contains(path_str(&file)), "{stderr}");
+        assert!(line.contains("metric.match[0].regex"), "{stderr}");
+        assert!(line.contains("too large"), "{stderr}");
+    };
+    check(&tero(&["policy", "validate", "-f", path_str(&dir)]).fails(1));
+    check(
+        &tero(&[
+            "policy",
+            "test",
+            "-f",
+            path_str(&dir),
+            "--input",
+            path_str(&scrape),
+        ])
+        .fails(1),
+    );
+}
+
 // ------------------------------------------------------- 6. policy test
 
 /// A family of `n` counter series with its HELP and TYPE.

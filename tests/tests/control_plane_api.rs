@@ -654,6 +654,47 @@ fn http_invalid_policies_and_scopes_name_the_policy_and_the_field() {
     assert_eq!(audit["events"].as_array().unwrap().len(), 1, "{audit}");
 }
 
+/// Issue 16: a regex that parses but compiles to an automaton over the
+/// per-policy budget, and an id with control characters, are refused with
+/// the field named (the API used to accept both).
+#[test]
+fn http_oversized_regexes_and_control_characters_in_ids_are_refused() {
+    let cp = start("budget");
+    let err = assert_error(
+        cp.api(
+            "POST",
+            "/api/v1/policies",
+            Some(&json!({ "policy": metric_policy("huge", r"(\w{1000}){1000}") })),
+        ),
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(err["field"], "policy.metric.match[0].regex", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("too large"),
+        "{err}"
+    );
+    let err = assert_error(
+        cp.api(
+            "POST",
+            "/api/v1/policies",
+            Some(&json!({ "policy": metric_policy("clear\u{1b}[2J", "^x") })),
+        ),
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(err["field"], "policy.id", "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("control characters"),
+        "{err}"
+    );
+    let (_, list) = cp.api("GET", "/api/v1/policies", None);
+    assert!(ids(&list).is_empty(), "nothing stored: {list}");
+}
+
 // ----------------------------------------------------------- HTTP: auth
 
 #[test]

@@ -193,6 +193,45 @@ fn policy_file_created_after_start_is_picked_up() {
     );
 }
 
+/// Issue 16: a policy removed from the set used to keep its series in
+/// `/_edge/metrics` for the life of the process.
+#[test]
+fn a_removed_policy_leaves_the_self_metrics() {
+    let up = upstream();
+    let dir = temp_dir();
+    let path = dir.path().join("policies.yaml");
+    let both = format!(
+        "{DROP_FDS}  - id: drop-debug\n    name: Drop debug\n    metric:\n      match:\n        - metric_field: name\n          starts_with: debug_\n      keep: false\n"
+    );
+    std::fs::write(&path, both).unwrap();
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "policy_providers": [{"id": "local", "type": "file", "path": path}],
+        }),
+        dir.clone(),
+        "edge-removed-policy",
+    );
+    let body = scrape(&edge);
+    assert!(!body.contains("debug_cache_entries"), "{body}");
+    let hits = "edge_policy_match_hits_total{policy_id=\"drop-debug\"}";
+    assert!(edge.self_metric(hits) >= 2.0);
+
+    write_atomically(&path, DROP_FDS);
+    wait_for(Duration::from_secs(5), "the shorter set applied", || {
+        (scrape(&edge) == WITHOUT_FDS).then_some(())
+    });
+    let metrics = edge.self_metrics();
+    assert!(
+        !metrics.contains("policy_id=\"drop-debug\""),
+        "the removed policy's series are gone:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("edge_policy_match_hits_total{policy_id=\"drop-fds\"}"),
+        "{metrics}"
+    );
+}
+
 #[test]
 fn bad_policy_file_edit_keeps_the_last_good_policies() {
     let up = upstream();
@@ -387,6 +426,49 @@ fn sync_carries_identity_and_hits(encoding: &str) {
     });
     let total: i64 = server.requests().iter().map(|r| r.hits("drop-debug")).sum();
     assert_eq!(total, 6);
+}
+
+/// Issue 16 over polling: a policy whose regex cannot join the others'
+/// (here the one that pushes a field's shared automaton over its budget)
+/// is reported with its reason in the statuses of the next sync, errored in
+/// `/_edge/policies`, and the other policies run.
+#[test]
+fn a_policy_that_does_not_fit_with_the_others_is_reported_in_the_poll_statuses() {
+    let up = upstream();
+    let dir = temp_dir();
+    let mut yaml = String::from("policies:\n");
+    for (i, p) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - id: heavy-{i}\n    name: heavy\n    metric:\n      match:\n        - metric_field: name\n          regex: '^{p}(\\w{{170}}){{100}}$'\n      keep: false\n"
+        ));
+    }
+    yaml.push_str(DROP_FDS.trim_start().trim_start_matches("policies:\n"));
+    let server = SyncServer::start(response_from_yaml(&yaml, "hash-heavy"));
+    let edge = http_edge(&up, &server, &dir, "edge-heavy-poll", 1, json!({}));
+    assert_eq!(scrape(&edge), WITHOUT_FDS, "the ordinary policy runs");
+    let p = edge.policies();
+    let errors = policy(&p, "heavy-4")["errors"].as_array().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{p:#}");
+    assert!(
+        policy(&p, "heavy-3")["errors"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let reported = wait_for(Duration::from_secs(5), "a sync reporting the error", || {
+        server.requests().into_iter().find_map(|r| {
+            r.request
+                .policy_statuses
+                .iter()
+                .find(|s| s.id == "heavy-4" && !s.errors.is_empty())
+                .cloned()
+        })
+    });
+    assert!(
+        reported.errors[0].contains("does not fit in this field's shared automaton"),
+        "{reported:?}"
+    );
+    assert_eq!(edge.self_metric("edge_policy_errors"), 1.0);
 }
 
 #[test]

@@ -1014,6 +1014,102 @@ fn a_real_edge_refuses_bad_snapshots_and_keeps_running_what_it_has() {
     assert_eq!(provider(&edge)["transport"], "stream");
 }
 
+/// Issue 16: one regex too large to compile (`(\w{1000}){1000}`), or
+/// policies that each pass validation but whose regexes do not fit
+/// together in one field's shared automaton, used to leave the edge with no
+/// metric policy at all while it ACKed. Now only the offenders are refused
+/// (NACKed with their reasons, errored in `/_edge/policies`, counted in
+/// `edge_policy_errors`) and the rest run.
+#[test]
+fn policies_that_do_not_fit_together_are_refused_alone_and_the_rest_run() {
+    let fake = FakeControlPlane::start();
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "service": {"name": "checkout", "instance_id": "edge-heavy"},
+            "policy_providers": [{
+                "id": "cp",
+                "type": "grpc",
+                "url": fake.url(),
+                "headers": [{"name": "Authorization", "value": "Bearer test-key"}],
+            }],
+        }),
+        tempdir(),
+        "edge",
+    );
+    wait_for(Duration::from_secs(5), "the edge's hello", || {
+        let state = fake.state.lock().unwrap();
+        state
+            .received
+            .iter()
+            .any(|m| matches!(m.message, Some(EdgeMsg::Hello(_))))
+            .then_some(())
+    });
+    // Regexes with no literal prefix or suffix, about 950 KiB compiled
+    // each: under the 1 MiB per-policy budget, over the 4 MiB a field's
+    // shared automaton may take when five share it.
+    let mut policies: Vec<Policy> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            name_policy(
+                &format!("heavy-{i}"),
+                metric_matcher::Match::Regex(format!("^{p}(\\w{{170}}){{100}}$")),
+            )
+        })
+        .collect();
+    for p in &policies {
+        tero_sdk::policy::validate(p).unwrap_or_else(|e| panic!("valid alone: {e}"));
+    }
+    // What an older control plane (or a file) could still send.
+    policies.push(name_policy(
+        "huge",
+        metric_matcher::Match::Regex(r"(\w{1000}){1000}".into()),
+    ));
+    policies.push(name_policy(
+        "drop-fds",
+        metric_matcher::Match::Exact("process_open_fds".into()),
+    ));
+    let (hash, body) = sync_response(policies);
+    let answer = nack(fake.offer(1, &hash, body), 1);
+    eprintln!("NACK: {answer:?}");
+    assert_eq!(answer.message, "", "not refused as a whole: {answer:?}");
+    let refused: Vec<(&str, &str)> = answer
+        .errors
+        .iter()
+        .map(|e| (e.policy_id.as_str(), e.errors[0].as_str()))
+        .collect();
+    assert_eq!(refused.len(), 2, "{answer:?}");
+    assert_eq!(refused[0].0, "heavy-4");
+    assert!(
+        refused[0]
+            .1
+            .contains("does not fit in this field's shared automaton"),
+        "{answer:?}"
+    );
+    assert_eq!(refused[1].0, "huge");
+    assert!(refused[1].1.contains("is too large"), "{answer:?}");
+
+    let body = scrape(&edge);
+    assert!(
+        !body.contains("process_open_fds"),
+        "the ordinary policy keeps dropping:\n{body}"
+    );
+    assert!(body.contains("debug_cache_entries"), "{body}");
+    let policies = edge_policies(&edge);
+    assert_eq!(policies.len(), 7, "{policies:?}");
+    for (id, errors) in &policies {
+        let offender = id == "heavy-4" || id == "huge";
+        assert_eq!(errors.is_empty(), !offender, "{id}: {errors:?}");
+    }
+    assert_eq!(edge.self_metric("edge_policy_errors"), 2.0);
+    assert_eq!(
+        edge.self_metric("edge_policies_loaded{signal=\"metric\"}"),
+        5.0
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The control plane asks an edge to slow down
 // ---------------------------------------------------------------------------

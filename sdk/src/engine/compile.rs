@@ -11,6 +11,7 @@ use tero_proto::policy::{self as pb, policy::Target};
 
 use super::keep::{LogKeep, SamplingConfig, TraceKeep};
 use super::matchers::{CmpOp, Pattern, TextOp};
+use super::regex::{POLICY_REGEX_BUDGET, SizeError};
 use super::sampling;
 use super::selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
 use super::transform::{Add, Redact, Rename, Transform};
@@ -19,10 +20,14 @@ use crate::policy::{PathSeg, PolicyError, Signal};
 
 /// One compiled matcher: where to look, what must hold, and whether the
 /// result is inverted.
+#[derive(Clone)]
 pub(crate) struct MatcherSpec<S> {
     pub(crate) selector: S,
     pub(crate) pattern: Pattern,
     pub(crate) negated: bool,
+    /// Where the matcher is in the policy (`match[i]`), for errors the
+    /// engine finds only when it indexes the policy with the others.
+    pub(crate) location: Vec<PathSeg>,
 }
 
 pub(crate) enum CompiledTarget {
@@ -42,11 +47,26 @@ pub(crate) enum CompiledTarget {
     },
 }
 
+/// Compiled sizes of the translated patterns measured so far: a pattern
+/// many policies of a set share is measured once.
+#[derive(Default)]
+pub(crate) struct SizeMemo(std::collections::HashMap<String, usize>);
+
 /// Compiles the target of `policy`, or returns all of its errors.
 pub(crate) fn compile_policy(policy: &pb::Policy) -> Result<CompiledTarget, Vec<PolicyError>> {
+    compile_policy_with(policy, &mut SizeMemo::default())
+}
+
+/// [`compile_policy`] for one policy of a set.
+pub(crate) fn compile_policy_with(
+    policy: &pb::Policy,
+    memo: &mut SizeMemo,
+) -> Result<CompiledTarget, Vec<PolicyError>> {
     let mut c = Compiler {
         signal: None,
         errors: Vec::new(),
+        regex_bytes: 0,
+        memo,
     };
     let compiled = c.target(policy);
     match compiled {
@@ -73,18 +93,31 @@ pub(crate) fn missing_id(policy: &pb::Policy) -> Option<PolicyError> {
         .then(|| PolicyError::new(None, Vec::new(), Some("id"), "required"))
 }
 
-/// Envelope rules of the API validator: an id to order by and report under.
+/// Envelope rules of the API validator: an id to order by and report under,
+/// printable wherever ids are shown (a terminal, a log line, a table).
 fn envelope_errors(policy: &pb::Policy) -> Vec<PolicyError> {
     let mut errors: Vec<PolicyError> = missing_id(policy).into_iter().collect();
+    if policy.id.chars().any(char::is_control) {
+        errors.push(PolicyError::new(
+            None,
+            Vec::new(),
+            Some("id"),
+            "contains control characters",
+        ));
+    }
     if policy.name.trim().is_empty() {
         errors.push(PolicyError::new(None, Vec::new(), Some("name"), "required"));
     }
     errors
 }
 
-struct Compiler {
+struct Compiler<'m> {
     signal: Option<Signal>,
     errors: Vec<PolicyError>,
+    /// Compiled size of the policy's regexes so far, against
+    /// [`POLICY_REGEX_BUDGET`].
+    regex_bytes: usize,
+    memo: &'m mut SizeMemo,
 }
 
 /// A match member, borrowed from any of the three matcher messages.
@@ -126,7 +159,7 @@ enum Resolved<S> {
     Enum(S, i64),
 }
 
-impl Compiler {
+impl Compiler<'_> {
     fn err(
         &mut self,
         location: Vec<PathSeg>,
@@ -158,6 +191,52 @@ impl Compiler {
             Some(Target::Trace(t)) => {
                 self.signal = Some(Signal::Trace);
                 self.trace(t)
+            }
+        }
+    }
+
+    /// Charges a translated regex to the policy's budget; false (with an
+    /// error naming the field) when it does not fit.
+    fn charge_regex(&mut self, translated: &str, written: &str, loc: &[PathSeg]) -> bool {
+        let left = POLICY_REGEX_BUDGET.saturating_sub(self.regex_bytes);
+        let measured = match self.memo.0.get(translated) {
+            Some(&size) => Ok(size),
+            None => super::regex::compiled_size(translated, POLICY_REGEX_BUDGET).inspect(|&size| {
+                self.memo.0.insert(translated.to_owned(), size);
+            }),
+        };
+        let fits = match measured {
+            Ok(size) if size > left => Err(SizeError::TooLarge),
+            other => other,
+        };
+        match fits {
+            Ok(size) => {
+                self.regex_bytes += size;
+                true
+            }
+            Err(SizeError::TooLarge) => {
+                let whose = if self.regex_bytes == 0 {
+                    "it compiles"
+                } else {
+                    "with this policy's other regexes, it compiles"
+                };
+                self.err(
+                    loc.to_vec(),
+                    Some("regex"),
+                    format!(
+                        "regex {written:?} is too large: {whose} to more than {} KiB, the per-policy budget; use smaller repetition counts or fewer alternatives",
+                        POLICY_REGEX_BUDGET >> 10
+                    ),
+                );
+                false
+            }
+            Err(SizeError::Invalid(detail)) => {
+                self.err(
+                    loc.to_vec(),
+                    Some("regex"),
+                    format!("invalid regex {written:?}: {detail}"),
+                );
+                false
             }
         }
     }
@@ -224,11 +303,13 @@ impl Compiler {
                     selector,
                     pattern: Pattern::Typed(TypedKey::Int(enum_value)),
                     negated: negate,
+                    location: loc,
                 }),
                 Some(MatchRef::Exists(exists)) => Some(MatcherSpec {
                     selector,
                     pattern: Pattern::Typed(TypedKey::Int(enum_value)),
                     negated: negate ^ !exists,
+                    location: loc,
                 }),
                 Some(_) => {
                     self.err(loc, None, "enum selectors support only `exists`");
@@ -251,6 +332,7 @@ impl Compiler {
             MatchRef::EndsWith(s) => (text(TextOp::Suffix, s), negate),
             MatchRef::Contains(s) => (text(TextOp::Contains, s), negate),
             MatchRef::Regex(s) => match super::regex::translate(s, ci) {
+                Ok(translated) if !self.charge_regex(&translated, s, &loc) => return None,
                 Ok(translated) => (
                     Pattern::Text {
                         op: TextOp::Regex,
@@ -307,6 +389,7 @@ impl Compiler {
             selector,
             pattern,
             negated,
+            location: loc,
         })
     }
 
@@ -453,8 +536,19 @@ impl Compiler {
             let selector = self.log_selector(op.field.as_ref().map(LogSel::from_redact), &loc);
             let regex = match &op.regex {
                 None => None,
-                Some(pattern) => match super::regex::build(pattern, false) {
-                    Ok(r) => Some(r),
+                Some(pattern) => match super::regex::translate(pattern, false) {
+                    Ok(t) if !self.charge_regex(&t, pattern, &loc) => continue,
+                    Ok(_) => match super::regex::build(pattern, false) {
+                        Ok(r) => Some(r),
+                        Err(detail) => {
+                            self.err(
+                                loc,
+                                Some("regex"),
+                                format!("invalid regex {pattern:?}: {detail}"),
+                            );
+                            continue;
+                        }
+                    },
                     Err(detail) => {
                         self.err(
                             loc,

@@ -18,9 +18,10 @@ use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 
-use super::matchers::{FieldIndex, MatcherId, Pattern, Single};
+use super::matchers::{FieldIndex, MatcherId, Pattern, RegexCache, Single};
 use super::scratch::Scratch;
 use super::value::FieldValue;
+use crate::policy::PathSeg;
 
 pub(crate) struct MatchIndex<S> {
     selectors: Vec<S>,
@@ -45,6 +46,15 @@ pub(crate) struct IndexBuilder<S> {
     selectors: Vec<S>,
     slot_of: FxHashMap<S, usize>,
     policies: Vec<Vec<(usize, Pattern, bool)>>,
+    /// Where each matcher is in its policy, as `policies` is laid out.
+    locations: Vec<Vec<Vec<PathSeg>>>,
+}
+
+/// A policy the index had to leave out: which matcher, and why.
+pub(crate) struct LeftOut {
+    pub(crate) policy: u32,
+    pub(crate) location: Vec<PathSeg>,
+    pub(crate) reason: String,
 }
 
 /// How often a pattern class is expected to fire, relative to an exact
@@ -72,16 +82,25 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
             selectors: Vec::new(),
             slot_of: FxHashMap::default(),
             policies: Vec::new(),
+            locations: Vec::new(),
         }
     }
 
     /// Registers a policy; its matchers follow through [`Self::matcher`].
     pub(crate) fn policy(&mut self) -> u32 {
         self.policies.push(Vec::new());
+        self.locations.push(Vec::new());
         (self.policies.len() - 1) as u32
     }
 
-    pub(crate) fn matcher(&mut self, policy: u32, selector: S, pattern: Pattern, negated: bool) {
+    pub(crate) fn matcher(
+        &mut self,
+        policy: u32,
+        selector: S,
+        pattern: Pattern,
+        negated: bool,
+        location: Vec<PathSeg>,
+    ) {
         let slot = match self.slot_of.get(&selector) {
             Some(&slot) => slot,
             None => {
@@ -91,9 +110,13 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
             }
         };
         self.policies[policy as usize].push((slot, pattern, negated));
+        self.locations[policy as usize].push(location);
     }
 
-    pub(crate) fn build(self) -> Result<MatchIndex<S>, String> {
+    /// Builds the index. Policies whose anchor did not fit in a shared
+    /// automaton come back in the second member: they can never match in
+    /// this index, and the caller rebuilds without them.
+    pub(crate) fn build(self) -> Result<(MatchIndex<S>, Vec<LeftOut>), String> {
         // How many policies share each positive (field, pattern): an anchor
         // shared by many policies makes all of them candidates at once.
         let key = |slot: usize, p: &Pattern| format!("{slot}:{p:?}");
@@ -109,8 +132,11 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
         let mut groups: FxHashMap<usize, Vec<(MatcherId, Pattern)>> = FxHashMap::default();
         let mut group_order = Vec::new();
         let mut anchor_policy = Vec::new();
+        let mut anchor_location = Vec::new();
         let mut residual = Vec::with_capacity(self.policies.len());
         let mut unconditional = Vec::new();
+        let mut cache = RegexCache::default();
+        let locations = self.locations;
         for (policy, matchers) in self.policies.into_iter().enumerate() {
             let anchor = matchers
                 .iter()
@@ -125,6 +151,7 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
                 if Some(i) == anchor {
                     let id = anchor_policy.len() as MatcherId;
                     anchor_policy.push(policy as u32);
+                    anchor_location.push(locations[policy][i].clone());
                     groups
                         .entry(slot)
                         .or_insert_with(|| {
@@ -135,7 +162,7 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
                 } else {
                     rest.push(Residual {
                         selector: slot,
-                        test: Single::build(pattern)?,
+                        test: Single::build(pattern, &mut cache)?,
                         negated,
                     });
                 }
@@ -146,25 +173,29 @@ impl<S: Clone + Eq + Hash> IndexBuilder<S> {
             residual.push(rest);
         }
         let mut anchors = Vec::with_capacity(group_order.len());
+        let mut left_out = Vec::new();
         for slot in group_order {
             let patterns = groups.remove(&slot).unwrap_or_default();
-            anchors.push((slot, FieldIndex::build(patterns)?));
+            let (index, rejected) = FieldIndex::build(patterns, &mut cache)?;
+            anchors.push((slot, index));
+            left_out.extend(rejected.into_iter().map(|(id, reason)| LeftOut {
+                policy: anchor_policy[id as usize],
+                location: anchor_location[id as usize].clone(),
+                reason,
+            }));
         }
-        Ok(MatchIndex {
+        let index = MatchIndex {
             selectors: self.selectors,
             anchors,
             anchor_policy,
             residual,
             unconditional,
-        })
+        };
+        Ok((index, left_out))
     }
 }
 
 impl<S> MatchIndex<S> {
-    pub(crate) fn policy_count(&self) -> usize {
-        self.residual.len()
-    }
-
     /// Every selector the compiled policies read.
     pub(crate) fn selectors(&self) -> impl Iterator<Item = &S> {
         self.selectors.iter()

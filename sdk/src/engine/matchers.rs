@@ -8,10 +8,13 @@
 //! one value then costs a few automaton passes over that value, and the work
 //! after that is proportional to the matchers that actually fire.
 
+use std::sync::Arc;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use rustc_hash::FxHashMap;
 
+use super::regex::{Matcher, SHARED_REGEX_BUDGET, SizeError, compiled_size};
 use super::scratch::Scratch;
 use super::value::{FieldValue, Number, TypedKey};
 
@@ -94,16 +97,39 @@ struct Bounds {
 /// such a literal in the value. Literals of `^`-anchored regexes can only
 /// occur at the start, so they go into an anchored automaton that stops at
 /// the first byte no literal shares. The rest (no usable literal) run as one
-/// `RegexSet`.
+/// set.
 struct RegexIndex {
-    prefiltered: Vec<(regex::Regex, MatcherId)>,
+    prefiltered: Vec<(Arc<Matcher>, MatcherId)>,
     anchored: Option<Automaton>,
     unanchored: Option<Automaton>,
-    residual: Option<(regex::RegexSet, Vec<MatcherId>)>,
+    residual: Option<(Matcher, Vec<MatcherId>)>,
+}
+
+/// Compiled regexes by translated pattern, so that a pattern many policies
+/// share is compiled (and held) once per engine.
+#[derive(Default)]
+pub(crate) struct RegexCache {
+    compiled: FxHashMap<String, Arc<Matcher>>,
+}
+
+impl RegexCache {
+    pub(crate) fn get(&mut self, pattern: &str) -> Result<Arc<Matcher>, String> {
+        if let Some(m) = self.compiled.get(pattern) {
+            return Ok(m.clone());
+        }
+        let m = Arc::new(Matcher::new(&[pattern])?);
+        self.compiled.insert(pattern.to_owned(), m.clone());
+        Ok(m)
+    }
 }
 
 impl FieldIndex {
-    pub(crate) fn build(patterns: Vec<(MatcherId, Pattern)>) -> Result<Self, String> {
+    /// Builds the index, leaving out (and returning, with the reason) the
+    /// matchers that do not fit in the field's shared regex automaton.
+    pub(crate) fn build(
+        patterns: Vec<(MatcherId, Pattern)>,
+        cache: &mut RegexCache,
+    ) -> Result<(Self, Vec<(MatcherId, String)>), String> {
         let mut index = FieldIndex::default();
         let mut sensitive = TextPatterns::default();
         let mut insensitive = TextPatterns::default();
@@ -151,10 +177,13 @@ impl FieldIndex {
         if !insensitive.is_empty() {
             index.insensitive = Some(insensitive.build()?);
         }
+        let mut left_out = Vec::new();
         if !regexes.is_empty() {
-            index.regexes = Some(RegexIndex::build(regexes)?);
+            let (regex_index, rejected) = RegexIndex::build(regexes, cache)?;
+            index.regexes = Some(regex_index);
+            left_out = rejected;
         }
-        Ok(index)
+        Ok((index, left_out))
     }
 
     /// Reports every matcher whose inner condition holds for `value`.
@@ -197,7 +226,7 @@ pub(crate) enum Single {
         op: TextOp,
         pattern: String,
         case_insensitive: bool,
-        regex: Option<regex::Regex>,
+        regex: Option<Arc<Matcher>>,
     },
     Typed(TypedKey),
     Compare(CmpOp, Number),
@@ -205,7 +234,7 @@ pub(crate) enum Single {
 }
 
 impl Single {
-    pub(crate) fn build(pattern: Pattern) -> Result<Single, String> {
+    pub(crate) fn build(pattern: Pattern, cache: &mut RegexCache) -> Result<Single, String> {
         Ok(match pattern {
             Pattern::Exists => Single::Exists,
             Pattern::Never => Single::Never,
@@ -216,10 +245,7 @@ impl Single {
                 pattern,
                 case_insensitive,
             } => {
-                let regex = regex::RegexBuilder::new(&pattern)
-                    .size_limit(16 << 20)
-                    .build()
-                    .map_err(|e| e.to_string())?;
+                let regex = cache.get(&pattern)?;
                 Single::Text {
                     op: TextOp::Regex,
                     pattern,
@@ -411,7 +437,12 @@ impl Automaton {
 }
 
 impl RegexIndex {
-    fn build(patterns: Vec<(String, MatcherId)>) -> Result<Self, String> {
+    fn build(
+        patterns: Vec<(String, MatcherId)>,
+        cache: &mut RegexCache,
+    ) -> Result<(Self, Vec<(MatcherId, String)>), String> {
+        let mut shared_bytes = 0;
+        let mut rejected = Vec::new();
         let mut prefiltered = Vec::new();
         let mut anchored_literals: Vec<(String, MatcherId)> = Vec::new();
         let mut unanchored_literals: Vec<(String, MatcherId)> = Vec::new();
@@ -421,11 +452,7 @@ impl RegexIndex {
             match required_literals(&pattern) {
                 Some(Literals { texts, at_start }) => {
                     let slot = u32::try_from(prefiltered.len()).expect("fewer than 2^32 regexes");
-                    let regex = regex::RegexBuilder::new(&pattern)
-                        .size_limit(16 << 20)
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    prefiltered.push((regex, id));
+                    prefiltered.push((cache.get(&pattern)?, id));
                     let owner = if at_start {
                         &mut anchored_literals
                     } else {
@@ -433,28 +460,40 @@ impl RegexIndex {
                     };
                     owner.extend(texts.into_iter().map(|l| (l, slot)));
                 }
-                None => {
-                    residual_patterns.push(pattern);
-                    residual_ids.push(id);
-                }
+                // Added in order while the shared automaton stays within its
+                // budget; a regex that would push it over is left out alone,
+                // and every other policy keeps running.
+                None => match compiled_size(&pattern, SHARED_REGEX_BUDGET - shared_bytes) {
+                    Ok(size) => {
+                        shared_bytes += size;
+                        residual_patterns.push(pattern);
+                        residual_ids.push(id);
+                    }
+                    Err(SizeError::TooLarge) => rejected.push((
+                        id,
+                        format!(
+                            "regex does not fit in this field's shared automaton: the regexes without a literal prefix or suffix of one field compile together to at most {} KiB on an Edge, and policies with lower ids already use {} KiB; this policy is not run",
+                            SHARED_REGEX_BUDGET >> 10,
+                            shared_bytes >> 10
+                        ),
+                    )),
+                    Err(SizeError::Invalid(detail)) => return Err(detail),
+                },
             }
         }
         let residual = if residual_patterns.is_empty() {
             None
         } else {
-            let set = regex::RegexSetBuilder::new(&residual_patterns)
-                .size_limit(64 << 20)
-                .dfa_size_limit(16 << 20)
-                .build()
-                .map_err(|e| e.to_string())?;
-            Some((set, residual_ids))
+            let patterns: Vec<&str> = residual_patterns.iter().map(String::as_str).collect();
+            Some((Matcher::new(&patterns)?, residual_ids))
         };
-        Ok(RegexIndex {
+        let index = RegexIndex {
             prefiltered,
             anchored: Automaton::build(anchored_literals, StartKind::Anchored)?,
             unanchored: Automaton::build(unanchored_literals, StartKind::Unanchored)?,
             residual,
-        })
+        };
+        Ok((index, rejected))
     }
 
     fn collect(&self, text: &str, scratch: &mut Scratch) {
@@ -481,9 +520,7 @@ impl RegexIndex {
             scratch.candidates = candidates;
         }
         if let Some((set, ids)) = &self.residual {
-            for i in set.matches(text).iter() {
-                scratch.fire(ids[i]);
-            }
+            set.each_match(text, |i| scratch.fire(ids[i]));
         }
     }
 }
@@ -563,6 +600,12 @@ impl Bounds {
 mod tests {
     use super::*;
 
+    impl FieldIndex {
+        fn build_for_test(patterns: Vec<(MatcherId, Pattern)>) -> Result<Self, String> {
+            FieldIndex::build(patterns, &mut RegexCache::default()).map(|(index, _)| index)
+        }
+    }
+
     fn fired(index: &FieldIndex, value: FieldValue<'_>) -> Vec<MatcherId> {
         let mut scratch = Scratch::default();
         scratch.begin(64);
@@ -582,7 +625,7 @@ mod tests {
 
     #[test]
     fn each_text_operator() {
-        let index = FieldIndex::build(vec![
+        let index = FieldIndex::build_for_test(vec![
             (0, text(TextOp::Exact, "http_requests_total", false)),
             (1, text(TextOp::Prefix, "http_", false)),
             (2, text(TextOp::Prefix, "http_requests", false)),
@@ -609,7 +652,7 @@ mod tests {
 
     #[test]
     fn missing_and_empty_values_fire_nothing() {
-        let index = FieldIndex::build(vec![
+        let index = FieldIndex::build_for_test(vec![
             (0, Pattern::Exists),
             (1, text(TextOp::Contains, "", false)),
         ])
@@ -623,7 +666,7 @@ mod tests {
 
     #[test]
     fn typed_and_numeric() {
-        let index = FieldIndex::build(vec![
+        let index = FieldIndex::build_for_test(vec![
             (0, Pattern::Typed(TypedKey::Int(200))),
             (1, Pattern::Compare(CmpOp::Gt, Number::Int(100))),
             (2, Pattern::Compare(CmpOp::Gte, Number::Double(200.0))),
@@ -652,7 +695,7 @@ mod tests {
             "x",
             "foo.*bar",
         ];
-        let index = FieldIndex::build(
+        let index = FieldIndex::build_for_test(
             patterns
                 .iter()
                 .enumerate()
@@ -684,7 +727,7 @@ mod tests {
 
     #[test]
     fn bytes_meet_string_matchers_as_lowercase_hex() {
-        let index = FieldIndex::build(vec![
+        let index = FieldIndex::build_for_test(vec![
             (0, text(TextOp::Exact, "0aff", false)),
             (1, Pattern::Typed(TypedKey::Bytes(vec![0x0a, 0xff].into()))),
         ])

@@ -39,6 +39,7 @@ use arc_swap::ArcSwap;
 use tero_proto::policy::{self as pb, TraceField};
 
 pub use record::{LogView, LogViewMut, MetricView, SpanView, SpanViewMut};
+pub use regex::{POLICY_REGEX_BUDGET, SHARED_REGEX_BUDGET};
 pub use selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
 pub use shadow::{SHADOW_CAPABILITY, declares_shadow, is_shadow};
 pub use stats::{PolicyRuntime, PolicyStats, StatsDelta, StatsRegistry};
@@ -46,7 +47,7 @@ pub use value::FieldValue;
 
 use crate::policy::{PolicyError, Signal};
 use compile::{CompiledTarget, MatcherSpec};
-use index::{IndexBuilder, MatchIndex};
+use index::{IndexBuilder, LeftOut, MatchIndex};
 use keep::{LogKeep, Rank, TraceKeep};
 use scratch::{with_matched, with_scratch};
 
@@ -226,11 +227,12 @@ impl Engine {
         ordered.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
 
         let mut infos = Vec::with_capacity(ordered.len());
-        let mut metric = SetBuilder::new();
-        let mut shadow_metric = SetBuilder::new();
-        let mut log = SetBuilder::new();
-        let mut trace = SetBuilder::new();
+        let mut metric = SetBuilder::new(Signal::Metric);
+        let mut shadow_metric = SetBuilder::new(Signal::Metric);
+        let mut log = SetBuilder::new(Signal::Log);
+        let mut trace = SetBuilder::new(Signal::Trace);
         let mut seen_ids = std::collections::HashSet::new();
+        let mut sizes = compile::SizeMemo::default();
 
         for policy in ordered {
             let runtime = registry.runtime(&policy.id);
@@ -245,7 +247,7 @@ impl Engine {
                     "duplicate id in this policy set",
                 ));
             }
-            let compiled = compile::compile_policy(policy);
+            let compiled = compile::compile_policy_with(policy, &mut sizes);
             let signal = crate::policy::signal_of(policy);
             let shadow = is_shadow(policy);
             if shadow && matches!(signal, Some(Signal::Log | Signal::Trace)) {
@@ -313,14 +315,32 @@ impl Engine {
         let live: std::collections::HashSet<&str> = infos.iter().map(|i| i.id.as_str()).collect();
         registry.retain(&|id| live.contains(id));
 
+        let (metric, mut failed) = metric.build();
+        let (shadow_metric, more) = shadow_metric.build();
+        failed.extend(more);
+        let (log, more) = log.build();
+        failed.extend(more);
+        let (trace, more) = trace.build();
+        failed.extend(more);
+        for (id, error) in failed {
+            tracing::warn!(policy = %id, error = %error, "policy left out of the matcher index; the other policies run");
+            // The indexed copy of an id is the one without errors.
+            if let Some(info) = infos
+                .iter_mut()
+                .find(|info| *info.id == *id && info.errors.is_empty())
+            {
+                info.errors.push(error);
+            }
+        }
+
         static GENERATION: AtomicU64 = AtomicU64::new(1);
         Engine {
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
             policies: infos,
-            metric: metric.build(),
-            shadow_metric: shadow_metric.build(),
-            log: log.build(),
-            trace: trace.build(),
+            metric,
+            shadow_metric,
+            log,
+            trace,
         }
     }
 
@@ -604,16 +624,20 @@ fn sample_span<V: SpanViewMut + ?Sized>(keep: &TraceKeep, span: &mut V) -> bool 
     true
 }
 
+/// The policies of one set, indexed together once all are known.
 struct SetBuilder<S, A> {
-    index: IndexBuilder<S>,
-    slots: Vec<Slot<A>>,
+    signal: Signal,
+    entries: Vec<(Slot<A>, Vec<MatcherSpec<S>>)>,
 }
 
+/// A policy a set could not index with the others, and why.
+type Failed = (Arc<str>, PolicyError);
+
 impl<S: Clone + Eq + std::hash::Hash, A> SetBuilder<S, A> {
-    fn new() -> Self {
+    fn new(signal: Signal) -> Self {
         Self {
-            index: IndexBuilder::new(),
-            slots: Vec::new(),
+            signal,
+            entries: Vec::new(),
         }
     }
 
@@ -625,37 +649,84 @@ impl<S: Clone + Eq + std::hash::Hash, A> SetBuilder<S, A> {
         action: A,
         matchers: Vec<MatcherSpec<S>>,
     ) {
-        let p = self.index.policy();
-        for m in matchers {
-            self.index.matcher(p, m.selector, m.pattern, m.negated);
-        }
-        self.slots.push(Slot {
+        let slot = Slot {
             id: Arc::from(id),
             runtime,
             rank,
             action,
-        });
+        };
+        self.entries.push((slot, matchers));
     }
 
-    fn build(self) -> SignalSet<S, A> {
-        let index = match self.index.build() {
-            Ok(index) => index,
-            // Patterns were validated one by one; a combined automaton can
-            // still exceed its size limit. Fail open: no policy of this
-            // signal applies, and the reason is visible in the logs.
-            Err(reason) => {
-                tracing::error!(%reason, "matcher index could not be built; policies of this signal are inactive");
-                IndexBuilder::new()
-                    .build()
-                    .unwrap_or_else(|_| unreachable!("an empty index always builds"))
+    fn index(
+        entries: &[(Slot<A>, Vec<MatcherSpec<S>>)],
+    ) -> Result<(MatchIndex<S>, Vec<LeftOut>), String> {
+        let mut builder = IndexBuilder::new();
+        for (_, matchers) in entries {
+            let p = builder.policy();
+            for m in matchers {
+                builder.matcher(
+                    p,
+                    m.selector.clone(),
+                    m.pattern.clone(),
+                    m.negated,
+                    m.location.clone(),
+                );
             }
-        };
-        let slots = if index.policy_count() == 0 {
-            Vec::new()
-        } else {
-            self.slots
-        };
-        SignalSet { index, slots }
+        }
+        builder.build()
+    }
+
+    /// Indexes the policies together. One policy must never take the
+    /// others down with it: a policy whose matchers do not fit in a shared
+    /// automaton, or with which the index cannot be built at all, is left
+    /// out and returned with its error, and the set is rebuilt without it.
+    /// Policies are added in id order, so which one is left out does not
+    /// depend on delivery order.
+    fn build(self) -> (SignalSet<S, A>, Vec<Failed>) {
+        let signal = self.signal;
+        let mut entries = self.entries;
+        let mut failed = Vec::new();
+        loop {
+            match Self::index(&entries) {
+                Ok((index, left_out)) if left_out.is_empty() => {
+                    let slots = entries.into_iter().map(|(slot, _)| slot).collect();
+                    return (SignalSet { index, slots }, failed);
+                }
+                Ok((_, mut left_out)) => {
+                    left_out.sort_by_key(|l| std::cmp::Reverse(l.policy));
+                    for l in left_out {
+                        let (slot, _) = entries.remove(l.policy as usize);
+                        let error =
+                            PolicyError::new(Some(signal), l.location, Some("regex"), l.reason);
+                        failed.push((slot.id, error));
+                    }
+                }
+                Err(reason) => {
+                    // The shortest failing prefix ends with a policy that
+                    // cannot join the ones before it.
+                    let (mut builds, mut fails) = (0, entries.len());
+                    while fails - builds > 1 {
+                        let mid = builds + (fails - builds) / 2;
+                        if Self::index(&entries[..mid]).is_ok() {
+                            builds = mid;
+                        } else {
+                            fails = mid;
+                        }
+                    }
+                    let (slot, _) = entries.remove(fails - 1);
+                    let error = PolicyError::new(
+                        Some(signal),
+                        Vec::new(),
+                        None,
+                        format!(
+                            "the Edge cannot index this policy's matchers with those of policies with lower ids ({reason}); this policy is not run"
+                        ),
+                    );
+                    failed.push((slot.id, error));
+                }
+            }
+        }
     }
 }
 
