@@ -115,6 +115,28 @@ fn series_key(labels: &serde_json::Map<String, Value>) -> Option<String> {
     Some(format!("{name}{{{}}}", pairs.join(",")))
 }
 
+/// The series Prometheus holds for `job`, once it has made three
+/// successful scrapes of it (so every kept series has been ingested).
+fn series_after_three_good_scrapes(prom: &Prometheus, job: &str) -> BTreeSet<String> {
+    wait_for(
+        Duration::from_secs(60),
+        &format!("3 good scrapes of {job}"),
+        || {
+            let value = prom.value(&format!("sum_over_time(up{{job=\"{job}\"}}[1m])"))??;
+            (value >= 3.0).then_some(())
+        },
+    );
+    let v = prom
+        .series(&format!("{{job=\"{job}\"}}"))
+        .expect("series API");
+    v["data"]
+        .as_array()
+        .expect("series list")
+        .iter()
+        .filter_map(|s| series_key(s.as_object()?))
+        .collect()
+}
+
 #[test]
 fn prometheus_sees_exactly_the_kept_series() {
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -161,24 +183,7 @@ fn prometheus_sees_exactly_the_kept_series() {
     let prom = Prometheus::start(dir.path(), &jobs);
 
     for (job, _) in &edges {
-        // Three successful scrapes, so every kept series has been ingested.
-        wait_for(
-            Duration::from_secs(60),
-            &format!("3 good scrapes of {job}"),
-            || {
-                let value = prom.value(&format!("sum_over_time(up{{job=\"{job}\"}}[1m])"))??;
-                (value >= 3.0).then_some(())
-            },
-        );
-        let v = prom
-            .series(&format!("{{job=\"{job}\"}}"))
-            .expect("series API");
-        let seen: BTreeSet<String> = v["data"]
-            .as_array()
-            .expect("series list")
-            .iter()
-            .filter_map(|s| series_key(s.as_object()?))
-            .collect();
+        let seen = series_after_three_good_scrapes(&prom, job);
         assert_eq!(seen, expected_series(), "series of job {job}");
 
         let up = prom.query(&format!("up{{job=\"{job}\"}}")).unwrap();
@@ -273,23 +278,7 @@ fn a_long_line_across_the_input_cap_still_gives_prometheus_a_good_scrape() {
     .map(str::to_owned)
     .collect();
     for (job, edge) in &edges {
-        wait_for(
-            Duration::from_secs(60),
-            &format!("3 good scrapes of {job}"),
-            || {
-                let value = prom.value(&format!("sum_over_time(up{{job=\"{job}\"}}[1m])"))??;
-                (value >= 3.0).then_some(())
-            },
-        );
-        let v = prom
-            .series(&format!("{{job=\"{job}\"}}"))
-            .expect("series API");
-        let seen: BTreeSet<String> = v["data"]
-            .as_array()
-            .expect("series list")
-            .iter()
-            .filter_map(|s| series_key(s.as_object()?))
-            .collect();
+        let seen = series_after_three_good_scrapes(&prom, job);
         assert_eq!(seen, expected, "series of job {job}: those before the cut");
         let text = edge.self_metrics();
         assert!(

@@ -536,11 +536,16 @@ impl Compiler<'_> {
             let selector = self.log_selector(op.field.as_ref().map(LogSel::from_redact), &loc);
             let regex = match &op.regex {
                 None => None,
-                Some(pattern) => match super::regex::translate(pattern, false) {
-                    Ok(t) if !self.charge_regex(&t, pattern, &loc) => continue,
-                    Ok(_) => match super::regex::build(pattern, false) {
-                        Ok(r) => Some(r),
-                        Err(detail) => {
+                Some(pattern) => {
+                    let built = super::regex::translate(pattern, false).map(|t| {
+                        self.charge_regex(&t, pattern, &loc)
+                            .then(|| super::regex::build(pattern, false))
+                    });
+                    match built {
+                        // Over the budget: charge_regex reported it.
+                        Ok(None) => continue,
+                        Ok(Some(Ok(r))) => Some(r),
+                        Ok(Some(Err(detail))) | Err(detail) => {
                             self.err(
                                 loc,
                                 Some("regex"),
@@ -548,16 +553,8 @@ impl Compiler<'_> {
                             );
                             continue;
                         }
-                    },
-                    Err(detail) => {
-                        self.err(
-                            loc,
-                            Some("regex"),
-                            format!("invalid regex {pattern:?}: {detail}"),
-                        );
-                        continue;
                     }
-                },
+                }
             };
             if let Some(selector) = selector {
                 out.redact.push(Redact {
