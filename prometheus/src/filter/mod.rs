@@ -28,6 +28,12 @@
 //! [`ScrapeFilter::cut_input`]. A scrape aborted mid-body (upstream error,
 //! timeout, [`CutMidLine`]) does not count, though the series evaluated
 //! before the abort do, as no filter can take back a hit.
+//!
+//! What a scrape drops (series and bytes, per policy) is added to the
+//! policies' counters in one go when the scrape ends, together with the
+//! scrape itself. Added line by line, a statistics report taken in the
+//! middle of a scrape would carry that scrape's bytes without the scrape,
+//! and per-scrape figures (impact) would be off by up to one scrape.
 
 mod series;
 
@@ -235,7 +241,47 @@ pub struct ScrapeFilter {
     eof_sent: bool,
     /// The scrape was counted on the engine's policies.
     scrape_counted: bool,
+    drops: PendingDrops,
     counters: ScrapeCounters,
+}
+
+/// Series and bytes this scrape dropped, per winning policy, until the
+/// scrape ends (see the module's doc).
+#[derive(Default)]
+struct PendingDrops {
+    metric: HashMap<u32, (u64, u64), FxBuildHasher>,
+    shadow: HashMap<u32, (u64, u64), FxBuildHasher>,
+}
+
+impl PendingDrops {
+    fn metric(&mut self, winner: u32, series: u64, bytes: u64) {
+        let entry = self.metric.entry(winner).or_default();
+        entry.0 += series;
+        entry.1 += bytes;
+    }
+
+    fn shadow(&mut self, shadow: u32, series: u64, bytes: u64) {
+        let entry = self.shadow.entry(shadow).or_default();
+        entry.0 += series;
+        entry.1 += bytes;
+    }
+
+    fn flush(&mut self, engine: &Engine) {
+        for (winner, (series, bytes)) in self.metric.drain() {
+            engine.metric_stats(winner).record_drop(series, bytes);
+        }
+        for (shadow, (series, bytes)) in self.shadow.drain() {
+            engine.shadow_stats(shadow).record_drop(series, bytes);
+        }
+    }
+}
+
+impl Drop for ScrapeFilter {
+    /// An aborted scrape does not count as a scrape, but what it dropped
+    /// before the abort was dropped.
+    fn drop(&mut self) {
+        self.drops.flush(&self.engine);
+    }
 }
 
 impl ScrapeFilter {
@@ -262,6 +308,7 @@ impl ScrapeFilter {
             done: false,
             eof_sent: false,
             scrape_counted: false,
+            drops: PendingDrops::default(),
             counters: ScrapeCounters::default(),
         }
     }
@@ -423,6 +470,7 @@ impl ScrapeFilter {
     fn count_scrape(&mut self) {
         if !self.scrape_counted {
             self.scrape_counted = true;
+            self.drops.flush(&self.engine);
             self.engine.record_scrape();
         }
     }
@@ -646,12 +694,12 @@ impl ScrapeFilter {
             }
             self.raw(out, src);
             if let Some(shadow) = decision.shadow {
-                self.engine.shadow_stats(shadow).record_drop(0, len as u64);
+                self.drops.shadow(shadow, 0, len as u64);
             }
         } else {
             self.counters.lines_dropped += 1;
             if let Some(winner) = decision.winner {
-                self.engine.metric_stats(winner).record_drop(0, len as u64);
+                self.drops.metric(winner, 0, len as u64);
             }
         }
     }
@@ -698,12 +746,12 @@ impl ScrapeFilter {
         if decision.keep {
             self.counters.series_kept += 1;
             if let Some(shadow) = decision.shadow {
-                self.engine.shadow_stats(shadow).record_drop(1, 0);
+                self.drops.shadow(shadow, 1, 0);
             }
         } else {
             self.counters.series_dropped += 1;
             if let Some(winner) = decision.winner {
-                self.engine.metric_stats(winner).record_drop(1, 0);
+                self.drops.metric(winner, 1, 0);
             }
         }
         if let Some(key) = memo_key {

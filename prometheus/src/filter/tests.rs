@@ -1776,3 +1776,34 @@ fn a_scrape_counts_once_when_it_completes_or_is_cut() {
     assert_eq!(scrapes(&p), (2, 2));
     assert_eq!(p.stats("s").match_hits, 4, "series evaluated still count");
 }
+
+#[test]
+fn a_scrapes_drops_reach_the_counters_with_the_scrape_itself() {
+    // A statistics report can be taken at any moment; mid-scrape it must
+    // not carry bytes of a scrape it does not count.
+    let p = policies(&[
+        drop_policy("e", &["{metric_field: name, exact: d}"]),
+        shadow_policy("s", false, &["{metric_field: name, exact: a}"]),
+    ]);
+    let counted = |p: &Policies, id: &str| {
+        let s = p.stats(id);
+        (s.scrapes, s.records_dropped, s.bytes_dropped)
+    };
+    let new =
+        |p: &Policies| ScrapeFilter::new(p.engine.clone(), Arc::new(Resource::default()), text());
+    let mut segs = Vec::new();
+
+    let mut f = new(&p);
+    f.push(&Bytes::from_static(b"a 1\nd 2\nd{x=\"y\"} 3\n"), &mut segs);
+    assert_eq!(counted(&p, "e"), (0, 0, 0), "nothing before it ends");
+    assert_eq!(counted(&p, "s"), (0, 0, 0));
+    f.finish(&mut segs);
+    assert_eq!(counted(&p, "e"), (1, 2, 15));
+    assert_eq!(counted(&p, "s"), (1, 1, 4));
+
+    // Aborted: no scrape, but what it dropped was dropped.
+    let mut f = new(&p);
+    f.push(&Bytes::from_static(b"d 5\n"), &mut segs);
+    drop(f);
+    assert_eq!(counted(&p, "e"), (1, 3, 19));
+}
