@@ -6,6 +6,11 @@
 //!           ─▶ catalog (per-scope snapshots, canonical hash) ─▶ Sync / push streams
 //!           ─▶ edges ─▶ ACK/NACK, statistics ─▶ runtime view
 //! ```
+//!
+//! Reading usage sources (`tero_usage`) and classifying event types
+//! (`tero_classify`) are libraries of their own; this crate keeps what
+//! needs the store: the sources and caches it holds, the classification
+//! runs ([`classify`]) and the detectors that ask about usage ([`issues`]).
 
 pub mod api;
 pub mod auth;
@@ -19,4 +24,3 @@ pub mod runtime;
 pub mod scope;
 pub mod server;
 pub mod store;
-pub mod usage;

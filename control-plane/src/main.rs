@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use tero_classify::{ClassifierSettings, ProviderKind, ProviderSettings};
 use tero_control_plane::api::AppState;
 use tero_control_plane::auth::{AdminTokenSource, Authenticator, bootstrap_admin_token};
-use tero_control_plane::classify::{
-    Classifications, ClassifierSettings, ProviderKind, ProviderSettings,
-};
+use tero_control_plane::classify::Classifications;
 use tero_control_plane::feed::Feed;
 use tero_control_plane::ingest::{Ingest, prune_loop};
 use tero_control_plane::issues::{Analyst, IssueConfig};

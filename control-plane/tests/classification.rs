@@ -4,16 +4,17 @@
 //! fallback results, budgets, edge reports counted once, and the status.
 //!
 //! The classifier here is a counting one: the HTTP providers have their own
-//! tests (`classify_providers.rs`); this file is about what the control
+//! tests (`classify/tests/providers.rs`); this file is about what the control
 //! plane does around them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tero_control_plane::classify::{
-    BatchResult, Category, Chain, Classification, Classifications, Classifier, ClassifyError,
-    ClassifyFuture, EventType, RunError, TokenUsage, Trigger, Verdict,
+use tero_classify::{
+    BatchResult, Category, Chain, Classification, Classifier, ClassifyError, ClassifyFuture,
+    EventType, TokenUsage, Verdict,
 };
+use tero_control_plane::classify::{Classifications, RunError, Trigger};
 use tero_control_plane::store::{Store, now_ms};
 use tero_proto::controlplane::{
     FamilyInventory, InventoryReport, LabelInventory, ListEventTypesRequest, LogSample, LogTemplate,

@@ -75,7 +75,10 @@ impl ControlPlane {
             .arg(name)
             .args(extra_args)
             .env("TERO_ADMIN_TOKEN", &admin_token)
-            .env("RUST_LOG", "info,tero_control_plane=debug");
+            .env(
+                "RUST_LOG",
+                "info,tero_control_plane=debug,tero_classify=debug",
+            );
         if let Some(url) = database_url {
             cmd.arg("--database-url").arg(url);
         }

@@ -1,6 +1,8 @@
 //! The classification API: log samples in, event types with their
 //! classifications out, runs on request, and status with token usage.
 
+use tero_classify::intake::MAX_RECORDS;
+use tero_classify::{Category, Verdict};
 use tero_proto::controlplane::classify_service_server::ClassifyService;
 use tero_proto::controlplane::*;
 use tonic::{Request, Response, Status};
@@ -8,8 +10,7 @@ use tonic::{Request, Response, Status};
 use super::admin::Admin;
 use super::{ApiError, State};
 use crate::classify::catalog::{KIND_LOG, KIND_METRIC};
-use crate::classify::intake::MAX_RECORDS;
-use crate::classify::{Category, RunError, Trigger, Verdict};
+use crate::classify::{RunError, Trigger};
 
 /// A sample's body beyond this is refused: a log line is kilobytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

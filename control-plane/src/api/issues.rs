@@ -4,13 +4,13 @@
 
 use tero_proto::controlplane::issues_service_server::IssuesService;
 use tero_proto::controlplane::*;
+use tero_usage::{SourceKind, parse_source};
 use tonic::{Request, Response, Status};
 
 use super::admin::Admin;
 use super::{ApiError, State};
 use crate::issues::{ISSUE_LABEL, MODE_LABEL, SHADOW_MODE, status, string_label};
 use crate::store::{StoreError, StoredUsage, now_ms};
-use crate::usage::{SourceKind, parse_source};
 
 /// Usage sources larger than this are refused (a dashboard is kilobytes).
 pub const MAX_USAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -255,7 +255,7 @@ impl Admin<'_> {
     }
 }
 
-fn usage_source(stored: &StoredUsage, parsed: &crate::usage::ParsedSource) -> UsageSource {
+fn usage_source(stored: &StoredUsage, parsed: &tero_usage::ParsedSource) -> UsageSource {
     UsageSource {
         name: stored.name.clone(),
         kind: stored.kind.clone(),

@@ -13,8 +13,8 @@ use std::collections::BTreeSet;
 use tero_proto::controlplane::{EventType as StoredEvent, LogTemplate};
 use tero_sdk::templates::{covers, fingerprint};
 
-use super::{EventKind, EventType};
 use crate::store::{StoredInventory, TemplateWrite};
+use tero_classify::{EventKind, EventType};
 
 pub const KIND_METRIC: &str = "metric";
 pub const KIND_LOG: &str = "log";

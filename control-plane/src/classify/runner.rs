@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tero_classify::intake::{Examples, Intake};
+use tero_classify::{Chain, Classification};
 use tero_proto::controlplane::{
     Classification as StoredClassification, ClassificationRun, ClassificationStatus,
     EventType as StoredEvent, InventoryReport, ListEventTypesRequest, LogSample, LogTemplate,
@@ -21,8 +23,6 @@ use tero_proto::controlplane::{
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::{self, definition};
-use super::intake::{Examples, Intake};
-use super::{Chain, Classification};
 use crate::store::{Activity, Store, StoreError, now_ms};
 
 /// The database lease runs take.

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tero_proto::controlplane::{Issue, PolicyImpact, PolicyRevision, ServiceInventory};
+use tero_usage::{ParsedSource, UsageIndex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::impact::{self, verdict};
 use super::{IssueConfig, MODE_LABEL, SHADOW_MODE, label_of, merge, reconcile, status};
 use crate::store::{Store, StoreError, now_ms};
-use crate::usage::{ParsedSource, UsageIndex};
 
 /// Changes arriving within this window are analysed together.
 const DEBOUNCE: Duration = Duration::from_millis(500);

@@ -29,7 +29,7 @@ pub enum Activity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEventType {
     pub event: EventType,
-    /// Hash of what a classifier sees; see [`crate::classify::definition`].
+    /// Hash of what a classifier sees; see [`crate::classify::catalog::definition`].
     pub definition: String,
     /// Non-empty when this fingerprint is another name of that event type.
     pub merged_into: String,

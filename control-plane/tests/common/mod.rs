@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tero_classify::{Chain, Embedded};
 use tero_control_plane::api::{AppState, State};
 use tero_control_plane::auth::Authenticator;
-use tero_control_plane::classify::{Chain, Classifications, Embedded};
+use tero_control_plane::classify::Classifications;
 use tero_control_plane::feed::Feed;
 use tero_control_plane::ingest::Ingest;
 use tero_control_plane::issues::{Analyst, IssueConfig};

@@ -24,7 +24,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use crate::usage::FamilyUsage;
+use tero_usage::FamilyUsage;
 
 use super::recommend::DropPolicy;
 use super::{Candidate, Ctx, Family, Finding, domain, estimate, kind, volume_clause};

@@ -53,8 +53,7 @@ use tero_proto::controlplane::{
     LabelInventory, Provenance, ServiceInventory,
 };
 use tero_proto::policy::policy::Target;
-
-use crate::usage::{FamilyUsage, UsageLookup};
+use tero_usage::{FamilyUsage, UsageLookup};
 
 /// Detector names (`Issue.kind`).
 pub mod kind {

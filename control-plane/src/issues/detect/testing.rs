@@ -10,10 +10,10 @@ use tero_proto::policy::{MetricField, MetricType};
 use tero_sdk::Engine;
 use tero_sdk::engine::{FieldValue, MetricSelector, MetricView, StatsRegistry};
 use tero_sdk::policy::validate;
+use tero_usage::{FamilyUsage, UsageLookup};
 
 use super::recommend::SERVICE_ATTRIBUTE;
 use super::{Finding, Prices, Thresholds, detect};
-use crate::usage::{FamilyUsage, UsageLookup};
 
 pub const SERVICE: &str = "checkout";
 

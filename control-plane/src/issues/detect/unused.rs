@@ -6,9 +6,10 @@
 //! family an unparsed query or name pattern might read ("unknown") counts
 //! as used.
 
+use tero_usage::FamilyUsage;
+
 use super::recommend::DropPolicy;
 use super::{Candidate, Ctx, Family, domain, estimate, kind, volume_clause};
-use crate::usage::FamilyUsage;
 
 pub(super) fn detect(ctx: &Ctx, family: &Family) -> Option<Candidate> {
     if !matches!(family.usage, Some(FamilyUsage::Unused)) {

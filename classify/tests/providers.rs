@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tero_control_plane::classify::{
+use tero_classify::{
     Anthropic, Chain, Classifier, EventKind, EventType, OpenAi, ProviderConfig, RetryPolicy,
     RunOutput, TokenUsage,
 };

@@ -4,8 +4,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use regex::Regex;
 
-use super::sources::{NamePattern, ParsedSource};
-use super::{FamilyUsage, UsageLookup};
+use crate::source::{NamePattern, ParsedSource};
+use crate::{FamilyUsage, UsageLookup};
 
 /// At most this many reasons are spelled out in an `Unknown`.
 const MAX_REASONS: usize = 3;
@@ -216,7 +216,7 @@ fn sample_names(family: &str, kind: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::usage::sources::{SourceKind, parse_source};
+    use crate::source::{SourceKind, parse_source};
 
     const RULES: &str = r#"
 groups:

@@ -129,7 +129,7 @@ impl Wire for OpenAiWire {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Classifier;
+    use crate::Classifier;
 
     #[test]
     fn reads_content_and_usage() {

@@ -110,7 +110,7 @@ impl Wire for AnthropicWire {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Classifier;
+    use crate::Classifier;
 
     #[test]
     fn reads_tool_input_and_usage() {

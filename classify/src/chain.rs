@@ -270,7 +270,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::classify::{Category, ClassifyFuture, Embedded, Verdict};
+    use crate::{Category, ClassifyFuture, Embedded, Verdict};
 
     /// A scripted classifier: answers each call with the next scripted
     /// outcome (the last one repeats), billing `tokens_per_event`.

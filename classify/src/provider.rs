@@ -19,7 +19,7 @@ use super::{BatchResult, ClassifyError, EventType, TokenUsage, all_unclassified}
 /// differs only in its [`Wire`].
 macro_rules! delegate_classifier {
     ($ty:ty) => {
-        impl $crate::classify::Classifier for $ty {
+        impl $crate::Classifier for $ty {
             fn id(&self) -> String {
                 self.provider.id()
             }
@@ -28,14 +28,14 @@ macro_rules! delegate_classifier {
                 self.provider.config().batch_size
             }
 
-            fn estimate_tokens(&self, batch: &[$crate::classify::EventType]) -> u64 {
+            fn estimate_tokens(&self, batch: &[$crate::EventType]) -> u64 {
                 self.provider.estimate_tokens(batch)
             }
 
             fn classify<'a>(
                 &'a self,
-                batch: &'a [$crate::classify::EventType],
-            ) -> $crate::classify::ClassifyFuture<'a> {
+                batch: &'a [$crate::EventType],
+            ) -> $crate::ClassifyFuture<'a> {
                 Box::pin(self.provider.classify(batch))
             }
         }

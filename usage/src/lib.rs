@@ -2,18 +2,31 @@
 //! a Prometheus server's rules, reduced to the metric families and labels
 //! they reference.
 //!
+//! ```text
+//! text ─▶ source (JSON or YAML, kind) ─▶ rules    ─┐
+//!                                     └▶ grafana ──┴▶ promql (one query) ─▶ ParsedSource
+//! ParsedSource, … ─▶ UsageIndex (UsageLookup) ─▶ the control plane's detectors
+//! ```
+//!
+//! A library of its own: it knows nothing of the server or the store, which
+//! keep the raw sources and hand them here to be read.
+//!
 //! The rule is conservative: a metric counts as used when in doubt. A query
 //! that cannot be parsed, or a name built from a template variable, makes
 //! the metrics it might reference "unknown", never "unused".
 
 use std::collections::BTreeSet;
 
+#[cfg(test)]
+mod fixtures;
+mod grafana;
 pub mod index;
 pub mod promql;
-pub mod sources;
+mod rules;
+mod source;
 
 pub use index::UsageIndex;
-pub use sources::{
+pub use source::{
     MetricReference, NamePattern, ParsedSource, SourceKind, UsageError, parse_source,
 };
 

@@ -1,0 +1,371 @@
+use super::*;
+
+fn log(template: &str, severity: Option<&str>) -> EventType {
+    EventType::log("fp", "svc", template, severity)
+}
+
+fn metric(name: &str) -> EventType {
+    EventType::metric("fp", "svc", name)
+}
+
+fn decide(event: &EventType) -> Classification {
+    Embedded.classify_one(event)
+}
+
+#[track_caller]
+fn assert_category(event: &EventType, category: Category, verdict: Verdict) {
+    let c = decide(event);
+    assert_eq!(
+        (c.category, c.verdict),
+        (category, verdict),
+        "{}: {}",
+        event.name,
+        c.rationale
+    );
+    assert!((0.0..=1.0).contains(&c.confidence));
+    assert_eq!(c.classifier, ID);
+    assert!(!c.rationale.is_empty());
+}
+
+#[test]
+fn health_check_paths_and_probes() {
+    for template in [
+        "GET /health 200",
+        "GET /healthz HTTP/1.1 200",
+        "GET /ready?verbose=1 200",
+        "request path=/livez status=200",
+        "GET /api/ping 200",
+    ] {
+        assert_category(
+            &log(template, Some("INFO")),
+            Category::HealthCheck,
+            Verdict::Waste,
+        );
+    }
+    let probe = EventType {
+        examples: vec!["10.0.0.1 - - \"GET / HTTP/1.1\" 200 ua=kube-probe/1.29".into()],
+        ..log("<*> - - \"GET / HTTP/1.1\" <*> ua=<*>", Some("info"))
+    };
+    assert_category(&probe, Category::HealthCheck, Verdict::Waste);
+    assert_category(
+        &metric("grpc_health_check_total"),
+        Category::HealthCheck,
+        Verdict::Mixed,
+    );
+}
+
+#[test]
+fn health_check_negatives() {
+    for template in [
+        "GET /healthcare/claims 200",
+        "GET /already-paid 200",
+        "user ready to proceed",
+    ] {
+        assert_ne!(decide(&log(template, None)).category, Category::HealthCheck);
+    }
+}
+
+#[test]
+fn failing_health_check_is_an_error_signal() {
+    assert_category(
+        &log("readiness probe failed: connection refused", Some("WARN")),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+    assert_category(
+        &log("GET /healthz 200", Some("ERROR")),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+}
+
+#[test]
+fn debug_severity_and_markers() {
+    for sev in ["DEBUG", "debug", "TRACE", "Verbose", "FINEST"] {
+        assert_category(
+            &log("cache lookup key=<*>", Some(sev)),
+            Category::DebugNoise,
+            Verdict::Waste,
+        );
+    }
+    // Debug level wins over alarming words: nobody alerts on DEBUG.
+    assert_category(
+        &log("retrying after error", Some("debug")),
+        Category::DebugNoise,
+        Verdict::Waste,
+    );
+    for template in ["got here 3", "TODO remove: user=<*>", "DEBUG: state=<*>"] {
+        assert_category(
+            &log(template, Some("INFO")),
+            Category::DebugNoise,
+            Verdict::Waste,
+        );
+    }
+    assert_category(
+        &metric("debug_cache_probe_total"),
+        Category::DebugNoise,
+        Verdict::Waste,
+    );
+}
+
+#[test]
+fn debug_negatives() {
+    for (template, sev) in [
+        ("user logged in", Some("INFO")),
+        ("debugger attached to worker", Some("info")),
+        ("here is the report", None),
+    ] {
+        assert_ne!(
+            decide(&log(template, sev)).category,
+            Category::DebugNoise,
+            "{template}"
+        );
+    }
+    assert_ne!(
+        decide(&metric("http_debugger_sessions")).category,
+        Category::DebugNoise
+    );
+}
+
+#[test]
+fn synthetic_tests() {
+    for template in [
+        "test_checkout completed",
+        "synthetic check us-east-1 ok",
+        "canary request served",
+        "request from k6/0.49 ok",
+    ] {
+        assert_category(
+            &log(template, Some("INFO")),
+            Category::SyntheticTest,
+            Verdict::Waste,
+        );
+    }
+    assert_category(
+        &metric("test_requests_total"),
+        Category::SyntheticTest,
+        Verdict::Waste,
+    );
+    let labelled = EventType {
+        labels: vec!["route".into(), "synthetic".into()],
+        ..metric("http_requests_total")
+    };
+    assert_category(&labelled, Category::SyntheticTest, Verdict::Waste);
+}
+
+#[test]
+fn synthetic_negatives() {
+    for name in [
+        "latest_version_info",
+        "contest_entries_total",
+        "fastest_route_seconds",
+    ] {
+        assert_ne!(
+            decide(&metric(name)).category,
+            Category::SyntheticTest,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bot_traffic() {
+    for example in [
+        "GET /products/12 200 ua=\"Mozilla/5.0 (compatible; Googlebot/2.1)\"",
+        "GET /a 200 ua=\"Mozilla/5.0 (compatible; SomeNewBot/0.3)\"",
+        "GET /robots.txt 200",
+    ] {
+        let e = EventType {
+            examples: vec![example.into()],
+            ..log("GET <*> <*> ua=<*>", Some("info"))
+        };
+        assert_category(&e, Category::BotTraffic, Verdict::Waste);
+    }
+}
+
+#[test]
+fn bot_negatives() {
+    for template in [
+        "chatbot session opened",
+        "robot arm calibrated",
+        "GET /bots 200",
+    ] {
+        assert_ne!(
+            decide(&log(template, None)).category,
+            Category::BotTraffic,
+            "{template}"
+        );
+    }
+}
+
+#[test]
+fn error_signals() {
+    for template in [
+        "payment provider call failed",
+        "unhandled exception in worker",
+        "thread panicked at <*>",
+        "\"GET /api HTTP/1.1\" 503 12",
+        "request done status=502 duration=<*>",
+    ] {
+        assert_category(
+            &log(template, Some("INFO")),
+            Category::ErrorSignal,
+            Verdict::Keep,
+        );
+    }
+    assert_category(
+        &log("request aborted", Some("ERROR")),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+    assert_category(
+        &metric("http_client_errors_total"),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+    let help = EventType {
+        description: "Number of failed jobs.".into(),
+        ..metric("jobs_outcome_total")
+    };
+    assert_category(&help, Category::ErrorSignal, Verdict::Keep);
+}
+
+#[test]
+fn error_negatives() {
+    for template in [
+        "request took 503ms",
+        "uploaded 500 bytes",
+        "terror level raised in game",
+        "status=200 size=512",
+    ] {
+        assert_ne!(
+            decide(&log(template, Some("INFO"))).category,
+            Category::ErrorSignal,
+            "{template}"
+        );
+    }
+    assert_ne!(
+        decide(&log("disk almost full", Some("WARN"))).category,
+        Category::ErrorSignal
+    );
+}
+
+#[test]
+fn business_events() {
+    for template in [
+        "order <*> placed",
+        "OrderPlaced id=<*>",
+        "payment captured amount=<*>",
+        "checkout completed",
+        "user signup from <*>",
+        "purchase recorded",
+    ] {
+        assert_category(
+            &log(template, Some("INFO")),
+            Category::BusinessEvent,
+            Verdict::Keep,
+        );
+    }
+    assert_category(
+        &metric("shop_orders_total"),
+        Category::BusinessEvent,
+        Verdict::Keep,
+    );
+    let labelled = EventType {
+        labels: vec!["order_id".into()],
+        ..log("item reserved", Some("INFO"))
+    };
+    assert_category(&labelled, Category::BusinessEvent, Verdict::Keep);
+}
+
+#[test]
+fn business_negatives() {
+    for template in [
+        "border radius recomputed",
+        "recorder flushed",
+        "reordering queue",
+    ] {
+        assert_ne!(
+            decide(&log(template, None)).category,
+            Category::BusinessEvent,
+            "{template}"
+        );
+    }
+}
+
+#[test]
+fn runtime_families_are_operational() {
+    for name in [
+        "go_goroutines",
+        "go_gc_duration_seconds",
+        "process_cpu_seconds_total",
+        "jvm_memory_used_bytes",
+    ] {
+        assert_category(&metric(name), Category::Operational, Verdict::Mixed);
+    }
+    assert_category(
+        &log("server listening on <*>", Some("INFO")),
+        Category::Operational,
+        Verdict::Keep,
+    );
+}
+
+#[test]
+fn operational_negatives() {
+    // A `go` or `process` *word* is not the runtime collector's prefix.
+    for name in ["cargo_shipments_total", "processed_items_total"] {
+        assert_ne!(
+            decide(&metric(name)).category,
+            Category::Operational,
+            "{name}"
+        );
+    }
+    // The log-only lifecycle rule does not apply to metric names.
+    assert_ne!(
+        decide(&metric("jobs_started_total")).category,
+        Category::Operational
+    );
+}
+
+#[test]
+fn unknown_is_kept_with_low_confidence() {
+    let c = decide(&metric("widget_flux_ratio"));
+    assert_eq!(c.category, Category::Unknown);
+    assert_eq!(c.verdict, Verdict::Keep);
+    assert!(c.confidence < 0.5);
+}
+
+#[test]
+fn deterministic_and_complete() {
+    let batch = [
+        EventType::metric("a", "svc", "go_goroutines"),
+        EventType::log("b", "svc", "GET /healthz 200", Some("INFO")),
+        EventType::log("c", "svc", "widget <*> frobbed", None),
+    ];
+    let first: Vec<_> = batch.iter().map(|e| Embedded.classify_one(e)).collect();
+    let second: Vec<_> = batch.iter().map(|e| Embedded.classify_one(e)).collect();
+    assert_eq!(first, second);
+    let fingerprints: Vec<_> = first.iter().map(|c| c.fingerprint.as_str()).collect();
+    assert_eq!(fingerprints, ["a", "b", "c"]);
+}
+
+#[tokio::test]
+async fn classifier_trait_costs_nothing() {
+    let batch = vec![EventType::log("x", "svc", "GET /ready 200", None)];
+    let result = Embedded.classify(&batch).await;
+    let Ok(result) = result else {
+        panic!("embedded classifier failed: {result:?}");
+    };
+    assert_eq!(result.classifications.len(), 1);
+    assert!(result.unclassified.is_empty());
+    assert_eq!(result.usage, TokenUsage::default());
+    assert_eq!(Embedded.id(), "embedded/1");
+}
+
+#[test]
+fn words_split_on_case_and_punctuation() {
+    assert_eq!(
+        split_words("OrderPlaced http_requests-total v2Beta"),
+        ["order", "placed", "http", "requests", "total", "v2", "beta"]
+    );
+}
