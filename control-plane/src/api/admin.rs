@@ -481,10 +481,10 @@ grpc_methods! {
 
 // The HTTP face of [`Admin`].
 admin_routes! {
-    post "/api/v1/policies" => create_policy(PolicyJson<CreatePolicyRequest>);
     get "/api/v1/policies" => list_policies(ProtoQuery<ListPoliciesRequest>);
-    put "/api/v1/policies/{id}" => update_policy(PolicyJson<PolicyUpdate>, id);
+    post "/api/v1/policies" => create_policy(PolicyJson<CreatePolicyRequest>);
     get "/api/v1/policies/{id}" => get_policy(Bare<GetPolicyRequest>, id);
+    put "/api/v1/policies/{id}" => update_policy(PolicyJson<PolicyUpdate>, id);
     delete "/api/v1/policies/{id}" => delete_policy(ProtoQuery<DeletePolicyRequest>, id);
     post "/api/v1/policies/{id}/enable" =>
         set_policy_enabled(ProtoJson<SetPolicyEnabledRequest>, id) { enabled: true };
@@ -496,8 +496,8 @@ admin_routes! {
     get "/api/v1/policies/{id}/stats" => policy_stats(ProtoQuery<GetPolicyStatsRequest>, id);
     get "/api/v1/edges" => list_edges(ProtoQuery<ListEdgesRequest>);
     get "/api/v1/edges/{id}" => get_edge(Bare<GetEdgeRequest>, id);
-    post "/api/v1/keys" => create_api_key(ProtoJson<CreateApiKeyRequest>);
     get "/api/v1/keys" => list_api_keys(ProtoQuery<ListApiKeysRequest>);
+    post "/api/v1/keys" => create_api_key(ProtoJson<CreateApiKeyRequest>);
     delete "/api/v1/keys/{id}" => revoke_api_key(Bare<RevokeApiKeyRequest>, id);
     get "/api/v1/audit" => list_audit(ProtoQuery<ListAuditEventsRequest>);
 }

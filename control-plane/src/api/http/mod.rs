@@ -76,7 +76,8 @@ async fn ready(axum::extract::State(state): axum::extract::State<State>) -> Resp
 /// extractor the request message comes from. A route with a path parameter
 /// names it after the input (`call(Input, id)`) and the message takes it by
 /// [`PathParam`]; fields the route fixes follow in braces
-/// (`{ enabled: true }`).
+/// (`{ enabled: true }`). A path's methods are listed in the order a 405
+/// names them in `Allow`.
 ///
 /// Each handler extracts the path, then the admin's credentials, then the
 /// input: the order the routes had when written out by hand, so a caller
