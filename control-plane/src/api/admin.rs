@@ -7,6 +7,10 @@ use tero_proto::controlplane::*;
 use tero_sdk::policy::{Signal, validate};
 use tonic::{Request, Response, Status};
 
+use super::http::{
+    Bare, CarriesPolicy, PathParam, PolicyJson, ProtoJson, ProtoQuery, QueryParams, admin_routes,
+    parse_bool, parse_num, path_params, unknown_param,
+};
 use super::{ApiError, State};
 use crate::auth::Principal;
 use crate::catalog::MAX_POLICY_ID_BYTES;
@@ -74,6 +78,24 @@ fn check_policy(
     Ok((policy, scope))
 }
 
+/// An update as a transport received it. Proto3 cannot tell a policy's
+/// absent `enabled` from false; JSON can, and an update that leaves it out
+/// keeps the stored state, so re-applying a file does not undo an
+/// operator's disable.
+pub struct PolicyUpdate {
+    pub request: UpdatePolicyRequest,
+    pub keep_enabled: bool,
+}
+
+impl From<UpdatePolicyRequest> for PolicyUpdate {
+    fn from(request: UpdatePolicyRequest) -> Self {
+        PolicyUpdate {
+            request,
+            keep_enabled: false,
+        }
+    }
+}
+
 /// The admin operations, independent of transport.
 pub struct Admin<'a> {
     pub state: &'a State,
@@ -101,7 +123,20 @@ impl Admin<'_> {
         Ok(created)
     }
 
-    pub async fn update_policy(&self, req: UpdatePolicyRequest) -> Result<ManagedPolicy, ApiError> {
+    pub async fn update_policy(
+        &self,
+        update: impl Into<PolicyUpdate>,
+    ) -> Result<ManagedPolicy, ApiError> {
+        let PolicyUpdate {
+            request: mut req,
+            keep_enabled,
+        } = update.into();
+        if keep_enabled && let Some(policy) = req.policy.as_mut() {
+            // The revision check makes this safe: if the state changed
+            // since expected_revision, the update fails as stale.
+            let current = self.state.store.get_policy(&policy.id).await?;
+            policy.enabled = current.policy.is_some_and(|p| p.enabled);
+        }
         let (policy, scope) = check_policy(req.policy, req.scope)?;
         if req.expected_revision == 0 {
             return Err(ApiError::InvalidArgument {
@@ -444,6 +479,152 @@ grpc_methods! {
     list_audit_events(ListAuditEventsRequest) -> ListAuditEventsResponse => list_audit;
 }
 
+// The HTTP face of [`Admin`].
+admin_routes! {
+    get "/api/v1/policies" => list_policies(ProtoQuery<ListPoliciesRequest>);
+    post "/api/v1/policies" => create_policy(PolicyJson<CreatePolicyRequest>);
+    get "/api/v1/policies/{id}" => get_policy(Bare<GetPolicyRequest>, id);
+    put "/api/v1/policies/{id}" => update_policy(PolicyJson<PolicyUpdate>, id);
+    delete "/api/v1/policies/{id}" => delete_policy(ProtoQuery<DeletePolicyRequest>, id);
+    post "/api/v1/policies/{id}/enable" =>
+        set_policy_enabled(ProtoJson<SetPolicyEnabledRequest>, id) { enabled: true };
+    post "/api/v1/policies/{id}/disable" =>
+        set_policy_enabled(ProtoJson<SetPolicyEnabledRequest>, id) { enabled: false };
+    get "/api/v1/policies/{id}/history" => policy_history(Bare<GetPolicyHistoryRequest>, id);
+    get "/api/v1/policies/{id}/deployment" =>
+        policy_deployment(Bare<GetPolicyDeploymentRequest>, id);
+    get "/api/v1/policies/{id}/stats" => policy_stats(ProtoQuery<GetPolicyStatsRequest>, id);
+    get "/api/v1/edges" => list_edges(ProtoQuery<ListEdgesRequest>);
+    get "/api/v1/edges/{id}" => get_edge(Bare<GetEdgeRequest>, id);
+    get "/api/v1/keys" => list_api_keys(ProtoQuery<ListApiKeysRequest>);
+    post "/api/v1/keys" => create_api_key(ProtoJson<CreateApiKeyRequest>);
+    delete "/api/v1/keys/{id}" => revoke_api_key(Bare<RevokeApiKeyRequest>, id);
+    get "/api/v1/audit" => list_audit(ProtoQuery<ListAuditEventsRequest>);
+}
+
+path_params! {
+    GetPolicyRequest => id,
+    DeletePolicyRequest => id,
+    SetPolicyEnabledRequest => id,
+    GetPolicyHistoryRequest => id,
+    GetPolicyDeploymentRequest => id,
+    GetPolicyStatsRequest => id,
+    GetEdgeRequest => instance_id,
+    RevokeApiKeyRequest => id,
+}
+
+impl CarriesPolicy for CreatePolicyRequest {
+    type Message = Self;
+
+    /// Absent means enabled, as the policy format defines.
+    fn from_message(mut message: Self, enabled_absent: bool) -> Self {
+        if enabled_absent && let Some(policy) = message.policy.as_mut() {
+            policy.enabled = true;
+        }
+        message
+    }
+}
+
+impl CarriesPolicy for PolicyUpdate {
+    type Message = UpdatePolicyRequest;
+
+    fn from_message(request: UpdatePolicyRequest, enabled_absent: bool) -> Self {
+        PolicyUpdate {
+            request,
+            keep_enabled: enabled_absent,
+        }
+    }
+}
+
+/// The URL names the policy; a body that names another is refused.
+impl PathParam for PolicyUpdate {
+    fn set_path_param(&mut self, id: String) -> Result<(), ApiError> {
+        let policy = self.request.policy.get_or_insert_with(Default::default);
+        if policy.id.is_empty() {
+            policy.id = id;
+        } else if policy.id != id {
+            return Err(ApiError::invalid(
+                "policy.id",
+                format!("{:?} does not match the URL's {id:?}", policy.id),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for ListPoliciesRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "label" | "labels" => self.labels.push(value),
+            "target" => self.target = value,
+            "enabled" => self.enabled = Some(parse_bool(key, &value)?),
+            "page_size" | "pageSize" => self.page_size = parse_num(key, &value)?,
+            "page_token" | "pageToken" => self.page_token = value,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for DeletePolicyRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "expected_revision" | "expectedRevision" => {
+                self.expected_revision = parse_num(key, &value)?
+            }
+            "reason" => self.reason = value,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for GetPolicyStatsRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "from_unix_ms" | "fromUnixMs" => self.from_unix_ms = parse_num(key, &value)?,
+            "to_unix_ms" | "toUnixMs" => self.to_unix_ms = parse_num(key, &value)?,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for ListEdgesRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "service_name" | "serviceName" => self.service_name = value,
+            "include_gone" | "includeGone" => self.include_gone = parse_bool(key, &value)?,
+            "page_size" | "pageSize" => self.page_size = parse_num(key, &value)?,
+            "page_token" | "pageToken" => self.page_token = value,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for ListApiKeysRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "include_revoked" | "includeRevoked" => self.include_revoked = parse_bool(key, &value)?,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for ListAuditEventsRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "target" => self.target = value,
+            "after_seq" | "afterSeq" => self.after_seq = parse_num(key, &value)?,
+            "page_size" | "pageSize" => self.page_size = parse_num(key, &value)?,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
 /// Errors kept per policy of an edge, and bytes kept per error: what an
 /// edge reports is stored in its registry row, so it must stay small.
 const MAX_ERRORS_PER_POLICY: usize = 8;
@@ -511,6 +692,55 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::{FromRequest, Request};
+
+    async fn policy_json<T: CarriesPolicy>(body: &'static str) -> T {
+        let request = Request::builder()
+            .uri("/x")
+            .body(axum::body::Body::from(body))
+            .expect("a request");
+        match PolicyJson::<T>::from_request(request, &()).await {
+            Ok(PolicyJson(message)) => message,
+            Err(e) => panic!("{body}: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_policy_without_enabled_is_created_enabled_and_updated_as_stored() {
+        let enabled = |r: CreatePolicyRequest| r.policy.is_some_and(|p| p.enabled);
+        assert!(enabled(policy_json(r#"{"policy": {"id": "p"}}"#).await));
+        assert!(!enabled(
+            policy_json(r#"{"policy": {"id": "p", "enabled": false}}"#).await
+        ));
+        let update: PolicyUpdate = policy_json(r#"{"policy": {"id": "p"}}"#).await;
+        assert!(update.keep_enabled);
+        let update: PolicyUpdate =
+            policy_json(r#"{"policy": {"id": "p", "enabled": false}}"#).await;
+        assert!(!update.keep_enabled);
+        // Over gRPC, false is all proto3 can say.
+        assert!(!PolicyUpdate::from(UpdatePolicyRequest::default()).keep_enabled);
+    }
+
+    #[test]
+    fn an_update_takes_its_policy_id_from_the_url_and_refuses_another() {
+        let mut update = PolicyUpdate::from(UpdatePolicyRequest::default());
+        update.set_path_param("p1".into()).expect("filled");
+        assert_eq!(update.request.policy.map(|p| p.id).as_deref(), Some("p1"));
+
+        let mut update = PolicyUpdate::from(UpdatePolicyRequest {
+            policy: Some(tero_proto::policy::Policy {
+                id: "p2".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        update.set_path_param("p2".into()).expect("the same id");
+        let err = update.set_path_param("p1".into()).expect_err("another id");
+        assert!(
+            matches!(&err, ApiError::InvalidArgument { field: Some(f), .. } if f == "policy.id"),
+            "{err:?}"
+        );
+    }
 
     #[test]
     fn an_edges_errors_are_kept_for_known_policies_and_bounded() {

@@ -8,6 +8,7 @@ use tero_proto::controlplane::*;
 use tonic::{Request, Response, Status};
 
 use super::admin::Admin;
+use super::http::{ProtoJson, ProtoQuery, QueryParams, admin_routes, unknown_param};
 use super::{ApiError, State};
 use crate::classify::catalog::{KIND_LOG, KIND_METRIC};
 use crate::classify::{RunError, Trigger};
@@ -146,4 +147,45 @@ grpc_methods! {
     list_event_types(ListEventTypesRequest) -> ListEventTypesResponse => list_event_types;
     run_classification(RunClassificationRequest) -> ClassificationRun => run_classification;
     get_classification_status(GetClassificationStatusRequest) -> ClassificationStatus => classification_status;
+}
+
+// The HTTP face of the classification API.
+admin_routes! {
+    post "/api/v1/logs" => submit_logs(ProtoJson<SubmitLogsRequest, MAX_REQUEST_BYTES>);
+    get "/api/v1/event-types" => list_event_types(ProtoQuery<ListEventTypesRequest>);
+    post "/api/v1/classify/runs" => run_classification(ProtoJson<RunClassificationRequest>);
+    get "/api/v1/classify/status" =>
+        classification_status(ProtoQuery<GetClassificationStatusRequest>);
+}
+
+impl QueryParams for ListEventTypesRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "service" => self.service = value,
+            "kind" => self.kind = value,
+            "category" => self.category = value,
+            "verdict" => self.verdict = value,
+            "unclassified" => {
+                self.unclassified = value
+                    .parse()
+                    .map_err(|_| ApiError::invalid("unclassified", "is true or false"))?
+            }
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for GetClassificationStatusRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "runs" => {
+                self.runs = value
+                    .parse()
+                    .map_err(|_| ApiError::invalid("runs", "is a number of runs"))?
+            }
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
 }

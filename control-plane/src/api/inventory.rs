@@ -1,10 +1,14 @@
 //! `InventoryService/Report`: edges' metric inventories, authenticated with
 //! their API key like Sync, over gRPC or `POST /api/v1/inventory`.
 
+use axum::Router;
+use axum::extract::State as AxState;
+use axum::routing::post;
 use tero_proto::controlplane::inventory_service_server::InventoryService;
 use tero_proto::controlplane::{InventoryAck, InventoryReport};
 use tonic::{Request, Response, Status};
 
+use super::http::{EdgeAuth, EdgeBody, EdgeMessage, respond};
 use super::{ApiError, State};
 use crate::runtime::instance_id;
 use crate::scope::lookup;
@@ -111,4 +115,25 @@ impl InventoryService for InventoryGrpc {
             .map_err(ApiError::from)?;
         Ok(Response::new(report(&self.0, request.into_inner()).await?))
     }
+}
+
+impl EdgeMessage for InventoryReport {
+    const NAME: &'static str = "InventoryReport";
+}
+
+/// The HTTP face of [`report`], for edges that reach the control plane over
+/// HTTP only (an `http` provider, or a grpc provider whose stream is
+/// blocked): authenticated with the edge's key like Sync, the body a
+/// protobuf or JSON `InventoryReport`.
+pub fn http_routes() -> Router<State> {
+    Router::new().route(
+        "/api/v1/inventory",
+        post(
+            |AxState(state): AxState<State>,
+             _: EdgeAuth,
+             EdgeBody(message): EdgeBody<InventoryReport, MAX_REPORT_BYTES>| async move {
+                respond(report(&state, message).await)
+            },
+        ),
+    )
 }

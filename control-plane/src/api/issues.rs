@@ -8,6 +8,9 @@ use tero_usage::{SourceKind, parse_source};
 use tonic::{Request, Response, Status};
 
 use super::admin::Admin;
+use super::http::{
+    Bare, ProtoJson, ProtoQuery, QueryParams, admin_routes, path_params, unknown_param,
+};
 use super::{ApiError, State};
 use crate::issues::{ISSUE_LABEL, MODE_LABEL, SHADOW_MODE, status, string_label};
 use crate::store::{StoreError, StoredUsage, now_ms};
@@ -293,4 +296,45 @@ grpc_methods! {
     list_usage_sources(ListUsageSourcesRequest) -> ListUsageSourcesResponse => list_usage_sources;
     get_impact(GetImpactRequest) -> GetImpactResponse => get_impact;
     get_inventory(GetInventoryRequest) -> ServiceInventory => get_inventory;
+}
+
+// The HTTP face of the issues API.
+admin_routes! {
+    get "/api/v1/issues" => list_issues(ProtoQuery<ListIssuesRequest>);
+    get "/api/v1/issues/{id}" => get_issue(Bare<GetIssueRequest>, id);
+    post "/api/v1/issues/{id}/accept" => accept_issue(ProtoJson<AcceptIssueRequest>, id);
+    post "/api/v1/issues/{id}/ignore" => ignore_issue(ProtoJson<IgnoreIssueRequest>, id);
+    get "/api/v1/usage" => list_usage_sources(Bare<ListUsageSourcesRequest>);
+    post "/api/v1/usage" => import_usage(ProtoJson<ImportUsageRequest>);
+    get "/api/v1/impact" => get_impact(ProtoQuery<GetImpactRequest>);
+    get "/api/v1/inventory/{service}" => get_inventory(Bare<GetInventoryRequest>, service);
+}
+
+path_params! {
+    GetIssueRequest => id,
+    AcceptIssueRequest => id,
+    IgnoreIssueRequest => id,
+    GetInventoryRequest => service,
+}
+
+impl QueryParams for ListIssuesRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "service" => self.service = value,
+            "status" => self.status = value,
+            "kind" => self.kind = value,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
+}
+
+impl QueryParams for GetImpactRequest {
+    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        match key {
+            "policy_id" | "policyId" => self.policy_id = value,
+            _ => return Err(unknown_param(key)),
+        }
+        Ok(())
+    }
 }

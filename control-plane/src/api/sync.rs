@@ -6,11 +6,17 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
+use axum::Router;
+use axum::extract::State as AxState;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::post;
 use tero_proto::policy::policy_service_server::PolicyService;
 use tero_proto::policy::{SyncRequest, SyncResponse, SyncType};
 use tonic::{Request, Response, Status};
 
 use super::admin::{check_identity, errors_by_policy};
+use super::http::{EdgeAuth, EdgeBody, EdgeMessage, PROTOBUF, names_protobuf};
 use super::{ApiError, State};
 use crate::auth::Principal;
 use crate::catalog::Snapshot;
@@ -176,4 +182,44 @@ impl PolicyService for SyncGrpc {
             extension_configs: Vec::new(),
         }))
     }
+}
+
+impl EdgeMessage for SyncRequest {
+    const NAME: &'static str = "SyncRequest";
+}
+
+/// The HTTP face of [`sync`], `POST /v1/policy/sync`: protobuf or proto3
+/// JSON both ways, as the request's content type and accept headers say.
+pub fn http_routes() -> Router<State> {
+    Router::new().route("/v1/policy/sync", post(sync_http))
+}
+
+async fn sync_http(
+    AxState(state): AxState<State>,
+    EdgeAuth(principal): EdgeAuth,
+    headers: HeaderMap,
+    EdgeBody(request): EdgeBody<SyncRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let report = headers
+        .get(STATS_REPORT_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid(STATS_REPORT_HEADER, "not text"))
+                .and_then(parse_report_id)
+        })
+        .transpose()?;
+    let snapshot = sync(&state, &principal, request, report).await?;
+    Ok(if names_protobuf(&headers, header::ACCEPT) {
+        (
+            [(header::CONTENT_TYPE, PROTOBUF)],
+            snapshot.protobuf_at(now_nanos()),
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            snapshot.json_at(now_nanos()),
+        )
+            .into_response()
+    })
 }
