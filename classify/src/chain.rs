@@ -1,5 +1,5 @@
 //! A classification run: the primary classifier, an optional fallback and
-//! an optional token budget (spec §6.6).
+//! an optional token budget (control-plane.md §6.6).
 //!
 //! The fallback takes over only when the primary cannot serve at all
 //! ([`ClassifyError::falls_back`]: unavailable after its retries, or an
@@ -80,7 +80,7 @@ impl Chain {
     /// Classifies `events` in batches of the primary's batch size. Never
     /// fails: what could not be classified comes back with a reason.
     pub async fn run(&self, events: &[EventType]) -> RunOutput {
-        // One classification per event type (spec §6.5): a repeated
+        // One classification per event type (control-plane.md §6.5): a repeated
         // fingerprint would be paid for twice.
         let mut seen = BTreeSet::new();
         let unique: Vec<EventType> = events

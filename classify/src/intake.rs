@@ -1,6 +1,6 @@
 //! Log samples the control plane receives itself (`SubmitLogs`): mined into
 //! templates here, then counted like an edge's report. Also the examples
-//! cache: redacted example lines kept in memory only (spec §6.4: samples are
+//! cache: redacted example lines kept in memory only (control-plane.md §6.4: samples are
 //! not retained), bounded, for the next classification run of this process.
 
 use std::collections::{HashMap, VecDeque};

@@ -1,4 +1,4 @@
-//! Classification of event types (spec §6): metric families, log templates
+//! Classification of event types (control-plane.md §6): metric families, log templates
 //! and span patterns, never individual records, so cost scales with the
 //! diversity of the telemetry rather than its volume.
 //!
@@ -52,7 +52,7 @@ pub enum EventKind {
 }
 
 /// One event type: the unit of classification. Everything in it may be sent
-/// to an AI provider (spec §6.4), so callers put only redacted examples here.
+/// to an AI provider (control-plane.md §6.4), so callers put only redacted examples here.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventType {
     /// Stable identity of the pattern; the cache key and the handle a
@@ -157,7 +157,7 @@ pub struct BatchResult {
 }
 
 /// Why a batch could not be classified at all. The variants decide what
-/// [`Chain`] does next (spec §6.6): only [`ClassifyError::falls_back`] ones
+/// [`Chain`] does next (control-plane.md §6.6): only [`ClassifyError::falls_back`] ones
 /// move the work to the fallback provider.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ClassifyError {

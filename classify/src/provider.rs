@@ -104,7 +104,7 @@ impl fmt::Debug for ProviderConfig {
 
 /// How long to keep trying. Attempts count every try, the first included;
 /// rate limits and outages are counted separately because they mean
-/// different things (spec §6.6): a rate limit is waited out and never falls
+/// different things (control-plane.md §6.6): a rate limit is waited out and never falls
 /// back, an outage falls back once the attempts are spent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {

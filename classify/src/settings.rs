@@ -123,7 +123,7 @@ impl ProviderSettings {
             api_key = std::env::var(var).unwrap_or_default();
         }
         // A local OpenAI-compatible server may need no key; the public
-        // endpoints always do (spec §6.6: keys are checked when configured).
+        // endpoints always do (control-plane.md §6.6: keys are checked when configured).
         if api_key.is_empty() && base_url == kind.default_base_url() {
             return Err(ClassifyError::Config(format!(
                 "{flag} {kind} needs an API key: set {flag}-api-key or {}",

@@ -26,7 +26,7 @@ const ANTHROPIC_KEY: &str = "sk-ant-test";
 const OPENAI_MODEL: &str = "gpt-test-mini";
 const ANTHROPIC_MODEL: &str = "claude-test-haiku";
 
-/// What [`EventType`] may contribute to a prompt (spec §6.4).
+/// What [`EventType`] may contribute to a prompt (control-plane.md §6.4).
 const ALLOWED_EVENT_FIELDS: [&str; 9] = [
     "fingerprint",
     "kind",

@@ -1,5 +1,5 @@
 //! A resolved issue holds only while its policy runs: disabled or deleted,
-//! the waste is back, so the analyst reopens the issue (spec §2.4, resolved
+//! the waste is back, so the analyst reopens the issue (control-plane.md §2.4, resolved
 //! → open, remediation `policy_revoked`); re-enabled, it is back in
 //! progress; deleted, accepting the issue again creates a new policy.
 

@@ -1,5 +1,5 @@
 //! Property test of the streaming scrape filter against a straightforward
-//! model (spec `prometheus-edge.md` §1–4, 12).
+//! model (`docs/spec/prometheus-edge.md` §1–4, 12).
 //!
 //! Random expositions (Prometheus text and OpenMetrics; every family type,
 //! histograms with several buckets, summaries, quoted UTF-8 names, label

@@ -1,4 +1,4 @@
-//! Proto3 JSON (spec §2.2, §8.2) and binary protobuf round trips of the
+//! Proto3 JSON (policy-format.md §2.2, §8.2) and binary protobuf round trips of the
 //! generated `tero.policy.v1` types.
 
 use prost::Message;

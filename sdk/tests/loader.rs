@@ -1,4 +1,4 @@
-//! Spec §8: the authoring formats (YAML, JSON) and the proto3 JSON of the
+//! policy-format.md §8: the authoring formats (YAML, JSON) and the proto3 JSON of the
 //! sync protocol, all decoded by `parse_policies`, and the worked examples of
 //! §10 loading, validating and behaving as described.
 

@@ -1,4 +1,4 @@
-//! Spec §7: every invalid-policy condition of §7.1, each with its precise
+//! policy-format.md §7: every invalid-policy condition of §7.1, each with its precise
 //! error (policy id, field path, sync-protocol message), error collection
 //! within one policy, and isolation of invalid policies in a batch (§7.2).
 

@@ -1,7 +1,7 @@
 //! The embedded classifier: rules over names, templates, HELP text,
 //! severities and label keys. No key, no network, deterministic — the
 //! default when no provider is configured and the cheapest first stage
-//! (spec §6.3: garbage and intrinsic value are decided before anything
+//! (control-plane.md §6.3: garbage and intrinsic value are decided before anything
 //! costs tokens).
 //!
 //! Rule order matters and follows the spec's "cheapest and most certain

@@ -4,7 +4,7 @@
 //! token usage.
 //!
 //! The cache is keyed by (fingerprint, classifier id) and valid while the
-//! event type's definition is the one it was classified under (spec §6.5),
+//! event type's definition is the one it was classified under (control-plane.md §6.5),
 //! so a second run over the same event types makes no provider call, on any
 //! replica and after any restart. A lease in the database keeps two
 //! replicas from running at once, which would pay twice for new types.

@@ -231,7 +231,7 @@ impl Analyst {
     }
 
     /// A resolution verified by a policy holds only while the policy runs:
-    /// deleted or disabled, the waste is back (spec §2.4, resolved → open).
+    /// deleted or disabled, the waste is back (control-plane.md §2.4, resolved → open).
     async fn recheck_resolved(&self, issue: Issue) -> Result<(), StoreError> {
         let active = match self.store.policy_history(&issue.policy_id).await {
             Err(StoreError::NotFound { .. }) => false,

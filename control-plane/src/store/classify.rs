@@ -1,7 +1,7 @@
 //! Event types, their classifications, classification runs with their token
 //! usage, and the lease that keeps runs from overlapping across replicas.
 //!
-//! The classification table is the cache of spec §6.5: one row per
+//! The classification table is the cache of control-plane.md §6.5: one row per
 //! (fingerprint, classifier version), valid while the event type's
 //! definition hash is the one it was classified under. Nothing of a log
 //! sample is stored here: event types keep the masked template only, and

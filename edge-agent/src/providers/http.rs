@@ -1,5 +1,5 @@
 //! The HTTP provider: `POST /v1/policy/sync` on an interval
-//! (policy-format §2.2–2.6).
+//! (policy-format.md §2.2–2.6).
 //!
 //! Every request carries the full `SyncRequest`: the Edge's identity, the
 //! hash of the set it applied, and one sealed statistics report (see

@@ -1,4 +1,4 @@
-//! Filter-level tests of `spec/prometheus-edge.md` §1–4, 7, 8, 10 and 12.
+//! Filter-level tests of `docs/spec/prometheus-edge.md` §1–4, 7, 8, 10 and 12.
 //!
 //! Every scrape is run as one chunk and again split at every byte offset
 //! and in 1, 2, 3 and 7 byte chunks: the output (and the scrape counters)

@@ -1,5 +1,5 @@
 //! Compiling one policy: from the wire type to matcher patterns and a keep
-//! action, collecting every §7.1 error with its location.
+//! action, collecting every policy-format.md §7.1 error with its location.
 //!
 //! This module is also the validator (see `policy::validate`), so the
 //! errors here are the ones users, the control plane and the sync protocol

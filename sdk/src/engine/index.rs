@@ -1,7 +1,7 @@
 //! From field values to matching policies.
 //!
 //! A policy matches when all of its positive matchers hold and none of its
-//! negated matchers' inner conditions hold (spec §3.1).
+//! negated matchers' inner conditions hold (policy-format.md §3.1).
 //!
 //! Crediting every matcher that fires would make a common condition such
 //! as `service.name = checkout`, shared by hundreds of policies, cost work

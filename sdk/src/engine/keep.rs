@@ -1,6 +1,6 @@
 //! Keep actions and their restrictiveness.
 //!
-//! Exactly one policy wins per record (spec §5.1): the most restrictive keep,
+//! Exactly one policy wins per record (policy-format.md §5.1): the most restrictive keep,
 //! ties broken by the lowest id. [`Rank`] orders keeps so that the winner is
 //! simply the minimum.
 
@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use tero_proto::policy as pb;
 
-/// A log keep string, parsed (spec §4.2).
+/// A log keep string, parsed (policy-format.md §4.2).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum LogKeep {
     All,
@@ -114,7 +114,7 @@ impl Rank {
     }
 }
 
-/// How a trace policy's winner decides (spec §1.6).
+/// How a trace policy's winner decides (policy-format.md §1.6).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum TraceKeep {
     /// No sampling config: keep, tracestate untouched.

@@ -121,7 +121,7 @@ impl<S, A> SignalSet<S, A> {
         (!matched.is_empty()).then(|| self.winner(matched))
     }
 
-    /// Hit/miss accounting (spec §5.2).
+    /// Hit/miss accounting (policy-format.md §5.2).
     fn account(&self, matched: &[u32], winner: u32, kept: bool) {
         for &p in matched {
             let stats = &self.slots[p as usize].runtime.stats;
@@ -551,7 +551,7 @@ fn text_of(value: Option<FieldValue<'_>>) -> Option<String> {
         .and_then(|v| v.text().map(|t| t.into_owned()))
 }
 
-/// The keep decision of a trace policy (spec §1.6, OTel consistent
+/// The keep decision of a trace policy (policy-format.md §1.6, OTel consistent
 /// probability sampling), writing `th` into the tracestate of kept spans.
 fn sample_span<V: SpanViewMut + ?Sized>(keep: &TraceKeep, span: &mut V) -> bool {
     let cfg = match keep {

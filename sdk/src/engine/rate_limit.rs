@@ -1,7 +1,7 @@
 //! Fixed-window rate limiting without locks.
 //!
 //! The window index and the count share one atomic word, so a check is one
-//! compare-and-swap. State is per process (spec §4.4) and survives policy
+//! compare-and-swap. State is per process (policy-format.md §4.4) and survives policy
 //! reloads as long as the policy keeps the same limit.
 
 use std::sync::OnceLock;

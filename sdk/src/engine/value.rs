@@ -25,7 +25,7 @@ impl<'a> FieldValue<'a> {
         FieldValue::Str(Cow::Borrowed(s))
     }
 
-    /// Empty strings and empty bytes count as missing (spec §3.2).
+    /// Empty strings and empty bytes count as missing (policy-format.md §3.2).
     pub(crate) fn is_empty(&self) -> bool {
         match self {
             FieldValue::Str(s) => s.is_empty(),

@@ -1,4 +1,4 @@
-//! The canonical hash of a policy set (policy-format §2.5).
+//! The canonical hash of a policy set (policy-format.md §2.5).
 //!
 //! SHA-256 over the policies sorted by id, each as deterministic binary
 //! protobuf with a length prefix. Any content change changes the hash; the

@@ -1,4 +1,4 @@
-//! Validation: the conditions of the spec's §7.1 that make a policy invalid.
+//! Validation: the conditions of policy-format.md §7.1 that make a policy invalid.
 //!
 //! Validation *is* compilation: [`validate`] runs the same code the engine
 //! uses to build its matchers, so a policy the control plane accepts is

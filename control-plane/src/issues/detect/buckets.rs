@@ -3,7 +3,7 @@
 //!
 //! The right fix cannot be a v1 policy. The Prometheus edge hides the
 //! structural `le` label from policies and gives every line of a histogram
-//! series one decision (prometheus-edge; `SeriesView::label`
+//! series one decision (prometheus-edge.md; `SeriesView::label`
 //! returns nothing for `le`), so single buckets cannot be dropped: a policy
 //! can keep or drop whole series only. The finding therefore:
 //!

@@ -262,7 +262,7 @@ impl Family<'_> {
     }
 
     /// Labels a policy can select: the structural `le`/`quantile` are
-    /// hidden from policies (prometheus-edge ), so never report them.
+    /// hidden from policies (prometheus-edge.md ), so never report them.
     pub fn policy_labels(&self) -> impl Iterator<Item = &LabelInventory> {
         let structural = match self.inv.r#type.as_str() {
             "histogram" | "gaugehistogram" => Some("le"),

@@ -1,7 +1,7 @@
 //! Recommended policies: complete, valid `tero.policy.v1` metric policies
 //! that make exactly the change a finding calls for, scoped to the service.
 //!
-//! Matchers are what the Prometheus edge shows policies (prometheus-edge
+//! Matchers are what the Prometheus edge shows policies (prometheus-edge.md
 //! §2): `metric_field: NAME` is the family name, which covers every sample
 //! line of a histogram or summary (`_bucket`, `_sum`, `_count`, …), so a
 //! family drop needs no per-sample matchers. Counters are the exception:
