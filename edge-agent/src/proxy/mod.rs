@@ -8,10 +8,16 @@
 //! the upstream body to the filter and streams back what comes out.
 
 mod admin;
+mod body;
 mod conn;
+mod guard;
+mod layers;
 mod negotiate;
+mod plan;
 mod scrape;
 mod source;
+mod transform;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
