@@ -79,7 +79,7 @@ impl LineReader {
     /// `None` once the chunk is used up (its unfinished last line is then
     /// carried). Call it until `None` before passing the next chunk; a
     /// caller that stops early must not pass another chunk.
-    #[inline]
+    #[inline(always)]
     pub fn next(&mut self, chunk: &[u8], pos: &mut usize) -> Option<Piece> {
         let start = *pos;
         let rest = chunk.get(start..).filter(|rest| !rest.is_empty())?;
@@ -132,6 +132,9 @@ impl LineReader {
     }
 
     /// Continues the carried line with `rest`, the chunk from `*pos` on.
+    /// Once per chunk at most: kept out of the per-line path.
+    #[cold]
+    #[inline(never)]
     fn join(
         &mut self,
         chunk_len: usize,
