@@ -1,7 +1,9 @@
-//! The Prometheus exposition formats as the filter needs them: one line at a
-//! time, borrowed, nothing re-serialised.
+//! The Prometheus exposition formats as the filter and the inventory need
+//! them: one line at a time, borrowed, nothing re-serialised.
 //!
-//! [`line`] classifies a line and finds its metric name and label section;
+//! [`reader`] cuts a chunked body into lines, carrying a partial line from
+//! chunk to chunk and reporting lines too long to carry; [`line`]
+//! classifies a line and finds its metric name and label section;
 //! [`labels`] walks a label section (quote- and escape-aware) and decodes
 //! values only when asked; [`family`] knows which sample names belong to a
 //! declared family and how a TYPE word maps to the OTel vocabulary.
@@ -11,10 +13,12 @@
 pub mod family;
 pub mod labels;
 pub mod line;
+pub mod reader;
 
 pub use family::FamilyType;
 pub use labels::{LabelIter, LabelPair, decode_escapes};
 pub use line::{Line, MetaKind, Metadata, Name, Sample, parse_line};
+pub use reader::{LineReader, Piece, Tail};
 
 /// The text format of a scrape body, chosen from its `Content-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

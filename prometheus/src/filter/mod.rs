@@ -42,13 +42,15 @@ use std::hash::BuildHasher;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rustc_hash::FxBuildHasher;
 use tero_proto::policy::MetricField;
 use tero_sdk::Engine;
 use tero_sdk::engine::{MetricSelector, SeriesDecision};
 
-use crate::exposition::{FamilyType, Format, Line, MetaKind, Metadata, Sample};
+use crate::exposition::{
+    FamilyType, Format, Line, LineReader, MetaKind, Metadata, Piece, Sample, Tail,
+};
 pub use series::{FamilyFacts, Resource, SeriesView};
 
 const EOF_LINE: &[u8] = b"# EOF\n";
@@ -226,11 +228,10 @@ pub struct ScrapeFilter {
     opts: FilterOptions,
     needs_description: bool,
     needs_unit: bool,
-    /// A line that began in an earlier chunk (≤ `max_line_bytes`).
-    carry: BytesMut,
-    /// Inside an oversized line: bytes pass through up to its LF (or, with
-    /// `hold_long_lines`, are held in `held` until it).
-    passthrough: bool,
+    /// Lines of at most `max_line_bytes`; the rest of an oversized line
+    /// passes through up to its LF (or, with `hold_long_lines`, is held in
+    /// `held` until it).
+    reader: LineReader,
     /// The oversized line read so far, as slices of the input chunks.
     held: Vec<Bytes>,
     held_len: usize,
@@ -299,8 +300,7 @@ impl ScrapeFilter {
             opts,
             needs_description,
             needs_unit,
-            carry: BytesMut::new(),
-            passthrough: false,
+            reader: LineReader::new(opts.max_line_bytes),
             held: Vec::new(),
             held_len: 0,
             family: Family::default(),
@@ -332,87 +332,27 @@ impl ScrapeFilter {
         let mut out = Out::new(segments, chunk);
         let bytes = &chunk[..];
         let mut pos = 0;
-        if self.passthrough {
-            let lf = memchr::memchr(b'\n', bytes);
-            let end = lf.map_or(bytes.len(), |i| i + 1);
-            self.passthrough = lf.is_none();
-            if self.opts.hold_long_lines {
-                self.hold(chunk.slice(..end));
-                if lf.is_some() {
-                    self.release_held(&mut out);
+        while !self.done
+            && let Some(piece) = self.reader.next(bytes, &mut pos)
+        {
+            match piece {
+                Piece::Line { start, end } => {
+                    self.line(&mut out, &bytes[start..end], Src::Range(start, end));
                 }
-            } else {
-                self.raw(&mut out, Src::Range(0, end));
-            }
-            pos = end;
-        }
-        if !self.carry.is_empty() && pos < bytes.len() {
-            let max = self.opts.max_line_bytes;
-            match memchr::memchr(b'\n', &bytes[pos..]) {
-                Some(i) if self.carry.len() + i <= max => {
-                    self.carry.extend_from_slice(&bytes[pos..pos + i + 1]);
-                    let line = self.carry.split().freeze();
-                    self.line(&mut out, &line, Src::Owned(line.clone()));
-                    pos += i + 1;
-                }
-                Some(i) => {
-                    let prefix = self.carry.split().freeze();
-                    let head = self.head(&prefix, &bytes[pos..pos + i + 1]);
-                    let total = prefix.len() + i + 1;
-                    if self.oversized(&mut out, &head, Src::Owned(prefix), total) {
-                        self.raw(&mut out, Src::Range(pos, pos + i + 1));
+                Piece::Joined(line) => self.line(&mut out, &line, Src::Owned(line.clone())),
+                Piece::Long {
+                    carried,
+                    start,
+                    end,
+                    ends,
+                } => self.long_line(&mut out, chunk, carried, (start, end), ends),
+                Piece::LongMore { start, end, ends } if self.opts.hold_long_lines => {
+                    self.hold(chunk.slice(start..end));
+                    if ends {
+                        self.release_held(&mut out);
                     }
-                    pos += i + 1;
                 }
-                None if self.carry.len() + (bytes.len() - pos) <= max => {
-                    self.carry.extend_from_slice(&bytes[pos..]);
-                    pos = bytes.len();
-                }
-                None if self.opts.hold_long_lines => {
-                    let prefix = self.carry.split().freeze();
-                    self.hold(prefix);
-                    self.hold(chunk.slice(pos..));
-                    self.passthrough = true;
-                    pos = bytes.len();
-                }
-                None => {
-                    let prefix = self.carry.split().freeze();
-                    let head = self.head(&prefix, &bytes[pos..]);
-                    let len = prefix.len() + bytes.len() - pos;
-                    if self.oversized(&mut out, &head, Src::Owned(prefix), len) {
-                        self.raw(&mut out, Src::Range(pos, bytes.len()));
-                        self.passthrough = true;
-                    }
-                    pos = bytes.len();
-                }
-            }
-        }
-        while pos < bytes.len() && !self.done {
-            match memchr::memchr(b'\n', &bytes[pos..]) {
-                Some(i) => {
-                    let end = pos + i + 1;
-                    if i > self.opts.max_line_bytes {
-                        self.oversized(&mut out, &bytes[pos..end], Src::Range(pos, end), end - pos);
-                    } else {
-                        self.line(&mut out, &bytes[pos..end], Src::Range(pos, end));
-                    }
-                    pos = end;
-                }
-                None => {
-                    let rest = &bytes[pos..];
-                    if rest.len() > self.opts.max_line_bytes && self.opts.hold_long_lines {
-                        self.hold(chunk.slice(pos..));
-                        self.passthrough = true;
-                    } else if rest.len() > self.opts.max_line_bytes {
-                        if self.oversized(&mut out, rest, Src::Range(pos, bytes.len()), rest.len())
-                        {
-                            self.passthrough = true;
-                        }
-                    } else {
-                        self.carry.extend_from_slice(rest);
-                    }
-                    pos = bytes.len();
-                }
+                Piece::LongMore { start, end, .. } => self.raw(&mut out, Src::Range(start, end)),
             }
         }
         out.flush();
@@ -424,17 +364,18 @@ impl ScrapeFilter {
         let empty = Bytes::new();
         let mut out = Out::new(segments, &empty);
         if !self.done {
-            if self.passthrough && self.opts.hold_long_lines {
-                self.passthrough = false;
-                self.hold(Bytes::from_static(b"\n"));
-                self.release_held(&mut out);
-            } else if self.passthrough {
-                self.passthrough = false;
-                self.raw(&mut out, Src::Owned(Bytes::from_static(b"\n")));
-            } else if !self.carry.is_empty() {
-                self.carry.extend_from_slice(b"\n");
-                let line = self.carry.split().freeze();
-                self.line(&mut out, &line, Src::Owned(line.clone()));
+            match self.reader.finish() {
+                Some(Tail::Long) if self.opts.hold_long_lines => {
+                    self.hold(Bytes::from_static(b"\n"));
+                    self.release_held(&mut out);
+                }
+                Some(Tail::Long) => self.raw(&mut out, Src::Owned(Bytes::from_static(b"\n"))),
+                Some(Tail::Line(mut line)) => {
+                    line.extend_from_slice(b"\n");
+                    let line = line.freeze();
+                    self.line(&mut out, &line, Src::Owned(line.clone()));
+                }
+                None => {}
             }
         }
         self.close_openmetrics(&mut out);
@@ -446,13 +387,14 @@ impl ScrapeFilter {
     /// unfinished line (held or carried) and ends the output validly, or
     /// reports that it cannot because an oversized line is half sent.
     pub fn cut_input(&mut self, segments: &mut Vec<Bytes>) -> Result<(), CutMidLine> {
-        if self.passthrough && !self.opts.hold_long_lines {
+        // A long line the output cap refused was not sent at all: only one
+        // that streamed (the filter not done) is half sent.
+        if self.reader.in_long_line() && !self.opts.hold_long_lines && !self.done {
             return Err(CutMidLine);
         }
-        self.passthrough = false;
+        self.reader.cut();
         self.held.clear();
         self.held_len = 0;
-        self.carry.clear();
         if !self.done {
             self.counters.truncated = Some(Limit::Input);
             self.done = true;
@@ -481,6 +423,39 @@ impl ScrapeFilter {
             self.done = true;
             self.counters.bytes_out += EOF_LINE.len() as u64;
             out.bytes(Bytes::from_static(EOF_LINE));
+        }
+    }
+
+    /// The start of an oversized line: what earlier chunks held of it
+    /// (`carried`), then `range` of `chunk`; `ends` when that range holds
+    /// its LF. Streamed at once, or held until its LF.
+    fn long_line(
+        &mut self,
+        out: &mut Out<'_>,
+        chunk: &Bytes,
+        carried: Option<Bytes>,
+        (start, end): (usize, usize),
+        ends: bool,
+    ) {
+        if self.opts.hold_long_lines && !ends {
+            if let Some(prefix) = carried {
+                self.hold(prefix);
+            }
+            self.hold(chunk.slice(start..end));
+            return;
+        }
+        let rest = &chunk[start..end];
+        match carried {
+            Some(prefix) => {
+                let head = self.head(&prefix, rest);
+                let total = prefix.len() + rest.len();
+                if self.oversized(out, &head, Src::Owned(prefix), total) {
+                    self.raw(out, Src::Range(start, end));
+                }
+            }
+            None => {
+                self.oversized(out, rest, Src::Range(start, end), rest.len());
+            }
         }
     }
 

@@ -2,8 +2,10 @@
 //! lines, bytes) and what its labels look like (distinct values, examples).
 //!
 //! It reads the raw upstream body, before any policy, with the filter's own
-//! line reader and family rules ([`crate::exposition`]), so a family here is
-//! exactly the family a policy would see. Memory is bounded whatever the
+//! line reader ([`LineReader`]) and family rules ([`crate::exposition`]), so
+//! a family here is exactly the family a policy would see. It reads the
+//! body on its own, next to the filter: a line longer than the filter's
+//! limit is still inventoried up to this collector's (larger) one. Memory is bounded whatever the
 //! body: the carried line, at most `max_families` families of at most
 //! `max_labels` labels, one sketch per label and a capped set of series
 //! identities. What does not fit is counted, never silently lost.
@@ -16,7 +18,8 @@ use rustc_hash::FxBuildHasher;
 use crate::exposition::family::StructuralLabel;
 use crate::exposition::line::trim_separators;
 use crate::exposition::{
-    FamilyType, Format, LabelIter, Line, MetaKind, Metadata, Sample, decode_escapes, parse_line,
+    FamilyType, Format, LabelIter, Line, LineReader, MetaKind, Metadata, Piece, Sample, Tail,
+    decode_escapes, parse_line,
 };
 use tero_sdk::sketch::{self, CardinalitySketch};
 
@@ -171,10 +174,8 @@ struct Current {
 /// Builds the inventory of one scrape body fed in chunks.
 pub struct ScrapeInventory {
     opts: CollectorOptions,
-    /// A line begun in an earlier chunk (at most `max_line_bytes`).
-    carry: Vec<u8>,
-    /// Inside an oversized line: bytes are skipped up to its LF.
-    skipping: bool,
+    /// Lines of at most `max_line_bytes`; longer ones are skipped whole.
+    reader: LineReader,
     families: Vec<FamilyAcc>,
     index: HashMap<String, usize>,
     current: Current,
@@ -195,8 +196,7 @@ impl ScrapeInventory {
     pub fn new(opts: CollectorOptions) -> Self {
         ScrapeInventory {
             opts,
-            carry: Vec::new(),
-            skipping: false,
+            reader: LineReader::new(opts.max_line_bytes),
             families: Vec::new(),
             index: HashMap::new(),
             current: Current::default(),
@@ -218,65 +218,15 @@ impl ScrapeInventory {
         if self.done {
             return;
         }
-        let max = self.opts.max_line_bytes;
         let mut pos = 0;
-        if self.skipping {
-            match memchr::memchr(b'\n', chunk) {
-                Some(i) => {
-                    self.skipping = false;
-                    pos = i + 1;
-                }
-                None => return,
-            }
-        }
-        if !self.carry.is_empty() && pos < chunk.len() {
-            let rest = &chunk[pos..];
-            match memchr::memchr(b'\n', rest) {
-                Some(i) if self.carry.len() + i <= max => {
-                    let mut line = std::mem::take(&mut self.carry);
-                    line.extend_from_slice(&rest[..=i]);
-                    self.line(&line[..line.len() - 1], line.len());
-                    line.clear();
-                    self.carry = line;
-                    pos += i + 1;
-                }
-                Some(i) => {
-                    self.carry.clear();
-                    self.lines_oversized += 1;
-                    pos += i + 1;
-                }
-                None if self.carry.len() + rest.len() <= max => {
-                    self.carry.extend_from_slice(rest);
-                    return;
-                }
-                None => {
-                    self.carry.clear();
-                    self.lines_oversized += 1;
-                    self.skipping = true;
-                    return;
-                }
-            }
-        }
-        while pos < chunk.len() && !self.done {
-            match memchr::memchr(b'\n', &chunk[pos..]) {
-                Some(i) => {
-                    if i > max {
-                        self.lines_oversized += 1;
-                    } else {
-                        self.line(&chunk[pos..pos + i], i + 1);
-                    }
-                    pos += i + 1;
-                }
-                None => {
-                    let rest = &chunk[pos..];
-                    if rest.len() > max {
-                        self.lines_oversized += 1;
-                        self.skipping = true;
-                    } else {
-                        self.carry.extend_from_slice(rest);
-                    }
-                    pos = chunk.len();
-                }
+        while !self.done
+            && let Some(piece) = self.reader.next(chunk, &mut pos)
+        {
+            match piece {
+                Piece::Line { start, end } => self.line(&chunk[start..end - 1], end - start),
+                Piece::Joined(line) => self.line(&line[..line.len() - 1], line.len()),
+                Piece::Long { .. } => self.lines_oversized += 1,
+                Piece::LongMore { .. } => {}
             }
         }
     }
@@ -288,12 +238,13 @@ impl ScrapeInventory {
             return;
         }
         self.finished = true;
-        if !self.done && !self.carry.is_empty() {
-            let line = std::mem::take(&mut self.carry);
+        let tail = self.reader.finish();
+        if !self.done
+            && let Some(Tail::Line(line)) = tail
+        {
             self.line(&line, line.len());
         }
         self.done = true;
-        self.skipping = false;
         for family in &mut self.families {
             family.stats.bucket_count = saturate(family.bounds.estimate());
         }
@@ -302,7 +253,7 @@ impl ScrapeInventory {
     /// The caller stopped reading before the body ended (a size cap): an
     /// unfinished last line is dropped rather than read as a whole one.
     pub fn cut_input(&mut self) {
-        self.carry.clear();
+        self.reader.cut();
         self.finish();
     }
 
