@@ -7,7 +7,7 @@
 //! buffer of one family and a small decision memo, whatever the scrape's
 //! size.
 //!
-//! What it guarantees (see `spec/prometheus-edge.md`): HELP/TYPE/UNIT leave
+//! What it guarantees (see `docs/spec/prometheus-edge.md`): HELP/TYPE/UNIT leave
 //! only in front of their family's first kept line; all lines of one
 //! histogram or summary series get one decision, counted once; a line longer
 //! than the line buffer passes whole and unfiltered; the output cap cuts on
