@@ -296,7 +296,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (ingest, ingest_task) = Ingest::start(stats_store.clone(), stats_shutdown.clone());
 
     tasks.spawn(Arc::clone(&feed).run(shutdown.clone()));
-    tasks.spawn(Arc::clone(&runtime).run(shutdown.clone()));
+    let registry = tasks.spawn(Arc::clone(&runtime).run(shutdown.clone()));
     tasks.spawn(prune_loop(
         stats_store.clone(),
         args.stats_retention_days,
@@ -411,5 +411,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     stats_store.close().await;
     store.close().await;
     tracing::info!("stopped");
+    // The edge registry's last flush failed (already logged): the stored
+    // runtime view misses this replica's last changes, which an exit status
+    // tells a supervisor.
+    if let Ok(Err(e)) = registry.await {
+        return Err(e).context("the edge registry was not written at shutdown");
+    }
     Ok(())
 }

@@ -323,8 +323,7 @@ fn render(state: &State, out: &mut String) {
         "Edges this replica has heard from within their interval, by transport.",
     );
     let live = state.runtime.live_by_transport();
-    for transport in ["stream", "poll"] {
-        let n = live.get(transport).copied().unwrap_or(0);
+    for (transport, n) in [("stream", live.stream), ("poll", live.poll)] {
         let _ = writeln!(out, "tero_cp_edges{{transport=\"{transport}\"}} {n}");
     }
 

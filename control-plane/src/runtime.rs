@@ -5,9 +5,16 @@
 //! view covers the edges of every replica. Heartbeats alone refresh the
 //! stored last-seen time at most every `TOUCH_EVERY`, which bounds the write
 //! load of a large, quiet fleet.
+//!
+//! Each edge's state sits behind a lock of its own. A stream holds its
+//! edge through an [`EdgeStream`], so its offers, answers and heartbeats
+//! lock that edge alone; polls, claims and the flush find edges through the
+//! registry's map. Events are typed, and each marks the edge dirty only
+//! when it changes a field the store holds, so that telling news from mere
+//! liveness costs a few comparisons, not a copy of the record.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tero_proto::controlplane::{Edge, EdgeState, PolicyError, Transport};
@@ -15,19 +22,211 @@ use tero_proto::policy::ClientMetadata;
 use tokio_util::sync::CancellationToken;
 
 use crate::scope::lookup;
-use crate::store::{EdgeRecord, Store, now_ms};
+use crate::store::{EdgeRecord, PolicyErrors, Store, StoreError, now_ms};
 
 /// How often a quiet, connected edge's last-seen time is persisted.
 const TOUCH_EVERY_MS: i64 = 30_000;
 /// An edge not heard from for this long is gone.
 const GONE_AFTER_MS: i64 = 3_600_000;
 
+/// What a stream learns about its edge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EdgeEvent<'a> {
+    /// A later hello declared this identity.
+    Identified(&'a ClientMetadata),
+    /// The edge's scope resolves to this snapshot (sent or not).
+    Offered { hash: &'a str },
+    /// The edge runs `hash`, with these per-policy errors (empty: all
+    /// applied).
+    Applied { hash: &'a str, errors: PolicyErrors },
+    /// The edge refused `hash` as a whole, and keeps what it held.
+    Refused { hash: &'a str, message: String },
+    /// A heartbeat: the edge is alive, nothing else.
+    Heard,
+}
+
+/// One edge as this replica knows it.
 #[derive(Debug)]
 struct LiveEdge {
     record: EdgeRecord,
     persisted_last_seen: i64,
+    /// The record holds news the store has not been given yet.
     dirty: bool,
     streams: u32,
+}
+
+type Entry = Arc<Mutex<LiveEdge>>;
+
+fn lock(entry: &Mutex<LiveEdge>) -> MutexGuard<'_, LiveEdge> {
+    entry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets `field` to `value`; true if that changed it.
+fn set<T: PartialEq>(field: &mut T, value: T) -> bool {
+    if *field == value {
+        return false;
+    }
+    *field = value;
+    true
+}
+
+/// [`set`] for text, reusing the field's allocation.
+fn set_str(field: &mut String, value: &str) -> bool {
+    if field == value {
+        return false;
+    }
+    field.clear();
+    field.push_str(value);
+    true
+}
+
+impl LiveEdge {
+    fn new(instance: &str, replica: &str, now: i64) -> Self {
+        LiveEdge {
+            record: EdgeRecord {
+                instance_id: instance.to_owned(),
+                service_name: String::new(),
+                service_namespace: String::new(),
+                service_version: String::new(),
+                metadata: ClientMetadata::default(),
+                transport: Transport::Poll,
+                replica: replica.to_owned(),
+                api_key_id: String::new(),
+                first_seen: now,
+                last_seen: now,
+                connected: false,
+                desired_hash: String::new(),
+                applied_hash: String::new(),
+                last_failed_hash: String::new(),
+                policy_errors: BTreeMap::new(),
+                refusal: None,
+                conflict_key_id: String::new(),
+                conflict_at: 0,
+            },
+            persisted_last_seen: 0,
+            dirty: true,
+            streams: 0,
+        }
+    }
+
+    /// An edge known only from the store (kept to record a refused claim).
+    fn stored(record: EdgeRecord) -> Self {
+        LiveEdge {
+            persisted_last_seen: record.last_seen,
+            record,
+            dirty: false,
+            streams: 0,
+        }
+    }
+
+    /// Takes the identity `meta` declares; true if it changed.
+    fn identify(&mut self, meta: &ClientMetadata) -> bool {
+        if self.record.metadata == *meta {
+            return false;
+        }
+        let r = &mut self.record;
+        r.service_name = lookup(meta, "service.name").unwrap_or_default();
+        r.service_namespace = lookup(meta, "service.namespace").unwrap_or_default();
+        r.service_version = lookup(meta, "service.version").unwrap_or_default();
+        r.metadata = meta.clone();
+        true
+    }
+
+    /// Applies `event`; true if it changed what the store holds. (`|`, not
+    /// `||`: every field is set.)
+    fn apply(&mut self, event: EdgeEvent<'_>) -> bool {
+        let r = &mut self.record;
+        match event {
+            EdgeEvent::Identified(meta) => self.identify(meta),
+            EdgeEvent::Offered { hash } => set_str(&mut r.desired_hash, hash),
+            EdgeEvent::Applied { hash, errors } => {
+                set_str(&mut r.applied_hash, hash)
+                    | set(&mut r.policy_errors, errors)
+                    | set(&mut r.refusal, None)
+            }
+            EdgeEvent::Refused { hash, message } => {
+                set_str(&mut r.last_failed_hash, hash) | set(&mut r.refusal, Some(message))
+            }
+            EdgeEvent::Heard => false,
+        }
+    }
+
+    fn polled(&mut self, key_id: &str, desired: &str, applied: &str, errors: PolicyErrors) -> bool {
+        let streaming = self.streams > 0;
+        let r = &mut self.record;
+        let mut changed = false;
+        if !streaming {
+            changed |= set(&mut r.transport, Transport::Poll) | set(&mut r.connected, false);
+        }
+        changed
+            | set_str(&mut r.api_key_id, key_id)
+            | set_str(&mut r.desired_hash, desired)
+            | set_str(&mut r.applied_hash, applied)
+            | set(&mut r.policy_errors, errors)
+            | set(&mut r.refusal, None)
+    }
+
+    fn opened(&mut self, key_id: &str, held_hash: &str) -> bool {
+        self.streams += 1;
+        let r = &mut self.record;
+        set(&mut r.transport, Transport::Stream)
+            | set(&mut r.connected, true)
+            | set_str(&mut r.api_key_id, key_id)
+            | set_str(&mut r.applied_hash, held_hash)
+    }
+
+    fn closed(&mut self) -> bool {
+        self.streams = self.streams.saturating_sub(1);
+        self.streams == 0 && set(&mut self.record.connected, false)
+    }
+
+    /// The edge was heard from at `now`, with news or not. Only news is
+    /// written at once; mere liveness waits for TOUCH_EVERY, or for half a
+    /// poll interval for a poller: the view calls a poller stale after
+    /// three intervals, which may be well under TOUCH_EVERY.
+    fn seen(&mut self, news: bool, now: i64, poll_interval_ms: i64) {
+        self.record.last_seen = now;
+        let touch_every = if self.record.transport == Transport::Stream {
+            TOUCH_EVERY_MS
+        } else {
+            TOUCH_EVERY_MS.min(poll_interval_ms / 2)
+        };
+        if news || now - self.persisted_last_seen >= touch_every {
+            self.dirty = true;
+        }
+    }
+}
+
+/// An open stream's hold on its edge: the stream's events lock this edge
+/// only. Dropping it closes the stream in the registry, however the stream
+/// ended.
+#[derive(Debug)]
+pub struct EdgeStream {
+    entry: Entry,
+    poll_interval_ms: i64,
+}
+
+impl EdgeStream {
+    pub fn record(&self, event: EdgeEvent<'_>) {
+        let mut live = lock(&self.entry);
+        let news = live.apply(event);
+        live.seen(news, now_ms(), self.poll_interval_ms);
+    }
+}
+
+impl Drop for EdgeStream {
+    fn drop(&mut self) {
+        let mut live = lock(&self.entry);
+        let news = live.closed();
+        live.seen(news, now_ms(), self.poll_interval_ms);
+    }
+}
+
+/// Edges heard from within their interval, by transport.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LiveCounts {
+    pub stream: usize,
+    pub poll: usize,
 }
 
 /// This replica's live edges.
@@ -37,7 +236,7 @@ pub struct Runtime {
     store: Store,
     poll_interval_ms: i64,
     stream_interval_ms: i64,
-    edges: Mutex<HashMap<String, LiveEdge>>,
+    edges: Mutex<HashMap<String, Entry>>,
 }
 
 /// A claim of an instance id bound to another API key.
@@ -75,68 +274,22 @@ impl Runtime {
         &self.replica
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveEdge>> {
+    /// The map of entries. Lock order: the map, then an entry; never an
+    /// entry, then the map.
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
         self.edges.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn update(
-        &self,
-        instance: &str,
-        meta: Option<&ClientMetadata>,
-        change: impl FnOnce(&mut LiveEdge),
-    ) {
-        let now = now_ms();
-        let mut edges = self.lock();
-        let live = edges
-            .entry(instance.to_owned())
-            .or_insert_with(|| LiveEdge {
-                record: EdgeRecord {
-                    instance_id: instance.to_owned(),
-                    service_name: String::new(),
-                    service_namespace: String::new(),
-                    service_version: String::new(),
-                    metadata: ClientMetadata::default(),
-                    transport: "poll".into(),
-                    replica: self.replica.clone(),
-                    api_key_id: String::new(),
-                    first_seen: now,
-                    last_seen: now,
-                    connected: false,
-                    desired_hash: String::new(),
-                    applied_hash: String::new(),
-                    last_failed_hash: String::new(),
-                    policy_errors: BTreeMap::new(),
-                    conflict_key_id: String::new(),
-                    conflict_at: 0,
-                },
-                persisted_last_seen: 0,
-                dirty: true,
-                streams: 0,
-            });
-        if let Some(meta) = meta
-            && live.record.metadata != *meta
-        {
-            live.record.service_name = lookup(meta, "service.name").unwrap_or_default();
-            live.record.service_namespace = lookup(meta, "service.namespace").unwrap_or_default();
-            live.record.service_version = lookup(meta, "service.version").unwrap_or_default();
-            live.record.metadata = meta.clone();
-            live.dirty = true;
+    /// The entry of `instance`, created if new. The caller's clone keeps
+    /// it in the map until dropped (see [`Runtime::flush`]).
+    fn entry(&self, instance: &str) -> Entry {
+        let mut edges = self.map();
+        if let Some(entry) = edges.get(instance) {
+            return Arc::clone(entry);
         }
-        let before = live.record.clone();
-        change(live);
-        let changed = live.record != before;
-        live.record.last_seen = now;
-        // Only news is written at once; mere liveness waits for TOUCH_EVERY,
-        // or for half a poll interval for a poller: the view calls a poller
-        // stale after three intervals, which may be well under TOUCH_EVERY.
-        let touch_every = if live.record.transport == "stream" {
-            TOUCH_EVERY_MS
-        } else {
-            TOUCH_EVERY_MS.min(self.poll_interval_ms / 2)
-        };
-        if changed || now - live.persisted_last_seen >= touch_every {
-            live.dirty = true;
-        }
+        let entry = Arc::new(Mutex::new(LiveEdge::new(instance, &self.replica, now_ms())));
+        edges.insert(instance.to_owned(), Arc::clone(&entry));
+        entry
     }
 
     /// Checks that `key_id` may speak for `instance`. An instance id is
@@ -150,27 +303,22 @@ impl Runtime {
             return Ok(());
         }
         let now = now_ms();
-        let known = self
-            .lock()
-            .get(instance)
-            .map(|l| (l.record.api_key_id.clone(), l.record.last_seen));
+        let known = self.map().get(instance).map(|entry| {
+            let live = lock(entry);
+            (live.record.api_key_id.clone(), live.record.last_seen)
+        });
         let (bound, last_seen) = match known {
             Some(known) => known,
             None => match self.store.get_edge(instance).await {
                 Ok(stored) => {
                     let known = (stored.api_key_id.clone(), stored.last_seen);
                     // Kept, so that a refusal can be recorded on it.
-                    self.lock()
+                    self.map()
                         .entry(instance.to_owned())
-                        .or_insert_with(|| LiveEdge {
-                            persisted_last_seen: stored.last_seen,
-                            record: stored,
-                            dirty: false,
-                            streams: 0,
-                        });
+                        .or_insert_with(|| Arc::new(Mutex::new(LiveEdge::stored(stored))));
                     known
                 }
-                Err(crate::store::StoreError::NotFound { .. }) => return Ok(()),
+                Err(StoreError::NotFound { .. }) => return Ok(()),
                 Err(e) => {
                     // The registry is a view: an unreadable one must not
                     // stop edges from syncing.
@@ -191,8 +339,9 @@ impl Runtime {
             bound_key_id = bound,
             "instance id claimed by another API key; refused"
         );
-        if let Some(live) = self.lock().get_mut(instance) {
-            // Not `update`: a refused claim is no sign of the edge's life.
+        if let Some(entry) = self.map().get(instance) {
+            // Not `seen`: a refused claim is no sign of the edge's life.
+            let mut live = lock(entry);
             live.record.conflict_key_id = key_id.to_owned();
             live.record.conflict_at = now;
             live.dirty = true;
@@ -210,136 +359,95 @@ impl Runtime {
         key_id: &str,
         desired_hash: &str,
         reported_hash: &str,
-        errors: BTreeMap<String, Vec<String>>,
+        errors: PolicyErrors,
     ) {
-        self.update(instance, Some(meta), |live| {
-            let r = &mut live.record;
-            if live.streams == 0 {
-                r.transport = "poll".into();
-                r.connected = false;
-            }
-            r.api_key_id = key_id.to_owned();
-            r.desired_hash = desired_hash.to_owned();
-            r.applied_hash = reported_hash.to_owned();
-            r.policy_errors = errors;
-        });
+        let entry = self.entry(instance);
+        let mut live = lock(&entry);
+        let news = live.identify(meta) | live.polled(key_id, desired_hash, reported_hash, errors);
+        live.seen(news, now_ms(), self.poll_interval_ms);
     }
 
+    /// A stream said hello: its events go through the handle returned,
+    /// which closes the stream when dropped.
     pub fn stream_opened(
         &self,
         instance: &str,
         meta: &ClientMetadata,
         key_id: &str,
         held_hash: &str,
-    ) {
-        self.update(instance, Some(meta), |live| {
-            live.streams += 1;
-            let r = &mut live.record;
-            r.transport = "stream".into();
-            r.connected = true;
-            r.api_key_id = key_id.to_owned();
-            r.applied_hash = held_hash.to_owned();
-        });
+    ) -> EdgeStream {
+        let entry = self.entry(instance);
+        {
+            let mut live = lock(&entry);
+            let news = live.identify(meta) | live.opened(key_id, held_hash);
+            live.seen(news, now_ms(), self.poll_interval_ms);
+        }
+        EdgeStream {
+            entry,
+            poll_interval_ms: self.poll_interval_ms,
+        }
     }
 
-    /// A streaming edge declared new metadata (a later hello).
-    pub fn identified(&self, instance: &str, meta: &ClientMetadata) {
-        self.update(instance, Some(meta), |_| {});
-    }
-
-    pub fn offered(&self, instance: &str, desired_hash: &str) {
-        self.update(instance, None, |live| {
-            live.record.desired_hash = desired_hash.to_owned();
-        });
-    }
-
-    /// The edge runs `hash`, with these per-policy errors (empty: all applied).
-    pub fn applied(&self, instance: &str, hash: &str, errors: BTreeMap<String, Vec<String>>) {
-        self.update(instance, None, |live| {
-            live.record.applied_hash = hash.to_owned();
-            live.record.policy_errors = errors;
-        });
-    }
-
-    /// The edge refused `hash` as a whole.
-    pub fn refused(&self, instance: &str, hash: &str, message: &str) {
-        self.update(instance, None, |live| {
-            live.record.last_failed_hash = hash.to_owned();
-            live.record
-                .policy_errors
-                .insert(String::new(), vec![message.to_owned()]);
-        });
-    }
-
-    /// Edges heard from within their interval, by transport (`stream`,
-    /// `poll`).
-    pub fn live_by_transport(&self) -> HashMap<&'static str, usize> {
+    /// Edges heard from within their interval, by transport.
+    pub fn live_by_transport(&self) -> LiveCounts {
         let now = now_ms();
-        let mut counts = HashMap::new();
-        for live in self.lock().values() {
+        let mut counts = LiveCounts::default();
+        for entry in self.map().values() {
+            let live = lock(entry);
             // An edge whose stream closed is not a poller: it counts again
             // when it reconnects or polls.
-            let transport = if live.streams > 0 {
-                "stream"
-            } else if live.record.transport == "poll"
+            if live.streams > 0 {
+                counts.stream += 1;
+            } else if live.record.transport == Transport::Poll
                 && now - live.record.last_seen <= 3 * self.poll_interval_ms
             {
-                "poll"
-            } else {
-                continue;
-            };
-            *counts.entry(transport).or_default() += 1;
+                counts.poll += 1;
+            }
         }
         counts
     }
 
-    pub fn heard_from(&self, instance: &str) {
-        self.update(instance, None, |_| {});
-    }
-
-    pub fn stream_closed(&self, instance: &str) {
-        self.update(instance, None, |live| {
-            live.streams = live.streams.saturating_sub(1);
-            if live.streams == 0 {
-                live.record.connected = false;
-            }
-        });
-    }
-
     /// Writes changed edges to the store and forgets disconnected ones that
     /// were written.
-    pub async fn flush(&self) -> Result<(), crate::store::StoreError> {
-        let batch: Vec<EdgeRecord> = {
-            let mut edges = self.lock();
-            edges
-                .values_mut()
-                .filter(|l| l.dirty)
-                .map(|l| {
-                    l.dirty = false;
-                    l.persisted_last_seen = l.record.last_seen;
-                    l.record.clone()
-                })
-                .collect()
-        };
-        if let Err(e) = self.store.upsert_edges(&batch).await {
-            let mut edges = self.lock();
-            for r in &batch {
-                if let Some(l) = edges.get_mut(&r.instance_id) {
-                    l.dirty = true;
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let (entries, batch): (Vec<Entry>, Vec<EdgeRecord>) = self
+            .map()
+            .values()
+            .filter_map(|entry| {
+                let mut live = lock(entry);
+                if !live.dirty {
+                    return None;
                 }
+                live.dirty = false;
+                live.persisted_last_seen = live.record.last_seen;
+                Some((Arc::clone(entry), live.record.clone()))
+            })
+            .unzip();
+        if let Err(e) = self.store.upsert_edges(&batch).await {
+            for entry in &entries {
+                lock(entry).dirty = true;
             }
             return Err(e);
         }
-        let mut edges = self.lock();
+        drop(entries);
         let now = now_ms();
-        edges.retain(|_, l| {
-            l.streams > 0 || l.dirty || now - l.record.last_seen < self.poll_interval_ms * 3
+        // An entry someone else holds (an open stream, a poll being
+        // recorded) stays: they hold it to write to it, and it was found
+        // through this map. Clones are only made under the map's lock.
+        self.map().retain(|_, entry| {
+            let live = lock(entry);
+            Arc::strong_count(entry) > 1
+                || live.streams > 0
+                || live.dirty
+                || now - live.record.last_seen < self.poll_interval_ms * 3
         });
         Ok(())
     }
 
-    /// Flushes every second until cancelled, then once more.
-    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Flushes every second until cancelled, then once more. The last
+    /// flush's error is logged and returned: the view then keeps these
+    /// edges' previous state.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), StoreError> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
@@ -350,18 +458,24 @@ impl Runtime {
                 tracing::warn!(error = %e, "edge registry flush failed; will retry");
             }
         }
-        let _ = self.flush().await;
+        self.flush().await.inspect_err(|e| {
+            tracing::error!(
+                error = %e,
+                "edge registry flush failed at shutdown; the runtime view keeps these edges' previous state"
+            );
+        })
     }
 
     /// The API view of a stored edge, with its state derived from its age.
     pub fn view(&self, r: EdgeRecord, now: i64) -> Edge {
-        let interval = if r.transport == "stream" {
+        let streaming = r.transport == Transport::Stream;
+        let interval = if streaming {
             self.stream_interval_ms
         } else {
             self.poll_interval_ms
         };
         let age = now - r.last_seen;
-        let live = r.connected || r.transport != "stream";
+        let live = r.connected || !streaming;
         let state = if age >= GONE_AFTER_MS {
             EdgeState::Gone
         } else if live && age < interval * 3 {
@@ -369,13 +483,23 @@ impl Runtime {
         } else {
             EdgeState::Stale
         };
+        // A whole-snapshot refusal shows as the errors of policy id "",
+        // first, as it always has.
+        let refusal = r.refusal.map(|message| PolicyError {
+            policy_id: String::new(),
+            errors: vec![message],
+        });
+        let per_policy = r
+            .policy_errors
+            .into_iter()
+            .map(|(policy_id, errors)| PolicyError { policy_id, errors });
         Edge {
             instance_id: r.instance_id,
             service_name: r.service_name,
             service_namespace: r.service_namespace,
             service_version: r.service_version,
             client_metadata: Some(r.metadata),
-            transport: if r.transport == "stream" {
+            transport: if streaming {
                 Transport::Stream as i32
             } else {
                 Transport::Poll as i32
@@ -386,11 +510,7 @@ impl Runtime {
             desired_hash: r.desired_hash,
             applied_hash: r.applied_hash,
             last_failed_hash: r.last_failed_hash,
-            policy_errors: r
-                .policy_errors
-                .into_iter()
-                .map(|(policy_id, errors)| PolicyError { policy_id, errors })
-                .collect(),
+            policy_errors: refusal.into_iter().chain(per_policy).collect(),
             state: state as i32,
             api_key_id: r.api_key_id,
             conflicting_key_id: r.conflict_key_id,
@@ -431,12 +551,18 @@ mod tests {
         (Runtime::new("r1".into(), store.clone(), 10, 15), store)
     }
 
+    /// `instance`'s live state (the entry is not held past the statement).
+    fn live<T>(rt: &Runtime, instance: &str, read: impl FnOnce(&mut LiveEdge) -> T) -> T {
+        let entry = Arc::clone(&rt.map()[instance]);
+        read(&mut lock(&entry))
+    }
+
     #[tokio::test]
     async fn states_follow_transport_and_age() {
         let dir = tempfile::tempdir().unwrap();
         let (rt, store) = runtime(&dir).await;
         rt.polled("p", &meta("p"), "key_1", "want", "have", BTreeMap::new());
-        rt.stream_opened("s", &meta("s"), "key_1", "held");
+        let s = rt.stream_opened("s", &meta("s"), "key_1", "held");
         rt.flush().await.unwrap();
         let now = now_ms();
         let view = |id: &str, at: i64| {
@@ -460,13 +586,13 @@ mod tests {
             EdgeState::Gone as i32
         );
 
-        let s = view("s", now).await;
+        let sv = view("s", now).await;
         assert_eq!(
-            (s.state, s.transport),
+            (sv.state, sv.transport),
             (EdgeState::Connected as i32, Transport::Stream as i32)
         );
         // A closed stream is stale at once, whatever its age.
-        rt.stream_closed("s");
+        drop(s);
         rt.flush().await.unwrap();
         assert_eq!(view("s", now_ms()).await.state, EdgeState::Stale as i32);
     }
@@ -479,39 +605,149 @@ mod tests {
         poll(&rt);
         rt.flush().await.unwrap();
         poll(&rt);
-        assert!(!rt.lock()["p"].dirty, "a poll moments later is not news");
+        assert!(
+            !live(&rt, "p", |l| l.dirty),
+            "a poll moments later is not news"
+        );
         // Half a poll interval (5 s) later, well before TOUCH_EVERY: the
         // view calls a poller stale after three intervals.
-        rt.lock().get_mut("p").unwrap().persisted_last_seen -= 5_000;
+        live(&rt, "p", |l| l.persisted_last_seen -= 5_000);
         poll(&rt);
-        assert!(rt.lock()["p"].dirty);
+        assert!(live(&rt, "p", |l| l.dirty));
     }
 
     #[tokio::test]
     async fn only_news_is_written_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let (rt, store) = runtime(&dir).await;
-        rt.stream_opened("s", &meta("s"), "key_1", "h1");
+        let s = rt.stream_opened("s", &meta("s"), "key_1", "h1");
         rt.flush().await.unwrap();
         let first = store.get_edge("s").await.unwrap();
         // A heartbeat is not news: nothing to write until TOUCH_EVERY.
-        rt.heard_from("s");
-        assert!(!rt.lock()["s"].dirty);
+        s.record(EdgeEvent::Heard);
+        assert!(!live(&rt, "s", |l| l.dirty));
         // An applied hash is.
-        rt.applied(
-            "s",
-            "h2",
-            BTreeMap::from([("p1".to_owned(), vec!["bad regex".to_owned()])]),
-        );
-        assert!(rt.lock()["s"].dirty);
+        s.record(EdgeEvent::Applied {
+            hash: "h2",
+            errors: BTreeMap::from([("p1".to_owned(), vec!["bad regex".to_owned()])]),
+        });
+        assert!(live(&rt, "s", |l| l.dirty));
         rt.flush().await.unwrap();
         let second = store.get_edge("s").await.unwrap();
         assert_eq!(second.applied_hash, "h2");
         assert_eq!(second.policy_errors["p1"], ["bad regex"]);
         assert_eq!(second.first_seen, first.first_seen);
         // A closed stream stays in memory while it was seen recently.
-        rt.stream_closed("s");
+        drop(s);
         rt.flush().await.unwrap();
-        assert!(rt.lock().contains_key("s"), "seen moments ago");
+        assert!(rt.map().contains_key("s"), "seen moments ago");
+    }
+
+    #[test]
+    fn an_event_is_news_only_when_it_changes_a_stored_field() {
+        let mut edge = LiveEdge::new("s", "r1", 0);
+        assert!(edge.opened("key_1", "h1"));
+        assert!(
+            !edge.opened("key_1", "h1"),
+            "a second stream of the same edge"
+        );
+        assert!(edge.apply(EdgeEvent::Identified(&meta("s"))));
+        assert!(!edge.apply(EdgeEvent::Identified(&meta("s"))));
+        assert!(edge.apply(EdgeEvent::Offered { hash: "h2" }));
+        assert!(!edge.apply(EdgeEvent::Offered { hash: "h2" }));
+        assert!(!edge.apply(EdgeEvent::Heard));
+        let refused = || EdgeEvent::Refused {
+            hash: "h2",
+            message: "no".into(),
+        };
+        assert!(edge.apply(refused()));
+        assert!(!edge.apply(refused()));
+        assert!(
+            edge.apply(EdgeEvent::Applied {
+                hash: "h1",
+                errors: BTreeMap::new()
+            }),
+            "the refusal is cleared"
+        );
+        assert_eq!(edge.record.refusal, None);
+        assert!(!edge.closed(), "the other stream is open");
+        assert!(edge.closed());
+        assert!(!edge.closed());
+    }
+
+    #[tokio::test]
+    async fn a_whole_refusal_is_shown_as_the_errors_of_policy_id_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, store) = runtime(&dir).await;
+        let s = rt.stream_opened("s", &meta("s"), "key_1", "h1");
+        s.record(EdgeEvent::Applied {
+            hash: "h1",
+            errors: BTreeMap::from([("p1".to_owned(), vec!["bad regex".to_owned()])]),
+        });
+        s.record(EdgeEvent::Refused {
+            hash: "h2",
+            message: "too many policies".into(),
+        });
+        rt.flush().await.unwrap();
+        let stored = store.get_edge("s").await.unwrap();
+        assert_eq!(stored.refusal.as_deref(), Some("too many policies"));
+        assert_eq!(stored.last_failed_hash, "h2");
+        let view = rt.view(stored, now_ms());
+        assert_eq!(
+            view.policy_errors,
+            [
+                PolicyError {
+                    policy_id: String::new(),
+                    errors: vec!["too many policies".into()],
+                },
+                PolicyError {
+                    policy_id: "p1".into(),
+                    errors: vec!["bad regex".into()],
+                },
+            ]
+        );
+        // Applying a snapshot ends it; a poll would too.
+        s.record(EdgeEvent::Applied {
+            hash: "h3",
+            errors: BTreeMap::new(),
+        });
+        rt.flush().await.unwrap();
+        let stored = store.get_edge("s").await.unwrap();
+        assert_eq!((stored.refusal, stored.policy_errors.len()), (None, 0));
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_edge_is_forgotten_once_written_unless_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _store) = runtime(&dir).await;
+        rt.polled("p", &meta("p"), "key_1", "h", "h", BTreeMap::new());
+        let s = rt.stream_opened("s", &meta("s"), "key_1", "h");
+        rt.flush().await.unwrap();
+        for id in ["p", "s"] {
+            live(&rt, id, |l| l.record.last_seen -= 60_000);
+        }
+        rt.flush().await.unwrap();
+        assert!(!rt.map().contains_key("p"));
+        assert!(rt.map().contains_key("s"), "its stream is open");
+        // Held while a poll is being recorded: a poll must not land on an
+        // entry the map has forgotten.
+        rt.polled("q", &meta("q"), "key_1", "h", "h", BTreeMap::new());
+        rt.flush().await.unwrap();
+        live(&rt, "q", |l| l.record.last_seen -= 60_000);
+        let held = rt.entry("q");
+        rt.flush().await.unwrap();
+        assert!(rt.map().contains_key("q"));
+        drop((held, s));
+    }
+
+    #[tokio::test]
+    async fn the_last_flush_reports_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, store) = runtime(&dir).await;
+        rt.polled("p", &meta("p"), "key_1", "h", "h", BTreeMap::new());
+        store.close().await;
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        assert!(rt.run(shutdown).await.is_err());
     }
 }

@@ -22,7 +22,7 @@ use tero_control_plane::store::{
 };
 use tero_proto::controlplane::{
     ApiKey, FamilyInventory, InventoryReport, Issue, ManagedPolicy, Scope, ScopeMatcher,
-    ScopeOperator, StatsBucket,
+    ScopeOperator, StatsBucket, Transport,
 };
 use tero_proto::controlplane::{Classification, ClassificationRun, EventType, ProviderUsage};
 use tero_proto::otel::{AnyValue, KeyValue, any_value};
@@ -1088,7 +1088,7 @@ fn edge(instance: &str, service: &str, replica: &str, first: i64, last: i64) -> 
             ]),
             ..Default::default()
         },
-        transport: "stream".into(),
+        transport: Transport::Stream,
         replica: replica.into(),
         api_key_id: "key-1".into(),
         first_seen: first,
@@ -1098,6 +1098,7 @@ fn edge(instance: &str, service: &str, replica: &str, first: i64, last: i64) -> 
         applied_hash: "h1".into(),
         last_failed_hash: String::new(),
         policy_errors: BTreeMap::new(),
+        refusal: None,
         conflict_key_id: String::new(),
         conflict_at: 0,
     }
@@ -1125,7 +1126,7 @@ async fn edges(store: &Store) {
     a2.service_version = "2.0".into();
     a2.service_namespace = "shop-eu".into();
     a2.metadata.labels = string_labels(&[("zone", "eu-2"), ("tier", "gold")]);
-    a2.transport = "poll".into();
+    a2.transport = Transport::Poll;
     a2.api_key_id = "key-2".into();
     a2.connected = false;
     a2.desired_hash = "h2".into();
@@ -1135,6 +1136,7 @@ async fn edges(store: &Store) {
         ("pol-1".to_string(), vec!["bad regex".to_string()]),
         ("pol-2".to_string(), vec!["a".to_string(), "b".to_string()]),
     ]);
+    a2.refusal = Some("snapshot refused".into());
     store.upsert_edges(&[a2.clone()]).await.unwrap();
     let stored = store.get_edge("edge-a").await.unwrap();
     assert_eq!(stored.first_seen, 1_000, "the earliest first_seen is kept");

@@ -40,7 +40,7 @@ use super::sync::MAX_STATUSES;
 use super::{ApiError, State};
 use crate::auth::Principal;
 use crate::ingest::DeltaBuilder;
-use crate::runtime::instance_id;
+use crate::runtime::{EdgeEvent, EdgeStream, instance_id};
 use crate::store::now_ms;
 
 /// How long a new stream may take to say hello.
@@ -294,6 +294,9 @@ async fn revoked(
 /// One stream's state.
 struct Session {
     instance: String,
+    /// Its edge in the runtime view; dropped with the session, which closes
+    /// the stream there.
+    edge: EdgeStream,
     hello: Hello,
     /// The hash the edge runs.
     held: String,
@@ -358,12 +361,13 @@ async fn run(
             .await;
         return;
     }
-    state
+    let edge = state
         .runtime
         .stream_opened(&instance, &meta, principal.key_id(), &hello.last_hash);
     tracing::debug!(instance, "edge stream opened");
     let mut session = Session {
         instance: instance.clone(),
+        edge,
         held: hello.last_hash.clone(),
         refused: hello.last_failed_hash.clone(),
         hello,
@@ -382,7 +386,7 @@ async fn run(
     if let Some(status) = end {
         let _ = out.send(Err(status)).await;
     }
-    state.runtime.stream_closed(&instance);
+    drop(session);
     tracing::debug!(instance, "edge stream closed");
 }
 
@@ -451,7 +455,7 @@ async fn serve(
                         // What was applied is what was sent under that nonce.
                         let hash = session.in_flight.take().map_or(ack.hash, |(_, h)| h);
                         state.metrics.fleet.snapshots_acked.fetch_add(1, Relaxed);
-                        state.runtime.applied(&session.instance, &hash, Default::default());
+                        session.edge.record(EdgeEvent::Applied { hash: &hash, errors: Default::default() });
                         session.held = hash;
                         session.refused.clear();
                         if !offer(state, session, out).await {
@@ -466,7 +470,7 @@ async fn serve(
                         if nack.errors.is_empty() {
                             // Refused as a whole: it keeps running what it held.
                             let message = truncate(&nack.message, MAX_ERROR_BYTES);
-                            state.runtime.refused(&session.instance, &hash, &message);
+                            session.edge.record(EdgeEvent::Refused { hash: &hash, message });
                             session.refused = hash;
                         } else {
                             // Applied, except the policies that failed.
@@ -476,7 +480,7 @@ async fn serve(
                                 |id| catalog.knows(id),
                                 nack.errors.iter().map(|e| (e.policy_id.as_str(), e.errors.as_slice())),
                             );
-                            state.runtime.applied(&session.instance, &hash, errors);
+                            session.edge.record(EdgeEvent::Applied { hash: &hash, errors });
                         }
                         if !offer(state, session, out).await {
                             return None;
@@ -484,7 +488,7 @@ async fn serve(
                     }
                     // Answers to an older snapshot than the one in flight.
                     Some(EdgeMsg::Ack(_)) | Some(EdgeMsg::Nack(_)) => {}
-                    Some(EdgeMsg::Heartbeat(_)) => state.runtime.heard_from(&session.instance),
+                    Some(EdgeMsg::Heartbeat(_)) => session.edge.record(EdgeEvent::Heard),
                     Some(EdgeMsg::Stats(report)) => {
                         if let Some(ack) = store_report(state, session, report).await
                             && out.send(server(ServerMsg::StatsAck(ack))).await.is_err()
@@ -505,7 +509,7 @@ async fn serve(
                         if let Err(e) = check_identity(&session.instance, &meta) {
                             return Some(e.into());
                         }
-                        state.runtime.identified(&session.instance, &meta);
+                        session.edge.record(EdgeEvent::Identified(&meta));
                         session.hello = hello;
                         if !offer(state, session, out).await {
                             return None;
@@ -526,7 +530,9 @@ async fn offer(state: &State, session: &mut Session, out: &Outbound) -> bool {
         Some(meta) => catalog.snapshot_for(meta),
         None => catalog.snapshot_for(&Default::default()),
     };
-    state.runtime.offered(&session.instance, &snapshot.hash);
+    session.edge.record(EdgeEvent::Offered {
+        hash: &snapshot.hash,
+    });
     if session.in_flight.is_some() {
         // Coalesced: the newest set is offered when the edge answers.
         return true;

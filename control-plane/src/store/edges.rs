@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tero_proto::controlplane::Transport;
 use tero_proto::policy::ClientMetadata;
 
 use super::{Store, StoreError};
@@ -18,6 +19,9 @@ const EDGE_COLUMNS: usize = 17;
 /// 20 statements.
 const EDGE_ROWS_PER_STATEMENT: usize = 500;
 
+/// Per policy id, the errors an edge reported.
+pub type PolicyErrors = BTreeMap<String, Vec<String>>;
+
 /// One edge as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeRecord {
@@ -26,8 +30,8 @@ pub struct EdgeRecord {
     pub service_namespace: String,
     pub service_version: String,
     pub metadata: ClientMetadata,
-    /// `stream` or `poll`.
-    pub transport: String,
+    /// `Stream` or `Poll` (stored as the text `stream` or `poll`).
+    pub transport: Transport,
     pub replica: String,
     pub api_key_id: String,
     pub first_seen: i64,
@@ -38,7 +42,11 @@ pub struct EdgeRecord {
     pub applied_hash: String,
     pub last_failed_hash: String,
     /// Per policy id, the errors the edge last reported.
-    pub policy_errors: BTreeMap<String, Vec<String>>,
+    pub policy_errors: PolicyErrors,
+    /// Why the edge refused `last_failed_hash` as a whole, until it applies
+    /// a snapshot. Stored among `policy_errors` under the id `""`, which no
+    /// policy has, as replicas have always stored it.
+    pub refusal: Option<String>,
     /// The latest other API key that claimed this instance id (refused),
     /// and when (ms); empty and 0 when none did.
     pub conflict_key_id: String,
@@ -53,9 +61,52 @@ const SELECT_EDGE: &str = "SELECT instance_id, service_name, service_namespace, 
      CASE WHEN connected THEN 1 ELSE 0 END AS connected, desired_hash, \
      applied_hash, last_failed_hash, policy_errors, conflict_key_id, conflict_at FROM edges";
 
+/// The `transport` column's text.
+fn transport_text(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Stream => "stream",
+        Transport::Poll | Transport::Unspecified => "poll",
+    }
+}
+
+fn transport_from_text(text: &str) -> Transport {
+    if text == "stream" {
+        Transport::Stream
+    } else {
+        Transport::Poll
+    }
+}
+
+/// The `policy_errors` column: the per-policy errors as JSON, with the
+/// refusal of a whole snapshot under the id `""`.
+fn errors_json(edge: &EdgeRecord) -> Result<String, serde_json::Error> {
+    match &edge.refusal {
+        None => serde_json::to_string(&edge.policy_errors),
+        Some(refusal) => {
+            let mut all: BTreeMap<&str, &[String]> = edge
+                .policy_errors
+                .iter()
+                .map(|(id, errors)| (id.as_str(), errors.as_slice()))
+                .collect();
+            all.insert("", std::slice::from_ref(refusal));
+            serde_json::to_string(&all)
+        }
+    }
+}
+
+/// The per-policy errors and the refusal a `policy_errors` column holds.
+fn errors_from_json(json: &str) -> Result<(PolicyErrors, Option<String>), serde_json::Error> {
+    let mut errors: PolicyErrors = serde_json::from_str(json)?;
+    let refusal = errors.remove("").map(|messages| messages.join("; "));
+    Ok((errors, refusal))
+}
+
 fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
     let metadata: Vec<u8> = row.try_get("metadata")?;
     let errors: String = row.try_get("policy_errors")?;
+    let (policy_errors, refusal) =
+        errors_from_json(&errors).map_err(|e| StoreError::corrupt("edge policy errors", e))?;
+    let transport: String = row.try_get("transport")?;
     Ok(EdgeRecord {
         instance_id: row.try_get("instance_id")?,
         service_name: row.try_get("service_name")?,
@@ -63,7 +114,7 @@ fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
         service_version: row.try_get("service_version")?,
         metadata: ClientMetadata::decode(metadata.as_slice())
             .map_err(|e| StoreError::corrupt("edge metadata", e))?,
-        transport: row.try_get("transport")?,
+        transport: transport_from_text(&transport),
         replica: row.try_get("replica")?,
         api_key_id: row.try_get("api_key_id")?,
         first_seen: row.try_get("first_seen")?,
@@ -72,8 +123,8 @@ fn decode(row: &AnyRow) -> Result<EdgeRecord, StoreError> {
         desired_hash: row.try_get("desired_hash")?,
         applied_hash: row.try_get("applied_hash")?,
         last_failed_hash: row.try_get("last_failed_hash")?,
-        policy_errors: serde_json::from_str(&errors)
-            .map_err(|e| StoreError::corrupt("edge policy errors", e))?,
+        policy_errors,
+        refusal,
         conflict_key_id: row.try_get("conflict_key_id")?,
         conflict_at: row.try_get("conflict_at")?,
     })
@@ -114,8 +165,8 @@ impl Store {
         let encoded = edges
             .iter()
             .map(|(edge, _)| {
-                let errors = serde_json::to_string(&edge.policy_errors)
-                    .map_err(|e| StoreError::corrupt("edge policy errors", e))?;
+                let errors =
+                    errors_json(edge).map_err(|e| StoreError::corrupt("edge policy errors", e))?;
                 Ok((edge.metadata.encode_to_vec(), errors))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -170,7 +221,7 @@ impl Store {
                 .bind(&edge.service_namespace)
                 .bind(&edge.service_version)
                 .bind(metadata)
-                .bind(&edge.transport)
+                .bind(transport_text(edge.transport))
                 .bind(&edge.replica)
                 .bind(&edge.api_key_id)
                 .bind(*first_seen)
@@ -246,5 +297,51 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_columns_keep_their_text() {
+        for (transport, text) in [(Transport::Stream, "stream"), (Transport::Poll, "poll")] {
+            assert_eq!(transport_text(transport), text);
+            assert_eq!(transport_from_text(text), transport);
+        }
+        assert_eq!(transport_text(Transport::Unspecified), "poll");
+        assert_eq!(transport_from_text("carrier pigeon"), Transport::Poll);
+
+        let mut edge = EdgeRecord {
+            instance_id: "e".into(),
+            service_name: String::new(),
+            service_namespace: String::new(),
+            service_version: String::new(),
+            metadata: ClientMetadata::default(),
+            transport: Transport::Stream,
+            replica: "r1".into(),
+            api_key_id: String::new(),
+            first_seen: 0,
+            last_seen: 0,
+            connected: true,
+            desired_hash: String::new(),
+            applied_hash: String::new(),
+            last_failed_hash: "h2".into(),
+            policy_errors: BTreeMap::from([("p1".to_owned(), vec!["bad regex".to_owned()])]),
+            refusal: Some("too many policies".into()),
+            conflict_key_id: String::new(),
+            conflict_at: 0,
+        };
+        let json = errors_json(&edge).unwrap();
+        assert_eq!(json, r#"{"":["too many policies"],"p1":["bad regex"]}"#);
+        assert_eq!(
+            errors_from_json(&json).unwrap(),
+            (edge.policy_errors.clone(), edge.refusal.clone())
+        );
+        edge.refusal = None;
+        let json = errors_json(&edge).unwrap();
+        assert_eq!(json, r#"{"p1":["bad regex"]}"#);
+        assert_eq!(errors_from_json(&json).unwrap().1, None);
     }
 }

@@ -30,7 +30,7 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditEntry;
 pub use classify::{Activity, StoredClassification, StoredEventType, TemplateWrite};
-pub use edges::EdgeRecord;
+pub use edges::{EdgeRecord, PolicyErrors};
 pub use inventory::StoredInventory;
 pub use issues::{StoredUsage, issue_key};
 pub use keys::StoredKey;
