@@ -139,6 +139,19 @@ impl ControlPlane {
         assert_eq!(status, 200, "create key: {body}");
         body["secret"].as_str().expect("secret").to_owned()
     }
+
+    /// An Edge's `grpc` policy provider on this control plane with edge key
+    /// `key`, syncing and reporting every second, as most tests want.
+    pub fn grpc_provider(&self, key: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": "cp",
+            "type": "grpc",
+            "url": self.endpoint(),
+            "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
+            "poll_interval_secs": 1,
+            "stats_interval_secs": 1,
+        })
+    }
 }
 
 /// The value of label `key` of a policy (proto3 JSON `labels`).

@@ -153,14 +153,7 @@ fn event_types_are_classified_once_across_runs_and_restarts() {
         json!({
             "upstream_url": up.url(),
             "service": {"name": SERVICE, "instance_id": "checkout-0"},
-            "policy_providers": [{
-                "id": "cp",
-                "type": "grpc",
-                "url": cp.endpoint(),
-                "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
-                "poll_interval_secs": 1,
-                "stats_interval_secs": 1,
-            }],
+            "policy_providers": [cp.grpc_provider(&key)],
             "inventory": {"interval_secs": 1, "sample_every_secs": 1},
         }),
         dir.clone(),

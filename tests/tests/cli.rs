@@ -657,14 +657,7 @@ fn keys_edges_and_statistics_with_a_real_edge() {
         json!({
             "upstream_url": up.url(),
             "service": {"name": "checkout", "instance_id": instance},
-            "policy_providers": [{
-                "id": "cp",
-                "type": "grpc",
-                "url": cp.endpoint(),
-                "headers": [{"name": "Authorization", "value": format!("Bearer {edge_secret}")}],
-                "poll_interval_secs": 1,
-                "stats_interval_secs": 1,
-            }],
+            "policy_providers": [cp.grpc_provider(&edge_secret)],
         }),
         dir.clone(),
         "edge-cli",

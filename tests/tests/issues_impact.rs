@@ -233,14 +233,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         json!({
             "upstream_url": up.url(),
             "service": {"name": SERVICE, "instance_id": INSTANCE},
-            "policy_providers": [{
-                "id": "cp",
-                "type": "grpc",
-                "url": cp.endpoint(),
-                "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
-                "poll_interval_secs": 1,
-                "stats_interval_secs": 1,
-            }],
+            "policy_providers": [cp.grpc_provider(&key)],
             // One sampled scrape per report, as the defaults pair them.
             "inventory": {"interval_secs": 1, "sample_every_secs": 1},
         }),

@@ -818,14 +818,7 @@ fn the_control_plane_metrics_follow_a_real_edge_and_stay_bounded() {
         json!({
             "upstream_url": up.url(),
             "service": {"name": "checkout", "instance_id": "edge-metrics-0"},
-            "policy_providers": [{
-                "id": "cp",
-                "type": "grpc",
-                "url": cp.endpoint(),
-                "headers": [{"name": "Authorization", "value": format!("Bearer {key}")}],
-                "poll_interval_secs": 1,
-                "stats_interval_secs": 1,
-            }],
+            "policy_providers": [cp.grpc_provider(&key)],
         }),
         dir.clone(),
         "edge-metrics",
