@@ -41,6 +41,17 @@ pub fn now_nanos() -> u64 {
 pub const STATS_REPORT_HEADER: &str = "tero-stats-report";
 
 /// Parses a `tero-stats-report` value.
+/// The report an edge named in its `tero-stats-report` header (gRPC
+/// metadata or HTTP header, as text), if it named one.
+fn report_named<E>(value: Option<Result<&str, E>>) -> Result<Option<(String, u64)>, ApiError> {
+    value
+        .map(|v| {
+            v.map_err(|_| ApiError::invalid(STATS_REPORT_HEADER, "not text"))
+                .and_then(parse_report_id)
+        })
+        .transpose()
+}
+
 pub fn parse_report_id(value: &str) -> Result<(String, u64), ApiError> {
     let bad = || {
         ApiError::invalid(
@@ -162,15 +173,12 @@ impl PolicyService for SyncGrpc {
             .authenticate(header)
             .await
             .map_err(ApiError::from)?;
-        let report = request
-            .metadata()
-            .get(STATS_REPORT_HEADER)
-            .map(|v| {
-                v.to_str()
-                    .map_err(|_| ApiError::invalid(STATS_REPORT_HEADER, "not text"))
-                    .and_then(parse_report_id)
-            })
-            .transpose()?;
+        let report = report_named(
+            request
+                .metadata()
+                .get(STATS_REPORT_HEADER)
+                .map(|v| v.to_str()),
+        )?;
         let snapshot = sync(&self.0, &principal, request.into_inner(), report).await?;
         Ok(Response::new(SyncResponse {
             policies: snapshot.policies.clone(),
@@ -200,14 +208,7 @@ async fn sync_http(
     headers: HeaderMap,
     EdgeBody(request): EdgeBody<SyncRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = headers
-        .get(STATS_REPORT_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| ApiError::invalid(STATS_REPORT_HEADER, "not text"))
-                .and_then(parse_report_id)
-        })
-        .transpose()?;
+    let report = report_named(headers.get(STATS_REPORT_HEADER).map(|v| v.to_str()))?;
     let snapshot = sync(&state, &principal, request, report).await?;
     Ok(if names_protobuf(&headers, header::ACCEPT) {
         (
