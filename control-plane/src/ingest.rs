@@ -94,17 +94,25 @@ impl DeltaBuilder {
         result
     }
 
-    /// Adds a stream report's counters, scrapes included. A shadow policy's
-    /// drops are what it would have dropped; they are stored as drops, the
-    /// policy's mode telling them apart.
-    pub fn add_counters(&mut self, p: &PolicyCounters) -> Result<(), Refused> {
-        self.add_with_scrapes(
+    /// Adds a stream report's counters, scrapes included, with the checks of
+    /// [`Self::add_reported`]. A shadow policy's drops are what it would have
+    /// dropped; they are stored as drops, the policy's mode telling them
+    /// apart.
+    pub fn add_counters(
+        &mut self,
+        known: impl Fn(&str) -> bool,
+        p: &PolicyCounters,
+    ) -> Result<(), Refused> {
+        self.add_reported(
+            known,
             &p.policy_id,
-            p.hits,
-            p.misses,
-            p.bytes_dropped,
-            p.series_dropped,
-            p.scrapes,
+            [
+                p.hits,
+                p.misses,
+                p.bytes_dropped,
+                p.series_dropped,
+                p.scrapes,
+            ],
         )
     }
 

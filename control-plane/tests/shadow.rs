@@ -183,24 +183,34 @@ async fn stream_reports_store_scrapes_per_minute() {
         ..Default::default()
     };
     let mut deltas = DeltaBuilder::default();
-    deltas.add_counters(&counters("b-shadow", 2)).unwrap();
-    deltas.add_counters(&counters("b-shadow", 1)).unwrap();
+    deltas
+        .add_counters(|_| true, &counters("b-shadow", 2))
+        .unwrap();
+    deltas
+        .add_counters(|_| true, &counters("b-shadow", 1))
+        .unwrap();
     // A policy that matched nothing still reports its scrapes.
     deltas
-        .add_counters(&PolicyCounters {
-            policy_id: "a-enforced".into(),
-            scrapes: 3,
-            ..Default::default()
-        })
+        .add_counters(
+            |_| true,
+            &PolicyCounters {
+                policy_id: "a-enforced".into(),
+                scrapes: 3,
+                ..Default::default()
+            },
+        )
         .unwrap();
     // Negative counts are a client bug: the entry is refused.
     assert!(
         deltas
-            .add_counters(&PolicyCounters {
-                policy_id: "a-enforced".into(),
-                scrapes: -5,
-                ..Default::default()
-            })
+            .add_counters(
+                |_| true,
+                &PolicyCounters {
+                    policy_id: "a-enforced".into(),
+                    scrapes: -5,
+                    ..Default::default()
+                }
+            )
             .is_err()
     );
     let batch = deltas.build(Some(("edge-1".into(), "s".into(), 1)));

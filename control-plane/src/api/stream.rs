@@ -568,17 +568,7 @@ async fn store_report(state: &State, session: &Session, report: StatsReport) -> 
     let known = |id: &str| catalog.knows(id);
     let mut deltas = DeltaBuilder::default();
     for p in &report.policies {
-        let _ = deltas.add_reported(
-            known,
-            &p.policy_id,
-            [
-                p.hits,
-                p.misses,
-                p.bytes_dropped,
-                p.series_dropped,
-                p.scrapes,
-            ],
-        );
+        let _ = deltas.add_counters(known, p);
     }
     state.note_refused(&session.instance, &deltas);
     // Without a session and seq the report cannot be recognised when
