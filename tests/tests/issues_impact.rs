@@ -247,7 +247,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     std::fs::write(&rules, RULES).unwrap();
     // Sources are named by their file name, wherever they are read from.
     let rules_name = String::from("rules.yml");
-    let imported = tero_json_at(&cp, &["usage", "import", &rules_name]);
+    let imported = tero_json_at(&cp, &["usage", "import", &rules.display().to_string()]);
     assert_eq!(imported.as_array().map(Vec::len), Some(1), "{imported}");
     assert_eq!(imported[0]["name"], rules_name.as_str(), "{imported}");
     assert_eq!(imported[0]["kind"], "prometheus_rules", "{imported}");
