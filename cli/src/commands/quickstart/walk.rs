@@ -135,23 +135,26 @@ pub async fn activate(client: &Client, policy_id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits until the impact of `policy_id` in `mode` (`shadow`, `enforced`)
-/// counts `after_scrapes` more scrapes than were needed to judge it and
-/// has been judged, prints it and returns it. (Statistics are kept per
-/// minute, so an enforced measurement may start with the scrapes its shadow
-/// phase counted in the same minute: waiting for more than those makes
-/// sure enforced scrapes are in it.)
+/// Waits until the impact of `policy_id` (in another mode than
+/// `other_than`, when given) counts `after_scrapes` more scrapes than are
+/// needed to judge it and has been judged, prints it and returns it.
+/// (Statistics are kept per minute, so a measurement after activation may
+/// start with the scrapes its shadow phase counted in the same minute:
+/// waiting for more than those makes sure enforced scrapes are in it.)
 pub async fn impact(
     client: &Client,
     policy_id: &str,
-    mode: &str,
+    other_than: Option<&str>,
     after_scrapes: u64,
 ) -> anyhow::Result<PolicyImpact> {
     let started = Instant::now();
     let mut last = None;
     while started.elapsed() < WAIT {
         let impacts = client.impact(policy_id).await?;
-        if let Some(impact) = impacts.into_iter().find(|i| i.mode == mode) {
+        if let Some(impact) = impacts
+            .into_iter()
+            .find(|i| other_than.is_none_or(|mode| i.mode != mode))
+        {
             let judged =
                 impact.scrapes >= after_scrapes + MIN_SCRAPES && impact.verdict != "measuring";
             last = Some(impact);
@@ -163,7 +166,7 @@ pub async fn impact(
     }
     let impact = last.with_context(|| {
         format!(
-            "no {mode} impact of {policy_id} measured within {} s",
+            "no impact of {policy_id} measured within {} s",
             WAIT.as_secs()
         )
     })?;
