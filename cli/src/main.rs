@@ -26,34 +26,49 @@ struct Cli {
     command: Command,
 }
 
+/// The options every command takes. Their environment variables are read
+/// here rather than by clap: clap counts a value from the environment as
+/// given on the command line, and its usage lines would then show
+/// `--token <TOKEN>` as if the flag were required.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
-    /// The control plane, http://host:port or https://host:port.
-    #[arg(
-        long,
-        global = true,
-        env = "TERO_ENDPOINT",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    pub endpoint: String,
-    /// The admin token (the control plane writes one to <data-dir>/admin-token).
-    #[arg(long, global = true, env = "TERO_TOKEN", hide_env_values = true)]
+    /// The control plane, http://host:port or https://host:port
+    /// [env: TERO_ENDPOINT] [default: http://127.0.0.1:7070]
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// The admin token (the control plane writes one to
+    /// <data-dir>/admin-token) [env: TERO_TOKEN]
+    #[arg(long, global = true)]
     pub token: Option<String>,
-    /// A PEM CA to trust for https endpoints, beyond the public roots.
-    #[arg(long, global = true, env = "TERO_CA_FILE")]
+    /// A PEM CA to trust for https endpoints, beyond the public roots
+    /// [env: TERO_CA_FILE]
+    #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
     /// Output: aligned tables for people, json or yaml for scripts.
     #[arg(short, long, global = true, value_enum, default_value = "table")]
     pub output: Format,
 }
 
+/// `flag`, else the non-empty environment variable `var`.
+fn flag_or_env(flag: &Option<String>, var: &str) -> Option<String> {
+    flag.clone()
+        .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+}
+
 impl Global {
     pub fn client(&self) -> anyhow::Result<Client> {
-        let mut client = Client::connect(&self.endpoint)?;
-        if let Some(token) = &self.token {
-            client = client.with_token(token.clone());
+        let endpoint = flag_or_env(&self.endpoint, "TERO_ENDPOINT")
+            .unwrap_or_else(|| "http://127.0.0.1:7070".into());
+        let mut client = Client::connect(&endpoint)?;
+        if let Some(token) = flag_or_env(&self.token, "TERO_TOKEN") {
+            client = client.with_token(token);
         }
-        if let Some(ca) = &self.ca_file {
+        let ca_file = self.ca_file.clone().or_else(|| {
+            std::env::var_os("TERO_CA_FILE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        if let Some(ca) = &ca_file {
             client = client.with_ca_file(ca)?;
         }
         Ok(client)
@@ -98,8 +113,12 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Starts a control plane, a sample application and an edge in front of
-    /// it, applies example policies and shows what they drop.
+    /// it, shows the issues found, accepts one (in shadow, then active) and
+    /// prints its measured impact.
     Quickstart(commands::quickstart::QuickstartArgs),
+    /// Serves the quickstart's sample application (metrics with planted
+    /// waste) on its own, as the Kubernetes example's image runs it.
+    SampleApp(commands::sample_app::SampleAppArgs),
 }
 
 fn main() -> ExitCode {
@@ -133,6 +152,7 @@ fn main() -> ExitCode {
             Command::Logs(cmd) => commands::logs::run(cmd, global).await,
             Command::Impact { policy_id } => commands::issues::impact(policy_id, global).await,
             Command::Quickstart(args) => commands::quickstart::run(args).await,
+            Command::SampleApp(args) => commands::sample_app::run(args).await,
             Command::Completions { .. } => Ok(()),
         }
     });
@@ -158,6 +178,14 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_names_the_environment_variables_of_the_global_options() {
+        let help = Cli::command().render_long_help().to_string();
+        for var in ["TERO_ENDPOINT", "TERO_TOKEN", "TERO_CA_FILE"] {
+            assert!(help.contains(&format!("[env: {var}]")), "{help}");
+        }
     }
 
     #[test]

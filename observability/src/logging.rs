@@ -95,7 +95,12 @@ impl Telemetry {
         let filter = EnvFilter::try_from_default_env()
             .or_else(|_| EnvFilter::try_new(&service.default_filter))
             .unwrap_or_else(|_| EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(colour_logs(
+                std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                std::env::var_os("NO_COLOR").as_deref(),
+            ));
         let fmt = match service.format {
             LogFormat::Text => fmt.boxed(),
             LogFormat::Json => fmt.json().boxed(),
@@ -139,6 +144,13 @@ impl Telemetry {
     }
 }
 
+/// Colour only for a person at a terminal: a log file or a pipe would keep
+/// the escape codes as noise, and `NO_COLOR` (any non-empty value, per
+/// no-color.org) turns colour off everywhere.
+fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn tracer_provider(service: &Service, endpoint: &str) -> Result<SdkTracerProvider, TelemetryError> {
     // The exporter reads the protocol, headers, timeout and compression
     // from the OTEL_EXPORTER_OTLP_* variables itself.
@@ -163,4 +175,17 @@ fn tracer_provider(service: &Service, endpoint: &str) -> Result<SdkTracerProvide
         .with_span_processor(processor)
         .with_resource(resource)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logs_are_coloured_only_at_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some("".as_ref())));
+        assert!(!colour_logs(true, Some("1".as_ref())));
+        assert!(!colour_logs(false, None));
+    }
 }

@@ -721,6 +721,22 @@ fn keys_edges_and_statistics_with_a_real_edge() {
         "{out}"
     );
     assert_eq!(rows[0][7], "-", "{out}");
+    // `get` shows the object, one field per row, hashes whole.
+    let out = cli(&cp, &["edges", "get", instance]).ok();
+    let fields: BTreeMap<String, String> = table(&out, &["FIELD", "VALUE"])
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
+        .collect();
+    assert_eq!(fields["instance"], instance, "{out}");
+    assert_eq!(fields["state"], "connected", "{out}");
+    assert_eq!(
+        fields["applied hash"],
+        view["appliedHash"].as_str().unwrap(),
+        "{out}"
+    );
+    assert_eq!(fields["in sync"], "yes", "{out}");
+    assert_eq!(fields["api key"], edge_key_id, "{out}");
+    assert!(out.contains("\nErrors: none\n"), "{out}");
     let stderr = cli(&cp, &["edges", "get", "no-such-edge"]).fails(1);
     assert!(stderr.contains("no-such-edge"), "{stderr}");
 
@@ -754,6 +770,25 @@ fn keys_edges_and_statistics_with_a_real_edge() {
     );
     let out = cli(&cp, &["stats", "drop-debug", "--since", "1h"]).ok();
     assert!(out.contains(&format!("{counted} hits")), "{out}");
+    // The rows speak the header's units: bytes as "N B" or "N.N KiB".
+    let (_, minutes) = out.split_once('\n').unwrap_or_default();
+    let rows = table(
+        minutes,
+        &[
+            "MINUTE",
+            "HITS",
+            "MISSES",
+            "SERIES DROPPED",
+            "BYTES DROPPED",
+        ],
+    );
+    assert!(!rows.is_empty(), "{out}");
+    for row in &rows {
+        assert!(
+            row[4].ends_with(" B") || row[4].ends_with(" KiB"),
+            "{row:?} has no unit:\n{out}"
+        );
+    }
     drop(edge);
 }
 
@@ -1011,6 +1046,12 @@ fn errors_name_the_file_the_policy_and_the_field_and_set_the_exit_code() {
     tero(&["policy", "test", "-f", path_str(&bad_dir)]).fails(2);
     tero(&["policy", "list", "-o", "xml"]).fails(2);
     tero(&["stats", "drop-debug", "--since", "5w"]).fails(2);
+    // A number without a unit is refused, never read as hours.
+    let stderr = tero(&["stats", "drop-debug", "--since", "2"]).fails(2);
+    assert!(stderr.contains("write 2s, 2m, 2h or 2d"), "{stderr}");
+    // A token from the environment is not shown as a required flag.
+    let stderr = tero_e2e::cli::tero(&["policy", "get"], &[("TERO_TOKEN", "t")]).fails(2);
+    assert!(stderr.contains("Usage: tero policy get <ID>\n"), "{stderr}");
     // Too long to count in seconds: refused, not a panic.
     let stderr = tero(&["stats", "drop-debug", "--since", "99999999999999999d"]).fails(2);
     assert!(stderr.contains("--since"), "{stderr}");
@@ -1351,6 +1392,118 @@ fn completions_and_version() {
     tero(&["completions", "no-such-shell"]).fails(2);
 }
 
+// ------------------------------------------------------ 7b. usage sources
+
+const USAGE_RULES: &str = r#"groups:
+  - name: checkout
+    rules:
+      - record: code:http_requests:rate5m
+        expr: sum by (code) (rate(http_requests_total[5m]))
+      - alert: DebugCacheEmpty
+        expr: sum(debug_cache_entries) == 0
+"#;
+
+/// The issues of `service` of one kind and subject, as the API lists them.
+fn issue_status(cp: &ControlPlane, kind: &str, subject: &str) -> Option<String> {
+    let (status, body) = cp.api("GET", "/api/v1/issues?service=checkout", None);
+    assert_eq!(status, 200, "{body}");
+    body["issues"]
+        .as_array()?
+        .iter()
+        .find(|i| i["kind"] == kind && i["subject"] == subject)
+        .and_then(|i| i["status"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn usage_sources_have_stable_names_and_deleting_one_reruns_the_detectors() {
+    let dir = temp_dir();
+    // The documented `sqlite://PATH`, for a file (and directory) that does
+    // not exist yet.
+    let db = dir.path().join("fresh/state/tero.db");
+    assert!(!db.exists());
+    let url = format!("sqlite://{}", db.display());
+    let cp = ControlPlane::start_with(dir.clone(), "cp-usage", Some(&url), &[]);
+    assert!(db.is_file(), "{} was not created", db.display());
+
+    // The same file through two paths is one source, named by its file name.
+    let rules_dir = dir.path().join("repo/rules");
+    std::fs::create_dir_all(rules_dir.join("old")).unwrap();
+    let rules = rules_dir.join("alerts.yml");
+    write(&rules, USAGE_RULES);
+    let roundabout = rules_dir.join("old/../alerts.yml");
+    for path in [&rules, &roundabout] {
+        let imported = cli_json(&cp, &["usage", "import", path_str(path)]);
+        assert_eq!(imported[0]["name"], "alerts.yml", "{imported}");
+    }
+    let listed = cli_json(&cp, &["usage", "list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    // --name chooses another name; re-importing under it replaces it.
+    for _ in 0..2 {
+        let imported = cli_json(
+            &cp,
+            &["usage", "import", path_str(&rules), "--name", "team-a"],
+        );
+        assert_eq!(imported[0]["name"], "team-a", "{imported}");
+    }
+    let names: Vec<String> = cli_json(&cp, &["usage", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["alerts.yml", "team-a"]);
+
+    // An edge inventories an application: process_open_fds is read by no
+    // query, so it is unused.
+    let key = cp.create_key("usage-edge");
+    let up = Upstream::start(EXPOSITION.as_bytes().to_vec(), TEXT, Compression::None);
+    let edge = Edge::start(
+        json!({
+            "upstream_url": up.url(),
+            "service": {"name": "checkout", "instance_id": "checkout-usage-0"},
+            "policy_providers": [cp.grpc_provider(&key)],
+            "inventory": {"interval_secs": 1, "sample_every_secs": 1},
+        }),
+        dir.clone(),
+        "edge-usage",
+    );
+    wait_for(Duration::from_secs(30), "the unused-metric issue", || {
+        let _ = http_get(&edge.url("/metrics"), &[]);
+        (issue_status(&cp, "unused_metric", "process_open_fds").as_deref() == Some("open"))
+            .then_some(())
+    });
+
+    // Deleting: over HTTP, then with the CLI; an unknown name is an error.
+    let (status, body) = cp.api("DELETE", "/api/v1/usage/team-a", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["source"]["name"], "team-a", "{body}");
+    let (status, body) = cp.api("DELETE", "/api/v1/usage/team-a", None);
+    assert_eq!(status, 404, "{body}");
+    let out = cli(&cp, &["usage", "delete", "alerts.yml"]).ok();
+    assert!(
+        out.contains("usage source alerts.yml deleted (2 queries)"),
+        "{out}"
+    );
+    let stderr = cli(&cp, &["usage", "delete", "alerts.yml"]).fails(1);
+    assert!(
+        stderr.contains("alerts.yml") && stderr.contains("not found"),
+        "{stderr}"
+    );
+    assert_eq!(cli_json(&cp, &["usage", "list"]), json!([]));
+
+    // With no usage source left, nothing can be called unused: the
+    // detectors ran again and the issue no longer holds.
+    wait_for(
+        Duration::from_secs(30),
+        "the unused-metric issue resolved",
+        || {
+            let _ = http_get(&edge.url("/metrics"), &[]);
+            (issue_status(&cp, "unused_metric", "process_open_fds").as_deref() == Some("resolved"))
+                .then_some(())
+        },
+    );
+}
+
 // --------------------------------------------------------- 8. quickstart
 
 fn listening(port: u16) -> bool {
@@ -1361,13 +1514,34 @@ fn listening(port: u16) -> bool {
     .is_ok()
 }
 
+/// The text after the first line containing `marker`.
+fn after<'a>(text: &'a str, marker: &str) -> &'a str {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} missing from:\n{text}"));
+    let rest = &text[at..];
+    rest.split_once('\n').map_or("", |(_, r)| r)
+}
+
+const IMPACT_HEADER: [&str; 9] = [
+    "POLICY",
+    "ISSUE",
+    "MODE",
+    "SCRAPES",
+    "DROPPED/SCRAPE",
+    "DROPPED/DAY",
+    "ESTIMATE/DAY",
+    "RATIO",
+    "VERDICT",
+];
+
 #[test]
-fn quickstart_runs_the_whole_loop_and_leaves_nothing_running() {
+fn quickstart_walks_from_issue_to_verified_impact_and_leaves_nothing_running() {
     // The servers it starts live next to `tero`.
     for name in ["tero-control-plane", "tero-edge"] {
         let _: PathBuf = binary(name);
     }
-    let work = tempfile::tempdir().unwrap();
+    let work = temp_dir();
     let qs_dir = work.path().join("qs");
     let mut ports = BTreeSet::new();
     while ports.len() < 3 {
@@ -1380,61 +1554,111 @@ fn quickstart_runs_the_whole_loop_and_leaves_nothing_running() {
         app_port.to_string(),
         edge_port.to_string(),
     );
+    let args = [
+        "quickstart",
+        "--no-wait",
+        "--dir",
+        path_str(&qs_dir),
+        "--control-plane-port",
+        &p1,
+        "--app-port",
+        &p2,
+        "--edge-port",
+        &p3,
+    ];
     let started = Instant::now();
-    let run = tero_with_timeout(
-        &[
-            "quickstart",
-            "--no-wait",
-            "--dir",
-            path_str(&qs_dir),
-            "--control-plane-port",
-            &p1,
-            "--app-port",
-            &p2,
-            "--edge-port",
-            &p3,
-        ],
-        &[],
-        Duration::from_secs(45),
-    );
+    let run = tero_with_timeout(&args, &[], Duration::from_secs(60));
     let took = started.elapsed();
+    let log = |f: &str| std::fs::read_to_string(qs_dir.join(f)).unwrap_or_default();
     let logs = || {
-        ["control-plane.log", "edge.log"]
-            .iter()
-            .map(|f| {
-                format!(
-                    "--- {f} ---\n{}",
-                    std::fs::read_to_string(qs_dir.join(f)).unwrap_or_default()
-                )
-            })
-            .collect::<String>()
+        format!(
+            "--- control plane ---\n{}--- edge ---\n{}",
+            log("control-plane.log"),
+            log("edge.log")
+        )
     };
     assert_eq!(run.code, 0, "{run}\n{}", logs());
-    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(took < Duration::from_secs(45), "took {took:?}");
     let out = run.stdout;
+
+    // The issues, found from the edge's inventory and the imported rules.
     assert!(
-        out.contains(&format!("http://127.0.0.1:{edge_port}/metrics")),
+        out.contains("imported usage source quickstart-rules.yaml"),
         "{out}"
     );
-    // "... (NN% less)": a real reduction, from a scrape through the edge.
-    let percent: f64 = out
-        .split_once("% less)")
-        .and_then(|(head, _)| head.rsplit_once('(').map(|(_, p)| p.trim().to_owned()))
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no reduction in:\n{out}"));
-    assert!(percent > 0.0 && percent < 100.0, "{out}");
-    // What the control plane measured: both example policies dropped.
-    let measured = out
-        .split_once("measured by the control plane so far:\n")
-        .map(|(_, rest)| rest)
-        .unwrap_or_else(|| panic!("{out}"));
-    let rows = table(measured, &["POLICY", "SERIES DROPPED", "BYTES DROPPED"]);
-    assert_eq!(rows.len(), 2, "{out}");
-    for row in &rows {
-        let n: u64 = row[1].parse().unwrap_or_else(|_| panic!("{row:?}"));
-        assert!(n > 0, "{row:?} dropped nothing:\n{out}");
+    let issues = table(
+        after(&out, "issues found in "),
+        &[
+            "ID",
+            "SEVERITY",
+            "STATUS",
+            "KIND",
+            "SERVICE",
+            "SUBJECT",
+            "COST/MONTH",
+            "POLICY",
+        ],
+    );
+    let debug = issues
+        .iter()
+        .find(|row| row[5] == "debug_cache_lookups_total")
+        .unwrap_or_else(|| panic!("no issue about the debug family:\n{out}"));
+    let issue_id = debug[0].clone();
+    assert!(
+        issue_id.starts_with("ISS-") && debug[2] == "open",
+        "{debug:?}"
+    );
+
+    // Accepted in shadow, explicitly, then made active; each measured.
+    assert!(
+        out.contains(&format!("$ tero issues accept {issue_id} --mode shadow")),
+        "{out}"
+    );
+    let impacts: Vec<Vec<String>> = out
+        .match_indices("$ tero impact ")
+        .map(|(at, _)| {
+            let rows = table(after(&out[at..], "$ tero impact "), &IMPACT_HEADER);
+            assert_eq!(rows.len(), 1, "{out}");
+            rows.into_iter().next().unwrap()
+        })
+        .collect();
+    assert_eq!(impacts.len(), 2, "{out}");
+    let (shadow, enforced) = (&impacts[0], &impacts[1]);
+    assert_eq!(
+        (shadow[1].as_str(), shadow[2].as_str()),
+        (issue_id.as_str(), "shadow"),
+        "{out}"
+    );
+    assert!(!enforced[2].is_empty() && enforced[2] != "shadow", "{out}");
+    assert_eq!(enforced[8], "verified", "{out}");
+    let scrapes = |row: &Vec<String>| row[3].parse::<u64>().unwrap_or_else(|_| panic!("{row:?}"));
+    assert!(scrapes(enforced) >= scrapes(shadow) + 3, "{out}");
+    assert!(out.contains("verdict: verified"), "{out}");
+
+    // One scrape through the edge, in sample lines: the debug family's 40
+    // lines are gone.
+    let (lines_before, lines_after) = out
+        .split_once("one scrape: ")
+        .and_then(|(_, rest)| {
+            let mut numbers = rest
+                .split(' ')
+                .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok());
+            let before = numbers.next()?;
+            let _bytes = numbers.next()?;
+            Some((before, numbers.next()?))
+        })
+        .unwrap_or_else(|| panic!("no scrape comparison in:\n{out}"));
+    assert!(
+        out.contains(&format!("one scrape: {lines_before} sample lines,")),
+        "{out}"
+    );
+    assert_eq!(lines_before - lines_after, 40, "{out}");
+
+    // Logs written to files carry no colour codes.
+    for f in ["control-plane.log", "edge.log"] {
+        let text = log(f);
+        assert!(!text.is_empty() && !text.contains('\u{1b}'), "{f}:\n{text}");
     }
-    assert!(qs_dir.join("admin-token").is_file());
 
     // Everything it started is gone.
     for port in [cp_port, app_port, edge_port] {
@@ -1443,4 +1667,98 @@ fn quickstart_runs_the_whole_loop_and_leaves_nothing_running() {
             "something still listens on {port} after quickstart:\n{out}"
         );
     }
+
+    // What it printed works in the state it left: the control plane
+    // started again on its database shows the issue, resolved by the policy.
+    let data = qs_dir.join("data");
+    assert!(
+        out.contains(&format!(
+            "--listen 127.0.0.1:{cp_port} --data-dir {}",
+            data.display()
+        )),
+        "{out}"
+    );
+    let policy_id = shadow[0].clone();
+    assert!(out.contains(&format!(" issues show {issue_id}\n")), "{out}");
+    assert!(
+        out.contains(&format!(" stats {policy_id} --since 1h\n")),
+        "{out}"
+    );
+    let url = format!("sqlite://{}/tero.db", data.display());
+    let cp = ControlPlane::start_with(work.clone(), "cp-after-quickstart", Some(&url), &[]);
+    let issue = cli_json(&cp, &["issues", "show", &issue_id]);
+    assert_eq!(issue["policyId"], policy_id.as_str(), "{issue}");
+    // Resolved once the analyst has seen the verdict (it runs on its own
+    // schedule); in progress until then.
+    assert!(
+        issue["status"] == "resolved" || issue["status"] == "in_progress",
+        "{issue}"
+    );
+    drop(cp);
+
+    // Run again on the same directory: a fresh walk, not a half-accepted one.
+    let again = tero_with_timeout(&args, &[], Duration::from_secs(60));
+    assert_eq!(again.code, 0, "{again}\n{}", logs());
+    assert!(again.stdout.contains("verdict: verified"), "{again}");
+}
+
+#[test]
+fn sample_app_serves_the_quickstart_metrics_on_its_own() {
+    // What the Kubernetes example's sample-app image runs.
+    let dir = temp_dir();
+    let port = free_port();
+    let mut cmd = std::process::Command::new(binary("tero"));
+    cmd.args(["sample-app", "--listen", &format!("127.0.0.1:{port}")]);
+    let mut app = tero_e2e::Process::spawn("sample-app", &mut cmd, dir.path());
+    let body = wait_for(Duration::from_secs(20), "sample-app /metrics", || {
+        http_get(&format!("http://127.0.0.1:{port}/metrics"), &[])
+            .ok()
+            .filter(|r| r.status == 200)
+    })
+    .text();
+    for family in [
+        "http_requests_total{",
+        "http_request_duration_seconds_bucket{",
+        "debug_cache_lookups_total{",
+        "app_user_requests_total{",
+    ] {
+        assert!(body.contains(family), "{family} missing:\n{body}");
+    }
+    // It stops cleanly on SIGTERM, as a container runtime stops it.
+    let status = app
+        .terminate(Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn quickstart_names_a_port_already_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let work = temp_dir();
+    let (app, edge) = (free_port().to_string(), free_port().to_string());
+    let run = tero_with_timeout(
+        &[
+            "quickstart",
+            "--no-wait",
+            "--dir",
+            path_str(&work.path().join("qs")),
+            "--control-plane-port",
+            &port,
+            "--app-port",
+            &app,
+            "--edge-port",
+            &edge,
+        ],
+        &[],
+        Duration::from_secs(30),
+    );
+    let stderr = run.fails(1);
+    assert!(
+        stderr.contains(&format!("port {port} on 127.0.0.1 is already in use"))
+            && stderr.contains("--control-plane-port"),
+        "{stderr}"
+    );
+    // Nothing was started on the other ports.
+    assert!(!listening(app.parse().unwrap()) && !listening(edge.parse().unwrap()));
 }

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 use tero_sdk::proto::controlplane::{Edge, EdgeState, ListEdgesRequest, Transport};
 
-use crate::Global;
 use crate::output::{self, Table, structured};
+use crate::{Global, outln};
 
 #[derive(Debug, Subcommand)]
 pub enum EdgesCommand {
@@ -43,14 +43,94 @@ pub async fn run(cmd: EdgesCommand, global: &Global) -> anyhow::Result<()> {
         }
         EdgesCommand::Get { instance_id } => {
             let edge = client.get_edge(&instance_id).await?;
-            if structured(global.output, &edge)? {
-                return Ok(());
+            if !structured(global.output, &edge)? {
+                print_one(&edge);
             }
-            vec![edge]
+            return Ok(());
         }
     };
     print(&edges);
     Ok(())
+}
+
+fn state_name(edge: &Edge) -> String {
+    EdgeState::try_from(edge.state)
+        .unwrap_or(EdgeState::Unspecified)
+        .as_str_name()
+        .trim_start_matches("EDGE_STATE_")
+        .to_lowercase()
+}
+
+fn transport_name(edge: &Edge) -> String {
+    Transport::try_from(edge.transport)
+        .unwrap_or(Transport::Unspecified)
+        .as_str_name()
+        .trim_start_matches("TRANSPORT_")
+        .to_lowercase()
+}
+
+fn in_sync(edge: &Edge) -> &'static str {
+    if edge.desired_hash.is_empty() {
+        "-"
+    } else if edge.applied_hash == edge.desired_hash {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.into() }
+}
+
+/// One edge as an object: every field, whole hashes, and its errors one
+/// policy per line (the list squeezes them into one cell).
+fn print_one(edge: &Edge) {
+    let mut table = Table::new(&["FIELD", "VALUE"]);
+    let mut row = |k: &str, v: String| table.row(vec![k.into(), v]);
+    row("instance", edge.instance_id.clone());
+    row("service", edge.service_name.clone());
+    row("namespace", dash(&edge.service_namespace));
+    row("version", dash(&edge.service_version));
+    row("state", state_name(edge));
+    row("transport", transport_name(edge));
+    row("replica", dash(&edge.replica));
+    row("first seen", output::time(edge.first_seen_unix_ms));
+    row("last seen", output::time(edge.last_seen_unix_ms));
+    row("desired hash", dash(&edge.desired_hash));
+    row("applied hash", dash(&edge.applied_hash));
+    row("in sync", in_sync(edge).into());
+    row("refused hash", dash(&edge.last_failed_hash));
+    row("api key", dash(&edge.api_key_id));
+    if !edge.conflicting_key_id.is_empty() {
+        row(
+            "conflict",
+            format!(
+                "instance id claimed by key {} at {} (refused)",
+                edge.conflicting_key_id,
+                output::time(edge.conflict_unix_ms)
+            ),
+        );
+    }
+    table.print();
+    outln!();
+    if edge.policy_errors.is_empty() {
+        outln!("Errors: none");
+        return;
+    }
+    let mut errors = Table::new(&["POLICY", "ERROR"]);
+    for e in &edge.policy_errors {
+        let who = if e.policy_id.is_empty() {
+            "(the set)".to_owned()
+        } else {
+            e.policy_id.clone()
+        };
+        for error in &e.errors {
+            errors.row(vec![who.clone(), error.clone()]);
+        }
+    }
+    outln!("Errors");
+    errors.print();
 }
 
 fn short(hash: &str) -> String {
@@ -73,8 +153,6 @@ fn print(edges: &[Edge]) {
         "ERRORS",
     ]);
     for edge in edges {
-        let state = EdgeState::try_from(edge.state).unwrap_or(EdgeState::Unspecified);
-        let transport = Transport::try_from(edge.transport).unwrap_or(Transport::Unspecified);
         let mut errors: Vec<String> = edge
             .policy_errors
             .iter()
@@ -96,23 +174,10 @@ fn print(edges: &[Edge]) {
         table.row(vec![
             edge.instance_id.clone(),
             edge.service_name.clone(),
-            state
-                .as_str_name()
-                .trim_start_matches("EDGE_STATE_")
-                .to_lowercase(),
-            transport
-                .as_str_name()
-                .trim_start_matches("TRANSPORT_")
-                .to_lowercase(),
+            state_name(edge),
+            transport_name(edge),
             short(&edge.applied_hash),
-            if edge.desired_hash.is_empty() {
-                "-"
-            } else if edge.applied_hash == edge.desired_hash {
-                "yes"
-            } else {
-                "no"
-            }
-            .into(),
+            in_sync(edge).into(),
             output::time(edge.last_seen_unix_ms),
             if errors.is_empty() {
                 "-".into()

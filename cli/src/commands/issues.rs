@@ -140,7 +140,7 @@ fn cost(issue: &Issue) -> String {
         .map_or("-".into(), |e| format!("${:.2}", e.cost_per_month))
 }
 
-fn print_list(issues: &[Issue]) {
+pub(crate) fn print_list(issues: &[Issue]) {
     let mut table = Table::new(&[
         "ID",
         "SEVERITY",
@@ -267,7 +267,7 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_impacts(impacts: &[PolicyImpact]) {
+pub(crate) fn print_impacts(impacts: &[PolicyImpact]) {
     let mut table = Table::new(&[
         "POLICY",
         "ISSUE",

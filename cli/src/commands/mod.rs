@@ -8,6 +8,7 @@ pub mod keys;
 pub mod logs;
 pub mod policy;
 pub mod quickstart;
+pub mod sample_app;
 pub mod stats;
 pub mod test;
 pub mod usage;

@@ -26,11 +26,18 @@ pub fn parse_since(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{text:?}: expected a number and a unit, like 24h"))?;
+    // A bare number is refused rather than read in some unit: `2` meant as
+    // two days must not silently become two hours.
     let per_unit: u64 = match unit {
         "s" => 1,
         "m" => 60,
-        "h" | "" => 3600,
+        "h" => 3600,
         "d" => 86_400,
+        "" => {
+            return Err(format!(
+                "{text:?} has no unit: write {n}s, {n}m, {n}h or {n}d"
+            ));
+        }
         other => {
             return Err(format!(
                 "{text:?}: unknown unit {other:?}; use s, m, h or d"
@@ -91,7 +98,7 @@ pub async fn run(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
                 b.hits.to_string(),
                 b.misses.to_string(),
                 b.series_dropped.to_string(),
-                b.bytes_dropped.to_string(),
+                output::bytes(b.bytes_dropped),
             ]);
         }
         table.print();
@@ -110,6 +117,11 @@ mod tests {
         assert_eq!(parse_since("7d"), Ok(Duration::from_secs(604_800)));
         assert!(parse_since("0h").is_err());
         assert!(parse_since("h").is_err());
+        assert!(
+            parse_since("2")
+                .unwrap_err()
+                .contains("no unit: write 2s, 2m, 2h or 2d")
+        );
         assert!(parse_since("5w").unwrap_err().contains("unknown unit"));
         assert!(
             parse_since("99999999999999999d")

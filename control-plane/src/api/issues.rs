@@ -212,6 +212,43 @@ impl Admin<'_> {
         Ok(ListUsageSourcesResponse { sources })
     }
 
+    /// Removes a usage source, then re-runs the detectors: what only it
+    /// used may now be unused, and the issues say so.
+    pub async fn delete_usage_source(
+        &self,
+        req: DeleteUsageSourceRequest,
+    ) -> Result<DeleteUsageSourceResponse, ApiError> {
+        if req.name.trim().is_empty() {
+            return Err(ApiError::invalid(
+                "name",
+                "is required: see `tero usage list` for the names",
+            ));
+        }
+        let stored = self.state.store.delete_usage(&req.name).await?;
+        self.state.analyst.all_changed();
+        self.state
+            .store
+            .audit(
+                &self.principal.actor(),
+                "usage.delete",
+                &stored.name,
+                serde_json::json!({ "kind": stored.kind }),
+            )
+            .await?;
+        let source = serde_json::from_str(&stored.parsed)
+            .map(|parsed| usage_source(&stored, &parsed))
+            .unwrap_or_else(|_| UsageSource {
+                name: stored.name.clone(),
+                kind: stored.kind.clone(),
+                imported_at_unix_ms: stored.imported_at,
+                imported_by: stored.imported_by.clone(),
+                ..UsageSource::default()
+            });
+        Ok(DeleteUsageSourceResponse {
+            source: Some(source),
+        })
+    }
+
     pub async fn get_impact(&self, req: GetImpactRequest) -> Result<GetImpactResponse, ApiError> {
         let analyst = &self.state.analyst;
         let issues = if req.policy_id.is_empty() {
@@ -296,6 +333,7 @@ grpc_methods! {
     list_usage_sources(ListUsageSourcesRequest) -> ListUsageSourcesResponse => list_usage_sources;
     get_impact(GetImpactRequest) -> GetImpactResponse => get_impact;
     get_inventory(GetInventoryRequest) -> ServiceInventory => get_inventory;
+    delete_usage_source(DeleteUsageSourceRequest) -> DeleteUsageSourceResponse => delete_usage_source;
 }
 
 // The HTTP face of the issues API.
@@ -306,6 +344,7 @@ admin_routes! {
     post "/api/v1/issues/{id}/ignore" => ignore_issue(ProtoJson<IgnoreIssueRequest>, id);
     get "/api/v1/usage" => list_usage_sources(Bare<ListUsageSourcesRequest>);
     post "/api/v1/usage" => import_usage(ProtoJson<ImportUsageRequest>);
+    delete "/api/v1/usage/{name}" => delete_usage_source(Bare<DeleteUsageSourceRequest>, name);
     get "/api/v1/impact" => get_impact(ProtoQuery<GetImpactRequest>);
     get "/api/v1/inventory/{service}" => get_inventory(Bare<GetInventoryRequest>, service);
 }
@@ -315,6 +354,7 @@ path_params! {
     AcceptIssueRequest => id,
     IgnoreIssueRequest => id,
     GetInventoryRequest => service,
+    DeleteUsageSourceRequest => name,
 }
 
 impl QueryParams for ListIssuesRequest {

@@ -135,24 +135,40 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a usage source and returns it as it was.
+    pub async fn delete_usage(&self, name: &str) -> Result<StoredUsage, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM usage_sources WHERE name = $1 \
+             RETURNING name, kind, imported_at, imported_by, parsed",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "usage source",
+            id: name.to_owned(),
+        })?;
+        usage_of_row(&row)
+    }
+
     pub async fn list_usage(&self) -> Result<Vec<StoredUsage>, StoreError> {
         let rows = sqlx::query(
             "SELECT name, kind, imported_at, imported_by, parsed FROM usage_sources ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredUsage {
-                    name: r.try_get("name")?,
-                    kind: r.try_get("kind")?,
-                    imported_at: r.try_get("imported_at")?,
-                    imported_by: r.try_get("imported_by")?,
-                    parsed: r.try_get("parsed")?,
-                })
-            })
-            .collect()
+        rows.iter().map(usage_of_row).collect()
     }
+}
+
+fn usage_of_row(r: &sqlx::any::AnyRow) -> Result<StoredUsage, StoreError> {
+    Ok(StoredUsage {
+        name: r.try_get("name")?,
+        kind: r.try_get("kind")?,
+        imported_at: r.try_get("imported_at")?,
+        imported_by: r.try_get("imported_by")?,
+        parsed: r.try_get("parsed")?,
+    })
 }
 
 #[cfg(test)]

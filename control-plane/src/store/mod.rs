@@ -123,6 +123,7 @@ impl Store {
     pub async fn open_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
+        let url = &with_create_mode(url, backend);
         let options = AnyConnectOptions::from_str(url)?;
         let pool = match backend {
             Backend::Sqlite => {
@@ -244,6 +245,22 @@ pub const POLICY_CHANNEL: &str = "tero_policies";
 /// The PostgreSQL channel API key revocations are announced on.
 pub const KEY_CHANNEL: &str = "tero_api_keys";
 
+/// A SQLite URL that names no `mode` gets `mode=rwc`: the documented
+/// `sqlite://PATH` must create the database as the default data directory
+/// does, where the driver's default (`rw`) would refuse a missing file.
+/// An explicit `mode` (`ro`, `rw`, `memory`) is the operator's choice.
+fn with_create_mode(url: &str, backend: Backend) -> String {
+    if backend != Backend::Sqlite || sqlite_path(url).is_none() {
+        return url.to_owned();
+    }
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    if query.split('&').any(|kv| kv.starts_with("mode=")) {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
+}
+
 fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
@@ -310,5 +327,29 @@ mod tests {
         );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert!(Backend::of_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_without_a_mode_create_the_file() {
+        let create = |url| with_create_mode(url, Backend::of_url(url).unwrap());
+        assert_eq!(create("sqlite://a/t.db"), "sqlite://a/t.db?mode=rwc");
+        assert_eq!(
+            create("sqlite://a/t.db?cache=shared"),
+            "sqlite://a/t.db?cache=shared&mode=rwc"
+        );
+        assert_eq!(create("sqlite://a/t.db?mode=ro"), "sqlite://a/t.db?mode=ro");
+        assert_eq!(create("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(create("postgres://db/tero"), "postgres://db/tero");
+    }
+
+    #[tokio::test]
+    async fn a_missing_sqlite_file_and_its_directory_are_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/sub/tero.db");
+        let store = Store::open(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("open a missing sqlite file");
+        store.ping().await.unwrap();
+        assert!(path.is_file());
     }
 }

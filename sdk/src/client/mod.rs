@@ -464,6 +464,19 @@ impl Client {
         Ok(response.sources)
     }
 
+    /// Removes a usage source and returns it as it was.
+    pub async fn delete_usage_source(&self, name: &str) -> Result<UsageSource, ClientError> {
+        let request = DeleteUsageSourceRequest {
+            name: name.to_owned(),
+        };
+        let response = self
+            .call(Repeat::OnlyIfNeverSent, request, |ch, r| async move {
+                IssuesServiceClient::new(ch).delete_usage_source(r).await
+            })
+            .await?;
+        Ok(response.source.unwrap_or_default())
+    }
+
     /// Measured impact of one policy, or (empty id) of every policy created
     /// from an issue.
     pub async fn impact(&self, policy_id: &str) -> Result<Vec<PolicyImpact>, ClientError> {
