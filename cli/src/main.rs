@@ -7,6 +7,7 @@ mod commands;
 mod http_get;
 mod output;
 mod policy_files;
+mod policy_view;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

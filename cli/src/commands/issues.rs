@@ -84,7 +84,9 @@ pub async fn run(cmd: IssuesCommand, global: &Global) -> anyhow::Result<()> {
         }
         IssuesCommand::Show { id } => {
             let issue = client.get_issue(&id).await?;
-            if !structured(global.output, &issue)? {
+            let recommended = issue.recommended.as_ref().and_then(|r| r.policy.as_ref());
+            let at = ["recommended", "policy"];
+            if !crate::policy_view::structured(global.output, &issue, &at, recommended)? {
                 print_issue(&issue)?;
             }
         }
@@ -261,8 +263,7 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
             "Recommended policy (`tero issues accept {}` creates it):",
             issue.id
         );
-        let json = serde_json::to_value(policy)?;
-        out!("{}", serde_yaml_ng::to_string(&json)?);
+        out!("{}", crate::policy_view::file_yaml(policy));
     }
     Ok(())
 }
