@@ -1200,6 +1200,28 @@ fn errors_name_the_file_the_policy_and_the_field_and_set_the_exit_code() {
 // ---------------------------------------------------------- 5. validate
 
 #[test]
+fn the_readmes_invalid_policy_example_is_what_validate_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let example = readme
+        .split_once("With this `bad.yaml`:\n\n```yaml\n")
+        .map(|(_, rest)| rest)
+        .expect("the README's invalid policy example");
+    let (file, rest) = example.split_once("```").expect("the file's end");
+    let (_, rest) = rest
+        .split_once("$ tero policy validate -f bad.yaml\n")
+        .expect("the command");
+    let (expected, _) = rest.split_once("```").expect("the output's end");
+
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("bad.yaml");
+    write(&bad, file);
+    let stderr = tero(&["policy", "validate", "-f", path_str(&bad)]).fails(1);
+    assert_eq!(stderr.replace(path_str(&bad), "bad.yaml"), expected);
+}
+
+#[test]
 fn validate_accepts_valid_files_and_counts_them() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("ok");
