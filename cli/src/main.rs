@@ -8,6 +8,7 @@ mod http_get;
 mod output;
 mod policy_files;
 mod policy_view;
+mod scrape_input;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

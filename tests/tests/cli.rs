@@ -1517,6 +1517,90 @@ fn policy_test_reports_exactly_what_the_policies_drop() {
 // ------------------------------------------- 7. completions and version
 
 #[test]
+fn policy_test_runs_the_readmes_example_and_refuses_what_is_not_a_scrape() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let policies = root.join("examples/policies.yaml");
+    let scrape = root.join("examples/scrape.prom");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let expected = readme
+        .split_once("$ tero policy test -f examples/policies.yaml --input examples/scrape.prom\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(output, _)| output)
+        .expect("the README's policy test example");
+    let out = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&scrape),
+    ])
+    .ok();
+    assert_eq!(out, expected);
+    // The example policies do act on the example scrape.
+    let report = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&scrape),
+        "-o",
+        "json",
+    ])
+    .json();
+    assert!(int(&report["seriesDropped"]) > 0, "{report}");
+
+    // The repository's OTLP JSON sample: refused, saying what it is.
+    let otlp = root.join("examples/metrics.json");
+    let stderr = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&otlp),
+    ])
+    .fails(1);
+    assert!(
+        stderr.contains("is OTLP JSON (metrics), not a scrape")
+            && stderr.contains("tero-conformance"),
+        "{stderr}"
+    );
+    // Nothing to evaluate is an error, not "0 of 0 series dropped".
+    let work = tempfile::tempdir().unwrap();
+    for (name, body) in [
+        ("empty.prom", &b""[..]),
+        ("comments.prom", b"# only a comment\n"),
+    ] {
+        let file = work.path().join(name);
+        std::fs::write(&file, body).unwrap();
+        let stderr = tero(&[
+            "policy",
+            "test",
+            "-f",
+            path_str(&policies),
+            "--input",
+            path_str(&file),
+        ])
+        .fails(1);
+        assert!(stderr.contains("holds no series"), "{stderr}");
+    }
+    let gz = work.path().join("scrape.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
+    let stderr = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&gz),
+    ])
+    .fails(1);
+    assert!(stderr.contains("is binary"), "{stderr}");
+}
+
+#[test]
 fn completions_and_version() {
     let out = tero(&["completions", "bash"]).ok();
     assert!(out.contains("_tero") && out.contains("complete"), "{out}");
