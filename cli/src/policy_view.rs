@@ -31,40 +31,54 @@ pub fn file_yaml(policy: &Policy) -> String {
     to_authoring_yaml(&file_form(policy))
 }
 
-/// `value` as `-o` asks, where `policy` is the policy found at `at` (a
-/// path of keys) in `value`: JSON as the API sends it; YAML with that
-/// policy in the authoring form. Returns false for a table, as
+/// Where a document holds a policy: the path of keys to it, and the
+/// policy itself (None where the document holds none).
+pub type PolicyAt<'a> = (&'a [&'a str], Option<&'a Policy>);
+
+/// `value` as `-o` asks: JSON as the API sends it; YAML with each policy
+/// of `policies` in the authoring form. Returns false for a table, as
 /// [`output::structured`] does.
 pub fn structured<T: Serialize>(
     format: Format,
     value: &T,
-    at: &[&str],
-    policy: Option<&Policy>,
+    policies: &[PolicyAt<'_>],
 ) -> anyhow::Result<bool> {
-    match (format, policy) {
-        (Format::Yaml, Some(policy)) => {
-            let mut doc = serde_yaml_ng::to_value(value)?;
-            replace(&mut doc, at, to_authoring(policy));
-            output::structured(format, &doc)
-        }
-        _ => output::structured(format, value),
+    if format != Format::Yaml {
+        return output::structured(format, value);
     }
+    output::structured(format, &yaml_doc(value, policies)?)
 }
 
-/// A list of managed policies as `-o` asks (see [`structured`]).
-pub fn structured_list(format: Format, policies: &[ManagedPolicy]) -> anyhow::Result<bool> {
+/// A list as `-o` asks, `policies` telling where each item holds its
+/// policies (see [`structured`]).
+pub fn structured_each<'a, T: Serialize>(
+    format: Format,
+    items: &'a [T],
+    policies: impl Fn(&'a T) -> Vec<PolicyAt<'a>>,
+) -> anyhow::Result<bool> {
     if format != Format::Yaml {
-        return output::structured(format, policies);
+        return output::structured(format, items);
     }
-    let mut docs = Vec::with_capacity(policies.len());
-    for managed in policies {
-        let mut doc = serde_yaml_ng::to_value(managed)?;
-        if let Some(policy) = &managed.policy {
-            replace(&mut doc, &["policy"], to_authoring(policy));
-        }
-        docs.push(doc);
-    }
+    let docs = items
+        .iter()
+        .map(|item| yaml_doc(item, &policies(item)))
+        .collect::<anyhow::Result<Vec<Yaml>>>()?;
     output::structured(format, &docs)
+}
+
+/// Where a managed policy holds its policy.
+pub fn managed(m: &ManagedPolicy) -> Vec<PolicyAt<'_>> {
+    vec![(&["policy"], m.policy.as_ref())]
+}
+
+fn yaml_doc<T: Serialize>(value: &T, policies: &[PolicyAt<'_>]) -> anyhow::Result<Yaml> {
+    let mut doc = serde_yaml_ng::to_value(value)?;
+    for (at, policy) in policies {
+        if let Some(policy) = policy {
+            replace(&mut doc, at, to_authoring(policy));
+        }
+    }
+    Ok(doc)
 }
 
 fn replace(doc: &mut Yaml, at: &[&str], with: Yaml) {

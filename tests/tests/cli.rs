@@ -734,6 +734,24 @@ fn policies_are_shown_as_files_and_get_yaml_applies_back_unchanged() {
         !out.contains("REVISION"),
         "the list row is not repeated:\n{out}"
     );
+
+    // Every -o yaml shows its policies so; -o json stays the API's JSON.
+    for args in [
+        &["policy", "list", "-o", "yaml"][..],
+        &["policy", "history", "probes", "-o", "yaml"],
+        &["policy", "disable", "probes", "-o", "yaml"],
+    ] {
+        let yaml = cli(&cp, args).ok();
+        assert!(
+            yaml.contains("- metric_field: name\n") && !yaml.contains("metricField"),
+            "{args:?}:\n{yaml}"
+        );
+    }
+    let json = cli_json(&cp, &["policy", "get", "probes"]);
+    assert_eq!(
+        json["policy"]["metric"]["match"][0]["metricField"], 1,
+        "{json}"
+    );
 }
 
 // ------------------------------------------ 3. keys, edges and statistics

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Subcommand;
 use tero_sdk::proto::controlplane::{
-    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, ScopeMatcher, ScopeOperator,
-    SetPolicyEnabledRequest,
+    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, PolicyRevision, ScopeMatcher,
+    ScopeOperator, SetPolicyEnabledRequest,
 };
 use tero_sdk::proto::policy::policy::Target;
 
@@ -90,7 +90,7 @@ pub async fn run(cmd: PolicyCommand, global: &Global) -> anyhow::Result<()> {
                     page_token: String::new(),
                 })
                 .await?;
-            if !policy_view::structured_list(global.output, &policies)? {
+            if !policy_view::structured_each(global.output, &policies, policy_view::managed)? {
                 print_policies(&policies);
             }
             Ok(())
@@ -122,7 +122,7 @@ pub async fn run(cmd: PolicyCommand, global: &Global) -> anyhow::Result<()> {
         PolicyCommand::Disable { id, reason } => set_enabled(global, id, false, reason).await,
         PolicyCommand::History { id } => {
             let revisions = global.client()?.policy_history(&id).await?;
-            if !structured(global.output, &revisions)? {
+            if !policy_view::structured_each(global.output, &revisions, revision_policy)? {
                 let mut table = Table::new(&["REVISION", "ACTION", "AUTHOR", "AT", "REASON"]);
                 for r in &revisions {
                     table.row(vec![
@@ -155,11 +155,16 @@ async fn set_enabled(
             reason,
         })
         .await?;
-    if !structured(global.output, &policy)? {
+    if !policy_view::structured(global.output, &policy, &policy_view::managed(&policy))? {
         let state = if enabled { "enabled" } else { "disabled" };
         crate::outln!("policy {id} {state} (revision {})", policy.revision);
     }
     Ok(())
+}
+
+/// Where a revision holds its policy, for `-o yaml`.
+fn revision_policy(r: &PolicyRevision) -> Vec<policy_view::PolicyAt<'_>> {
+    vec![(&["policy"], r.policy.as_ref())]
 }
 
 /// The signal a policy applies to.
