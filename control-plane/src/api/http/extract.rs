@@ -13,6 +13,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use prost::Message;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
 use super::MAX_BODY_BYTES;
@@ -154,7 +155,7 @@ impl<T: CarriesPolicy, S: Send + Sync> FromRequest<S> for PolicyJson<T> {
             .get("policy")
             .and_then(|p| p.as_object())
             .is_some_and(|p| !p.contains_key("enabled"));
-        let message = match serde_json::from_value(value.clone()) {
+        let message = match T::Message::deserialize(&value) {
             Ok(message) => message,
             Err(wire_error) => {
                 // Not proto3 JSON: read the policy as the authoring form,
