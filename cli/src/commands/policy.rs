@@ -236,8 +236,7 @@ fn print_policy(managed: &ManagedPolicy) {
     );
     table.print();
     crate::outln!(
-        "
-Spec (the policy file; `tero policy get {} -o yaml` prints it alone):",
+        "\nSpec (the policy file; `tero policy get {} -o yaml` prints it alone):",
         policy.id
     );
     crate::out!(
