@@ -7,6 +7,8 @@ mod commands;
 mod http_get;
 mod output;
 mod policy_files;
+mod policy_view;
+mod scrape_input;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

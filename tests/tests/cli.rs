@@ -488,18 +488,25 @@ fn inspection_and_state_commands_in_every_output_format() {
         assert!(row[6].ends_with('Z') && row[6].len() == 20, "{out}");
     }
 
-    // YAML carries exactly what JSON does.
-    let yaml_list: Value =
+    // YAML carries what JSON does, with each policy as its file holds it.
+    let mut yaml_list: Value =
         serde_yaml_ng::from_str(&cli(&cp, &["policy", "list", "-o", "yaml"]).ok())
             .expect("policy list -o yaml is YAML");
+    let mut json_list = json_list;
+    for (from_yaml, from_json) in yaml_list
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .zip(json_list.as_array_mut().unwrap())
+    {
+        let policy = from_yaml["policy"].take();
+        assert_eq!(
+            policy["metric"]["match"][0]["metric_field"], "name",
+            "{policy}"
+        );
+        from_json["policy"].take();
+    }
     assert_eq!(yaml_list, json_list);
-    let yaml_one: Value =
-        serde_yaml_ng::from_str(&cli(&cp, &["policy", "get", "x", "-o", "yaml"]).ok())
-            .expect("policy get -o yaml is YAML");
-    assert_eq!(yaml_one, cli_json(&cp, &["policy", "get", "x"]));
-    let got = table(&cli(&cp, &["policy", "get", "drop-debug"]).ok(), &header);
-    assert_eq!(got.len(), 1);
-    assert_eq!(got[0][..2], ["drop-debug", "Drop debug families"]);
 
     // Disable: stored, shown, filterable.
     let out = cli(
@@ -572,6 +579,178 @@ fn inspection_and_state_commands_in_every_output_format() {
     assert_eq!(
         ids(&listed(&cp)),
         set(&["drop-debug", "drop-a-rather-long-policy-id"])
+    );
+}
+
+/// Policies of every kind, as an author writes them.
+const AUTHORED: &str = r#"
+policies:
+  - id: probes
+    name: Drop probe latency
+    labels: {team: web, tero.mode: shadow}
+    metric:
+      match:
+        - metric_field: name
+          exact: http_server_request_duration_seconds
+        - datapoint_attribute: route
+          regex: '^/(healthz|readyz)$'
+        - datapoint_attribute: code
+          equals: 200
+        - metric_type: histogram
+      keep: false
+  - id: quiet-logs
+    name: Sample debug logs and hide passwords
+    enabled: false
+    log:
+      match:
+        - log_field: severity_text
+          exact: DEBUG
+        - log_attribute: [http, status]
+          gte: 500
+          negate: true
+      keep: 10%
+      sample_key: {log_attribute: user_id}
+      transform:
+        redact: [{log_attribute: password}]
+        rename: [{from_log_attribute: usr, to: user, upsert: true}]
+        add: [{log_attribute: filtered, value: 'true'}]
+  - id: slow-spans
+    name: Keep a quarter of server spans
+    trace:
+      match:
+        - span_kind: server
+        - span_attribute: http.route
+          starts_with: /api/
+      keep: {percentage: 25, mode: proportional}
+"#;
+
+#[test]
+fn policies_are_shown_as_files_and_get_yaml_applies_back_unchanged() {
+    let cp = start("cp-authoring");
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("repo.yaml");
+    write(&repo, AUTHORED);
+    cli(&cp, &["policy", "apply", "-f", path_str(&repo)]).ok();
+
+    // `get -o yaml` is the file: re-applying it under the same source is a
+    // no-op, for every kind of policy.
+    for id in ["probes", "quiet-logs", "slow-spans"] {
+        let yaml = cli(&cp, &["policy", "get", id, "-o", "yaml"]).ok();
+        for wire in [
+            "metricField",
+            "datapointAttribute",
+            "intValue",
+            "logField",
+            "spanKind",
+        ] {
+            assert!(!yaml.contains(wire), "{wire} in\n{yaml}");
+        }
+        assert!(!yaml.contains("tero.source"), "{yaml}");
+        let file = work.path().join(format!("{id}.yaml"));
+        write(&file, &yaml);
+        tero(&["policy", "validate", "-f", path_str(&file)]).ok();
+        let out = cli(
+            &cp,
+            &["policy", "apply", "-f", path_str(&file), "--source", "repo"],
+        )
+        .ok();
+        assert!(out.contains("no changes"), "{id}:\n{yaml}\n{out}");
+    }
+    let yaml = cli(&cp, &["policy", "get", "probes", "-o", "yaml"]).ok();
+    for line in [
+        "- metric_field: name",
+        "- datapoint_attribute: route",
+        "equals: 200",
+        "- metric_type: histogram",
+        "tero.mode: shadow",
+        "keep: false",
+    ] {
+        assert!(yaml.contains(line), "{line:?} not in\n{yaml}");
+    }
+
+    // A policy made through the API in proto3 JSON (as an accepted issue's
+    // is): shown in the authoring form, and adopted into a repository by
+    // saving it; the only change is the owner label.
+    let (status, body) = cp.api(
+        "POST",
+        "/api/v1/policies",
+        Some(&json!({"policy": {
+            "id": "from-api",
+            "name": "made elsewhere",
+            "metric": {"match": [
+                {"metricField": 1, "exact": "api_requests_total"},
+                {"datapointAttribute": {"path": ["code"]}, "equals": {"intValue": "200"}}
+            ], "keep": false}
+        }})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let yaml = cli(&cp, &["policy", "get", "from-api", "-o", "yaml"]).ok();
+    assert!(
+        yaml.contains("- metric_field: name\n")
+            && yaml.contains("- datapoint_attribute: code\n")
+            && yaml.contains("equals: 200\n"),
+        "{yaml}"
+    );
+    let adopted = work.path().join("adopted.yaml");
+    write(&adopted, &yaml);
+    let out = cli(&cp, &["policy", "apply", "-f", path_str(&adopted)]).ok();
+    let changed: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("+ ") || l.starts_with("- "))
+        .collect();
+    assert_eq!(changed, ["+ labels:", "+   tero.source: adopted"], "{out}");
+    let out = cli(&cp, &["policy", "diff", "-f", path_str(&adopted)]).ok();
+    assert!(out.contains("no changes"), "{out}");
+
+    // Diffs read as edits of the file.
+    write(&repo, &AUTHORED.replace("equals: 200", "equals: 404"));
+    let out = cli(&cp, &["policy", "diff", "-f", path_str(&repo)]).ok();
+    assert_eq!(
+        lines_starting(&out, "- ")
+            .into_iter()
+            .chain(lines_starting(&out, "+ "))
+            .map(str::trim_end)
+            .collect::<Vec<_>>(),
+        ["-     equals: 200", "+     equals: 404"],
+        "{out}"
+    );
+
+    // `get` in table form shows the object: its fields, then its spec.
+    let out = cli(&cp, &["policy", "get", "probes"]).ok();
+    let rows = table(&out, &["FIELD", "VALUE"]);
+    let field = |name: &str| {
+        rows.iter()
+            .find(|r| r[0] == name)
+            .map(|r| r[1].clone())
+            .unwrap_or_else(|| panic!("no {name} row:\n{out}"))
+    };
+    assert_eq!(field("id"), "probes");
+    assert_eq!(field("target"), "metric");
+    assert_eq!(field("revision"), "1");
+    assert_eq!(field("scope"), "all");
+    assert_eq!(field("source"), "repo");
+    assert!(out.contains("\n    - metric_field: name\n"), "{out}");
+    assert!(
+        !out.contains("REVISION"),
+        "the list row is not repeated:\n{out}"
+    );
+
+    // Every -o yaml shows its policies so; -o json stays the API's JSON.
+    for args in [
+        &["policy", "list", "-o", "yaml"][..],
+        &["policy", "history", "probes", "-o", "yaml"],
+        &["policy", "disable", "probes", "-o", "yaml"],
+    ] {
+        let yaml = cli(&cp, args).ok();
+        assert!(
+            yaml.contains("- metric_field: name\n") && !yaml.contains("metricField"),
+            "{args:?}:\n{yaml}"
+        );
+    }
+    let json = cli_json(&cp, &["policy", "get", "probes"]);
+    assert_eq!(
+        json["policy"]["metric"]["match"][0]["metricField"], 1,
+        "{json}"
     );
 }
 
@@ -1080,6 +1259,28 @@ fn errors_name_the_file_the_policy_and_the_field_and_set_the_exit_code() {
 // ---------------------------------------------------------- 5. validate
 
 #[test]
+fn the_readmes_invalid_policy_example_is_what_validate_prints() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let example = readme
+        .split_once("With this `bad.yaml`:\n\n```yaml\n")
+        .map(|(_, rest)| rest)
+        .expect("the README's invalid policy example");
+    let (file, rest) = example.split_once("```").expect("the file's end");
+    let (_, rest) = rest
+        .split_once("$ tero policy validate -f bad.yaml\n")
+        .expect("the command");
+    let (expected, _) = rest.split_once("```").expect("the output's end");
+
+    let work = tempfile::tempdir().unwrap();
+    let bad = work.path().join("bad.yaml");
+    write(&bad, file);
+    let stderr = tero(&["policy", "validate", "-f", path_str(&bad)]).fails(1);
+    assert_eq!(stderr.replace(path_str(&bad), "bad.yaml"), expected);
+}
+
+#[test]
 fn validate_accepts_valid_files_and_counts_them() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("ok");
@@ -1373,6 +1574,90 @@ fn policy_test_reports_exactly_what_the_policies_drop() {
 }
 
 // ------------------------------------------- 7. completions and version
+
+#[test]
+fn policy_test_runs_the_readmes_example_and_refuses_what_is_not_a_scrape() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let policies = root.join("examples/policies.yaml");
+    let scrape = root.join("examples/scrape.prom");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let expected = readme
+        .split_once("$ tero policy test -f examples/policies.yaml --input examples/scrape.prom\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(output, _)| output)
+        .expect("the README's policy test example");
+    let out = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&scrape),
+    ])
+    .ok();
+    assert_eq!(out, expected);
+    // The example policies do act on the example scrape.
+    let report = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&scrape),
+        "-o",
+        "json",
+    ])
+    .json();
+    assert!(int(&report["seriesDropped"]) > 0, "{report}");
+
+    // The repository's OTLP JSON sample: refused, saying what it is.
+    let otlp = root.join("examples/metrics.json");
+    let stderr = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&otlp),
+    ])
+    .fails(1);
+    assert!(
+        stderr.contains("is OTLP JSON (metrics), not a scrape")
+            && stderr.contains("tero-conformance"),
+        "{stderr}"
+    );
+    // Nothing to evaluate is an error, not "0 of 0 series dropped".
+    let work = tempfile::tempdir().unwrap();
+    for (name, body) in [
+        ("empty.prom", &b""[..]),
+        ("comments.prom", b"# only a comment\n"),
+    ] {
+        let file = work.path().join(name);
+        std::fs::write(&file, body).unwrap();
+        let stderr = tero(&[
+            "policy",
+            "test",
+            "-f",
+            path_str(&policies),
+            "--input",
+            path_str(&file),
+        ])
+        .fails(1);
+        assert!(stderr.contains("holds no series"), "{stderr}");
+    }
+    let gz = work.path().join("scrape.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0]).unwrap();
+    let stderr = tero(&[
+        "policy",
+        "test",
+        "-f",
+        path_str(&policies),
+        "--input",
+        path_str(&gz),
+    ])
+    .fails(1);
+    assert!(stderr.contains("is binary"), "{stderr}");
+}
 
 #[test]
 fn completions_and_version() {

@@ -2209,3 +2209,68 @@ fn http_inventory_reports_need_a_key_and_take_json_or_protobuf() {
         "{inventory}"
     );
 }
+
+#[test]
+fn http_policies_are_taken_in_the_authoring_form_too() {
+    let cp = start("cp-authoring");
+    // What `tero policy get -o json`/`-o yaml` shows and what a policy file
+    // holds: enum names, bare paths, scalar literals, a map of labels.
+    let authoring = json!({
+        "id": "probes",
+        "name": "Drop probe latency",
+        "labels": {"team": "web"},
+        "metric": {
+            "match": [
+                {"metric_field": "name", "exact": "http_server_request_duration_seconds"},
+                {"datapoint_attribute": "route", "regex": "^/healthz$"},
+                {"datapoint_attribute": "code", "equals": 200}
+            ],
+            "keep": false
+        }
+    });
+    let created = create(&cp, json!({ "policy": authoring }));
+    let policy = &created["policy"];
+    assert_eq!(policy["enabled"], true, "{created}");
+    assert_eq!(policy["labels"][0]["key"], "team", "{created}");
+    let m = &policy["metric"]["match"];
+    assert_eq!(m[0]["metricField"], 1, "{created}");
+    assert_eq!(
+        m[1]["datapointAttribute"]["path"],
+        json!(["route"]),
+        "{created}"
+    );
+    assert_eq!(int(&m[2]["equals"]["intValue"]), 200, "{created}");
+
+    // Updates too, and the proto3 JSON form keeps working alongside.
+    let mut edited = authoring.clone();
+    edited["metric"]["match"][1]["regex"] = json!("^/(healthz|readyz)$");
+    let (status, updated) = cp.api(
+        "PUT",
+        "/api/v1/policies/probes",
+        Some(&json!({ "policy": edited, "expectedRevision": created["revision"] })),
+    );
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        updated["policy"]["metric"]["match"][1]["regex"],
+        "^/(healthz|readyz)$"
+    );
+    create(&cp, json!({ "policy": metric_policy("wire", "^x_") }));
+
+    // A policy wrong in both forms: the authoring decoder names the field.
+    let err = assert_error(
+        cp.api(
+            "POST",
+            "/api/v1/policies",
+            Some(&json!({"policy": {
+                "id": "typo",
+                "name": "t",
+                "metric": {"match": [{"metric_field": "nmae", "exact": "x"}], "keep": false}
+            }})),
+        ),
+        400,
+        "INVALID_ARGUMENT",
+    );
+    assert_eq!(err["policyId"], "typo", "{err}");
+    assert_eq!(err["field"], "policy.metric.match[0].metric_field", "{err}");
+    assert!(err["message"].as_str().unwrap().contains("nmae"), "{err}");
+}

@@ -131,7 +131,7 @@ fn with_source(mut policy: Policy, source: &str) -> Policy {
     policy
 }
 
-fn source_of(policy: &Policy) -> Option<&str> {
+pub fn source_of(policy: &Policy) -> Option<&str> {
     policy
         .labels
         .iter()
@@ -151,36 +151,10 @@ fn comparable(policy: &Policy) -> Policy {
     p
 }
 
+/// The policy as its file would hold it (the authoring YAML), so a diff
+/// reads like an edit of the file.
 fn render(policy: &Policy) -> String {
-    let mut value = match serde_json::to_value(comparable(policy)) {
-        Ok(v) => v,
-        Err(e) => return format!("<{e}>\n"),
-    };
-    drop_defaults(&mut value);
-    serde_yaml_ng::to_string(&value).unwrap_or_else(|e| format!("<{e}>\n"))
-}
-
-/// Leaves out what an author did not write (proto3 defaults), so a diff
-/// shows only meaningful lines. `enabled` and `keep` stay: their `false`
-/// is a decision.
-fn drop_defaults(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    if let Value::Object(map) = value {
-        map.retain(|key, v| {
-            drop_defaults(v);
-            let meaningful_false = matches!(key.as_str(), "enabled" | "keep");
-            match v {
-                Value::Null => false,
-                Value::String(s) => !(s.is_empty() || (key.ends_with("UnixNano") && s == "0")),
-                Value::Array(a) => !a.is_empty(),
-                Value::Object(o) => !o.is_empty(),
-                Value::Bool(b) => *b || meaningful_false,
-                Value::Number(_) => true,
-            }
-        });
-    } else if let Value::Array(items) = value {
-        items.iter_mut().for_each(drop_defaults);
-    }
+    tero_sdk::policy::to_authoring_yaml(&comparable(policy))
 }
 
 fn unified(old: &str, new: &str) -> String {

@@ -7,6 +7,7 @@ use tero_sdk::proto::controlplane::{AcceptIssueRequest, Issue, ListIssuesRequest
 
 use crate::Global;
 use crate::output::{self, Table, structured};
+use crate::policy_view::{self, PolicyAt};
 use crate::{out, outln};
 
 #[derive(Debug, Subcommand)]
@@ -78,13 +79,13 @@ pub async fn run(cmd: IssuesCommand, global: &Global) -> anyhow::Result<()> {
                     kind: kind.unwrap_or_default(),
                 })
                 .await?;
-            if !structured(global.output, &issues)? {
+            if !policy_view::structured_each(global.output, &issues, recommended)? {
                 print_list(&issues);
             }
         }
         IssuesCommand::Show { id } => {
             let issue = client.get_issue(&id).await?;
-            if !structured(global.output, &issue)? {
+            if !policy_view::structured(global.output, &issue, &recommended(&issue))? {
                 print_issue(&issue)?;
             }
         }
@@ -96,7 +97,14 @@ pub async fn run(cmd: IssuesCommand, global: &Global) -> anyhow::Result<()> {
                     reason: reason.unwrap_or_default(),
                 })
                 .await?;
-            if !structured(global.output, &accepted)? {
+            let policies = [
+                recommended_at(&["issue", "recommended", "policy"], accepted.issue.as_ref()),
+                (
+                    &["policy", "policy"][..],
+                    accepted.policy.as_ref().and_then(|m| m.policy.as_ref()),
+                ),
+            ];
+            if !policy_view::structured(global.output, &accepted, &policies)? {
                 let issue = accepted.issue.unwrap_or_default();
                 outln!(
                     "{} accepted: policy {} created ({}); see `tero impact {}` once edges report",
@@ -168,6 +176,16 @@ pub(crate) fn print_list(issues: &[Issue]) {
 
 fn dash(s: &str) -> String {
     if s.is_empty() { "-".into() } else { s.into() }
+}
+
+/// Where an issue holds its recommended policy, for `-o yaml`.
+fn recommended(issue: &Issue) -> Vec<PolicyAt<'_>> {
+    vec![recommended_at(&["recommended", "policy"], Some(issue))]
+}
+
+fn recommended_at<'a>(at: &'a [&'a str], issue: Option<&'a Issue>) -> PolicyAt<'a> {
+    let policy = issue.and_then(|i| i.recommended.as_ref()?.policy.as_ref());
+    (at, policy)
 }
 
 fn print_issue(issue: &Issue) -> anyhow::Result<()> {
@@ -261,8 +279,7 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
             "Recommended policy (`tero issues accept {}` creates it):",
             issue.id
         );
-        let json = serde_json::to_value(policy)?;
-        out!("{}", serde_yaml_ng::to_string(&json)?);
+        out!("{}", crate::policy_view::file_yaml(policy));
     }
     Ok(())
 }

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Subcommand;
 use tero_sdk::proto::controlplane::{
-    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, ScopeMatcher, ScopeOperator,
-    SetPolicyEnabledRequest,
+    DeletePolicyRequest, ListPoliciesRequest, ManagedPolicy, PolicyRevision, ScopeMatcher,
+    ScopeOperator, SetPolicyEnabledRequest,
 };
 use tero_sdk::proto::policy::policy::Target;
 
 use crate::Global;
 use crate::output::{self, Table, structured};
 use crate::policy_files;
+use crate::policy_view;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -32,7 +33,10 @@ pub enum PolicyCommand {
         #[arg(long)]
         target: Option<String>,
     },
-    /// Shows a policy.
+    /// Shows a policy: its state, and its spec as the YAML a policy file
+    /// holds. With -o yaml, prints that file alone (`tero policy get ID -o
+    /// yaml > f.yaml && tero policy apply -f f.yaml` changes nothing but
+    /// the tero.source label); -o json prints the API's JSON.
     Get { id: String },
     /// Deletes a policy.
     Delete {
@@ -86,15 +90,17 @@ pub async fn run(cmd: PolicyCommand, global: &Global) -> anyhow::Result<()> {
                     page_token: String::new(),
                 })
                 .await?;
-            if !structured(global.output, &policies)? {
+            if !policy_view::structured_each(global.output, &policies, policy_view::managed)? {
                 print_policies(&policies);
             }
             Ok(())
         }
         PolicyCommand::Get { id } => {
-            let policy = global.client()?.get_policy(&id).await?;
-            if !structured(global.output, &policy)? {
-                print_policies(std::slice::from_ref(&policy));
+            let managed = global.client()?.get_policy(&id).await?;
+            match global.output {
+                output::Format::Yaml => print_policy_file(&managed)?,
+                _ if structured(global.output, &managed)? => {}
+                _ => print_policy(&managed),
             }
             Ok(())
         }
@@ -116,7 +122,7 @@ pub async fn run(cmd: PolicyCommand, global: &Global) -> anyhow::Result<()> {
         PolicyCommand::Disable { id, reason } => set_enabled(global, id, false, reason).await,
         PolicyCommand::History { id } => {
             let revisions = global.client()?.policy_history(&id).await?;
-            if !structured(global.output, &revisions)? {
+            if !policy_view::structured_each(global.output, &revisions, revision_policy)? {
                 let mut table = Table::new(&["REVISION", "ACTION", "AUTHOR", "AT", "REASON"]);
                 for r in &revisions {
                     table.row(vec![
@@ -149,11 +155,16 @@ async fn set_enabled(
             reason,
         })
         .await?;
-    if !structured(global.output, &policy)? {
+    if !policy_view::structured(global.output, &policy, &policy_view::managed(&policy))? {
         let state = if enabled { "enabled" } else { "disabled" };
         crate::outln!("policy {id} {state} (revision {})", policy.revision);
     }
     Ok(())
+}
+
+/// Where a revision holds its policy, for `-o yaml`.
+fn revision_policy(r: &PolicyRevision) -> Vec<policy_view::PolicyAt<'_>> {
+    vec![(&["policy"], r.policy.as_ref())]
 }
 
 /// The signal a policy applies to.
@@ -177,24 +188,93 @@ fn scope_matcher(m: &ScopeMatcher) -> String {
     }
 }
 
+/// One line: `service.name=a|b,env` or `all`.
+fn scope_text(managed: &ManagedPolicy) -> String {
+    managed
+        .scope
+        .as_ref()
+        .map(|s| {
+            s.matchers
+                .iter()
+                .map(scope_matcher)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "all".into())
+}
+
+/// `policy get`: the object's fields, then its spec in the authoring form.
+fn print_policy(managed: &ManagedPolicy) {
+    let policy = managed.policy.clone().unwrap_or_default();
+    let by = |who: &str| {
+        if who.is_empty() {
+            String::new()
+        } else {
+            format!(" by {who}")
+        }
+    };
+    let mut table = Table::new(&["FIELD", "VALUE"]);
+    let mut row = |k: &str, v: String| table.row(vec![k.into(), v]);
+    row("id", policy.id.clone());
+    row("name", policy.name.clone());
+    row("target", target_name(policy.target.as_ref()).into());
+    row("enabled", policy.enabled.to_string());
+    row("revision", managed.revision.to_string());
+    row("scope", scope_text(managed));
+    row(
+        "source",
+        super::apply::source_of(&policy).unwrap_or("-").to_owned(),
+    );
+    row(
+        "created",
+        output::time(managed.created_at_unix_ms) + &by(&managed.created_by),
+    );
+    row(
+        "updated",
+        output::time(managed.updated_at_unix_ms) + &by(&managed.updated_by),
+    );
+    table.print();
+    crate::outln!(
+        "\nSpec (the policy file; `tero policy get {} -o yaml` prints it alone):",
+        policy.id
+    );
+    crate::out!(
+        "{}",
+        policy_view::indented(&policy_view::file_yaml(&policy), 2)
+    );
+}
+
+/// `policy get -o yaml`: the policy as a file `apply -f` reads back, with
+/// what the file cannot carry (revision, scope, owner) as comments.
+fn print_policy_file(managed: &ManagedPolicy) -> anyhow::Result<()> {
+    let policy = managed.policy.clone().unwrap_or_default();
+    let comment = format!(
+        "# tero policy get {}: revision {}, scope {}, source {}",
+        policy.id,
+        managed.revision,
+        scope_text(managed),
+        super::apply::source_of(&policy).unwrap_or("-"),
+    );
+    // One line whatever the values hold: a line break would end the comment.
+    crate::outln!(
+        "{}",
+        output::escape_terminal(&comment, output::Keep::Nothing)
+    );
+    structured(
+        output::Format::Yaml,
+        &tero_sdk::policy::to_authoring(&policy_view::file_form(&policy)),
+    )?;
+    Ok(())
+}
+
 fn print_policies(policies: &[ManagedPolicy]) {
     let mut table = Table::new(&[
         "ID", "NAME", "TARGET", "ENABLED", "REVISION", "SCOPE", "UPDATED",
     ]);
     for managed in policies {
         let policy = managed.policy.clone().unwrap_or_default();
-        let scope = managed
-            .scope
-            .as_ref()
-            .map(|s| {
-                s.matchers
-                    .iter()
-                    .map(scope_matcher)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "all".into());
+        let scope = scope_text(managed);
         table.row(vec![
             policy.id,
             policy.name,

@@ -18,6 +18,7 @@ use tero_sdk::engine::StatsRegistry;
 use crate::Global;
 use crate::output::{Table, structured};
 use crate::policy_files;
+use crate::scrape_input::{self, sniff};
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("scrape").required(true).args(["input", "url"])))]
@@ -25,7 +26,8 @@ pub struct TestArgs {
     /// Policy files or directories; repeatable.
     #[arg(short = 'f', long = "file", required = true, value_name = "FILE|DIR")]
     pub files: Vec<PathBuf>,
-    /// A saved scrape (Prometheus text or OpenMetrics).
+    /// A saved scrape (Prometheus text or OpenMetrics; OTLP JSON and other
+    /// inputs are refused, naming what they are).
     #[arg(long, value_name = "SCRAPE_FILE")]
     pub input: Option<PathBuf>,
     /// A live endpoint to scrape once, e.g. http://127.0.0.1:8080/metrics.
@@ -88,12 +90,14 @@ async fn fetch(url: &str) -> anyhow::Result<(Bytes, Option<String>)> {
 pub async fn run(args: TestArgs, global: &Global) -> anyhow::Result<()> {
     let files = policy_files::load_valid(&args.files, "nothing was tested")?;
     let (body, content_type) = match (&args.input, &args.url) {
-        (Some(path), _) => (
-            Bytes::from(
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-            ),
-            None,
-        ),
+        (Some(path), _) => {
+            let body =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            if let Some(why) = scrape_input::refusal(&path.display().to_string(), sniff(&body)) {
+                bail!(why);
+            }
+            (Bytes::from(body), None)
+        }
         (None, Some(url)) => fetch(url).await?,
         (None, None) => bail!("pass --input SCRAPE_FILE or --url URL"),
     };
@@ -156,6 +160,18 @@ pub async fn run(args: TestArgs, global: &Global) -> anyhow::Result<()> {
     figures.sort_by(|a, b| b.bytes_dropped.cmp(&a.bytes_dropped).then(a.id.cmp(&b.id)));
     let bytes_in = body.len() as u64;
     let series_in = counters.series_kept + counters.series_dropped;
+    if series_in == 0 {
+        // Nothing was evaluated: "0 of 0 dropped" would read as a pass.
+        let what = match (&args.input, &args.url) {
+            (Some(path), _) => path.display().to_string(),
+            (None, Some(url)) => url.clone(),
+            (None, None) => "the input".into(),
+        };
+        bail!(
+            "{what} holds no series ({bytes_in} bytes), so the policies were not tested: \
+             expected a Prometheus text or OpenMetrics scrape"
+        );
+    }
     let report = Report {
         bytes_in,
         bytes_out,

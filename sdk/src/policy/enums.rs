@@ -14,6 +14,8 @@ pub(crate) trait LenientEnum: Sized {
     fn from_str_name(name: &str) -> Option<Self>;
     fn from_i32(value: i32) -> Option<Self>;
     fn to_i32(self) -> i32;
+    /// The full proto name, e.g. `METRIC_TYPE_GAUGE`.
+    fn as_str_name(&self) -> &'static str;
     /// Extra accepted spellings (e.g. `unset` for the unspecified status).
     fn alias(_name: &str) -> Option<Self> {
         None
@@ -36,6 +38,19 @@ pub(crate) fn parse_enum_str<E: LenientEnum>(text: &str) -> Option<E> {
     E::alias(&upper)
 }
 
+/// The spelling authors write: the lower-case suffix (`gauge`), which
+/// [`parse_enum_str`] reads back as the same value. `None` for a number
+/// that names no value.
+pub(crate) fn authoring_name<E: LenientEnum>(value: i32) -> Option<String> {
+    let e = E::from_i32(value)?;
+    let full = e.as_str_name();
+    Some(
+        full.strip_prefix(E::PREFIX)
+            .unwrap_or(full)
+            .to_ascii_lowercase(),
+    )
+}
+
 macro_rules! lenient {
     ($ty:ty, $prefix:literal) => {
         lenient!($ty, $prefix, |_n: &str| None);
@@ -51,6 +66,9 @@ macro_rules! lenient {
             }
             fn to_i32(self) -> i32 {
                 self as i32
+            }
+            fn as_str_name(&self) -> &'static str {
+                <$ty>::as_str_name(self)
             }
             fn alias(name: &str) -> Option<Self> {
                 let f: fn(&str) -> Option<Self> = $alias;

@@ -4,9 +4,11 @@
 //! Policies are represented by the generated wire type
 //! [`tero_proto::policy::Policy`] so that what is loaded, validated, stored
 //! and sent is one and the same value; this module adds the lenient authoring
-//! decoder and the validation rules on top.
+//! decoder, its inverse (the authoring form tools show) and the validation
+//! rules on top.
 
 mod authoring;
+mod encode;
 mod enums;
 mod error;
 mod hash;
@@ -16,6 +18,7 @@ pub use authoring::{
     Format, LoadError, LoadedPolicies, RejectedPolicy, load_file, parse_policies,
     parse_policy_value,
 };
+pub use encode::{to_authoring, to_authoring_yaml};
 pub use error::{InvalidPolicy, PathSeg, PolicyError, Signal};
 pub use hash::policy_set_hash;
 pub use validate::{validate, validate_all};

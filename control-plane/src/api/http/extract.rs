@@ -13,6 +13,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use prost::Message;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
 use super::MAX_BODY_BYTES;
@@ -139,7 +140,9 @@ pub trait CarriesPolicy: Sized {
     fn from_message(message: Self::Message, enabled_absent: bool) -> Self;
 }
 
-/// A request carrying a policy, as its proto3 JSON: see [`CarriesPolicy`].
+/// A request carrying a policy: see [`CarriesPolicy`]. The policy may be
+/// its proto3 JSON or the authoring form of policy files (`metric_field:
+/// name`, `equals: 200`), so a policy shown by `tero` can be sent as is.
 pub struct PolicyJson<T>(pub T);
 
 impl<T: CarriesPolicy, S: Send + Sync> FromRequest<S> for PolicyJson<T> {
@@ -147,13 +150,45 @@ impl<T: CarriesPolicy, S: Send + Sync> FromRequest<S> for PolicyJson<T> {
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         let body = read_body(req.into_body(), MAX_BODY_BYTES).await?;
-        let value: serde_json::Value = serde_json::from_slice(&body).map_err(body_error)?;
+        let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(body_error)?;
         let absent = value
             .get("policy")
             .and_then(|p| p.as_object())
             .is_some_and(|p| !p.contains_key("enabled"));
-        let message = serde_json::from_value(value).map_err(body_error)?;
+        let message = match T::Message::deserialize(&value) {
+            Ok(message) => message,
+            Err(wire_error) => {
+                // Not proto3 JSON: read the policy as the authoring form,
+                // whose decoder also names the policy and field at fault.
+                let Some(policy) = value.get_mut("policy") else {
+                    return Err(body_error(wire_error));
+                };
+                let decoded = tero_sdk::policy::parse_policy_value(policy)
+                    .map_err(|rejected| authoring_error(&wire_error, rejected))?;
+                *policy = serde_json::to_value(decoded).map_err(body_error)?;
+                serde_json::from_value(value).map_err(body_error)?
+            }
+        };
         Ok(PolicyJson(T::from_message(message, absent)))
+    }
+}
+
+/// A policy that is neither valid proto3 JSON nor a valid authoring form:
+/// the authoring decoder's first error, which names the field.
+fn authoring_error(
+    wire_error: &serde_json::Error,
+    rejected: tero_sdk::policy::RejectedPolicy,
+) -> ApiError {
+    let field = rejected
+        .errors
+        .first()
+        .map(|e| format!("policy.{}", e.field_path()));
+    ApiError::InvalidArgument {
+        message: format!(
+            "request body: {rejected} (read as the authoring form; as proto3 JSON: {wire_error})"
+        ),
+        policy_id: rejected.id,
+        field,
     }
 }
 

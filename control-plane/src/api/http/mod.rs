@@ -2,9 +2,11 @@
 //! `POST /v1/policy/sync`.
 //!
 //! Request and response bodies are the proto3 JSON mapping of the gRPC
-//! messages, so a JSON body can be written from the .proto files. One
-//! convenience differs: a policy sent without `enabled` is created enabled,
-//! as the policy format defines, where proto3 would read false.
+//! messages, so a JSON body can be written from the .proto files. Two
+//! conveniences differ: a policy sent without `enabled` is created enabled,
+//! as the policy format defines, where proto3 would read false; and a policy
+//! that is not proto3 JSON is read in the authoring form of policy files
+//! (`metric_field: name`, `equals: 200`), as `tero` shows policies.
 //!
 //! Each service lists its own routes (`http_routes`), next to its gRPC
 //! methods; this module assembles them and holds what they share.
