@@ -445,6 +445,22 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         "the family is used: {sessions}"
     );
     let sessions_text = tero_at(&cp, &["issues", "show", &sessions_id]).stdout;
+    // The table form shows the issue's fields, and offers no accept.
+    for field in [
+        "kind", "domain", "severity", "status", "subject", "opened", "estimate",
+    ] {
+        assert!(
+            sessions_text
+                .lines()
+                .any(|l| l.starts_with(&format!("{field} "))),
+            "no {field} row: {sessions_text}"
+        );
+    }
+    assert!(
+        sessions_text.contains("No recommended policy"),
+        "{sessions_text}"
+    );
+    assert!(!sessions_text.contains("issues accept"), "{sessions_text}");
     for text in [sessions.to_string(), sessions_text] {
         for id in &app.user_ids {
             assert!(
@@ -477,6 +493,12 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     assert!(
         per_day.ends_with("/day") && !per_day.contains(" MB"),
         "{per_day}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "`tero issues accept {queue_id}` creates it, in shadow"
+        )),
+        "{shown}"
     );
     assert!(
         queue["summary"].as_str().unwrap_or("").contains(&per_day),
