@@ -151,6 +151,18 @@ async fn a_folded_finding_is_merged_refused_and_numbers_do_not_jump() {
     assert_eq!(listed.usage_sources, 1);
     assert_eq!(listed.inventoried_services, 1);
     assert!(listed.last_inventory_unix_ms > 0);
+    let elsewhere = admin
+        .list_issues(ListIssuesRequest {
+            service: "billing".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(elsewhere.issues.is_empty());
+    assert_eq!(
+        elsewhere.inventoried_services, 0,
+        "billing has no inventory"
+    );
 
     // The unused issue carries a policy: accepted in shadow by default,
     // then promoted with an explicit `active`.

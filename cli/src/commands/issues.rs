@@ -170,8 +170,8 @@ fn why_empty(listed: &ListIssuesResponse, status: &str, now: i64) -> String {
     );
     if listed.inventoried_services == 0 {
         return format!(
-            "No issues: {last}, too long ago to analyse; issues are found in recent \
-             inventories. {FIRST_REPORT}"
+            "No issues: no inventory recent enough to analyse for the service(s) listed \
+             ({last}, from any service). {FIRST_REPORT}"
         );
     }
     let hidden: u32 = listed.status_counts.values().sum();
@@ -506,7 +506,11 @@ mod tests {
             "{none_yet}"
         );
         let stale = why_empty(&listed(&[], 1, NOW - 3 * 3_600_000, 0), DEFAULT, NOW);
-        assert!(stale.contains("3 h ago, too long ago"), "{stale}");
+        assert!(
+            stale.contains("no inventory recent enough")
+                && stale.contains("the last inventory arrived 3 h ago"),
+            "{stale}"
+        );
         let hidden = why_empty(
             &listed(&[("merged", 1), ("resolved", 2)], 1, NOW - 5_000, 1),
             DEFAULT,
