@@ -1779,6 +1779,7 @@ fn inventory(session: &str, seq: u64, end: i64, family: &str) -> InventoryReport
 
 async fn inventories(store: &Store) {
     let t = 1_700_000_000_000;
+    assert_eq!(store.last_inventory_at().await.unwrap(), None);
     assert!(
         store
             .put_inventory("i-1", "api", &inventory("s", 1, t, "a"), t)
@@ -1815,6 +1816,8 @@ async fn inventories(store: &Store) {
             .await
             .unwrap()
     );
+
+    assert_eq!(store.last_inventory_at().await.unwrap(), Some(t + 300_000));
 
     // The newest report per instance of the service.
     let latest = store.latest_inventories("api", t - 1).await.unwrap();
@@ -1862,13 +1865,42 @@ async fn issues_and_usage(store: &Store) {
     );
     assert_eq!(read.title, "a is unused");
 
+    // Updates take no number: the next new issue follows `b` (they made
+    // numbers jump, ISS-6 then ISS-54).
+    for n in 0..5 {
+        let mut update = issue("a", "in_progress");
+        update.policy_id = "drop-a".into();
+        update.updated_at_unix_ms = 10 + n;
+        store.save_issue(update).await.unwrap();
+    }
+    let c = store.save_issue(issue("c", "merged")).await.unwrap();
+    let number = |id: &str| id.trim_start_matches("ISS-").parse::<i64>().unwrap();
+    assert_eq!(number(&c.id), number(&b.id) + 1, "{} after {}", c.id, b.id);
+    let actionable = store
+        .list_issues_in("api", &["open", "in_progress"], "")
+        .await
+        .unwrap();
+    assert_eq!(
+        actionable.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
+        vec![a.id.clone(), b.id.clone()]
+    );
+    assert_eq!(
+        store.count_issues("api", "").await.unwrap(),
+        vec![
+            ("in_progress".to_owned(), 1),
+            ("merged".to_owned(), 1),
+            ("open".to_owned(), 1)
+        ]
+    );
+    assert!(store.count_issues("web", "").await.unwrap().is_empty());
+
     let open = store.list_issues("", "open", "").await.unwrap();
     assert_eq!(
         open.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
         vec![b.id.clone()]
     );
     assert_eq!(store.list_issues("web", "", "").await.unwrap().len(), 0);
-    assert_eq!(store.issues_of_service("api").await.unwrap().len(), 2);
+    assert_eq!(store.issues_of_service("api").await.unwrap().len(), 3);
     assert_eq!(
         store.issue_of_policy("drop-a").await.unwrap().map(|i| i.id),
         Some(a.id.clone())

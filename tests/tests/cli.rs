@@ -461,6 +461,10 @@ fn inspection_and_state_commands_in_every_output_format() {
                 "process_open_fds",
             ),
             drop_item("x", "Short id", "exact", "x_total"),
+            drop_item("shadowed", "Shadow", "exact", "y_total").replace(
+                "    metric:",
+                "    labels: {tero.mode: shadow}\n    metric:",
+            ),
         ]),
     );
     cli(&cp, &["policy", "apply", "-f", path_str(&file)]).ok();
@@ -470,7 +474,7 @@ fn inspection_and_state_commands_in_every_output_format() {
     // the JSON.
     let out = cli(&cp, &["policy", "list"]).ok();
     let header = [
-        "ID", "NAME", "TARGET", "ENABLED", "REVISION", "SCOPE", "UPDATED",
+        "ID", "NAME", "TARGET", "MODE", "REVISION", "SCOPE", "UPDATED",
     ];
     let rows = table(&out, &header);
     let listed_json = listed(&cp);
@@ -482,7 +486,13 @@ fn inspection_and_state_commands_in_every_output_format() {
         let policy = &managed["policy"];
         assert_eq!(row[1], policy["name"].as_str().unwrap(), "{out}");
         assert_eq!(row[2], "metric", "{out}");
-        assert_eq!(row[3], "true", "{out}");
+        // The mode edges run it in, as `tero issues accept --mode` says it.
+        let mode = if row[0] == "shadowed" {
+            "shadow"
+        } else {
+            "active"
+        };
+        assert_eq!(row[3], mode, "{out}");
         assert_eq!(row[4], int(&managed["revision"]).to_string(), "{out}");
         assert_eq!(row[5], "all", "{out}");
         assert!(row[6].ends_with('Z') && row[6].len() == 20, "{out}");
@@ -531,10 +541,10 @@ fn inspection_and_state_commands_in_every_output_format() {
     assert_eq!(off_ids, ["drop-debug"], "{off}");
     let rows = table(&cli(&cp, &["policy", "list"]).ok(), &header);
     for row in &rows {
-        let expected = if row[0] == "drop-debug" {
-            "false"
-        } else {
-            "true"
+        let expected = match row[0].as_str() {
+            "drop-debug" => "disabled",
+            "shadowed" => "shadow",
+            _ => "active",
         };
         assert_eq!(row[3], expected, "{row:?}");
     }
@@ -578,7 +588,7 @@ fn inspection_and_state_commands_in_every_output_format() {
     assert!(stderr.contains("not found"), "{stderr}");
     assert_eq!(
         ids(&listed(&cp)),
-        set(&["drop-debug", "drop-a-rather-long-policy-id"])
+        set(&["drop-debug", "drop-a-rather-long-policy-id", "shadowed"])
     );
 }
 

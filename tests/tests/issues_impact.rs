@@ -3,7 +3,8 @@
 //! family) behind a real `tero-edge` on the push stream, a real
 //! `tero-control-plane` detecting issues from the edge's inventory and an
 //! imported rule file, a real Prometheus scraping the edge, and the real
-//! `tero` CLI accepting, shadowing and ignoring the issues.
+//! `tero` CLI accepting (in shadow by default, then active), refusing to
+//! accept what would remove read series, and ignoring the issues.
 //!
 //! Every figure asserted is computed here from the body the application
 //! serves: the bytes of the planted sample lines (LF included), their
@@ -35,8 +36,6 @@ struct App {
     body: String,
     /// Bytes of the `legacy_queue_depth` sample lines, LF included.
     queue_bytes: u64,
-    /// Bytes of the `api_sessions` sample lines carrying `user_id`.
-    user_bytes: u64,
     /// Bytes of the `debug_cache_entries` sample lines.
     debug_bytes: u64,
     /// The raw `user_id` values, none of which may leave the edge.
@@ -132,9 +131,6 @@ fn app() -> App {
     );
     App {
         queue_bytes: line_bytes(&s, |l| l.starts_with("legacy_queue_depth{")),
-        user_bytes: line_bytes(&s, |l| {
-            l.starts_with("api_sessions{") && l.contains("user_id=")
-        }),
         debug_bytes: line_bytes(&s, |l| l.starts_with("debug_cache_entries{")),
         body: s,
         user_ids,
@@ -346,6 +342,18 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             json_u64(&issue["provenance"]["inventoryToUnixMs"]) > 0,
             "{issue}"
         );
+        assert!(
+            json_u64(&issue["estimate"]["bytesPerDay"]) > 0,
+            "an estimate: {issue}"
+        );
+        // `show` tells the same.
+        let shown = tero_json_at(&cp, &["issues", "show", id]);
+        assert_eq!(shown["id"], id, "{shown}");
+        assert_eq!(shown["subject"], issue["subject"], "{shown}");
+        if issue["kind"] == "id_label" {
+            // Its family feeds a rule: checked below, it recommends nothing.
+            continue;
+        }
         // The recommended policy drops, scoped to the service.
         let policy = &issue["recommended"]["policy"];
         assert_ne!(policy["metric"]["keep"], true, "keep: false: {issue}");
@@ -360,14 +368,6 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             json!([SERVICE]),
             "{issue}"
         );
-        assert!(
-            json_u64(&issue["estimate"]["bytesPerDay"]) > 0,
-            "an estimate: {issue}"
-        );
-        // `show` tells the same.
-        let shown = tero_json_at(&cp, &["issues", "show", id]);
-        assert_eq!(shown["id"], id, "{shown}");
-        assert_eq!(shown["subject"], issue["subject"], "{shown}");
     }
 
     // The unused family: its series and bytes exactly as served.
@@ -446,6 +446,22 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         "the family is used: {sessions}"
     );
     let sessions_text = tero_at(&cp, &["issues", "show", &sessions_id]).stdout;
+    // The table form shows the issue's fields, and offers no accept.
+    for field in [
+        "kind", "domain", "severity", "status", "subject", "opened", "estimate",
+    ] {
+        assert!(
+            sessions_text
+                .lines()
+                .any(|l| l.starts_with(&format!("{field} "))),
+            "no {field} row: {sessions_text}"
+        );
+    }
+    assert!(
+        sessions_text.contains("No recommended policy"),
+        "{sessions_text}"
+    );
+    assert!(!sessions_text.contains("issues accept"), "{sessions_text}");
     for text in [sessions.to_string(), sessions_text] {
         for id in &app.user_ids {
             assert!(
@@ -454,11 +470,40 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             );
         }
     }
+    // The rule sums `api_sessions`: dropping the series carrying `user_id`
+    // (all but two) would empty it, so nothing executable is recommended,
+    // the summary says why and what the lossless fix is, and accepting is
+    // refused with the reason.
+    assert!(sessions["recommended"].is_null(), "{sessions}");
+    let summary = sessions["summary"].as_str().unwrap_or("");
     assert!(
-        sessions["recommended"]["policy"]
-            .to_string()
-            .contains("\"user_id\""),
-        "the policy drops the series carrying user_id: {sessions}"
+        summary.contains("No policy is recommended")
+            && summary.contains("aggregate `user_id` away"),
+        "{summary}"
+    );
+    let stderr = tero_at(&cp, &["issues", "accept", &sessions_id]).fails(1);
+    assert!(stderr.contains("no recommended policy"), "{stderr}");
+    // Units agree: the summary's MiB/day is the estimate's.
+    let shown = tero_at(&cp, &["issues", "show", &queue_id]).stdout;
+    let per_day = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("estimate"))
+        .and_then(|l| l.split(", ").nth(1))
+        .unwrap_or_else(|| panic!("no estimate row: {shown}"))
+        .to_owned();
+    assert!(
+        per_day.ends_with("/day") && !per_day.contains(" MB"),
+        "{per_day}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "`tero issues accept {queue_id}` creates it, in shadow"
+        )),
+        "{shown}"
+    );
+    assert!(
+        queue["summary"].as_str().unwrap_or("").contains(&per_day),
+        "summary and estimate disagree on {per_day}: {queue}"
     );
 
     // The debug family: nobody reads it, so it is one unused issue that
@@ -486,9 +531,9 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         "raw id in the inventory"
     );
 
-    // 5. Accept the unused family: the policy is created, linked, and the
-    // edge enforces it.
-    let accepted = tero_json_at(&cp, &["issues", "accept", &queue_id]);
+    // 5. Accept the unused family, active (shadow is the default): the
+    // policy is created, linked, and the edge enforces it.
+    let accepted = tero_json_at(&cp, &["issues", "accept", &queue_id, "--mode", "active"]);
     let queue_policy_id = accepted["issue"]["policyId"]
         .as_str()
         .expect("policy id")
@@ -535,21 +580,19 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         },
     );
 
-    // 6. Accept the user-id issue in shadow: delivered and counted, never
-    // enforced.
+    // 6. Accept the debug issue with the default mode, shadow: delivered
+    // and counted as "would drop", never enforced.
     let shadowed = tero_json_at(
         &cp,
         &[
             "issues",
             "accept",
-            &sessions_id,
-            "--mode",
-            "shadow",
+            &debug_id,
             "--reason",
             "measure before dropping",
         ],
     );
-    let sessions_policy_id = shadowed["issue"]["policyId"]
+    let debug_policy_id = shadowed["issue"]["policyId"]
         .as_str()
         .expect("policy id")
         .to_owned();
@@ -560,7 +603,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     let created = &shadowed["policy"]["policy"];
     assert_eq!(
         policy_label(created, "tero.issue_id"),
-        Some(sessions_id.as_str())
+        Some(debug_id.as_str())
     );
     assert_eq!(
         policy_label(created, "tero.mode"),
@@ -570,17 +613,27 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     wait_for(
         Duration::from_secs(30),
         "the edge running the shadow",
-        || edge_runs(&edge, &sessions_policy_id, "shadow").then_some(()),
+        || edge_runs(&edge, &debug_policy_id, "shadow").then_some(()),
     );
+    // `policy list` shows each policy's mode.
+    let listed = tero_at(&cp, &["policy", "list"]).ok();
+    let mode_of = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .map(|l| l.split_whitespace().any(|w| w == "shadow"))
+    };
+    assert_eq!(mode_of(&debug_policy_id), Some(true), "{listed}");
+    assert_eq!(mode_of(&queue_policy_id), Some(false), "{listed}");
 
     // Both measured over a few scrapes.
-    let (queue_impact, sessions_impact) =
+    let (queue_impact, debug_impact) =
         wait_for(Duration::from_secs(60), "impact over 3+ scrapes", || {
             let q = impact(&cp, &queue_policy_id);
-            let s = impact(&cp, &sessions_policy_id);
-            (json_u64(&q["scrapes"]) >= 3 && json_u64(&s["scrapes"]) >= 3).then_some((q, s))
+            let d = impact(&cp, &debug_policy_id);
+            (json_u64(&q["scrapes"]) >= 3 && json_u64(&d["scrapes"]) >= 3).then_some((q, d))
         });
-    assert_eq!(queue_impact["mode"], "enforced", "{queue_impact}");
+    assert_eq!(queue_impact["mode"], "active", "{queue_impact}");
     assert_eq!(queue_impact["issueId"], queue_id.as_str(), "{queue_impact}");
     let per_scrape = json_u64(&queue_impact["droppedBytesPerScrape"]) as f64;
     assert!(
@@ -590,19 +643,23 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
     assert!(json_u64(&queue_impact["seriesDropped"]) >= 3 * QUEUES as u64);
 
-    assert_eq!(sessions_impact["mode"], "shadow", "{sessions_impact}");
-    assert_eq!(sessions_impact["issueId"], sessions_id.as_str());
-    let per_scrape = json_u64(&sessions_impact["droppedBytesPerScrape"]) as f64;
+    assert_eq!(debug_impact["mode"], "shadow", "{debug_impact}");
+    assert_eq!(debug_impact["issueId"], debug_id.as_str());
+    assert_ne!(debug_impact["verdict"], "verified", "{debug_impact}");
+    let per_scrape = json_u64(&debug_impact["droppedBytesPerScrape"]) as f64;
     assert!(
-        within(per_scrape, app.user_bytes as f64, 0.05),
-        "would drop {per_scrape} B/scrape, planted {} B: {sessions_impact}",
-        app.user_bytes
+        within(per_scrape, app.debug_bytes as f64, 0.05),
+        "would drop {per_scrape} B/scrape, planted {} B: {debug_impact}",
+        app.debug_bytes
     );
-    // Nothing was dropped for real: every session series still arrives.
-    assert_eq!(count_lines(&scrape(&edge), "api_sessions{"), USERS + 2);
+    // The table says "would drop" for the shadow, never "verified".
+    let table = tero_at(&cp, &["impact", &debug_policy_id]).ok();
+    assert!(table.contains("would drop"), "{table}");
+    assert!(!table.contains("verified"), "{table}");
+    // Nothing was dropped for real: every debug series still arrives.
     assert_eq!(
-        prom.value("count(api_sessions)").flatten(),
-        Some((USERS + 2) as f64)
+        count_lines(&scrape(&edge), "debug_cache_entries{"),
+        DEBUG_CACHES
     );
     let all = tero_json_at(&cp, &["impact"]);
     let ids: BTreeSet<&str> = all
@@ -613,17 +670,17 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         .collect();
     assert_eq!(
         ids,
-        BTreeSet::from([queue_policy_id.as_str(), sessions_policy_id.as_str()]),
+        BTreeSet::from([queue_policy_id.as_str(), debug_policy_id.as_str()]),
         "{all}"
     );
 
-    // 7. Ignore the debug issue: a reason is required, by the CLI and the API.
-    let stderr = tero_at(&cp, &["issues", "ignore", &debug_id]).fails(2);
+    // 7. Ignore the user-id issue: a reason is required, by the CLI and the API.
+    let stderr = tero_at(&cp, &["issues", "ignore", &sessions_id]).fails(2);
     assert!(stderr.contains("--reason"), "{stderr}");
     let bearer = cp.bearer();
     let (status, body) = request_json(
         "POST",
-        &cp.url(&format!("/api/v1/issues/{debug_id}/ignore")),
+        &cp.url(&format!("/api/v1/issues/{sessions_id}/ignore")),
         &[("authorization", &bearer)],
         Some(&json!({"reason": ""})),
     );
@@ -633,9 +690,9 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         body["message"].as_str().unwrap_or("").contains("reason"),
         "{body}"
     );
-    assert_eq!(http_issue(&cp, &debug_id)["status"], "open");
-    let reason = "the cache team removes it in the next release";
-    let ignored = tero_json_at(&cp, &["issues", "ignore", &debug_id, "--reason", reason]);
+    assert_eq!(http_issue(&cp, &sessions_id)["status"], "open");
+    let reason = "the aggregate issue will recommend aggregating user_id away";
+    let ignored = tero_json_at(&cp, &["issues", "ignore", &sessions_id, "--reason", reason]);
     assert_eq!(ignored["status"], "ignored", "{ignored}");
     assert_eq!(ignored["ignoredBy"], "admin", "{ignored}");
     assert_eq!(ignored["ignoredReason"], reason, "{ignored}");
@@ -647,9 +704,18 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             .iter()
             .map(|i| i["id"].as_str().unwrap())
             .collect::<Vec<_>>(),
-        [debug_id.as_str()],
+        [sessions_id.as_str()],
         "{ignored_list}"
     );
+    // The default list shows what still needs someone, and says what it hid.
+    let default_list = tero_at(&cp, &["issues", "list"]).ok();
+    assert!(
+        !default_list.contains(&format!("{sessions_id} ")),
+        "{default_list}"
+    );
+    assert!(default_list.contains("1 ignored"), "{default_list}");
+    let every = tero_json_at(&cp, &["issues", "list", "--status", "all"]);
+    assert_eq!(every.as_array().map(Vec::len), Some(3), "{every}");
 
     // 8. Errors: accepting twice, an unknown issue.
     let stderr = tero_at(&cp, &["issues", "accept", &queue_id]).fails(1);
@@ -662,7 +728,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         assert!(stderr.contains("not found"), "{args:?}: {stderr}");
     }
 
-    // 5 (end). The enforced policy's impact is verified: the issue is
+    // 5 (end). The active policy's impact is verified: the issue is
     // resolved. The shadow one stays in progress, in shadow.
     let resolved = wait_for(Duration::from_secs(60), "the issue resolved", || {
         let issue = http_issue(&cp, &queue_id);
@@ -676,12 +742,34 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
             .contains(queue_policy_id.as_str()),
         "{resolved}"
     );
-    let sessions_now = http_issue(&cp, &sessions_id);
-    assert_eq!(sessions_now["status"], "in_progress", "{sessions_now}");
-    assert_eq!(
-        sessions_now["remediation"], "policy_shadow",
-        "{sessions_now}"
-    );
     let debug_now = http_issue(&cp, &debug_id);
-    assert_eq!(debug_now["status"], "ignored", "{debug_now}");
+    assert_eq!(debug_now["status"], "in_progress", "{debug_now}");
+    assert_eq!(debug_now["remediation"], "policy_shadow", "{debug_now}");
+
+    // 6 (end). Accepting the shadowed issue again, active, enforces its
+    // policy: the edge drops the family and the issue is verified.
+    let promoted = tero_json_at(&cp, &["issues", "accept", &debug_id, "--mode", "active"]);
+    assert_eq!(
+        promoted["issue"]["policyId"],
+        debug_policy_id.as_str(),
+        "{promoted}"
+    );
+    assert_eq!(
+        promoted["issue"]["remediation"], "policy_active",
+        "{promoted}"
+    );
+    assert_eq!(
+        policy_label(&promoted["policy"]["policy"], "tero.mode"),
+        None
+    );
+    wait_for(Duration::from_secs(30), "the edge enforcing it", || {
+        edge_runs(&edge, &debug_policy_id, "enforced").then_some(())
+    });
+    assert_eq!(count_lines(&scrape(&edge), "debug_cache_entries{"), 0);
+    let resolved = wait_for(Duration::from_secs(90), "the debug issue resolved", || {
+        let issue = http_issue(&cp, &debug_id);
+        (issue["status"] == "resolved").then_some(issue)
+    });
+    assert_eq!(resolved["remediation"], "resolution_verified", "{resolved}");
+    assert_eq!(http_issue(&cp, &sessions_id)["status"], "ignored");
 }

@@ -3,7 +3,9 @@
 //! measurably changed.
 
 use clap::{Subcommand, ValueEnum};
-use tero_sdk::proto::controlplane::{AcceptIssueRequest, Issue, ListIssuesRequest, PolicyImpact};
+use tero_sdk::proto::controlplane::{
+    AcceptIssueRequest, Issue, ListIssuesRequest, ListIssuesResponse, PolicyImpact,
+};
 
 use crate::Global;
 use crate::output::{self, Table, structured};
@@ -17,9 +19,11 @@ pub enum IssuesCommand {
         /// Only issues of this service.
         #[arg(long)]
         service: Option<String>,
-        /// open, in_progress, resolved or ignored.
-        #[arg(long)]
-        status: Option<String>,
+        /// open, in_progress, resolved, ignored, merged, several separated
+        /// by commas, or all. Default: open,in_progress (what still needs
+        /// someone).
+        #[arg(long, default_value = "open,in_progress")]
+        status: String,
         /// A detector, e.g. unused_metric or high_cardinality_label.
         #[arg(long)]
         kind: Option<String>,
@@ -27,12 +31,14 @@ pub enum IssuesCommand {
     /// Shows an issue: evidence, provenance, estimate and the recommended
     /// policy.
     Show { id: String },
-    /// Creates the issue's recommended policy, linked to the issue.
+    /// Creates the issue's recommended policy, linked to the issue. In
+    /// shadow by default: edges count what it would drop and drop nothing,
+    /// so `tero impact` shows the effect before anything is removed.
     Accept {
         id: String,
-        /// active: enforced now; draft: created disabled for review;
-        /// shadow: delivered and counted, never enforced.
-        #[arg(long, value_enum, default_value = "active")]
+        /// shadow: delivered and counted as "would drop", never enforced;
+        /// active: enforced now; draft: created disabled for review.
+        #[arg(long, value_enum, default_value = "shadow")]
         mode: AcceptMode,
         /// Why, recorded in the policy's history and the audit log.
         #[arg(long)]
@@ -72,15 +78,22 @@ pub async fn run(cmd: IssuesCommand, global: &Global) -> anyhow::Result<()> {
             status,
             kind,
         } => {
-            let issues = client
-                .list_issues(ListIssuesRequest {
+            let listed = client
+                .list_issues_response(ListIssuesRequest {
                     service: service.unwrap_or_default(),
-                    status: status.unwrap_or_default(),
+                    status: status.clone(),
                     kind: kind.unwrap_or_default(),
                 })
                 .await?;
-            if !policy_view::structured_each(global.output, &issues, recommended)? {
-                print_list(&issues);
+            if !policy_view::structured_each(global.output, &listed.issues, recommended)? {
+                if listed.issues.is_empty() {
+                    outln!("{}", why_empty(&listed, &status, now_ms()));
+                } else {
+                    print_list(&listed.issues);
+                    if let Some(hidden) = hidden_note(&listed, &status) {
+                        outln!("{hidden}");
+                    }
+                }
             }
         }
         IssuesCommand::Show { id } => {
@@ -105,14 +118,11 @@ pub async fn run(cmd: IssuesCommand, global: &Global) -> anyhow::Result<()> {
                 ),
             ];
             if !policy_view::structured(global.output, &accepted, &policies)? {
+                // A first revision was created by this accept; a later one
+                // means an accepted policy was promoted to active.
+                let promoted = accepted.policy.as_ref().is_some_and(|p| p.revision > 1);
                 let issue = accepted.issue.unwrap_or_default();
-                outln!(
-                    "{} accepted: policy {} created ({}); see `tero impact {}` once edges report",
-                    issue.id,
-                    issue.policy_id,
-                    mode.as_str(),
-                    issue.policy_id
-                );
+                outln!("{}", accepted_message(&issue, mode, promoted));
             }
         }
         IssuesCommand::Ignore { id, reason } => {
@@ -139,6 +149,135 @@ pub async fn impact(policy_id: Option<String>, global: &Global) -> anyhow::Resul
     }
     print_impacts(&impacts);
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether `status` (the `--status` value) is the default filter.
+fn default_filter(status: &str) -> bool {
+    status == "open,in_progress"
+}
+
+/// Why a list came back empty, from what the control plane knows: no
+/// inventory yet, none recent, a filter hiding issues, no usage source, or
+/// nothing found.
+fn why_empty(listed: &ListIssuesResponse, status: &str, now: i64) -> String {
+    const FIRST_REPORT: &str = "Edges send their first inventory about 10 s after their first \
+        scrape, then every inventory.interval_secs (default 300 s); `tero edges` shows which are \
+        connected.";
+    if listed.last_inventory_unix_ms == 0 {
+        return format!("No issues: no edge has reported an inventory yet. {FIRST_REPORT}");
+    }
+    let last = format!(
+        "the last inventory arrived {} ago",
+        ago(now - listed.last_inventory_unix_ms)
+    );
+    if listed.inventoried_services == 0 {
+        return format!(
+            "No issues: no inventory recent enough to analyse for the service(s) listed \
+             ({last}, from any service). {FIRST_REPORT}"
+        );
+    }
+    let hidden: u32 = listed.status_counts.values().sum();
+    if hidden > 0 {
+        let all = if default_filter(status) {
+            "no open or in-progress issues"
+        } else {
+            "no issues with that status"
+        };
+        return format!(
+            "No issues shown: {all}; {}. `tero issues list --status all` lists them.",
+            counts(listed)
+        );
+    }
+    let services = listed.inventoried_services;
+    let services = format!("{services} service{}", if services == 1 { "" } else { "s" });
+    if listed.usage_sources == 0 {
+        return format!(
+            "No issues found in {services} ({last}). No usage source is imported, so no \
+             metric can be called unused: `tero usage import FILE|DIR` (Prometheus rules, Grafana \
+             dashboards)."
+        );
+    }
+    format!("Nothing found: the detectors found no issue in {services} ({last}).")
+}
+
+/// `2 resolved, 1 merged`, from the counts per status.
+fn counts(listed: &ListIssuesResponse) -> String {
+    listed
+        .status_counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(status, n)| format!("{n} {status}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Under a default list: how many issues the filter hid, if any.
+fn hidden_note(listed: &ListIssuesResponse, status: &str) -> Option<String> {
+    if !default_filter(status) {
+        return None;
+    }
+    let shown = listed.issues.len() as u32;
+    let total: u32 = listed.status_counts.values().sum();
+    (total > shown).then(|| {
+        format!(
+            "({} more not shown: {}; `--status all` lists them)",
+            total - shown,
+            listed
+                .status_counts
+                .iter()
+                .filter(|(s, n)| **n > 0 && !["open", "in_progress"].contains(&s.as_str()))
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })
+}
+
+/// `45 s`, `3 min`, `2 h`, `4 d`.
+fn ago(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    match secs {
+        0..120 => format!("{secs} s"),
+        120..7200 => format!("{} min", secs / 60),
+        7200..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} d", secs / 86_400),
+    }
+}
+
+/// What `accept` did, in the words `tero impact` uses.
+fn accepted_message(issue: &Issue, mode: AcceptMode, promoted: bool) -> String {
+    let policy = &issue.policy_id;
+    if promoted {
+        return format!(
+            "{}: policy {policy} is now active (edges drop what it matches); its impact is \
+             measured anew: `tero impact {policy}`.",
+            issue.id
+        );
+    }
+    match mode {
+        AcceptMode::Shadow => format!(
+            "{} accepted in shadow: policy {policy} created; edges count what it would drop and \
+             drop nothing. `tero impact {policy}` shows the would-drop figures once edges \
+             report; enforce it with `tero issues accept {} --mode active`.",
+            issue.id, issue.id
+        ),
+        AcceptMode::Active => format!(
+            "{} accepted: policy {policy} created, active (edges drop what it matches). \
+             `tero impact {policy}` shows what it dropped once edges report.",
+            issue.id
+        ),
+        AcceptMode::Draft => format!(
+            "{} accepted as a draft: policy {policy} created disabled; nothing is delivered \
+             until `tero policy enable {policy}`.",
+            issue.id
+        ),
+    }
 }
 
 fn cost(issue: &Issue) -> String {
@@ -198,10 +337,17 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
     row("domain", issue.domain.clone());
     row("severity", issue.severity.clone());
     row("status", issue.status.clone());
+    if !issue.merged_into.is_empty() {
+        row("merged into", issue.merged_into.clone());
+    }
     row("remediation", dash(&issue.remediation));
     row("service", issue.service.clone());
     row("subject", issue.subject.clone());
     row("opened", output::time(issue.opened_at_unix_ms));
+    row("updated", output::time(issue.updated_at_unix_ms));
+    if issue.resolved_at_unix_ms > 0 {
+        row("resolved", output::time(issue.resolved_at_unix_ms));
+    }
     row("policy", dash(&issue.policy_id));
     if !issue.ignored_by.is_empty() {
         row(
@@ -273,18 +419,35 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
             output::time(p.inventory_to_unix_ms)
         );
     }
-    if let Some(policy) = issue.recommended.as_ref().and_then(|r| r.policy.as_ref()) {
-        outln!();
-        outln!(
-            "Recommended policy (`tero issues accept {}` creates it):",
-            issue.id
-        );
-        out!("{}", crate::policy_view::file_yaml(policy));
+    outln!();
+    match issue.recommended.as_ref().and_then(|r| r.policy.as_ref()) {
+        _ if issue.status == "merged" => outln!(
+            "Merged into {}: accept that issue instead (`tero issues show {}`).",
+            issue.merged_into,
+            issue.merged_into
+        ),
+        None => outln!(
+            "No recommended policy: dropping these series would remove data that queries read \
+             or may read; the summary says what to do instead."
+        ),
+        Some(policy) => {
+            outln!(
+                "Recommended policy (`tero issues accept {}` creates it, in shadow):",
+                issue.id
+            );
+            out!("{}", crate::policy_view::file_yaml(policy));
+        }
     }
     Ok(())
 }
 
+/// One table; a shadow policy's figures are what it would drop (it drops
+/// nothing), so they read "would drop …" and its verdict never "verified".
 pub(crate) fn print_impacts(impacts: &[PolicyImpact]) {
+    outln!("{}", render_impacts(impacts));
+}
+
+fn render_impacts(impacts: &[PolicyImpact]) -> String {
     let mut table = Table::new(&[
         "POLICY",
         "ISSUE",
@@ -298,17 +461,177 @@ pub(crate) fn print_impacts(impacts: &[PolicyImpact]) {
     ]);
     for impact in impacts {
         let estimate = impact.estimate.as_ref().map_or(0, |e| e.bytes_per_day);
+        let shadow = impact.mode == "shadow";
+        let figure = |bytes: u64| {
+            let bytes = output::bytes(bytes as i64);
+            if shadow {
+                format!("would drop {bytes}")
+            } else {
+                bytes
+            }
+        };
         table.row(vec![
             impact.policy_id.clone(),
             impact.issue_id.clone(),
             impact.mode.clone(),
             impact.scrapes.to_string(),
-            output::bytes(impact.dropped_bytes_per_scrape as i64),
-            output::bytes(impact.dropped_bytes_per_day as i64),
+            figure(impact.dropped_bytes_per_scrape),
+            figure(impact.dropped_bytes_per_day),
             output::bytes(estimate as i64),
             format!("{:.0}%", impact.ratio * 100.0),
-            impact.verdict.clone(),
+            verdict_words(impact),
         ]);
     }
-    table.print();
+    table.render().trim_end().to_owned()
+}
+
+/// The verdict as a reader should take it: a shadow policy is never
+/// "verified", whatever an older control plane says.
+fn verdict_words(impact: &PolicyImpact) -> String {
+    match (impact.mode.as_str(), impact.verdict.as_str()) {
+        ("shadow", "verified" | "would_meet_estimate") => "would meet estimate".into(),
+        ("shadow", "below_estimate" | "would_fall_below_estimate") => {
+            "would fall below estimate".into()
+        }
+        (_, v) => v.replace('_', " "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(counts: &[(&str, u32)], usage: u32, last: i64, services: u32) -> ListIssuesResponse {
+        ListIssuesResponse {
+            issues: Vec::new(),
+            status_counts: counts.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect(),
+            usage_sources: usage,
+            last_inventory_unix_ms: last,
+            inventoried_services: services,
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+    const DEFAULT: &str = "open,in_progress";
+
+    #[test]
+    fn an_empty_list_says_why() {
+        let none_yet = why_empty(&listed(&[], 0, 0, 0), DEFAULT, NOW);
+        assert!(
+            none_yet.contains("no edge has reported an inventory yet")
+                && none_yet.contains("first inventory about 10 s after"),
+            "{none_yet}"
+        );
+        let stale = why_empty(&listed(&[], 1, NOW - 3 * 3_600_000, 0), DEFAULT, NOW);
+        assert!(
+            stale.contains("no inventory recent enough")
+                && stale.contains("the last inventory arrived 3 h ago"),
+            "{stale}"
+        );
+        let hidden = why_empty(
+            &listed(&[("merged", 1), ("resolved", 2)], 1, NOW - 5_000, 1),
+            DEFAULT,
+            NOW,
+        );
+        assert!(
+            hidden.contains("no open or in-progress issues; 1 merged, 2 resolved")
+                && hidden.contains("--status all"),
+            "{hidden}"
+        );
+        let no_usage = why_empty(&listed(&[], 0, NOW - 5_000, 2), DEFAULT, NOW);
+        assert!(
+            no_usage.contains("2 services (the last inventory arrived 5 s ago)")
+                && no_usage.contains("No usage source is imported"),
+            "{no_usage}"
+        );
+        let nothing = why_empty(&listed(&[], 1, NOW - 5_000, 1), DEFAULT, NOW);
+        assert!(nothing.starts_with("Nothing found"), "{nothing}");
+    }
+
+    #[test]
+    fn a_default_list_counts_what_it_hid() {
+        let mut l = listed(&[("open", 1), ("merged", 2), ("ignored", 1)], 1, NOW, 1);
+        l.issues.push(Issue::default());
+        assert_eq!(
+            hidden_note(&l, DEFAULT).as_deref(),
+            Some("(3 more not shown: 1 ignored, 2 merged; `--status all` lists them)")
+        );
+        assert_eq!(hidden_note(&l, "all"), None);
+    }
+
+    fn impact(mode: &str, verdict: &str) -> PolicyImpact {
+        PolicyImpact {
+            policy_id: "p".into(),
+            issue_id: "ISS-1".into(),
+            mode: mode.into(),
+            scrapes: 10,
+            dropped_bytes_per_scrape: 2048,
+            dropped_bytes_per_day: 3 * 1024 * 1024,
+            ratio: 1.0,
+            verdict: verdict.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn shadow_figures_read_would_drop_and_are_never_verified() {
+        let table = render_impacts(&[impact("shadow", "verified")]);
+        assert!(
+            table.contains("would drop 2.0 KiB") && table.contains("would drop 3.0 MiB"),
+            "{table}"
+        );
+        assert!(!table.contains("verified"), "{table}");
+        assert!(table.contains("would meet estimate"), "{table}");
+        let active = render_impacts(&[impact("active", "verified")]);
+        assert!(
+            !active.contains("would") && active.contains("verified"),
+            "{active}"
+        );
+    }
+
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(subcommand)]
+        cmd: IssuesCommand,
+    }
+
+    fn parse(args: &[&str]) -> IssuesCommand {
+        use clap::Parser;
+        Wrap::try_parse_from(std::iter::once("issues").chain(args.iter().copied()))
+            .expect("parses")
+            .cmd
+    }
+
+    #[test]
+    fn accept_defaults_to_shadow_and_list_to_what_needs_someone() {
+        let IssuesCommand::Accept { mode, .. } = parse(&["accept", "ISS-1"]) else {
+            panic!("accept");
+        };
+        assert_eq!(mode, AcceptMode::Shadow);
+        let IssuesCommand::Accept { mode, .. } = parse(&["accept", "ISS-1", "--mode", "active"])
+        else {
+            panic!("accept");
+        };
+        assert_eq!(mode, AcceptMode::Active);
+        let IssuesCommand::List { status, .. } = parse(&["list"]) else {
+            panic!("list");
+        };
+        assert_eq!(status, "open,in_progress");
+    }
+
+    #[test]
+    fn accept_says_what_each_mode_does() {
+        let issue = Issue {
+            id: "ISS-3".into(),
+            policy_id: "p".into(),
+            ..Default::default()
+        };
+        let shadow = accepted_message(&issue, AcceptMode::Shadow, false);
+        assert!(
+            shadow.contains("in shadow") && shadow.contains("would drop and drop nothing"),
+            "{shadow}"
+        );
+        assert!(shadow.contains("--mode active"), "{shadow}");
+        assert!(accepted_message(&issue, AcceptMode::Active, true).contains("now active"));
+    }
 }

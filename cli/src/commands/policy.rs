@@ -177,6 +177,24 @@ pub fn target_name(target: Option<&Target>) -> &'static str {
     }
 }
 
+/// What edges do with a policy, in the words of `tero issues accept
+/// --mode`: `active` (enforced), `shadow` (counted as would-drop, never
+/// enforced; the `tero.mode=shadow` label) or `disabled`.
+pub fn mode(policy: &tero_sdk::proto::policy::Policy) -> &'static str {
+    let shadow = policy.labels.iter().any(|kv| {
+        kv.key == "tero.mode"
+            && matches!(
+                kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                Some(tero_sdk::proto::otel::any_value::Value::StringValue(s)) if s == "shadow"
+            )
+    });
+    match (policy.enabled, shadow) {
+        (false, _) => "disabled",
+        (true, true) => "shadow",
+        (true, false) => "active",
+    }
+}
+
 /// `key=a|b`, `key!=a|b`, `key` (exists) or `!key` (absent).
 fn scope_matcher(m: &ScopeMatcher) -> String {
     let values = m.values.join("|");
@@ -270,16 +288,17 @@ fn print_policy_file(managed: &ManagedPolicy) -> anyhow::Result<()> {
 
 fn print_policies(policies: &[ManagedPolicy]) {
     let mut table = Table::new(&[
-        "ID", "NAME", "TARGET", "ENABLED", "REVISION", "SCOPE", "UPDATED",
+        "ID", "NAME", "TARGET", "MODE", "REVISION", "SCOPE", "UPDATED",
     ]);
     for managed in policies {
         let policy = managed.policy.clone().unwrap_or_default();
         let scope = scope_text(managed);
+        let mode = mode(&policy);
         table.row(vec![
             policy.id,
             policy.name,
             target_name(policy.target.as_ref()).into(),
-            policy.enabled.to_string(),
+            mode.into(),
             managed.revision.to_string(),
             scope,
             output::time(managed.updated_at_unix_ms),

@@ -29,17 +29,36 @@ fn check_choice(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiErr
 }
 
 impl Admin<'_> {
+    /// Issues matching the filters, with what a client needs to say why a
+    /// list is empty: counts per status, usage sources, inventories.
     pub async fn list_issues(
         &self,
         req: ListIssuesRequest,
     ) -> Result<ListIssuesResponse, ApiError> {
-        check_choice("status", &req.status, &status::ALL)?;
-        let issues = self
-            .state
-            .store
-            .list_issues(&req.service, &req.status, &req.kind)
+        let statuses = parse_statuses(&req.status)?;
+        let store = &self.state.store;
+        let issues = store
+            .list_issues_in(&req.service, &statuses, &req.kind)
             .await?;
-        Ok(ListIssuesResponse { issues })
+        let status_counts = store
+            .count_issues(&req.service, &req.kind)
+            .await?
+            .into_iter()
+            .collect();
+        let since = now_ms() - self.state.analyst.config().lookback_ms;
+        let inventoried = store
+            .inventoried_services(since)
+            .await?
+            .into_iter()
+            .filter(|s| req.service.is_empty() || *s == req.service)
+            .count();
+        Ok(ListIssuesResponse {
+            issues,
+            status_counts,
+            usage_sources: u32::try_from(store.list_usage().await?.len()).unwrap_or(u32::MAX),
+            last_inventory_unix_ms: store.last_inventory_at().await?.unwrap_or(0),
+            inventoried_services: u32::try_from(inventoried).unwrap_or(u32::MAX),
+        })
     }
 
     pub async fn get_issue(&self, req: GetIssueRequest) -> Result<Issue, ApiError> {
@@ -54,12 +73,27 @@ impl Admin<'_> {
     ) -> Result<AcceptIssueResponse, ApiError> {
         check_choice("mode", &req.mode, &["active", "draft", "shadow"])?;
         let mut issue = self.state.store.get_issue(&req.id).await?;
+        if issue.status == status::MERGED {
+            return Err(ApiError::Aborted {
+                message: format!(
+                    "issue {} was merged into {}, which recommends the same change: accept {} \
+                     instead",
+                    issue.id,
+                    display_or(&issue.merged_into, "another issue"),
+                    display_or(&issue.merged_into, "that issue"),
+                ),
+                current_revision: 0,
+            });
+        }
         if !issue.policy_id.is_empty() {
             // A policy deleted since (the issue was reopened) may be
             // replaced by accepting again; a live one may not.
             match self.state.store.get_policy(&issue.policy_id).await {
                 Err(StoreError::NotFound { .. }) => issue.policy_id.clear(),
                 Err(e) => return Err(e.into()),
+                Ok(current) if req.mode == "active" && !enforced(&current) => {
+                    return self.promote(issue, current, &req.reason).await;
+                }
                 Ok(_) => {
                     return Err(ApiError::AlreadyExists(format!(
                         "issue {} was already accepted as policy {:?}; enable or update that policy instead",
@@ -77,18 +111,24 @@ impl Admin<'_> {
                 current_revision: 0,
             });
         }
-        let mut recommended = issue.recommended.clone().ok_or_else(|| {
-            ApiError::Internal(format!("issue {} has no recommended policy", issue.id))
-        })?;
-        let policy = recommended.policy.as_mut().ok_or_else(|| {
-            ApiError::Internal(format!("issue {} has an empty recommendation", issue.id))
-        })?;
+        let no_policy = || ApiError::Aborted {
+            message: format!(
+                "issue {} has no recommended policy: dropping its series would remove data \
+                 that queries read or may read (see its summary for the lossless fix); nothing \
+                 to accept",
+                issue.id
+            ),
+            current_revision: 0,
+        };
+        let mut recommended = issue.recommended.clone().ok_or_else(no_policy)?;
+        let policy = recommended.policy.as_mut().ok_or_else(no_policy)?;
         policy
             .labels
             .retain(|kv| kv.key != ISSUE_LABEL && kv.key != MODE_LABEL);
         policy.labels.push(string_label(ISSUE_LABEL, &issue.id));
+        // Shadow unless asked: the impact is seen before anything is dropped.
         let mode = if req.mode.is_empty() {
-            "active"
+            "shadow"
         } else {
             req.mode.as_str()
         };
@@ -128,6 +168,49 @@ impl Admin<'_> {
         Ok(AcceptIssueResponse {
             issue: Some(issue),
             policy: Some(created),
+        })
+    }
+
+    /// `accept --mode active` of an issue accepted in shadow (or as a
+    /// draft): its policy is enforced from now on, and its impact measured
+    /// anew.
+    async fn promote(
+        &self,
+        mut issue: Issue,
+        current: ManagedPolicy,
+        reason: &str,
+    ) -> Result<AcceptIssueResponse, ApiError> {
+        let mut policy = current.policy.clone().unwrap_or_default();
+        policy.labels.retain(|kv| kv.key != MODE_LABEL);
+        policy.enabled = true;
+        let updated = self
+            .update_policy(UpdatePolicyRequest {
+                policy: Some(policy),
+                scope: current.scope.clone(),
+                expected_revision: current.revision,
+                reason: if reason.is_empty() {
+                    format!("issue {} accepted as active", issue.id)
+                } else {
+                    format!("issue {} accepted as active: {reason}", issue.id)
+                },
+            })
+            .await?;
+        issue.status = status::IN_PROGRESS.into();
+        issue.remediation = status::ACTIVE.into();
+        issue.updated_at_unix_ms = now_ms();
+        let issue = self.state.store.save_issue(issue).await?;
+        self.state
+            .store
+            .audit(
+                &self.principal.actor(),
+                "issue.accept",
+                &issue.id,
+                serde_json::json!({ "policy_id": issue.policy_id, "mode": "active", "promoted": true, "reason": reason }),
+            )
+            .await?;
+        Ok(AcceptIssueResponse {
+            issue: Some(issue),
+            policy: Some(updated),
         })
     }
 
@@ -295,6 +378,41 @@ impl Admin<'_> {
     }
 }
 
+/// Whether a policy is enabled and not in shadow: edges drop what it
+/// matches.
+fn enforced(managed: &ManagedPolicy) -> bool {
+    managed.policy.as_ref().is_some_and(|p| {
+        p.enabled && crate::issues::label_of(&p.labels, MODE_LABEL) != Some(SHADOW_MODE)
+    })
+}
+
+fn display_or<'a>(value: &'a str, empty: &'a str) -> &'a str {
+    if value.is_empty() { empty } else { value }
+}
+
+/// `status` of a list request: empty or `all` for every status, else one
+/// status or several separated by commas.
+fn parse_statuses(status: &str) -> Result<Vec<&str>, ApiError> {
+    let status = status.trim();
+    if status.is_empty() || status == "all" {
+        return Ok(Vec::new());
+    }
+    status
+        .split(',')
+        .map(str::trim)
+        .map(|s| {
+            if status::ALL.contains(&s) {
+                Ok(s)
+            } else {
+                Err(ApiError::invalid(
+                    "status",
+                    format!("{s:?} is not one of {}, or all", status::ALL.join(", ")),
+                ))
+            }
+        })
+        .collect()
+}
+
 fn usage_source(stored: &StoredUsage, parsed: &tero_usage::ParsedSource) -> UsageSource {
     UsageSource {
         name: stored.name.clone(),
@@ -376,5 +494,26 @@ impl QueryParams for GetImpactRequest {
             _ => return Err(unknown_param(key)),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_take_all_one_or_a_list() {
+        assert!(parse_statuses("").unwrap().is_empty());
+        assert!(parse_statuses("all").unwrap().is_empty());
+        assert_eq!(parse_statuses("merged").unwrap(), ["merged"]);
+        assert_eq!(
+            parse_statuses("open, in_progress").unwrap(),
+            ["open", "in_progress"]
+        );
+        let err = parse_statuses("open,closed").unwrap_err().to_string();
+        assert!(
+            err.contains("\"closed\"") && err.contains("or all"),
+            "{err}"
+        );
     }
 }

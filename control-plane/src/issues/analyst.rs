@@ -2,7 +2,7 @@
 //! a service when its inventory or the usage sources change, and checks the
 //! impact of accepted issues' policies as statistics arrive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -160,14 +160,34 @@ impl Analyst {
             &self.config.prices,
         );
         let existing = self.store.issues_of_service(service).await?;
-        let changed = reconcile::reconcile(&existing, findings, now_ms());
-        let mut saved = Vec::with_capacity(changed.len());
-        for issue in changed {
+        let changes = reconcile::reconcile(&existing, findings, now_ms());
+        let mut ids: HashMap<reconcile::Key, String> = existing
+            .iter()
+            .map(|i| ((i.kind.clone(), i.subject.clone()), i.id.clone()))
+            .collect();
+        let mut saved = Vec::with_capacity(changes.len());
+        for change in changes {
+            let mut issue = change.issue;
+            if let Some(winner) = change.merged_into {
+                // Winners are saved first, so a new one has its id by now.
+                let into = ids.get(&winner).cloned().unwrap_or_default();
+                let before = existing.iter().find(|i| i.id == issue.id);
+                if before.is_some_and(|b| b.status == issue.status && b.merged_into == into) {
+                    continue;
+                }
+                issue.merged_into = into;
+                issue.updated_at_unix_ms = now_ms();
+            }
             tracing::info!(
                 service, kind = %issue.kind, subject = %issue.subject, status = %issue.status,
-                "issue updated"
+                merged_into = %issue.merged_into, "issue updated"
             );
-            saved.push(self.store.save_issue(issue).await?);
+            let issue = self.store.save_issue(issue).await?;
+            ids.insert(
+                (issue.kind.clone(), issue.subject.clone()),
+                issue.id.clone(),
+            );
+            saved.push(issue);
         }
         Ok(saved)
     }

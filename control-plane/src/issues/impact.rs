@@ -10,10 +10,20 @@ use tero_proto::controlplane::{Issue, PolicyImpact, StatsBucket};
 
 use super::IssueConfig;
 
+/// `PolicyImpact.verdict`. A shadow policy drops nothing, so it can never
+/// be `verified`: its verdicts say what enforcing it would do.
 pub mod verdict {
     pub const MEASURING: &str = "measuring";
     pub const VERIFIED: &str = "verified";
     pub const BELOW_ESTIMATE: &str = "below_estimate";
+    pub const WOULD_MEET_ESTIMATE: &str = "would_meet_estimate";
+    pub const WOULD_FALL_BELOW_ESTIMATE: &str = "would_fall_below_estimate";
+}
+
+/// `PolicyImpact.mode`, in the words of `tero issues accept --mode`.
+pub mod mode {
+    pub const ACTIVE: &str = "active";
+    pub const SHADOW: &str = "shadow";
 }
 
 const MINUTES_PER_DAY: f64 = 1440.0;
@@ -65,19 +75,18 @@ pub fn measure(
     } else {
         dropped / estimate.bytes_per_day as f64
     };
-    let verdict = if scrapes < config.min_scrapes {
-        verdict::MEASURING
-    } else if ratio >= config.verify_ratio {
-        verdict::VERIFIED
-    } else if scrapes >= config.judge_after_scrapes {
-        verdict::BELOW_ESTIMATE
-    } else {
-        verdict::MEASURING
+    let verdict = match (scrapes, shadow) {
+        (s, _) if s < config.min_scrapes => verdict::MEASURING,
+        (_, false) if ratio >= config.verify_ratio => verdict::VERIFIED,
+        (_, true) if ratio >= config.verify_ratio => verdict::WOULD_MEET_ESTIMATE,
+        (s, false) if s >= config.judge_after_scrapes => verdict::BELOW_ESTIMATE,
+        (s, true) if s >= config.judge_after_scrapes => verdict::WOULD_FALL_BELOW_ESTIMATE,
+        _ => verdict::MEASURING,
     };
     PolicyImpact {
         policy_id: policy_id.to_owned(),
         issue_id: issue.id.clone(),
-        mode: if shadow { "shadow" } else { "enforced" }.into(),
+        mode: if shadow { mode::SHADOW } else { mode::ACTIVE }.into(),
         active_since_unix_ms: active_since,
         before_bytes_per_day: before.round() as u64,
         before_series: evidence.series,
@@ -147,7 +156,32 @@ mod tests {
         assert_eq!(impact.after_bytes_per_day, 0);
         assert!((impact.ratio - 1.0).abs() < 1e-9);
         assert_eq!(impact.verdict, verdict::VERIFIED);
-        assert_eq!(impact.mode, "enforced");
+        assert_eq!(impact.mode, "active");
+    }
+
+    #[test]
+    fn a_shadow_policy_is_never_verified() {
+        let config = IssueConfig::default();
+        let on = measure(
+            &issue(1000, 1),
+            "p",
+            true,
+            0,
+            &[bucket(10, 10_000)],
+            &config,
+        );
+        assert_eq!(on.mode, "shadow");
+        assert!((on.ratio - 1.0).abs() < 1e-9);
+        assert_eq!(on.verdict, verdict::WOULD_MEET_ESTIMATE);
+        let short = measure(
+            &issue(1000, 1),
+            "p",
+            true,
+            0,
+            &[bucket(30, 15_000)],
+            &config,
+        );
+        assert_eq!(short.verdict, verdict::WOULD_FALL_BELOW_ESTIMATE);
     }
 
     #[test]

@@ -24,7 +24,12 @@ pub mod status {
     pub const IN_PROGRESS: &str = "in_progress";
     pub const RESOLVED: &str = "resolved";
     pub const IGNORED: &str = "ignored";
-    pub const ALL: [&str; 4] = [OPEN, IN_PROGRESS, RESOLVED, IGNORED];
+    /// Folded into another issue recommending the same change
+    /// (`Issue.merged_into`): not fixed, reported there.
+    pub const MERGED: &str = "merged";
+    pub const ALL: [&str; 5] = [OPEN, IN_PROGRESS, RESOLVED, IGNORED, MERGED];
+    /// What a list shows unless asked otherwise: what still needs someone.
+    pub const ACTIONABLE: [&str; 2] = [OPEN, IN_PROGRESS];
 
     /// Remediation states (`Issue.remediation`).
     pub const READY_TO_DEPLOY: &str = "ready_to_deploy";

@@ -101,6 +101,15 @@ impl Store {
             .collect()
     }
 
+    /// When the newest report was received; `None` before the first.
+    pub async fn last_inventory_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(received_at) FROM inventory_reports")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Drops reports older than `before` (retention).
     pub async fn prune_inventories(&self, before: i64) -> Result<u64, StoreError> {
         let result = sqlx::query("DELETE FROM inventory_reports WHERE received_at < $1")

@@ -54,16 +54,56 @@ impl Store {
         status: &str,
         kind: &str,
     ) -> Result<Vec<Issue>, StoreError> {
+        let statuses: &[&str] = if status.is_empty() { &[] } else { &[status] };
+        self.list_issues_in(service, statuses, kind).await
+    }
+
+    /// Issues of any of `statuses` (every status when empty), matching the
+    /// other filters (empty strings match everything).
+    pub async fn list_issues_in(
+        &self,
+        service: &str,
+        statuses: &[&str],
+        kind: &str,
+    ) -> Result<Vec<Issue>, StoreError> {
         let rows = sqlx::query(
-            "SELECT seq, body FROM issues WHERE ($1 = '' OR service = $1) \
-             AND ($2 = '' OR status = $2) AND ($3 = '' OR kind = $3) ORDER BY seq",
+            "SELECT seq, status, body FROM issues WHERE ($1 = '' OR service = $1) \
+             AND ($2 = '' OR kind = $2) ORDER BY seq",
         )
         .bind(service)
-        .bind(status)
         .bind(kind)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode_issue).collect()
+        let mut issues = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let status: String = row.try_get("status")?;
+            if statuses.is_empty() || statuses.contains(&status.as_str()) {
+                issues.push(decode_issue(row)?);
+            }
+        }
+        Ok(issues)
+    }
+
+    /// How many issues matching the filters each status has.
+    pub async fn count_issues(
+        &self,
+        service: &str,
+        kind: &str,
+    ) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM issues WHERE ($1 = '' OR service = $1) \
+             AND ($2 = '' OR kind = $2) GROUP BY status ORDER BY status",
+        )
+        .bind(service)
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get("n")?;
+                Ok((r.try_get("status")?, u32::try_from(n).unwrap_or(u32::MAX)))
+            })
+            .collect()
     }
 
     pub async fn get_issue(&self, id: &str) -> Result<Issue, StoreError> {
@@ -92,12 +132,36 @@ impl Store {
 
     /// Inserts a new issue (its `id` is assigned) or replaces the stored
     /// one with the same key. Returns it with its id.
+    ///
+    /// Only a new issue takes a number: an `INSERT … ON CONFLICT DO UPDATE`
+    /// consumes a sequence value even when it updates (SQLite's
+    /// AUTOINCREMENT and PostgreSQL's sequences alike), so updating through
+    /// it made issue numbers jump (ISS-6, then ISS-54). Known issues are
+    /// updated in place; the upsert is left for the rare race of two
+    /// replicas opening the same issue.
     pub async fn save_issue(&self, mut issue: Issue) -> Result<Issue, StoreError> {
         let body = {
             let mut stored = issue.clone();
             stored.id.clear();
             stored.encode_to_vec()
         };
+        let updated = sqlx::query(
+            "UPDATE issues SET status = $1, policy_id = $2, updated_at = $3, body = $4 \
+             WHERE kind = $5 AND service = $6 AND subject = $7 RETURNING seq",
+        )
+        .bind(&issue.status)
+        .bind(&issue.policy_id)
+        .bind(issue.updated_at_unix_ms)
+        .bind(&body)
+        .bind(&issue.kind)
+        .bind(&issue.service)
+        .bind(&issue.subject)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = updated {
+            issue.id = issue_key(row.try_get("seq")?);
+            return Ok(issue);
+        }
         let row = sqlx::query(
             "INSERT INTO issues (kind, service, subject, status, policy_id, updated_at, body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (kind, service, subject) \

@@ -6,7 +6,10 @@
 //! and at most one per `sample_every` has its upstream body teed into a
 //! [`ScrapeInventory`] (the check is one atomic load, so scrapes between
 //! samples pay nothing else). A [`Reporter`] task takes the window every
-//! `interval` and sends it.
+//! `interval` and sends it. The first report goes out
+//! [`FIRST_REPORT_DELAY`] after the first inventoried scrape rather than a
+//! whole interval after start (300 s by default), so issues appear within
+//! seconds of an edge's first scrapes; the interval runs from that report.
 //!
 //! Reports are sealed like the statistics outbox's: a report gets the next
 //! `seq` of this process's random `session` when it is first sent and never
@@ -28,7 +31,7 @@
 mod sink;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,6 +41,7 @@ use tero_prometheus::inventory::{
 };
 use tero_proto::controlplane::InventoryReport;
 use tero_proto::policy::ClientMetadata;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +56,10 @@ pub use sink::{ControlPlaneSink, GrpcSink, HttpSink, ReportSink, SendError};
 const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// On shutdown, how long the last report may take.
 const FINAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long after the first inventoried scrape the first report goes out:
+/// long enough for scrapes of a short interval to be counted with it, short
+/// enough that a newcomer sees issues within seconds.
+pub const FIRST_REPORT_DELAY: Duration = Duration::from_secs(10);
 
 /// The inventory shared by the scrapes and the reporter.
 pub struct Inventory {
@@ -67,6 +75,10 @@ pub struct Inventory {
     scrapes: AtomicU64,
     /// Log-sample intake whose templates ride in the reports.
     logs: Option<Arc<LogIntake>>,
+    /// Set by the first inventoried scrape; wakes the reporter for the
+    /// first report.
+    sampled: AtomicBool,
+    first_sample: Notify,
 }
 
 impl Inventory {
@@ -86,6 +98,17 @@ impl Inventory {
             next_due_ms: AtomicI64::new(0),
             scrapes: AtomicU64::new(0),
             logs: None,
+            sampled: AtomicBool::new(false),
+            first_sample: Notify::new(),
+        }
+    }
+
+    /// Returns once a scrape has been inventoried.
+    async fn first_sampled(&self) {
+        // `notify_one` keeps a permit when nobody waits yet, so a scrape
+        // absorbed before the reporter starts waiting is not missed.
+        if !self.sampled.load(Relaxed) {
+            self.first_sample.notified().await;
         }
     }
 
@@ -137,6 +160,9 @@ impl Inventory {
     /// Merges a scrape whose body ended cleanly.
     pub fn absorb(&self, scrape: ScrapeInventory) {
         self.window().absorb(scrape, SystemTime::now());
+        if !self.sampled.swap(true, Relaxed) {
+            self.first_sample.notify_one();
+        }
     }
 
     /// The report of the window so far, with the log templates' activity
@@ -251,6 +277,8 @@ pub struct Reporter<S> {
     inventory: Arc<Inventory>,
     sink: S,
     interval: Duration,
+    /// See [`FIRST_REPORT_DELAY`].
+    first_delay: Duration,
     client_metadata: ClientMetadata,
     session: String,
     next_seq: u64,
@@ -287,6 +315,7 @@ impl<S: ReportSink> Reporter<S> {
             inventory,
             sink,
             interval,
+            first_delay: FIRST_REPORT_DELAY,
             client_metadata,
             session: hex::encode(session),
             next_seq: 1,
@@ -295,15 +324,38 @@ impl<S: ReportSink> Reporter<S> {
         }
     }
 
-    /// Reports every interval until `shutdown`, then makes one last short
-    /// attempt so the final minutes are not lost.
+    /// The delay of the first report after the first inventoried scrape.
+    pub fn with_first_delay(mut self, delay: Duration) -> Self {
+        self.first_delay = delay;
+        self
+    }
+
+    /// Reports [`Self::with_first_delay`] after the first inventoried
+    /// scrape, then every interval until `shutdown`, then makes one last
+    /// short attempt so the final minutes are not lost.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let start = tokio::time::Instant::now() + self.interval;
         let mut ticks = tokio::time::interval_at(start, self.interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // With an interval this short, the regular report comes first anyway.
+        let mut first_pending = self.first_delay < self.interval;
+        let first = {
+            let inventory = self.inventory.clone();
+            let delay = self.first_delay;
+            async move {
+                inventory.first_sampled().await;
+                tokio::time::sleep(delay).await;
+            }
+        };
+        let mut first = std::pin::pin!(first);
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
+                () = &mut first, if first_pending => {
+                    first_pending = false;
+                    // The interval runs from the first report.
+                    ticks.reset();
+                }
                 () = shutdown.cancelled() => break,
             }
             // A send in progress at shutdown is abandoned; its report stays

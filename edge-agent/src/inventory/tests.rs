@@ -595,3 +595,41 @@ fn relayed_bodies_are_inventoried_from_their_wire_bytes() {
     assert!(WireTee::new(collector(), Some("zstd")).is_none());
     assert!(WireTee::supports(Some("GZIP")) && !WireTee::supports(Some("br")));
 }
+
+#[tokio::test]
+async fn the_first_report_follows_the_first_sampled_scrape_not_the_interval() {
+    let inventory = Arc::new(Inventory::new(&settings(Duration::from_secs(60))));
+    let script = Script::default();
+    let reporter = Reporter::new(
+        inventory.clone(),
+        script.clone(),
+        Duration::from_secs(300),
+        ClientMetadata::default(),
+    )
+    .with_first_delay(Duration::from_millis(200));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(reporter.run(stop.clone()));
+
+    // Nothing scraped yet: nothing to report, however long it waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(script.sent().is_empty());
+
+    scrape(&inventory, "first 1\n");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let sent = loop {
+        let sent = script.sent();
+        if !sent.is_empty() || tokio::time::Instant::now() > deadline {
+            break sent;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(sent.len(), 1, "one report soon after the first scrape");
+    assert_eq!(names(&sent[0]), ["first"]);
+
+    // Then the interval (300 s) rules: no second early report.
+    scrape(&inventory, "first 1\n");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(script.sent().is_empty());
+    stop.cancel();
+    task.await.expect("reporter");
+}

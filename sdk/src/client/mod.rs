@@ -401,12 +401,19 @@ impl Client {
     // ----- issues, usage and impact ---------------------------------------
 
     pub async fn list_issues(&self, request: ListIssuesRequest) -> Result<Vec<Issue>, ClientError> {
-        let response = self
-            .call(Repeat::Safe, request, |ch, r| async move {
-                IssuesServiceClient::new(ch).list_issues(r).await
-            })
-            .await?;
-        Ok(response.issues)
+        Ok(self.list_issues_response(request).await?.issues)
+    }
+
+    /// The issues with the counts that explain an empty list (per status,
+    /// usage sources, inventories).
+    pub async fn list_issues_response(
+        &self,
+        request: ListIssuesRequest,
+    ) -> Result<ListIssuesResponse, ClientError> {
+        self.call(Repeat::Safe, request, |ch, r| async move {
+            IssuesServiceClient::new(ch).list_issues(r).await
+        })
+        .await
     }
 
     pub async fn get_issue(&self, id: &str) -> Result<Issue, ClientError> {

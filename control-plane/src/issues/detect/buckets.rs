@@ -56,8 +56,8 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Option<Candidate> {
          {buckets} bucket lines per scrape ({}). The real fix is fewer buckets in the \
          instrumentation: {target} bounds would cut about {:.0}% of its bytes ({}/day, {}) and \
          keep the family. A tero.policy.v1 policy cannot drop single buckets (the edge hides \
-         `le` from policies and judges a histogram series as a whole), so the recommended \
-         policy, dropping the family, is only a stop-gap. {}",
+         `le` from policies and judges a histogram series as a whole), so dropping the \
+         family is only a stop-gap. {}",
         volume_clause(&estimate),
         share * 100.0,
         human_bytes(fix_bytes),
@@ -90,10 +90,12 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Option<Candidate> {
                 vec![format!("max_buckets={max}")],
             ),
             estimate,
-            recommended,
+            recommended: Some(recommended),
+            absorbed: Vec::new(),
         },
         family: name.to_owned(),
-        label_scoped: false,
+        label: None,
+        change: Vec::new(),
     })
 }
 

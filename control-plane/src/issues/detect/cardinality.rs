@@ -6,9 +6,9 @@
 //! counters). So the recommendation drops the series that carry the label;
 //! the lossless fix — a recording rule or instrumentation change that
 //! aggregates the label away — is named in the summary. When the family is
-//! read at all (or usage is unknown), dropping those series can empty
-//! panels, so the severity is one step lower and the summary asks for a
-//! review.
+//! read at all (or usage is unknown), dropping those series would empty
+//! panels, so the severity is one step lower and no policy is recommended
+//! (see `detect`'s module docs).
 
 use super::recommend::DropPolicy;
 use super::{Candidate, Ctx, Family, Finding, domain, estimate, kind, volume_clause};
@@ -35,8 +35,8 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
             let mut evidence = ctx.label_evidence(family, label);
             let mut summary = format!(
                 "Label `{}` of `{name}` takes about {} distinct values (threshold {threshold}) \
-                 and no imported query reads it. The recommended policy drops the series \
-                 carrying it ({}). Removing only the label is not a fix: without aggregation the \
+                 and no imported query reads it. Dropping the series carrying it saves {}. \
+                 Removing only the label is not a fix: without aggregation the \
                  series that differed only in `{}` would merge and corrupt each other; the \
                  lossless alternative is a recording rule (or instrumentation change) that \
                  aggregates `{}` away, after which the raw series can be dropped.",
@@ -53,11 +53,8 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
             }
             if family.possibly_used() {
                 severity = severity.lower();
-                summary.push_str(&format!(
-                    " {} Review the policy before enabling it: queries on `{name}` lose the \
-                     dropped series.",
-                    family.usage_sentence()
-                ));
+                summary.push(' ');
+                summary.push_str(&family.usage_sentence());
             }
             let why = format!(
                 "label {} has ~{} values and no query reads it",
@@ -92,10 +89,12 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
                         vec![format!("high_cardinality={threshold}")],
                     ),
                     estimate,
-                    recommended,
+                    recommended: Some(recommended),
+                    absorbed: Vec::new(),
                 },
                 family: name.to_owned(),
-                label_scoped: true,
+                label: Some(label.name.clone()),
+                change: Vec::new(),
             })
         })
         .collect()
@@ -103,8 +102,6 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
 
 #[cfg(test)]
 mod tests {
-    use tero_proto::policy::MetricType;
-
     use super::super::testing::*;
 
     fn api_requests(cardinality: u64) -> tero_proto::controlplane::FamilyInventory {
@@ -162,20 +159,16 @@ mod tests {
         // is used.
         assert!((f.estimate.cost_per_month - 12.16).abs() < 1e-9);
         assert_eq!(f.severity, "low");
-        assert!(f.summary.contains("Review the policy"), "{}", f.summary);
         assert!(f.summary.contains("recording rule"), "{}", f.summary);
-
-        let series = |labels| Series {
-            service: SERVICE,
-            family: "api_requests",
-            metric_type: MetricType::Gauge,
-            labels,
-        };
-        assert!(drops(
-            &f.recommended,
-            &series(&[("path", "/x"), ("method", "GET")])
-        ));
-        assert!(!drops(&f.recommended, &series(&[("method", "GET")])));
+        // The family is read: dropping the series carrying `path` would
+        // change what the rule computes, so no policy is recommended.
+        assert!(f.recommended.is_none());
+        assert!(
+            f.summary.contains("No policy is recommended")
+                && f.summary.contains("aggregate `path` away"),
+            "{}",
+            f.summary
+        );
     }
 
     #[test]

@@ -183,10 +183,12 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Option<Candidate> {
                 ],
             ),
             estimate,
-            recommended,
+            recommended: Some(recommended),
+            absorbed: Vec::new(),
         },
         family: name.to_owned(),
-        label_scoped: false,
+        label: None,
+        change: Vec::new(),
     })
 }
 

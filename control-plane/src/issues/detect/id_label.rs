@@ -265,15 +265,10 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
                 }
             };
             match label_used {
-                Some(true) => summary.push_str(&format!(
-                    " Queries read `{}`: the recommended policy removes series they use, so \
-                     review it first.",
-                    label.name
-                )),
+                Some(true) => summary.push_str(&format!(" Queries read `{}`.", label.name)),
                 _ if family.possibly_used() => {
                     summary.push(' ');
                     summary.push_str(&family.usage_sentence());
-                    summary.push_str(" Review the policy before enabling it.");
                 }
                 _ => {}
             }
@@ -319,10 +314,12 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
                         vec![format!("id_label_cardinality={threshold}")],
                     ),
                     estimate,
-                    recommended,
+                    recommended: Some(recommended),
+                    absorbed: Vec::new(),
                 },
                 family: name.to_owned(),
-                label_scoped: true,
+                label: Some(label.name.clone()),
+                change: Vec::new(),
             })
         })
         .collect()
@@ -449,15 +446,15 @@ mod tests {
         assert_eq!(f.domain, "compliance");
         assert_eq!(f.severity, "high");
         assert!(f.summary.contains("personal data"), "{}", f.summary);
-        assert!(f.summary.contains("review it first"), "{}", f.summary);
-        let series = |labels| Series {
-            service: SERVICE,
-            family: "orders_total",
-            metric_type: MetricType::Sum,
-            labels,
-        };
-        assert!(drops(&f.recommended, &series(&[("user_id", "123456")])));
-        assert!(!drops(&f.recommended, &series(&[("status", "ok")])));
+        // Queries read the family: dropping the series carrying `user_id`
+        // would empty them, so nothing executable is recommended.
+        assert!(f.recommended.is_none());
+        assert!(
+            f.summary.contains("No policy is recommended")
+                && f.summary.contains("aggregate `user_id` away"),
+            "{}",
+            f.summary
+        );
 
         let emails = run(
             &inventory(vec![orders("buyer", 150, &["<email>", "a@b.io"])]),
@@ -511,6 +508,45 @@ mod tests {
         assert_eq!(kinds(&findings), [("id_label", "orders_total{order_id}")]);
         assert_eq!(findings[0].severity, "low");
         assert!(findings[0].evidence.labels[0].used_in_queries);
+    }
+
+    #[test]
+    fn a_label_of_a_family_read_by_a_rule_gets_no_policy() {
+        // The newcomer's case: `user_id` on a counter a recording rule sums.
+        // Dropping every series carrying it would empty the rule.
+        for usage in [
+            FakeUsage::imported().used("orders_total", &[]),
+            FakeUsage::imported().unknown("orders_total"),
+            FakeUsage::none(),
+        ] {
+            let findings = run(
+                &inventory(vec![orders("user_id", 150, &["12345", "67890"])]),
+                &usage,
+            );
+            let f = find(&findings, "id_label", "orders_total{user_id}").unwrap();
+            assert!(f.recommended.is_none(), "{}", f.summary);
+            assert!(
+                f.summary.contains("aggregate `user_id` away"),
+                "{}",
+                f.summary
+            );
+        }
+    }
+
+    #[test]
+    fn an_unread_familys_personal_label_gets_a_policy_dropping_only_its_series() {
+        let mut f = family("orders_total", "counter", 400);
+        f.labels = vec![label("user_id", 150, 200, &["12345"])];
+        let findings = run(&inventory(vec![f]), &FakeUsage::imported());
+        let f = find(&findings, "id_label", "orders_total{user_id}").unwrap();
+        let series = |labels| Series {
+            service: SERVICE,
+            family: "orders_total",
+            metric_type: MetricType::Sum,
+            labels,
+        };
+        assert!(drops(recommended(f), &series(&[("user_id", "123456")])));
+        assert!(!drops(recommended(f), &series(&[("status", "ok")])));
     }
 
     #[test]

@@ -29,9 +29,19 @@
 //!   `id_label` (an id-shaped label that is also past the high-cardinality
 //!   threshold is reported once, as high cardinality, with the shape noted).
 //!
-//! The folded findings' titles are kept as notes on the winner. Label-level
-//! cost findings of a family that is itself reported unused are folded into
-//! that finding too: dropping the family removes them.
+//! The folded findings' titles are kept as notes on the winner, and their
+//! keys in [`Finding::absorbed`], so that an issue opened for one of them
+//! earlier is marked merged rather than resolved. Label-level cost findings
+//! of a family that is itself reported unused are folded into that finding
+//! too: dropping the family removes them.
+//!
+//! Never a policy that removes what someone reads. A v1 policy can only drop
+//! series, so when the family a finding's policy acts on is read by a usage
+//! source, may be read (an unparsed query, a name pattern), or its usage is
+//! unknown (no usage source imported), the finding recommends nothing
+//! executable: `recommended` is `None` and the summary says why and what the
+//! lossless fix is (aggregating the label away, moving the queries). The
+//! change the policy would have made still keys the folding above.
 
 mod buckets;
 mod cardinality;
@@ -180,7 +190,11 @@ pub struct Finding {
     pub provenance: Provenance,
     pub estimate: ImpactEstimate,
     /// Valid, scoped to the service; the caller adds `tero.issue_id`.
-    pub recommended: CreatePolicyRequest,
+    /// `None` when the change would remove series someone reads (see the
+    /// module docs).
+    pub recommended: Option<CreatePolicyRequest>,
+    /// (kind, subject) of the findings folded into this one.
+    pub absorbed: Vec<(&'static str, String)>,
 }
 
 /// Runs every detector over one service's inventory.
@@ -200,7 +214,53 @@ pub fn detect(
         candidates.extend(id_label::detect(&ctx, family));
     }
     candidates.extend(duplicate::detect(&ctx));
+    let candidates = candidates
+        .into_iter()
+        .map(|c| guard_usage(&ctx, c))
+        .collect();
     settle(candidates)
+}
+
+/// Keys the candidate by the change its policy makes, then withholds the
+/// policy when that change would remove series a query reads or may read.
+fn guard_usage(ctx: &Ctx, mut candidate: Candidate) -> Candidate {
+    candidate.change = candidate
+        .finding
+        .recommended
+        .as_ref()
+        .map(policy_key)
+        .unwrap_or_default();
+    let read = ctx
+        .families
+        .iter()
+        .find(|f| f.name() == candidate.family)
+        .is_none_or(Family::possibly_used);
+    if !read || candidate.finding.recommended.is_none() {
+        return candidate;
+    }
+    let finding = &mut candidate.finding;
+    finding.recommended = None;
+    let why = if ctx.sources.is_empty() {
+        "no usage source is imported, so nothing shows these series are unread"
+    } else {
+        "queries read these series or may read them (see above)"
+    };
+    let fix = match &candidate.label {
+        Some(label) => format!(
+            "The lossless fix is to aggregate `{label}` away (a recording rule, or the \
+             instrumentation) so that queries read the aggregate; then the series carrying it \
+             can be dropped."
+        ),
+        None => format!(
+            "Move the queries off `{}` (or import the usage sources that show it unread), and \
+             the detector will recommend the drop.",
+            candidate.family
+        ),
+    };
+    finding.summary.push_str(&format!(
+        " No policy is recommended, because dropping would remove data people use: {why}. {fix}"
+    ));
+    candidate
 }
 
 /// A family with its usage looked up once.
@@ -402,8 +462,17 @@ struct Candidate {
     pub finding: Finding,
     /// The family the recommended policy acts on.
     pub family: String,
-    /// Whether the policy drops only the series carrying a label.
-    pub label_scoped: bool,
+    /// The label whose series the policy drops; `None` for the whole family.
+    pub label: Option<String>,
+    /// What the policy would change (see [`policy_key`]); set by
+    /// [`guard_usage`].
+    pub change: Vec<u8>,
+}
+
+impl Candidate {
+    fn label_scoped(&self) -> bool {
+        self.label.is_some()
+    }
 }
 
 /// Lower is more certain: the winner among findings with one policy.
@@ -428,11 +497,13 @@ fn policy_key(request: &CreatePolicyRequest) -> Vec<u8> {
     }
 }
 
-fn fold_into(winner: &mut Finding, loser: &Finding) {
+fn fold_into(winner: &mut Finding, loser: Finding) {
     winner
         .evidence
         .notes
         .push(format!("also {}: {}", loser.kind, loser.title));
+    winner.absorbed.push((loser.kind, loser.subject));
+    winner.absorbed.extend(loser.absorbed);
 }
 
 /// One finding per recommended change (see the module docs), in a stable
@@ -441,8 +512,8 @@ fn settle(mut candidates: Vec<Candidate>) -> Vec<Finding> {
     // Family findings first, so a label finding can fold into its family's
     // unused finding; then the most certain first, so it is the one kept.
     candidates.sort_by(|a, b| {
-        a.label_scoped
-            .cmp(&b.label_scoped)
+        a.label_scoped()
+            .cmp(&b.label_scoped())
             .then_with(|| rank(&a.finding).cmp(&rank(&b.finding)))
             .then_with(|| a.finding.subject.cmp(&b.finding.subject))
     });
@@ -450,22 +521,21 @@ fn settle(mut candidates: Vec<Candidate>) -> Vec<Finding> {
     let mut by_policy: HashMap<Vec<u8>, usize> = HashMap::new();
     let mut unused: HashMap<String, usize> = HashMap::new();
     for candidate in candidates {
-        let key = policy_key(&candidate.finding.recommended);
-        if let Some(&i) = by_policy.get(&key) {
-            fold_into(&mut kept[i].finding, &candidate.finding);
+        if let Some(&i) = by_policy.get(&candidate.change) {
+            fold_into(&mut kept[i].finding, candidate.finding);
             continue;
         }
-        if candidate.label_scoped
+        if candidate.label_scoped()
             && candidate.finding.domain == domain::COST
             && let Some(&i) = unused.get(&candidate.family)
         {
-            fold_into(&mut kept[i].finding, &candidate.finding);
+            fold_into(&mut kept[i].finding, candidate.finding);
             continue;
         }
         if candidate.finding.kind == kind::UNUSED_METRIC {
             unused.insert(candidate.family.clone(), kept.len());
         }
-        by_policy.insert(key, kept.len());
+        by_policy.insert(candidate.change.clone(), kept.len());
         kept.push(candidate);
     }
     let mut findings: Vec<Finding> = kept.into_iter().map(|c| c.finding).collect();
@@ -473,13 +543,14 @@ fn settle(mut candidates: Vec<Candidate>) -> Vec<Finding> {
     findings
 }
 
-/// `1.2 GB`, for summaries.
+/// `1.2 GiB`, for summaries: binary units, as the CLI shows every byte
+/// count, so an issue's summary and its estimate read the same.
 fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
         unit += 1;
     }
     if unit == 0 {
@@ -574,6 +645,22 @@ mod tests {
         assert_eq!(path.evidence.sample_bytes_per_scrape, 8_000);
 
         assert_eq!(findings[2].severity, "low");
+
+        // Only the unread family gets a policy: `path`'s series and the
+        // histogram are read by the rules, so dropping them would empty them.
+        assert!(unused.recommended.is_some());
+        assert!(path.recommended.is_none() && findings[2].recommended.is_none());
+        assert!(
+            path.summary.contains("aggregate `path` away"),
+            "{}",
+            path.summary
+        );
+        // Summaries use the CLI's binary units: 14.4e6 bytes is 13.7 MiB.
+        assert!(
+            unused.summary.contains("13.7 MiB/day"),
+            "{}",
+            unused.summary
+        );
     }
 
     #[test]
@@ -627,7 +714,10 @@ mod tests {
     #[test]
     fn human_units() {
         assert_eq!(human_bytes(999), "999 B");
-        assert_eq!(human_bytes(14_400_000), "14.4 MB");
+        assert_eq!(human_bytes(1_023), "1023 B");
+        assert_eq!(human_bytes(1_536), "1.5 KiB");
+        // 14.4e6 bytes: 13.7 MiB, as `tero issues show` prints the estimate.
+        assert_eq!(human_bytes(14_400_000), "13.7 MiB");
         assert_eq!(dollars(0.716), "$0.72/month");
     }
 }

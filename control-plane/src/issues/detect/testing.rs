@@ -127,18 +127,32 @@ pub fn run_with(
 }
 
 /// Every recommended policy validates; no two findings share a key, a
-/// policy id or a change.
+/// policy id or a change; a finding without a policy says why.
 pub fn check_invariants(findings: &[Finding]) {
     let mut keys = BTreeSet::new();
     let mut ids = BTreeSet::new();
     let mut targets: Vec<&tero_proto::policy::policy::Target> = Vec::new();
     for f in findings {
-        let policy = f.recommended.policy.as_ref().expect("a policy");
+        assert!(keys.insert((f.kind, f.subject.clone())), "key {f:?}");
+        assert_eq!(f.service, SERVICE);
+        assert_eq!(f.provenance.detector, f.kind);
+        assert!(super::kind::ALL.contains(&f.kind));
+        assert!(["low", "medium", "high"].contains(&f.severity));
+        let Some(recommended) = &f.recommended else {
+            assert!(
+                f.summary.contains("No policy is recommended"),
+                "{} {}: {}",
+                f.kind,
+                f.subject,
+                f.summary
+            );
+            continue;
+        };
+        let policy = recommended.policy.as_ref().expect("a policy");
         if let Err(e) = validate(policy) {
             panic!("{} {}: invalid policy: {e:?}", f.kind, f.subject);
         }
         assert!(policy.enabled);
-        assert!(keys.insert((f.kind, f.subject.clone())), "key {f:?}");
         assert!(ids.insert(policy.id.clone()), "id {}", policy.id);
         let target = policy.target.as_ref().unwrap();
         assert!(
@@ -148,10 +162,6 @@ pub fn check_invariants(findings: &[Finding]) {
             f.subject
         );
         targets.push(target);
-        assert_eq!(f.service, SERVICE);
-        assert_eq!(f.provenance.detector, f.kind);
-        assert!(super::kind::ALL.contains(&f.kind));
-        assert!(["low", "medium", "high"].contains(&f.severity));
     }
 }
 
@@ -193,6 +203,16 @@ impl MetricView for Series<'_> {
             _ => None,
         }
     }
+}
+
+/// The policy a finding recommends; panics when it recommends none.
+pub fn recommended(finding: &Finding) -> &CreatePolicyRequest {
+    finding.recommended.as_ref().unwrap_or_else(|| {
+        panic!(
+            "{} {} recommends no policy: {}",
+            finding.kind, finding.subject, finding.summary
+        )
+    })
 }
 
 /// Whether `request`'s policy, compiled by the engine the edges run, drops

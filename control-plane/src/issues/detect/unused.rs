@@ -64,10 +64,12 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Option<Candidate> {
                 )],
             ),
             estimate,
-            recommended,
+            recommended: Some(recommended),
+            absorbed: Vec::new(),
         },
         family: name.to_owned(),
-        label_scoped: false,
+        label: None,
+        change: Vec::new(),
     })
 }
 
@@ -134,8 +136,8 @@ mod tests {
             metric_type: MetricType::Histogram,
             labels: &[("method", "get")],
         };
-        assert!(drops(&f.recommended, &series(SERVICE)));
-        assert!(!drops(&f.recommended, &series("other")));
+        assert!(drops(recommended(f), &series(SERVICE)));
+        assert!(!drops(recommended(f), &series("other")));
     }
 
     #[test]
