@@ -309,3 +309,34 @@ fn log_samples_reach_the_edge_with_the_shipped_example_config() {
     assert_eq!(answer["accepted"], 3, "{answer}");
     assert_eq!(answer["templates"], 2, "{answer}");
 }
+
+/// A grpc provider's lines are logged under its own kind, including those
+/// its fallback poller's shared code writes ("new policy set applied").
+#[test]
+fn a_grpc_provider_logs_as_grpc() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start(dir.clone(), "cp-log-target");
+    let key = cp.create_key("checkout");
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let config = json!({
+        "upstream_url": up.url(),
+        "service": {"name": "checkout"},
+        "policy_providers": [cp.grpc_provider(&key)],
+    });
+    let edge = Edge::start_with_env(
+        config,
+        dir.clone(),
+        "edge-log-target",
+        &[("TERO_LOG_FORMAT", "json")],
+    );
+    let applied: Value = wait_for(Duration::from_secs(20), "policy set applied", || {
+        edge.process
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "new policy set applied")
+    });
+    assert_eq!(applied["target"], "tero_edge::providers::grpc", "{applied}");
+    let log = edge.process.log();
+    assert!(!log.contains("tero_edge::providers::http"), "{log}");
+}
