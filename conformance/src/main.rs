@@ -12,6 +12,7 @@
 //! writes the document and per-policy statistics. Diagnostics go to stderr.
 
 mod otlp;
+mod same_file;
 
 use std::path::PathBuf;
 
@@ -59,6 +60,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(stats) = &args.stats {
+        same_file::refuse_shared_target(&args.output, stats)?;
+    }
     let loaded = policy::load_file(&args.policies)
         .with_context(|| format!("loading {}", args.policies.display()))?;
     for warning in &loaded.warnings {
