@@ -766,6 +766,8 @@ fn check_config(config: &Path, cwd: &Path) -> (bool, String) {
         .arg(config)
         .arg("--check-config")
         .current_dir(cwd)
+        // What examples/edge/control-plane.json reads (unset stops start-up).
+        .env("TERO_EDGE_KEY", "tero_ek_example")
         .output()
         .expect("run tero-edge --check-config");
     let text =
@@ -831,7 +833,10 @@ fn the_shipped_example_config_checks_ok() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    for example in ["examples/edge/config.json"] {
+    for example in [
+        "examples/edge/config.json",
+        "examples/edge/control-plane.json",
+    ] {
         let (ok, text) = check_config(Path::new(example), root);
         assert!(ok, "{example}: {text}");
     }
