@@ -37,7 +37,9 @@ struct Args {
     /// Where to write the filtered OTLP JSON ("-" for stdout).
     #[arg(long)]
     output: PathBuf,
-    /// Where to write per-policy statistics.
+    /// Where to write per-policy statistics: a file of its own (one that
+    /// --output also writes to, /dev/stdout with "--output -" redirected to
+    /// a file included, is refused: it would overwrite the output).
     #[arg(long)]
     stats: Option<PathBuf>,
     /// The signal of the input.
