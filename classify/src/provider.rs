@@ -178,7 +178,8 @@ pub(crate) struct Answer {
 pub(crate) trait Wire: Send + Sync + fmt::Debug {
     /// First part of the classifier id, and the `provider` in logs.
     fn name(&self) -> &'static str;
-    /// Appended to the base URL.
+    /// The endpoint under the API root, starting with the API version
+    /// (`/v1/...`); see [`endpoint_url`] for how it joins the base URL.
     fn path(&self) -> &'static str;
     fn authorize(&self, request: RequestBuilder, api_key: &str) -> RequestBuilder;
     fn body(&self, config: &ProviderConfig, batch: &[EventType]) -> Value;
@@ -188,6 +189,32 @@ pub(crate) trait Wire: Send + Sync + fmt::Debug {
     fn error_for(&self, status: StatusCode, body: &[u8]) -> Option<ClassifyError> {
         let _ = (status, body);
         None
+    }
+}
+
+/// The request URL for `path` (`/v1/...`) under `base`. The OpenAI and
+/// Anthropic SDKs, Ollama and vLLM document base URLs that already end in
+/// the version (`http://host:11434/v1`), while the bare host is also
+/// common: a base ending in that version segment does not get it twice.
+/// Trailing slashes are ignored.
+pub(crate) fn endpoint_url(base: &str, path: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    let version = path
+        .strip_prefix('/')
+        .and_then(|p| p.split('/').next())
+        .filter(|v| !v.is_empty());
+    // The last segment of the base URL's path, not of the string: a host
+    // named `v1` is no version.
+    let last_segment = Url::parse(base).ok().and_then(|u| {
+        u.path_segments()?
+            .rfind(|s| !s.is_empty())
+            .map(str::to_owned)
+    });
+    match version {
+        Some(v) if last_segment.as_deref() == Some(v) => {
+            format!("{base}{}", &path[1 + v.len()..])
+        }
+        _ => format!("{base}{path}"),
     }
 }
 
@@ -212,7 +239,7 @@ enum Failure {
 
 impl<W: Wire> Provider<W> {
     pub(crate) fn new(wire: W, config: ProviderConfig) -> Result<Provider<W>, ClassifyError> {
-        let raw = format!("{}{}", config.base_url.trim_end_matches('/'), wire.path());
+        let raw = endpoint_url(&config.base_url, wire.path());
         let url = Url::parse(&raw)
             .map_err(|e| ClassifyError::Config(format!("base URL {:?}: {e}", config.base_url)))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -489,6 +516,39 @@ pub(crate) fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_with_or_without_the_version_reach_one_endpoint() {
+        for base in [
+            "http://llm:8000",
+            "http://llm:8000/",
+            "http://llm:8000/v1",
+            "http://llm:8000/v1/",
+        ] {
+            assert_eq!(
+                endpoint_url(base, "/v1/chat/completions"),
+                "http://llm:8000/v1/chat/completions",
+                "{base}"
+            );
+        }
+        // A proxy prefix is kept, with or without the version after it.
+        for base in ["https://gw/openai", "https://gw/openai/v1/"] {
+            assert_eq!(
+                endpoint_url(base, "/v1/messages"),
+                "https://gw/openai/v1/messages",
+                "{base}"
+            );
+        }
+        // Only a whole `v1` path segment counts.
+        assert_eq!(
+            endpoint_url("http://v1:8000", "/v1/messages"),
+            "http://v1:8000/v1/messages"
+        );
+        assert_eq!(
+            endpoint_url("http://llm/apiv1", "/v1/messages"),
+            "http://llm/apiv1/v1/messages"
+        );
+    }
 
     #[test]
     fn retry_after_seconds_and_dates() {

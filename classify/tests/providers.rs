@@ -749,6 +749,26 @@ async fn token_accounting_sums_per_provider(api: Api) {
     assert_eq!(sizes, [20, 20, 20, 20, 20, 5], "batches of batch_size");
 }
 
+/// The base URL as the OpenAI and Anthropic SDKs, Ollama and vLLM write
+/// it (ending in `/v1`) and as the bare host: both reach the endpoint.
+async fn base_url_with_or_without_the_version(api: Api) {
+    let (mock, base) = serve(api, vec![], Step::Good).await;
+    let input = events(1);
+    for (i, variant) in [
+        base.clone(),
+        format!("{base}/"),
+        format!("{base}/v1"),
+        format!("{base}/v1/"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = Chain::new(provider(api, variant)).run(&input).await;
+        assert_eq!(out.report.classified, 1, "base URL {variant}");
+        assert_eq!(mock.calls(), i + 1, "base URL {variant}");
+    }
+}
+
 macro_rules! per_api {
     ($($case:ident),* $(,)?) => {
         mod openai {
@@ -774,6 +794,7 @@ per_api!(
     invalid_request_does_not_fall_back,
     budget_exhaustion_stops_the_run,
     token_accounting_sums_per_provider,
+    base_url_with_or_without_the_version,
 );
 
 /// OpenAI reports an exhausted quota as 429 `insufficient_quota`: waiting

@@ -12,6 +12,7 @@
 //! writes the document and per-policy statistics. Diagnostics go to stderr.
 
 mod otlp;
+mod same_file;
 
 use std::path::PathBuf;
 
@@ -36,7 +37,9 @@ struct Args {
     /// Where to write the filtered OTLP JSON ("-" for stdout).
     #[arg(long)]
     output: PathBuf,
-    /// Where to write per-policy statistics.
+    /// Where to write per-policy statistics: a file of its own (one that
+    /// --output also writes to, /dev/stdout with "--output -" redirected to
+    /// a file included, is refused: it would overwrite the output).
     #[arg(long)]
     stats: Option<PathBuf>,
     /// The signal of the input.
@@ -59,6 +62,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(stats) = &args.stats {
+        same_file::refuse_shared_target(&args.output, stats)?;
+    }
     let loaded = policy::load_file(&args.policies)
         .with_context(|| format!("loading {}", args.policies.display()))?;
     for warning in &loaded.warnings {

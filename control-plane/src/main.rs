@@ -113,7 +113,8 @@ struct Args {
         hide_env_values = true
     )]
     classifier_api_key: String,
-    /// Base URL for --classifier: another OpenAI-compatible server, a proxy.
+    /// Base URL for --classifier: another OpenAI-compatible server, a proxy;
+    /// with or without the trailing /v1 (http://host:11434/v1 works).
     #[arg(long, env = "TERO_CLASSIFIER_BASE_URL", default_value = "")]
     classifier_base_url: String,
     /// Classifier taking over when --classifier is unavailable or rejects

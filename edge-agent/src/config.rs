@@ -461,10 +461,12 @@ fn display_path(path: &str) -> String {
 }
 
 mod env;
+mod policy_files;
 mod url;
 mod validate;
 
 use env::{apply_overrides, substitute};
+pub use policy_files::{PolicyFileError, PolicyFileReport, check_policy_files};
 pub use url::{Redacted, redact_url};
 use url::{http_url, server_url};
 use validate::validate;

@@ -85,7 +85,9 @@ impl IntakeError {
 /// How a request body is split into records, chosen by its Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
-    /// `text/plain` (or no Content-Type): one record per non-blank line.
+    /// `text/plain`, no Content-Type, or `application/x-www-form-urlencoded`
+    /// (what `curl --data-binary` sends unless told otherwise): one record
+    /// per non-blank line.
     Text,
     /// `application/x-ndjson`, `application/ndjson`, `application/jsonl`:
     /// one JSON object per non-blank line.
@@ -100,7 +102,9 @@ impl BodyFormat {
         let raw = content_type.unwrap_or_default();
         let media = raw.split(';').next().unwrap_or_default().trim();
         let is = |name: &str| media.eq_ignore_ascii_case(name);
-        if media.is_empty() || is("text/plain") {
+        // A log line is never form-encoded: the type is curl's default for
+        // `--data-binary`, whose body is the file as it is.
+        if media.is_empty() || is("text/plain") || is("application/x-www-form-urlencoded") {
             Ok(BodyFormat::Text)
         } else if is("application/x-ndjson") || is("application/ndjson") || is("application/jsonl")
         {

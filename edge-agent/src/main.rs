@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tero_edge::config::{Config, Redacted};
+use tero_edge::config::{Config, Redacted, check_policy_files};
 use tero_edge::filter::Resource;
 use tero_edge::inventory;
 use tero_edge::providers::{self, ClientIdentity};
@@ -53,12 +53,30 @@ fn main() -> ExitCode {
         for w in &warnings {
             eprintln!("warning: {w}");
         }
+        // What the config references is checked too: a config pointing at
+        // a missing file or an invalid policy is not OK to deploy.
+        let files = check_policy_files(&config);
+        for w in &files.warnings {
+            eprintln!("warning: {w}");
+        }
+        if !files.errors.is_empty() {
+            for e in &files.errors {
+                eprintln!("tero-edge: {e}");
+            }
+            eprintln!(
+                "tero-edge: {}: {} problem(s) in referenced policy files",
+                args.config.display(),
+                files.errors.len()
+            );
+            return ExitCode::FAILURE;
+        }
         println!(
-            "{}: OK (listen {}, upstream {}, {} policy provider(s))",
+            "{}: OK (listen {}, upstream {}, {} policy provider(s), {} policies in files compiled)",
             args.config.display(),
             config.listen(),
             Redacted(&config.upstream),
-            config.providers.len()
+            config.providers.len(),
+            files.policies
         );
         return ExitCode::SUCCESS;
     }

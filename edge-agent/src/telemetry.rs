@@ -74,6 +74,33 @@ impl Unfiltered {
     }
 }
 
+/// How the format of a 2xx body was known while policies are loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatSource {
+    /// From its Content-Type (a missing one is text, as for Prometheus).
+    ContentType,
+    /// Served under a type naming no format, and read like text.
+    Sniffed,
+    /// Neither: relayed unfiltered.
+    Unrecognized,
+}
+
+impl FormatSource {
+    const ALL: [FormatSource; 3] = [
+        FormatSource::ContentType,
+        FormatSource::Sniffed,
+        FormatSource::Unrecognized,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            FormatSource::ContentType => "content_type",
+            FormatSource::Sniffed => "sniffed",
+            FormatSource::Unrecognized => "unrecognized",
+        }
+    }
+}
+
 /// Upstream failure kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -147,6 +174,7 @@ pub struct EdgeMetrics {
     truncated_input: AtomicU64,
     truncated_output: AtomicU64,
     unfiltered: [AtomicU64; 4],
+    formats: [AtomicU64; 3],
     upstream_errors: [AtomicU64; 5],
     rejected_busy: AtomicU64,
     /// Log records posted to `/_edge/logs`: accepted, overflowed, empty.
@@ -199,6 +227,14 @@ impl EdgeMetrics {
             .position(|r| *r == reason)
             .unwrap_or(0);
         self.unfiltered[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn body_format(&self, source: FormatSource) {
+        let i = FormatSource::ALL
+            .iter()
+            .position(|s| *s == source)
+            .unwrap_or(0);
+        self.formats[i].fetch_add(1, Relaxed);
     }
 
     pub fn upstream_error(&self, kind: UpstreamError) {
@@ -351,6 +387,14 @@ impl EdgeMetrics {
             "Scrapes relayed without filtering, by reason.",
             "reason",
             reasons.zip(&self.unfiltered),
+        );
+        let sources = FormatSource::ALL.iter().map(|s| s.label());
+        counter(
+            w,
+            "edge_scrape_format_total",
+            "Successful upstream answers while metric policies are loaded, by how the body's format was known: its Content-Type, sniffing a body served under a type naming no format, or neither (relayed unfiltered).",
+            "by",
+            sources.zip(&self.formats),
         );
         let kinds = UpstreamError::ALL.iter().map(|k| k.label());
         counter(

@@ -25,15 +25,26 @@ fn run(config: &str, args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn check_config_accepts_a_valid_file_and_warns_about_unknown_keys() {
-    let (code, stdout, stderr) = run(
-        r#"{"upstream_url": "http://127.0.0.1:8080", "listen_port": 9191, "colour": "blue",
-            "policy_providers": [{"id": "f", "type": "file", "path": "/nonexistent/p.yaml"}]}"#,
-        &["--check-config"],
-    );
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("p.yaml");
+    std::fs::write(&policies, "policies: []\n").unwrap();
+    let config = |path: &std::path::Path| {
+        format!(
+            r#"{{"upstream_url": "http://127.0.0.1:8080", "listen_port": 9191, "colour": "blue",
+                "policy_providers": [{{"id": "f", "type": "file", "path": {:?}}}]}}"#,
+            path.display().to_string()
+        )
+    };
+    let (code, stdout, stderr) = run(&config(&policies), &["--check-config"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("OK"), "{stdout}");
     assert!(stdout.contains("http://127.0.0.1:8080/metrics"), "{stdout}");
     assert!(stderr.contains("colour: unknown key"), "{stderr}");
+
+    // A referenced file that is missing is not OK.
+    let (code, _, stderr) = run(&config(&dir.path().join("gone.yaml")), &["--check-config"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("gone.yaml"), "{stderr}");
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! HyperLogLog.
 //!
 //! Most labels take a handful of values, so a sketch starts as an exact set
-//! of hashes and only becomes a HyperLogLog (4,096 one-byte registers, about
-//! 1.6 % standard error) past [`EXACT_LIMIT`] values. The hash is fixed
+//! of hashes and only becomes a HyperLogLog (4,096 one-byte registers) past
+//! [`EXACT_LIMIT`] values. Its relative standard error is at most about
+//! 1.6 % (1.04/√4096) at every size, so about one estimate in twenty is off
+//! by more than twice that. The hash is fixed
 //! (FNV-1a with a splitmix64 finaliser) so that sketches built by different
 //! edges, builds and versions merge into the estimate of the union.
 //!
@@ -96,6 +98,63 @@ fn register_update(registers: &mut [u8], h: u64) {
     }
 }
 
+/// Ertl's improved raw estimator ("New cardinality estimation algorithms
+/// for HyperLogLog sketches", 2017, algorithm 6) over the register
+/// histogram. Unlike the classic estimator with its switch to linear
+/// counting at 2.5 m, it has no bias bump in the mid range (a few thousand
+/// values for 4,096 registers) and a relative standard error of about
+/// 1.04/√m = 1.6 % throughout, less for small counts.
+fn improved_estimate(registers: &[u8]) -> f64 {
+    const Q: usize = 64 - PRECISION as usize;
+    let m = registers.len() as f64;
+    let mut histogram = [0u32; Q + 2];
+    for r in registers {
+        // Decoded registers are checked to be at most Q + 1.
+        histogram[usize::from(*r).min(Q + 1)] += 1;
+    }
+    let mut z = m * tau(1.0 - f64::from(histogram[Q + 1]) / m);
+    for count in histogram[1..=Q].iter().rev() {
+        z = 0.5 * (z + f64::from(*count));
+    }
+    z += m * sigma(f64::from(histogram[0]) / m);
+    m * m / (2.0 * std::f64::consts::LN_2 * z)
+}
+
+/// σ(x) = x + Σ_{k≥1} x^(2^k)·2^(k−1), summed until it stops changing.
+fn sigma(mut x: f64) -> f64 {
+    if x >= 1.0 {
+        return f64::INFINITY;
+    }
+    let (mut y, mut z) = (1.0, x);
+    loop {
+        x *= x;
+        let before = z;
+        z += x * y;
+        y += y;
+        if z == before {
+            return z;
+        }
+    }
+}
+
+/// τ(x) = (1 − x − Σ_{k≥1} (1 − x^(2^−k))²·2^−k) / 3, summed until it stops
+/// changing.
+fn tau(mut x: f64) -> f64 {
+    if x <= 0.0 || x >= 1.0 {
+        return 0.0;
+    }
+    let (mut y, mut z) = (1.0, 1.0 - x);
+    loop {
+        x = x.sqrt();
+        let before = z;
+        y *= 0.5;
+        z -= (1.0 - x).powi(2) * y;
+        if z == before {
+            return z / 3.0;
+        }
+    }
+}
+
 impl CardinalitySketch {
     pub fn new() -> Self {
         Self::default()
@@ -136,22 +195,7 @@ impl CardinalitySketch {
     pub fn estimate(&self) -> u64 {
         match &self.repr {
             Repr::Exact(set) => set.len() as u64,
-            Repr::Registers(registers) => {
-                let m = REGISTERS as f64;
-                let alpha = 0.7213 / (1.0 + 1.079 / m);
-                let (sum, zeros) = registers.iter().fold((0.0f64, 0usize), |(s, z), r| {
-                    (s + 2f64.powi(-i32::from(*r)), z + usize::from(*r == 0))
-                });
-                let raw = alpha * m * m / sum;
-                // Small ranges: linear counting is more accurate while
-                // registers are still empty.
-                let estimate = if raw <= 2.5 * m && zeros > 0 {
-                    m * (m / zeros as f64).ln()
-                } else {
-                    raw
-                };
-                estimate.round() as u64
-            }
+            Repr::Registers(registers) => improved_estimate(registers).round() as u64,
         }
     }
 
@@ -250,6 +294,30 @@ mod tests {
         assert!(at_limit.is_exact());
         assert_eq!(at_limit.estimate(), EXACT_LIMIT as u64);
         assert!(!filled(0..EXACT_LIMIT as u64 + 1).is_exact());
+    }
+
+    /// The documented accuracy, measured: over many independent sets per
+    /// size, from just past the exact range through the mid range where
+    /// the classic estimator's switch to linear counting (at 2.5 m ≈
+    /// 10,000) made it 2.8 % off on average, the root-mean-square relative
+    /// error stays under 1.75 % (1.04/√4096 = 1.6 % plus sampling noise).
+    #[test]
+    fn the_relative_standard_error_is_about_one_point_six_percent_at_every_size() {
+        for n in [300u64, 1_500, 5_000, 10_000, 20_000] {
+            let sets = 100;
+            let squares: f64 = (0..sets)
+                .map(|set| {
+                    let mut s = CardinalitySketch::new();
+                    for i in 0..n {
+                        s.insert(format!("v{set}-{i}").as_bytes());
+                    }
+                    let error = (s.estimate() as f64 - n as f64) / n as f64;
+                    error * error
+                })
+                .sum();
+            let rms = (squares / f64::from(sets)).sqrt();
+            assert!(rms < 0.0175, "{n} values: RMS relative error {rms:.4}");
+        }
     }
 
     #[test]

@@ -258,3 +258,85 @@ fn an_edge_whose_grpc_port_is_unreachable_reports_its_inventory_over_http() {
     let (_, view) = cp.api("GET", &format!("/api/v1/edges/{instance}"), None);
     assert_eq!(view["transport"], "TRANSPORT_POLL", "{view}");
 }
+
+/// The README's log-sample walkthrough as shipped: a control plane, an
+/// edge key, `examples/edge/control-plane.json` unmodified (only the
+/// environment it reads), and `curl --data-binary`'s Content-Type.
+#[test]
+fn log_samples_reach_the_edge_with_the_shipped_example_config() {
+    use tero_e2e::control_plane::request_bytes;
+    use tero_e2e::{Process, binary, free_port};
+
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start(dir.clone(), "cp-logs-example");
+    let key = cp.create_key("checkout");
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let port = free_port().to_string();
+    let metrics_url = up.url();
+    let cp_url = cp.endpoint();
+    let mut cmd = std::process::Command::new(binary("tero-edge"));
+    cmd.arg("examples/edge/control-plane.json")
+        .current_dir(root);
+    tero_e2e::set_env(
+        &mut cmd,
+        &[
+            ("TERO_EDGE_KEY", &key),
+            ("TERO_CONTROL_PLANE_URL", &cp_url),
+            ("APP_METRICS_URL", &metrics_url),
+            ("TERO_LISTEN_ADDRESS", "127.0.0.1"),
+            ("TERO_LISTEN_PORT", &port),
+            ("RUST_LOG", "info"),
+        ],
+    );
+    let _edge = Process::spawn("edge-logs-example", &mut cmd, dir.path());
+    let url = format!("http://127.0.0.1:{port}/_edge/logs");
+    let body = b"GET /healthz 200\nuser 42 logged in\nuser 43 logged in\n";
+    let accepted = wait_for(Duration::from_secs(20), "log samples accepted", || {
+        let r = request_bytes(
+            "POST",
+            &url,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(body),
+        )
+        .ok()?;
+        assert_ne!(r.status, 415, "curl's Content-Type is text: {}", r.text());
+        (r.status == 202).then(|| r.text())
+    });
+    let answer: Value = serde_json::from_str(&accepted).expect("JSON answer");
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(answer["templates"], 2, "{answer}");
+}
+
+/// A grpc provider's lines are logged under its own kind, including those
+/// its fallback poller's shared code writes ("new policy set applied").
+#[test]
+fn a_grpc_provider_logs_as_grpc() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let cp = ControlPlane::start(dir.clone(), "cp-log-target");
+    let key = cp.create_key("checkout");
+    let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
+    let config = json!({
+        "upstream_url": up.url(),
+        "service": {"name": "checkout"},
+        "policy_providers": [cp.grpc_provider(&key)],
+    });
+    let edge = Edge::start_with_env(
+        config,
+        dir.clone(),
+        "edge-log-target",
+        &[("TERO_LOG_FORMAT", "json")],
+    );
+    let applied: Value = wait_for(Duration::from_secs(20), "policy set applied", || {
+        edge.process
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "new policy set applied")
+    });
+    assert_eq!(applied["target"], "tero_edge::providers::grpc", "{applied}");
+    let log = edge.process.log();
+    assert!(!log.contains("tero_edge::providers::http"), "{log}");
+}

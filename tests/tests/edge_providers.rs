@@ -758,3 +758,86 @@ fn an_edge_restarted_while_the_server_is_down_serves_the_persisted_set() {
     let bare = http_edge_at(&up, &url, &dir, "edge-persist-c", 1, json!({}));
     assert_eq!(scrape(&bare), EXPOSITION);
 }
+
+/// `tero-edge CONFIG --check-config`, with its exit status and everything
+/// it printed.
+fn check_config(config: &Path, cwd: &Path) -> (bool, String) {
+    let out = std::process::Command::new(tero_e2e::binary("tero-edge"))
+        .arg(config)
+        .arg("--check-config")
+        .current_dir(cwd)
+        // What examples/edge/control-plane.json reads (unset stops start-up).
+        .env("TERO_EDGE_KEY", "tero_ek_example")
+        .output()
+        .expect("run tero-edge --check-config");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
+
+#[test]
+fn check_config_loads_and_compiles_the_referenced_policy_files() {
+    let dir = temp_dir();
+    let policies = dir.path().join("policies.yaml");
+    let config = dir.path().join("config.json");
+    let write_config = || {
+        let json = json!({
+            "upstream_url": "http://127.0.0.1:8080",
+            "policy_providers": [{"id": "local", "type": "file", "path": policies}],
+        });
+        std::fs::write(&config, json.to_string()).unwrap();
+    };
+    write_config();
+
+    let (ok, text) = check_config(&config, dir.path());
+    assert!(!ok, "a missing policy file is not OK: {text}");
+    assert!(text.contains("policy_providers[0] (local)"), "{text}");
+    assert!(text.contains("policies.yaml"), "names the file: {text}");
+
+    std::fs::write(
+        &policies,
+        r#"
+policies:
+  - id: drop-debug
+    name: fine
+    metric:
+      match: [{metric_field: name, starts_with: debug_}]
+      keep: false
+  - id: bad-regex
+    name: broken
+    metric:
+      match: [{metric_field: name, regex: "([unclosed"}]
+      keep: false
+"#,
+    )
+    .unwrap();
+    let (ok, text) = check_config(&config, dir.path());
+    assert!(!ok, "an invalid regex is not OK: {text}");
+    for part in ["policies.yaml", "\"bad-regex\"", "metric.match[0].regex"] {
+        assert!(text.contains(part), "names {part}: {text}");
+    }
+    assert!(
+        !text.contains("drop-debug"),
+        "valid policies are not listed: {text}"
+    );
+
+    std::fs::write(&policies, DROP_DEBUG).unwrap();
+    let (ok, text) = check_config(&config, dir.path());
+    assert!(ok, "{text}");
+    assert!(text.contains("OK"), "{text}");
+    assert!(text.contains("1 policies in files compiled"), "{text}");
+}
+
+#[test]
+fn the_shipped_example_config_checks_ok() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    for example in [
+        "examples/edge/config.json",
+        "examples/edge/control-plane.json",
+    ] {
+        let (ok, text) = check_config(Path::new(example), root);
+        assert!(ok, "{example}: {text}");
+    }
+}

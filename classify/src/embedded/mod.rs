@@ -16,13 +16,15 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+mod severity;
+
 use super::{
     BatchResult, Category, Classification, Classifier, ClassifyFuture, EventKind, EventType,
     TokenUsage, Verdict,
 };
 
 /// Bumped whenever a rule changes, so cached verdicts are recomputed.
-pub const ID: &str = "embedded/1";
+pub const ID: &str = "embedded/2";
 
 /// The rule-based classifier. Stateless; cheap to construct.
 #[derive(Debug, Clone, Copy, Default)]
@@ -159,12 +161,25 @@ fn split_words(s: &str) -> Vec<String> {
     words
 }
 
-fn severity(event: &EventType) -> Option<String> {
-    event
+/// The record's severity: its severity field, else the level written in
+/// its text (plain lines carry it there), with how it was found for the
+/// rationale.
+fn severity(event: &EventType) -> Option<(String, &'static str)> {
+    let field = event
         .severity
         .as_deref()
         .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty());
+    if let Some(field) = field {
+        return Some((field, ""));
+    }
+    if event.kind != EventKind::Log {
+        return None;
+    }
+    std::iter::once(&event.name)
+        .chain(&event.examples)
+        .find_map(|line| severity::written(line))
+        .map(|s| (s, " (written in the message)"))
 }
 
 fn is_debug_severity(s: &str) -> bool {
@@ -197,12 +212,12 @@ const DEBUG_MARKERS: [&str; 11] = [
 ];
 
 fn debug_noise(event: &EventType, text: &Text) -> Option<Decision> {
-    if let Some(sev) = severity(event).filter(|s| is_debug_severity(s)) {
+    if let Some((sev, how)) = severity(event).filter(|(s, _)| is_debug_severity(s)) {
         return Some((
             Category::DebugNoise,
             Verdict::Waste,
             0.9,
-            format!("severity `{sev}` is below the production logging level"),
+            format!("severity `{sev}`{how} is below the production logging level"),
         ));
     }
     if let Some(marker) = DEBUG_MARKERS.iter().find(|m| text.body.contains(*m)) {
@@ -246,12 +261,12 @@ const ERROR_WORDS: [&str; 10] = [
 ];
 
 fn error_signal(event: &EventType, text: &Text) -> Option<Decision> {
-    if let Some(sev) = severity(event).filter(|s| is_error_severity(s)) {
+    if let Some((sev, how)) = severity(event).filter(|(s, _)| is_error_severity(s)) {
         return Some((
             Category::ErrorSignal,
             Verdict::Keep,
             0.9,
-            format!("severity `{sev}` reports a failure"),
+            format!("severity `{sev}`{how} reports a failure"),
         ));
     }
     if let Some(word) = text.word(&ERROR_WORDS) {

@@ -109,6 +109,69 @@ fn debug_severity_and_markers() {
 }
 
 #[test]
+fn debug_severity_written_in_plain_text() {
+    for template in [
+        "DEBUG cache lookup key=<*>",
+        "<*> DEBUG cache lookup key=<*>",
+        "<timestamp> DEBUG cache lookup key=<*>",
+        "level=debug msg=\"cache lookup\" key=<*>",
+        "<*> <*> DEBUG [main] c.e.Cache - lookup <*>",
+        "host DEBUG [worker-1] c.e.Cache - lookup <*>",
+        "D1201 <*> <*> cache.go:42] lookup <*>",
+    ] {
+        let c = decide(&log(template, None));
+        assert_eq!(
+            (c.category, c.verdict),
+            (Category::DebugNoise, Verdict::Waste),
+            "{template}: {}",
+            c.rationale
+        );
+        assert!(c.rationale.contains("written in the message"), "{c:?}");
+    }
+    // The template masked the level's line prefix; an example still has it.
+    let masked = EventType {
+        examples: vec!["D1201 10:00:00.123456 1 cache.go:42] lookup k1".into()],
+        ..log("<*> <*> <*> cache.go:42] lookup <*>", None)
+    };
+    assert_category(&masked, Category::DebugNoise, Verdict::Waste);
+    // An error level written in the text keeps the record.
+    assert_category(
+        &log("<*> ERROR [main] c.e.Pay - declined <*>", None),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+    // A severity field wins over the text.
+    assert_category(
+        &log("level=debug msg=<*>", Some("ERROR")),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+}
+
+#[test]
+fn the_word_debug_in_a_message_is_no_severity() {
+    for template in [
+        "user enabled debug mode",
+        "debug session opened by <*>",
+        "the DEBUG flag is off for <*>",
+        "GET /debug/vars <*>",
+        "received debug=true from <*>",
+    ] {
+        assert_ne!(
+            decide(&log(template, None)).category,
+            Category::DebugNoise,
+            "{template}"
+        );
+    }
+    // Metric names and HELP text are not log lines.
+    let help = EventType {
+        description: "DEBUG cache size".into(),
+        ..metric("cache_size_bytes")
+    };
+    assert_ne!(decide(&help).category, Category::DebugNoise);
+}
+
+#[test]
 fn debug_negatives() {
     for (template, sev) in [
         ("user logged in", Some("INFO")),
@@ -359,7 +422,7 @@ async fn classifier_trait_costs_nothing() {
     assert_eq!(result.classifications.len(), 1);
     assert!(result.unclassified.is_empty());
     assert_eq!(result.usage, TokenUsage::default());
-    assert_eq!(Embedded.id(), "embedded/1");
+    assert_eq!(Embedded.id(), "embedded/2");
 }
 
 #[test]

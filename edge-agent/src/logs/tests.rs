@@ -17,6 +17,7 @@ fn content_types_choose_the_format() {
     for (ct, format) in [
         (None, BodyFormat::Text),
         (Some("text/plain; charset=utf-8"), BodyFormat::Text),
+        (Some("application/x-www-form-urlencoded"), BodyFormat::Text),
         (Some("Application/X-NDJSON"), BodyFormat::Ndjson),
         (Some("application/jsonl"), BodyFormat::Ndjson),
         (Some("application/json;charset=utf-8"), BodyFormat::Json),

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::metadata::{MetadataKey, MetadataValue};
 
 use super::Backoff;
-use super::http::{ClientIdentity, HttpProvider};
+use super::http::{ClientIdentity, HttpProvider, Owner};
 use crate::config::{GrpcProviderConfig, Redacted};
 use crate::registry::PolicyRegistry;
 
@@ -114,6 +114,7 @@ impl GrpcProvider {
         );
         let mut poller = HttpProvider::new(settings.poll, identity.clone(), registry);
         poller.transport = "poll";
+        poller.owner = Owner::Grpc;
         GrpcProvider {
             url: settings.url,
             headers,

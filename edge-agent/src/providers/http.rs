@@ -112,6 +112,27 @@ fn reference_json(request: &SyncRequest) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&value)
 }
 
+/// The provider kind a poller works for: its own (`http`), or a `grpc`
+/// provider's fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    Http,
+    Grpc,
+}
+
+/// Logs under the target of the provider kind that owns the poller, not
+/// this module's: a grpc provider's applies and persisted sets go through
+/// this code, and must read (and filter with `RUST_LOG`) as
+/// `providers::grpc`.
+macro_rules! owner_log {
+    ($owner:expr, $level:ident, $($arg:tt)+) => {
+        match $owner {
+            Owner::Grpc => tracing::$level!(target: "tero_edge::providers::grpc", $($arg)+),
+            Owner::Http => tracing::$level!(target: "tero_edge::providers::http", $($arg)+),
+        }
+    };
+}
+
 /// Why a sync failed, and how long the server asked us to wait.
 pub(crate) struct SyncFailure {
     pub(crate) reason: String,
@@ -134,6 +155,8 @@ pub struct HttpProvider {
     /// What a successful sync shows as the transport: "http", or "poll"
     /// when this poller is a stream's fallback.
     pub(crate) transport: &'static str,
+    /// Whose logs this poller writes.
+    pub(crate) owner: Owner,
     /// Statistics not yet acknowledged; shared with the push stream when
     /// this poller is a stream's fallback.
     pub(crate) outbox: Outbox,
@@ -162,6 +185,7 @@ impl HttpProvider {
             last_recommended: 0,
             last_good,
             transport: "http",
+            owner: Owner::Http,
             outbox: Outbox::new(),
         }
     }
@@ -184,7 +208,9 @@ impl HttpProvider {
         let Some(store) = &self.last_good else { return };
         match store.load() {
             Ok(Some(response)) => {
-                tracing::warn!(
+                owner_log!(
+                    self.owner,
+                    warn,
                     provider = %self.id,
                     path = %store.path().display(),
                     hash = %response.hash,
@@ -196,7 +222,7 @@ impl HttpProvider {
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(provider = %self.id, error = %e, "persisted policy set ignored")
+                owner_log!(self.owner, warn, provider = %self.id, error = %e, "persisted policy set ignored")
             }
         }
     }
@@ -232,7 +258,7 @@ impl HttpProvider {
     pub(crate) async fn final_sync(&mut self) {
         for _ in 0..3 {
             if let Err(f) = self.sync_once().await {
-                tracing::warn!(provider = %self.id, error = %f.reason, "final statistics sync failed");
+                owner_log!(self.owner, warn, provider = %self.id, error = %f.reason, "final statistics sync failed");
                 return;
             }
             self.outbox.add(self.registry.take_unsent(&self.id));
@@ -240,7 +266,7 @@ impl HttpProvider {
                 break;
             }
         }
-        tracing::info!(provider = %self.id, "final statistics sync sent");
+        owner_log!(self.owner, info, provider = %self.id, "final statistics sync sent");
     }
 
     /// One sync round trip; returns the delay before the next one.
@@ -363,9 +389,9 @@ impl HttpProvider {
                 && let Some(store) = &self.last_good
                 && let Err(e) = store.store(&response)
             {
-                tracing::warn!(provider = %self.id, path = %store.path().display(), error = %e, "cannot persist the policy set");
+                owner_log!(self.owner, warn, provider = %self.id, path = %store.path().display(), error = %e, "cannot persist the policy set");
             }
-            tracing::info!(provider = %self.id, policies = response.policies.len(), %hash, "new policy set applied");
+            owner_log!(self.owner, info, provider = %self.id, policies = response.policies.len(), %hash, "new policy set applied");
             self.registry
                 .update(&self.id, response.policies, hash.clone(), Vec::new());
             self.applied_hash = Some(hash);

@@ -62,6 +62,11 @@ pub enum Plan {
         encoding: Encoding,
     },
     Filter(FilterPlan),
+    /// A body whose Content-Type names no exposition format (typically
+    /// `application/octet-stream`, as static file servers label it):
+    /// filtered as text if its first line reads like the text format, as
+    /// Prometheus 2 parses it, else relayed unfiltered.
+    Sniff(FilterPlan),
     /// Nobody can read the body: a 502.
     Refuse(Refusal),
 }
@@ -110,7 +115,10 @@ impl Plan {
         let header =
             |name: header::HeaderName| upstream.headers.get(name).and_then(|v| v.to_str().ok());
         let success = upstream.status.is_success();
-        let format = Format::from_content_type(header(header::CONTENT_TYPE));
+        let content_type = header(header::CONTENT_TYPE);
+        let declared = Format::from_content_type(content_type);
+        let sniff = filtering && success && declared.is_none() && is_sniffable(content_type);
+        let format = if sniff { Some(Format::Text) } else { declared };
         let coding = header(header::CONTENT_ENCODING);
         let unfiltered = match (filtering, success, format) {
             (false, _, _) => Some(Unfiltered::NoPolicies),
@@ -123,6 +131,17 @@ impl Plan {
             return Self::unfiltered(filtering, client, success, format, coding, unfiltered);
         };
         let Some(encoding) = Encoding::from_header(coding) else {
+            if sniff {
+                // Unreadable, so not known to be an exposition: as it came.
+                return Self::unfiltered(
+                    filtering,
+                    client,
+                    success,
+                    declared,
+                    coding,
+                    Unfiltered::ContentType,
+                );
+            }
             let coding = coding.unwrap_or_default();
             if client.accepts(coding) {
                 return Plan::Relay {
@@ -138,7 +157,7 @@ impl Plan {
         let truncated_up_front = encoding == Encoding::Identity
             && input_cap > 0
             && declared_len.is_some_and(|l| l > input_cap);
-        Plan::Filter(FilterPlan {
+        let plan = FilterPlan {
             format,
             encoding,
             gzip_out: negotiate::accepts_gzip(client.accept_encoding.as_deref()),
@@ -151,7 +170,12 @@ impl Plan {
             may_cut: input_cap > 0
                 && !(encoding == Encoding::Identity
                     && declared_len.is_some_and(|l| l <= input_cap)),
-        })
+        };
+        if sniff {
+            Plan::Sniff(plan)
+        } else {
+            Plan::Filter(plan)
+        }
     }
 
     /// An unfiltered body is relayed as it came unless the Edge asked for
@@ -193,7 +217,7 @@ impl Plan {
             Plan::Relay { unfiltered, .. }
             | Plan::Decode { unfiltered, .. }
             | Plan::Refuse(Refusal::NotAccepted { unfiltered, .. }) => Some(*unfiltered),
-            Plan::Filter(_) | Plan::Refuse(Refusal::Undecodable { .. }) => None,
+            Plan::Filter(_) | Plan::Sniff(_) | Plan::Refuse(Refusal::Undecodable { .. }) => None,
         }
     }
 }
@@ -224,6 +248,17 @@ pub fn decoded_headers(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_ENCODING);
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+}
+
+/// Whether a body of this Content-Type may be an exposition served under
+/// the wrong type. Protobuf is what it says; anything else is looked at
+/// (a JSON or HTML body fails the look and passes as it came).
+fn is_sniffable(content_type: Option<&str>) -> bool {
+    let media = content_type
+        .and_then(|ct| ct.split(';').next())
+        .unwrap_or_default()
+        .trim();
+    !media.eq_ignore_ascii_case("application/vnd.google.protobuf")
 }
 
 /// True if the client reads trailers (`TE: trailers`).
@@ -345,6 +380,45 @@ mod tests {
                 unfiltered: Unfiltered::ContentType,
                 coding: "br".into()
             })
+        );
+    }
+
+    #[test]
+    fn an_unnamed_format_is_sniffed_only_when_filtering_a_success() {
+        let octets = head(200, &[("content-type", "application/octet-stream")]);
+        let Plan::Sniff(plan) = Plan::decide(true, &client(None), &octets, 0) else {
+            panic!("sniffed");
+        };
+        assert_eq!(plan.format, Format::Text);
+        assert_eq!(
+            Plan::decide(false, &client(None), &octets, 0).unfiltered_reason(),
+            Some(Unfiltered::NoPolicies)
+        );
+        let failed = head(500, &[("content-type", "application/octet-stream")]);
+        assert_eq!(
+            Plan::decide(true, &client(None), &failed, 0).unfiltered_reason(),
+            Some(Unfiltered::Status)
+        );
+        let protobuf = head(
+            200,
+            &[("content-type", "application/vnd.google.protobuf; proto=x")],
+        );
+        assert_eq!(
+            Plan::decide(true, &client(None), &protobuf, 0).unfiltered_reason(),
+            Some(Unfiltered::ContentType)
+        );
+        // An encoding the Edge cannot read is not refused for a body that
+        // may not be an exposition at all.
+        let br = head(
+            200,
+            &[
+                ("content-type", "application/octet-stream"),
+                ("content-encoding", "br"),
+            ],
+        );
+        assert_eq!(
+            Plan::decide(true, &client(Some("br")), &br, 0).unfiltered_reason(),
+            Some(Unfiltered::ContentType)
         );
     }
 

@@ -28,9 +28,10 @@ use super::source::{BodySource, Encoding};
 use super::transform::{Filtering, Identity};
 use super::upstream::{self, UpstreamRequest};
 use super::{EdgeState, ResponseBody, text_response};
+use crate::exposition::sniff::{SNIFF_BYTES, looks_like_text};
 use crate::filter::{FilterOptions, ScrapeFilter};
 use crate::inventory::WireTee;
-use crate::telemetry::{ScrapeResult, Unfiltered, UpstreamError};
+use crate::telemetry::{FormatSource, ScrapeResult, Unfiltered, UpstreamError};
 
 /// Serves a scrape through the layers every client request shares.
 pub async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
@@ -105,6 +106,11 @@ async fn scrape(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respo
         Err(refused) => return refused,
     };
     let (mut head, body) = response.into_parts();
+    // The response is the Edge's, in the Edge's HTTP version: an HTTP/1.0
+    // exporter (Python's http.server) must not make the Edge answer
+    // HTTP/1.0, which closes the client's connection after every scrape.
+    // hyper still answers an HTTP/1.0 client in its own version.
+    head.version = http::Version::HTTP_11;
     super::negotiate::strip_hop_by_hop(&mut head.headers);
     let client = ClientAsk::of(&parts.method, &parts.headers);
     let input_cap = state.config.prometheus.max_input_bytes_per_scrape;
@@ -113,11 +119,8 @@ async fn scrape(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respo
         match reason {
             Unfiltered::Status => state.metrics.upstream_error(UpstreamError::Status),
             Unfiltered::ContentType => {
-                let content_type = head
-                    .headers
-                    .get(header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok());
-                tracing::info!(upstream = %shown, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
+                state.metrics.body_format(FormatSource::Unrecognized);
+                log_unrecognized(&shown, &head);
             }
             Unfiltered::NoPolicies | Unfiltered::Encoding => {}
         }
@@ -129,14 +132,25 @@ async fn scrape(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respo
         client: &client,
         shown,
         head,
-        body,
     };
     match plan {
-        Plan::Relay { inventory, .. } => ctx.relay(inventory),
-        Plan::Decode { encoding, .. } => ctx.decode(encoding).await,
-        Plan::Filter(filter) => ctx.filter(filter, engine).await,
+        Plan::Relay { inventory, .. } => ctx.relay(body, inventory),
+        Plan::Decode { encoding, .. } => ctx.decode(body, encoding).await,
+        Plan::Filter(filter) => {
+            state.metrics.body_format(FormatSource::ContentType);
+            ctx.filter(body, filter, engine).await
+        }
+        Plan::Sniff(filter) => ctx.sniff(body, filter, engine).await,
         Plan::Refuse(refusal) => ctx.refuse(refusal),
     }
+}
+
+fn log_unrecognized(shown: &str, head: &http::response::Parts) {
+    let content_type = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    tracing::info!(upstream = %shown, content_type = ?content_type, "body format cannot be filtered; relayed unfiltered");
 }
 
 /// Sends the upstream request and waits for its head; a failure becomes
@@ -176,7 +190,8 @@ async fn fetch(
     }
 }
 
-/// Upstream's answer, and what the response to the client is made from.
+/// Upstream's answer head, and what the response to the client is made
+/// from; each way of answering takes upstream's body.
 struct Answer<'a> {
     state: &'a Arc<EdgeState>,
     guard: ScrapeGuard,
@@ -184,13 +199,16 @@ struct Answer<'a> {
     /// The upstream URI, redacted.
     shown: String,
     head: http::response::Parts,
-    body: Incoming,
 }
 
 impl Answer<'_> {
     /// Upstream's response as it came, inventoried on the way when
     /// `inventory` names its format and an inventory is due.
-    fn relay(self, inventory: Option<crate::exposition::Format>) -> Response<ResponseBody> {
+    fn relay(
+        self,
+        body: Incoming,
+        inventory: Option<crate::exposition::Format>,
+    ) -> Response<ResponseBody> {
         if self.client.is_head {
             return head_only(self.guard, self.head);
         }
@@ -209,13 +227,13 @@ impl Answer<'_> {
             _ => None,
         };
         let transform = Identity::new(self.head.status.is_success(), tee);
-        let body = ScrapeBody::new(self.guard, self.shown, Source::wire(self.body), transform);
+        let body = ScrapeBody::new(self.guard, self.shown, Source::wire(body), transform);
         Response::from_parts(self.head, body.into_response_body())
     }
 
     /// Upstream's response, decoded for a client that does not take the
     /// encoding the Edge asked for on its behalf.
-    async fn decode(mut self, encoding: Encoding) -> Response<ResponseBody> {
+    async fn decode(mut self, body: Incoming, encoding: Encoding) -> Response<ResponseBody> {
         plan::decoded_headers(&mut self.head.headers);
         if self.client.is_head {
             return head_only(self.guard, self.head);
@@ -223,7 +241,7 @@ impl Answer<'_> {
         let source = match self
             .guard
             .deadline()
-            .within(BodySource::new(self.body, encoding))
+            .within(BodySource::new(body, encoding))
             .await
         {
             Ok(Ok(source)) => source,
@@ -243,49 +261,107 @@ impl Answer<'_> {
     /// Upstream's body through the policies.
     async fn filter(
         mut self,
+        body: Incoming,
         plan: FilterPlan,
         engine: Arc<tero_sdk::Engine>,
     ) -> Response<ResponseBody> {
-        let headers = plan.headers(&self.head.headers);
-        let status = self.head.status;
-        let respond = |body: ResponseBody| {
-            let mut resp = Response::new(body);
-            *resp.status_mut() = status;
-            *resp.headers_mut() = headers;
-            resp
-        };
         if self.client.is_head {
             self.guard.finish(ScrapeResult::Ok);
-            return respond(empty_body());
+            return filtered_response(&plan, &self.head, empty_body());
         }
-        let source = match self
+        match self.open(body, plan.encoding).await {
+            Ok(source) => self.filter_source(plan, engine, source),
+            Err(refused) => refused,
+        }
+    }
+
+    /// A body served under a type naming no format: filtered as text if
+    /// its start reads like the text format, else relayed as it came
+    /// (decoded if it was compressed, since the Edge had to decode it to
+    /// look).
+    async fn sniff(
+        mut self,
+        body: Incoming,
+        plan: FilterPlan,
+        engine: Arc<tero_sdk::Engine>,
+    ) -> Response<ResponseBody> {
+        if self.client.is_head {
+            // Nothing to look at: upstream's head, as a relay answers it.
+            return head_only(self.guard, self.head);
+        }
+        let mut source = match self.open(body, plan.encoding).await {
+            Ok(source) => source,
+            Err(refused) => return refused,
+        };
+        let prefix = match self.guard.deadline().within(source.peek(SNIFF_BYTES)).await {
+            Ok(Ok(prefix)) => prefix,
+            Ok(Err(e)) => return self.unreadable(&e.to_string()),
+            Err(_) => return self.late(),
+        };
+        let metrics = &self.state.metrics;
+        if looks_like_text(&prefix) {
+            metrics.body_format(FormatSource::Sniffed);
+            tracing::debug!(upstream = %self.shown, "body served without an exposition type reads as text; filtered");
+            return self.filter_source(plan, engine, source);
+        }
+        metrics.body_format(FormatSource::Unrecognized);
+        metrics.unfiltered(Unfiltered::ContentType);
+        log_unrecognized(&self.shown, &self.head);
+        if plan.encoding != Encoding::Identity {
+            plan::decoded_headers(&mut self.head.headers);
+        }
+        let transform = Identity::new(true, None);
+        let body = ScrapeBody::new(self.guard, self.shown, Source::Decoded(source), transform);
+        Response::from_parts(self.head, body.into_response_body())
+    }
+
+    /// Starts reading (and decoding) upstream's body under the deadline.
+    async fn open(
+        &mut self,
+        body: Incoming,
+        encoding: Encoding,
+    ) -> Result<BodySource, Response<ResponseBody>> {
+        match self
             .guard
             .deadline()
-            .within(BodySource::new(self.body, plan.encoding))
+            .within(BodySource::new(body, encoding))
             .await
         {
-            Ok(Ok(source)) => source,
-            Ok(Err(e)) => {
-                self.state.metrics.upstream_error(UpstreamError::Reset);
-                self.guard.finish(ScrapeResult::UpstreamError);
-                return text_response(
-                    StatusCode::BAD_GATEWAY,
-                    format!("tero-edge: upstream {}: {e}\n", self.shown),
-                );
-            }
-            Err(_) => {
-                self.state.metrics.upstream_error(UpstreamError::Timeout);
-                self.guard.finish(ScrapeResult::Timeout);
-                return text_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "tero-edge: upstream {} did not send its body within {:.3}s\n",
-                        self.shown,
-                        self.guard.deadline().budget().as_secs_f64()
-                    ),
-                );
-            }
-        };
+            Ok(Ok(source)) => Ok(source),
+            Ok(Err(e)) => Err(self.unreadable(&e.to_string())),
+            Err(_) => Err(self.late()),
+        }
+    }
+
+    fn unreadable(&mut self, reason: &str) -> Response<ResponseBody> {
+        self.state.metrics.upstream_error(UpstreamError::Reset);
+        self.guard.finish(ScrapeResult::UpstreamError);
+        text_response(
+            StatusCode::BAD_GATEWAY,
+            format!("tero-edge: upstream {}: {reason}\n", self.shown),
+        )
+    }
+
+    fn late(&mut self) -> Response<ResponseBody> {
+        self.state.metrics.upstream_error(UpstreamError::Timeout);
+        self.guard.finish(ScrapeResult::Timeout);
+        text_response(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "tero-edge: upstream {} did not send its body within {:.3}s\n",
+                self.shown,
+                self.guard.deadline().budget().as_secs_f64()
+            ),
+        )
+    }
+
+    /// The decoded body through the policies.
+    fn filter_source(
+        self,
+        plan: FilterPlan,
+        engine: Arc<tero_sdk::Engine>,
+        source: BodySource,
+    ) -> Response<ResponseBody> {
         let prometheus = &self.state.config.prometheus;
         let mut options = FilterOptions::new(plan.format);
         options.max_line_bytes = prometheus.max_line_bytes;
@@ -303,8 +379,9 @@ impl Answer<'_> {
             inventory,
             self.shown.clone(),
         );
+        let head = self.head;
         let body = ScrapeBody::new(self.guard, self.shown, Source::Decoded(source), transform);
-        respond(body.into_response_body())
+        filtered_response(&plan, &head, body.into_response_body())
     }
 
     /// A 502 for a body nobody can read.
@@ -324,6 +401,19 @@ impl Answer<'_> {
         };
         text_response(StatusCode::BAD_GATEWAY, message)
     }
+}
+
+/// A filtered answer: upstream's status, the headers the plan makes of
+/// upstream's.
+fn filtered_response(
+    plan: &FilterPlan,
+    upstream: &http::response::Parts,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = upstream.status;
+    *resp.headers_mut() = plan.headers(&upstream.headers);
+    resp
 }
 
 fn empty_body() -> ResponseBody {

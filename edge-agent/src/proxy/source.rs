@@ -5,6 +5,7 @@
 //! decompression bomb costs one buffer, not its expanded size; the caller
 //! enforces the decoded-size cap.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub struct BodySource {
     inner: Inner,
     encoding: Encoding,
     wire_bytes: Arc<AtomicU64>,
+    /// Chunks read ahead by [`BodySource::peek`], returned first.
+    peeked: VecDeque<Bytes>,
 }
 
 fn data_frames(body: Incoming, wire: Arc<AtomicU64>) -> WireStream {
@@ -131,6 +134,7 @@ impl BodySource {
             inner,
             encoding,
             wire_bytes,
+            peeked: VecDeque::new(),
         })
     }
 
@@ -139,8 +143,41 @@ impl BodySource {
         self.wire_bytes.load(Relaxed)
     }
 
+    /// The body's first decoded bytes, without consuming them: at least
+    /// its first line or `want` bytes, fewer only at the end of the body.
+    /// The chunks read stay queued for [`BodySource::next_chunk`]; a
+    /// prefix over several chunks is copied once to be looked at whole.
+    pub async fn peek(&mut self, want: usize) -> Result<Bytes, SourceError> {
+        let mut seen = 0;
+        loop {
+            let has_line = self.peeked.iter().any(|c| c.contains(&b'\n'));
+            if seen >= want || has_line {
+                break;
+            }
+            match self.read_chunk().await? {
+                Some(chunk) => {
+                    seen += chunk.len();
+                    self.peeked.push_back(chunk);
+                }
+                None => break,
+            }
+        }
+        Ok(match self.peeked.len() {
+            0 => Bytes::new(),
+            1 => self.peeked[0].clone(),
+            _ => self.peeked.iter().flatten().copied().collect(),
+        })
+    }
+
     /// The next decoded chunk; `None` at the clean end of the body.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
+        if let Some(chunk) = self.peeked.pop_front() {
+            return Ok(Some(chunk));
+        }
+        self.read_chunk().await
+    }
+
+    async fn read_chunk(&mut self) -> Result<Option<Bytes>, SourceError> {
         match &mut self.inner {
             Inner::Identity(stream) => loop {
                 match stream.next().await {

@@ -14,6 +14,7 @@ pub mod family;
 pub mod labels;
 pub mod line;
 pub mod reader;
+pub mod sniff;
 
 pub use family::FamilyType;
 pub use labels::{LabelIter, LabelPair, decode_escapes};
