@@ -147,27 +147,37 @@ impl Admin<'_> {
             .as_ref()
             .map(|p| p.id.clone())
             .unwrap_or_default();
-        issue.status = status::IN_PROGRESS.into();
-        issue.remediation = match mode {
+        let remediation = match mode {
             "draft" => status::DRAFT,
             "shadow" => status::SHADOW,
             _ => status::ACTIVE,
-        }
-        .into();
+        };
+        let audit =
+            serde_json::json!({ "policy_id": issue.policy_id, "mode": mode, "reason": req.reason });
+        self.record_acceptance(issue, remediation, audit, created)
+            .await
+    }
+
+    /// The issue's side of an accept: in progress with its remediation,
+    /// saved and audited, answered with the policy the accept made.
+    async fn record_acceptance(
+        &self,
+        mut issue: Issue,
+        remediation: &str,
+        audit: serde_json::Value,
+        policy: ManagedPolicy,
+    ) -> Result<AcceptIssueResponse, ApiError> {
+        issue.status = status::IN_PROGRESS.into();
+        issue.remediation = remediation.into();
         issue.updated_at_unix_ms = now_ms();
         let issue = self.state.store.save_issue(issue).await?;
         self.state
             .store
-            .audit(
-                &self.principal.actor(),
-                "issue.accept",
-                &issue.id,
-                serde_json::json!({ "policy_id": issue.policy_id, "mode": mode, "reason": req.reason }),
-            )
+            .audit(&self.principal.actor(), "issue.accept", &issue.id, audit)
             .await?;
         Ok(AcceptIssueResponse {
             issue: Some(issue),
-            policy: Some(created),
+            policy: Some(policy),
         })
     }
 
@@ -176,7 +186,7 @@ impl Admin<'_> {
     /// anew.
     async fn promote(
         &self,
-        mut issue: Issue,
+        issue: Issue,
         current: ManagedPolicy,
         reason: &str,
     ) -> Result<AcceptIssueResponse, ApiError> {
@@ -195,23 +205,9 @@ impl Admin<'_> {
                 },
             })
             .await?;
-        issue.status = status::IN_PROGRESS.into();
-        issue.remediation = status::ACTIVE.into();
-        issue.updated_at_unix_ms = now_ms();
-        let issue = self.state.store.save_issue(issue).await?;
-        self.state
-            .store
-            .audit(
-                &self.principal.actor(),
-                "issue.accept",
-                &issue.id,
-                serde_json::json!({ "policy_id": issue.policy_id, "mode": "active", "promoted": true, "reason": reason }),
-            )
-            .await?;
-        Ok(AcceptIssueResponse {
-            issue: Some(issue),
-            policy: Some(updated),
-        })
+        let audit = serde_json::json!({ "policy_id": issue.policy_id, "mode": "active", "promoted": true, "reason": reason });
+        self.record_acceptance(issue, status::ACTIVE, audit, updated)
+            .await
     }
 
     /// Dismisses an issue without remediation; who and why are recorded.
