@@ -1862,7 +1862,7 @@ fn quickstart_walks_from_issue_to_verified_impact_and_leaves_nothing_running() {
         &p3,
     ];
     let started = Instant::now();
-    let run = tero_with_timeout(&args, &[], Duration::from_secs(60));
+    let run = tero_with_timeout(&args, &[], Duration::from_secs(180));
     let took = started.elapsed();
     let log = |f: &str| std::fs::read_to_string(qs_dir.join(f)).unwrap_or_default();
     let logs = || {
@@ -1873,7 +1873,9 @@ fn quickstart_walks_from_issue_to_verified_impact_and_leaves_nothing_running() {
         )
     };
     assert_eq!(run.code, 0, "{run}\n{}", logs());
-    assert!(took < Duration::from_secs(45), "took {took:?}");
+    // The active measurement starts on a fresh minute, up to 90 s after
+    // the promotion.
+    assert!(took < Duration::from_secs(150), "took {took:?}");
     let out = run.stdout;
 
     // The issues, found from the edge's inventory and the imported rules.
@@ -1927,7 +1929,7 @@ fn quickstart_walks_from_issue_to_verified_impact_and_leaves_nothing_running() {
     assert!(!enforced[2].is_empty() && enforced[2] != "shadow", "{out}");
     assert_eq!(enforced[8], "verified", "{out}");
     let scrapes = |row: &Vec<String>| row[3].parse::<u64>().unwrap_or_else(|_| panic!("{row:?}"));
-    assert!(scrapes(enforced) >= scrapes(shadow) + 3, "{out}");
+    assert!(scrapes(shadow) >= 3 && scrapes(enforced) >= 3, "{out}");
     assert!(out.contains("verdict: verified"), "{out}");
 
     // One scrape through the edge, in sample lines: the debug family's 40
@@ -1983,16 +1985,14 @@ fn quickstart_walks_from_issue_to_verified_impact_and_leaves_nothing_running() {
     let cp = ControlPlane::start_with(work.clone(), "cp-after-quickstart", Some(&url), &[]);
     let issue = cli_json(&cp, &["issues", "show", &issue_id]);
     assert_eq!(issue["policyId"], policy_id.as_str(), "{issue}");
-    // Resolved once the analyst has seen the verdict (it runs on its own
-    // schedule); in progress until then.
-    assert!(
-        issue["status"] == "resolved" || issue["status"] == "in_progress",
-        "{issue}"
-    );
+    // Resolved by the `tero impact` that said verified, not left in
+    // progress until the analyst's next pass.
+    assert_eq!(issue["status"], "resolved", "{issue}");
+    assert_eq!(issue["remediation"], "resolution_verified", "{issue}");
     drop(cp);
 
     // Run again on the same directory: a fresh walk, not a half-accepted one.
-    let again = tero_with_timeout(&args, &[], Duration::from_secs(60));
+    let again = tero_with_timeout(&args, &[], Duration::from_secs(180));
     assert_eq!(again.code, 0, "{again}\n{}", logs());
     assert!(again.stdout.contains("verdict: verified"), "{again}");
 }

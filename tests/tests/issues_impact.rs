@@ -206,7 +206,7 @@ fn count_lines(text: &str, prefix: &str) -> usize {
     text.lines().filter(|l| l.starts_with(prefix)).count()
 }
 
-/// Whether the edge runs `policy_id` in `mode` (`enforced` or `shadow`).
+/// Whether the edge runs `policy_id` in `mode` (`active` or `shadow`).
 fn edge_runs(edge: &Edge, policy_id: &str, mode: &str) -> bool {
     edge.policies()["policies"]
         .as_array()
@@ -558,7 +558,7 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
     );
 
     wait_for(Duration::from_secs(30), "the edge enforcing it", || {
-        edge_runs(&edge, &queue_policy_id, "enforced").then_some(())
+        edge_runs(&edge, &queue_policy_id, "active").then_some(())
     });
     let filtered = scrape(&edge);
     assert_eq!(
@@ -763,10 +763,12 @@ fn planted_waste_is_found_accepted_measured_and_resolved() {
         None
     );
     wait_for(Duration::from_secs(30), "the edge enforcing it", || {
-        edge_runs(&edge, &debug_policy_id, "enforced").then_some(())
+        edge_runs(&edge, &debug_policy_id, "active").then_some(())
     });
     assert_eq!(count_lines(&scrape(&edge), "debug_cache_entries{"), 0);
-    let resolved = wait_for(Duration::from_secs(90), "the debug issue resolved", || {
+    // The measurement restarts on the first full minute 30 s after the
+    // promotion (up to 90 s), then needs 3 scrapes.
+    let resolved = wait_for(Duration::from_secs(150), "the debug issue resolved", || {
         let issue = http_issue(&cp, &debug_id);
         (issue["status"] == "resolved").then_some(issue)
     });

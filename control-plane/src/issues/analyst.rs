@@ -6,13 +6,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tero_proto::controlplane::{Issue, PolicyImpact, PolicyRevision, ServiceInventory};
+use tero_proto::controlplane::{Issue, PolicyImpact, ServiceInventory};
 use tero_usage::{ParsedSource, UsageIndex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::impact::{self, verdict};
-use super::{IssueConfig, MODE_LABEL, SHADOW_MODE, label_of, merge, reconcile, status};
+use super::window::{Activation, activation};
+use super::{IssueConfig, merge, reconcile, status};
 use crate::store::{Store, StoreError, now_ms};
 
 /// Changes arriving within this window are analysed together.
@@ -202,28 +203,29 @@ impl Analyst {
             Err(StoreError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some((since, shadow)) = activation(&history) else {
+        let Some(period) = activation(&history) else {
             return Ok(None);
         };
-        self.measure(issue, since, shadow).await.map(Some)
+        let impact = self.measure(issue, period).await?;
+        // Whoever sees the verdict first moves the issue along, so `tero
+        // impact` never says verified of an issue still in progress.
+        if issue.status == status::IN_PROGRESS {
+            self.settle(issue, Ok((period, impact.clone()))).await?;
+        }
+        Ok(Some(impact))
     }
 
-    /// The impact of the issue's policy, active since `since`.
-    async fn measure(
-        &self,
-        issue: &Issue,
-        since: i64,
-        shadow: bool,
-    ) -> Result<PolicyImpact, StoreError> {
+    /// The impact of the issue's policy over its current period.
+    async fn measure(&self, issue: &Issue, period: Activation) -> Result<PolicyImpact, StoreError> {
         let buckets = self
             .store
-            .policy_stats(&issue.policy_id, since - since.rem_euclid(60_000), i64::MAX)
+            .policy_stats(&issue.policy_id, period.measured_from(), i64::MAX)
             .await?;
         Ok(impact::measure(
             issue,
             &issue.policy_id,
-            shadow,
-            since,
+            period.shadow,
+            period.since,
             &buckets,
             &self.config,
         ))
@@ -285,15 +287,28 @@ impl Analyst {
                 (issue.remediation != status::DRAFT).then_some(status::REVOKED)
             }),
         };
+        let measured = match active {
+            Ok(period) => Ok((period, self.measure(&issue, period).await?)),
+            Err(revoked) => Err(revoked),
+        };
+        self.settle(&issue, measured).await
+    }
+
+    /// Saves what a measurement (or the policy's absence: `Err`, with the
+    /// remediation to record, if any) means for the issue.
+    async fn settle(
+        &self,
+        issue: &Issue,
+        measured: Result<(Activation, PolicyImpact), Option<&str>>,
+    ) -> Result<(), StoreError> {
         let mut updated = issue.clone();
-        match active {
+        match measured {
             Err(Some(remediation)) => updated.remediation = remediation.into(),
             Err(None) => {}
-            Ok((since, shadow)) => {
+            Ok((period, impact)) => {
                 // An issue reopened by a revocation is back in progress.
                 updated.status = status::IN_PROGRESS.into();
-                let impact = self.measure(&issue, since, shadow).await?;
-                match (impact.verdict.as_str(), shadow) {
+                match (impact.verdict.as_str(), period.shadow) {
                     (verdict::VERIFIED, false) => {
                         updated.status = status::RESOLVED.into();
                         updated.remediation = status::VERIFIED.into();
@@ -313,7 +328,7 @@ impl Analyst {
                 }
             }
         }
-        if updated != issue {
+        if updated != *issue {
             updated.updated_at_unix_ms = now_ms();
             tracing::info!(
                 issue = %issue.id, status = %updated.status, remediation = %updated.remediation,
@@ -322,70 +337,5 @@ impl Analyst {
             self.store.save_issue(updated).await?;
         }
         Ok(())
-    }
-}
-
-/// When the policy's current active period began, and whether it runs in
-/// shadow: the oldest revision of the newest unbroken run of enabled
-/// revisions in the same mode. `None` when it is not active now.
-pub fn activation(history: &[PolicyRevision]) -> Option<(i64, bool)> {
-    let mode = |r: &PolicyRevision| {
-        r.policy
-            .as_ref()
-            .filter(|p| p.enabled)
-            .map(|p| label_of(&p.labels, MODE_LABEL) == Some(SHADOW_MODE))
-    };
-    // History is newest first.
-    let newest = history.first()?;
-    let shadow = mode(newest)?;
-    let mut since = newest.at_unix_ms;
-    for revision in &history[1..] {
-        if mode(revision) != Some(shadow) {
-            break;
-        }
-        since = revision.at_unix_ms;
-    }
-    Some((since, shadow))
-}
-
-#[cfg(test)]
-mod tests {
-    use tero_proto::policy::Policy;
-
-    use super::*;
-    use crate::issues::string_label;
-
-    fn revision(at: i64, enabled: Option<bool>, shadow: bool) -> PolicyRevision {
-        PolicyRevision {
-            at_unix_ms: at,
-            policy: enabled.map(|enabled| Policy {
-                id: "p".into(),
-                enabled,
-                labels: if shadow {
-                    vec![string_label(MODE_LABEL, SHADOW_MODE)]
-                } else {
-                    Vec::new()
-                },
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn activation_is_the_start_of_the_current_enabled_run_in_one_mode() {
-        // Newest first: enforced since 40 (promoted from shadow at 40).
-        let history = [
-            revision(50, Some(true), false),
-            revision(40, Some(true), false),
-            revision(30, Some(true), true),
-            revision(20, Some(false), false),
-            revision(10, Some(true), false),
-        ];
-        assert_eq!(activation(&history), Some((40, false)));
-        assert_eq!(activation(&history[2..]), Some((30, true)));
-        assert_eq!(activation(&history[3..]), None, "disabled now");
-        assert_eq!(activation(&[revision(60, None, false)]), None, "deleted");
-        assert_eq!(activation(&[]), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod detect;
 pub mod impact;
 pub mod merge;
 pub mod reconcile;
+pub mod window;
 
 use tero_proto::otel::{AnyValue, KeyValue, any_value::Value};
 

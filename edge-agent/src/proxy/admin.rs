@@ -87,8 +87,14 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
                 "name": p.name,
                 "signal": p.signal.map(|s| s.as_str()),
                 "enabled": p.enabled,
-                // Shadow policies count what they would drop and never drop.
-                "mode": if p.shadow { "shadow" } else { "enforced" },
+                // In the words of `tero policy list` and `tero issues accept
+                // --mode`: shadow policies count what they would drop and
+                // never drop.
+                "mode": match (p.enabled, p.shadow) {
+                    (false, _) => "disabled",
+                    (true, true) => "shadow",
+                    (true, false) => "active",
+                },
                 "provider": registry.owner(&p.id),
                 "hash": registry.policy_hash(&p.id),
                 "applied": p.errors.is_empty() && p.enabled && p.signal == Some(tero_sdk::Signal::Metric),
@@ -335,6 +341,45 @@ mod tests {
         drop(reporter);
         let (status, text) = post(None, b"late line\n".to_vec()).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{text}");
+    }
+
+    #[tokio::test]
+    async fn policies_are_listed_with_the_mode_words_of_the_cli() {
+        use tero_sdk::policy::{Format, parse_policies};
+
+        let edge = TestEdge::start(with_control_plane(serde_json::json!({}))).await;
+        let yaml = "policies:\n\
+            - {id: on, name: on, metric: {match: [{metric_field: name, exact: a}], keep: false}}\n\
+            - {id: off, name: off, enabled: false, metric: {match: [{metric_field: name, exact: b}], keep: false}}\n\
+            - {id: would, name: would, metric: {match: [{metric_field: name, exact: c}], keep: false}}\n";
+        let mut policies = parse_policies(yaml, Format::Yaml).unwrap().policies;
+        policies[2].labels.push(tero_proto::otel::KeyValue {
+            key: "tero.mode".into(),
+            value: Some(tero_proto::otel::AnyValue {
+                value: Some(tero_proto::otel::any_value::Value::StringValue(
+                    "shadow".into(),
+                )),
+            }),
+        });
+        edge.state
+            .registry
+            .update("cp", policies, "h".into(), Vec::new());
+        let (status, text) = edge.request(Method::GET, "/_edge/policies", None, "").await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let modes: Vec<(&str, &str)> = body["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["id"].as_str().unwrap(), p["mode"].as_str().unwrap()))
+            .collect();
+        let mut modes = modes;
+        modes.sort_unstable();
+        assert_eq!(
+            modes,
+            [("off", "disabled"), ("on", "active"), ("would", "shadow")],
+            "{text}"
+        );
     }
 
     #[tokio::test]

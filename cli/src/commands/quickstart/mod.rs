@@ -289,9 +289,9 @@ async fn walk_the_loop(client: &Client) -> anyhow::Result<String> {
         .context("none of the issues found has a policy to recommend")?
         .clone();
     let policy_id = walk::accept_in_shadow(client, &issue).await?;
-    let shadow = walk::impact(client, &policy_id, None, 0).await?;
+    let shadow = walk::impact(client, &policy_id, None).await?;
     walk::activate(client, &policy_id).await?;
-    let impact = walk::impact(client, &policy_id, Some(&shadow.mode), shadow.scrapes).await?;
+    let impact = walk::impact(client, &policy_id, Some(&shadow.mode)).await?;
     outln!(
         "\nverdict: {} ({:.0}% of the estimate measured)",
         impact.verdict,

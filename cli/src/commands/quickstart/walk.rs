@@ -29,6 +29,10 @@ const MODE_LABEL: &str = "tero.mode";
 /// default `min_scrapes`), and how long quickstart waits for them.
 const MIN_SCRAPES: u64 = 3;
 const WAIT: Duration = Duration::from_secs(30);
+/// After a promotion the measurement restarts at the first full minute
+/// that no shadow report can reach (up to 90 s after the change), so the
+/// active impact needs longer.
+const WAIT_AFTER_PROMOTION: Duration = Duration::from_secs(110);
 
 pub async fn import_rules(client: &Client) -> anyhow::Result<()> {
     let source = client
@@ -131,32 +135,35 @@ pub async fn activate(client: &Client, policy_id: &str) -> anyhow::Result<()> {
         })
         .await
         .with_context(|| format!("activating {policy_id}"))?;
-    outln!("\npolicy {policy_id} made active (label {MODE_LABEL}=shadow removed): now enforced");
+    outln!(
+        "\npolicy {policy_id} made active (label {MODE_LABEL}=shadow removed): now enforced; \
+         its measurement restarts at the first full minute at least 30 s from now"
+    );
     Ok(())
 }
 
 /// Waits until the impact of `policy_id` (in another mode than
-/// `other_than`, when given) counts `after_scrapes` more scrapes than are
-/// needed to judge it and has been judged, prints it and returns it.
-/// (Statistics are kept per minute, so a measurement after activation may
-/// start with the scrapes its shadow phase counted in the same minute:
-/// waiting for more than those makes sure enforced scrapes are in it.)
+/// `other_than`, when given: a promotion) counts the scrapes needed to
+/// judge it and has been judged, prints it and returns it.
 pub async fn impact(
     client: &Client,
     policy_id: &str,
     other_than: Option<&str>,
-    after_scrapes: u64,
 ) -> anyhow::Result<PolicyImpact> {
+    let wait = if other_than.is_some() {
+        WAIT_AFTER_PROMOTION
+    } else {
+        WAIT
+    };
     let started = Instant::now();
     let mut last = None;
-    while started.elapsed() < WAIT {
+    while started.elapsed() < wait {
         let impacts = client.impact(policy_id).await?;
         if let Some(impact) = impacts
             .into_iter()
             .find(|i| other_than.is_none_or(|mode| i.mode != mode))
         {
-            let judged =
-                impact.scrapes >= after_scrapes + MIN_SCRAPES && impact.verdict != "measuring";
+            let judged = impact.scrapes >= MIN_SCRAPES && impact.verdict != "measuring";
             last = Some(impact);
             if judged {
                 break;
@@ -167,7 +174,7 @@ pub async fn impact(
     let impact = last.with_context(|| {
         format!(
             "no impact of {policy_id} measured within {} s",
-            WAIT.as_secs()
+            wait.as_secs()
         )
     })?;
     outln!("\n$ tero impact {policy_id}");
