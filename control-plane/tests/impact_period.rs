@@ -135,6 +135,12 @@ async fn a_promoted_policy_is_measured_without_its_shadow_phase_and_resolved_at_
     assert_eq!(impact.scrapes, 5, "{impact:?}");
     assert_eq!(impact.dropped_bytes_per_scrape, BYTES_PER_SCRAPE as u64);
     assert_eq!(impact.verdict, "verified", "{impact:?}");
+    // The window shown is the one measured: the first full minute that
+    // begins at least 30 s after the promotion.
+    let lag_end = promoted_at + 30_000;
+    let window = lag_end + (60_000 - lag_end.rem_euclid(60_000)) % 60_000;
+    assert!(window > minute && window <= minute + 120_000, "{window}");
+    assert_eq!(impact.measured_since_unix_ms, window, "{impact:?}");
     // The verdict that says verified also resolved the issue.
     let resolved = store.get_issue(&issue.id).await.expect("issue");
     assert_eq!(resolved.status, status::RESOLVED, "{resolved:?}");

@@ -217,18 +217,24 @@ impl Analyst {
 
     /// The impact of the issue's policy over its current period.
     async fn measure(&self, issue: &Issue, period: Activation) -> Result<PolicyImpact, StoreError> {
+        let from = period.measured_from();
         let buckets = self
             .store
-            .policy_stats(&issue.policy_id, period.measured_from(), i64::MAX)
+            .policy_stats(&issue.policy_id, from, i64::MAX)
             .await?;
-        Ok(impact::measure(
-            issue,
-            &issue.policy_id,
-            period.shadow,
-            period.since,
-            &buckets,
-            &self.config,
-        ))
+        Ok(PolicyImpact {
+            // Shown so that a reader seeing 0 scrapes after a promotion or
+            // a re-enable knows when counting begins.
+            measured_since_unix_ms: from,
+            ..impact::measure(
+                issue,
+                &issue.policy_id,
+                period.shadow,
+                period.since,
+                &buckets,
+                &self.config,
+            )
+        })
     }
 
     /// Moves accepted issues along as their policies' impact is measured,

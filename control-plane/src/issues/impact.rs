@@ -99,6 +99,8 @@ pub fn measure(
         estimate: Some(estimate),
         ratio,
         verdict: verdict.into(),
+        // The window is the caller's (it chose the buckets).
+        measured_since_unix_ms: 0,
     }
 }
 
