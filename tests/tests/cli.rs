@@ -1818,10 +1818,11 @@ fn after<'a>(text: &'a str, marker: &str) -> &'a str {
     rest.split_once('\n').map_or("", |(_, r)| r)
 }
 
-const IMPACT_HEADER: [&str; 9] = [
+const IMPACT_HEADER: [&str; 10] = [
     "POLICY",
     "ISSUE",
     "MODE",
+    "MEASURED SINCE",
     "SCRAPES",
     "DROPPED/SCRAPE",
     "DROPPED/DAY",
@@ -1927,8 +1928,8 @@ fn quickstart_walks_from_issue_to_verified_impact_and_leaves_nothing_running() {
         "{out}"
     );
     assert!(!enforced[2].is_empty() && enforced[2] != "shadow", "{out}");
-    assert_eq!(enforced[8], "verified", "{out}");
-    let scrapes = |row: &Vec<String>| row[3].parse::<u64>().unwrap_or_else(|_| panic!("{row:?}"));
+    assert_eq!(enforced[9], "verified", "{out}");
+    let scrapes = |row: &Vec<String>| row[4].parse::<u64>().unwrap_or_else(|_| panic!("{row:?}"));
     assert!(scrapes(shadow) >= 3 && scrapes(enforced) >= 3, "{out}");
     assert!(out.contains("verdict: verified"), "{out}");
 

@@ -452,6 +452,7 @@ fn render_impacts(impacts: &[PolicyImpact]) -> String {
         "POLICY",
         "ISSUE",
         "MODE",
+        "MEASURED SINCE",
         "SCRAPES",
         "DROPPED/SCRAPE",
         "DROPPED/DAY",
@@ -474,6 +475,7 @@ fn render_impacts(impacts: &[PolicyImpact]) -> String {
             impact.policy_id.clone(),
             impact.issue_id.clone(),
             impact.mode.clone(),
+            output::time(impact.measured_since_unix_ms),
             impact.scrapes.to_string(),
             figure(impact.dropped_bytes_per_scrape),
             figure(impact.dropped_bytes_per_day),
@@ -486,9 +488,17 @@ fn render_impacts(impacts: &[PolicyImpact]) -> String {
 }
 
 /// The verdict as a reader should take it: a shadow policy is never
-/// "verified", whatever an older control plane says.
+/// "verified", whatever an older control plane says, and a measurement that
+/// has counted nothing yet says when it starts (after a promotion or a
+/// re-enable that can be up to 90 s away).
 fn verdict_words(impact: &PolicyImpact) -> String {
     match (impact.mode.as_str(), impact.verdict.as_str()) {
+        (_, "measuring") if impact.scrapes == 0 && impact.measured_since_unix_ms > 0 => {
+            // The date is in MEASURED SINCE; the time is what one waits for.
+            let time = output::time(impact.measured_since_unix_ms);
+            let clock = time.split_once(' ').map_or(time.as_str(), |(_, t)| t);
+            format!("measuring from {clock}")
+        }
         ("shadow", "verified" | "would_meet_estimate") => "would meet estimate".into(),
         ("shadow", "below_estimate" | "would_fall_below_estimate") => {
             "would fall below estimate".into()
@@ -586,6 +596,39 @@ mod tests {
         assert!(
             !active.contains("would") && active.contains("verified"),
             "{active}"
+        );
+    }
+
+    #[test]
+    fn a_measurement_that_counted_nothing_yet_says_when_it_starts() {
+        let from = 1_796_093_460_000; // 2026-12-01 02:51:00Z
+        let waiting = PolicyImpact {
+            scrapes: 0,
+            measured_since_unix_ms: from,
+            ..impact("active", "measuring")
+        };
+        let table = render_impacts(std::slice::from_ref(&waiting));
+        let (head, row) = table.split_once('\n').expect("a header and a row");
+        let column = head.find("MEASURED SINCE").expect("column");
+        assert_eq!(&row[column..column + 20], "2026-12-01 02:51:00Z", "{table}");
+        assert!(table.contains("measuring from 02:51:00Z"), "{table}");
+        // Once it counts, the verdict is the control plane's word again.
+        let counting = render_impacts(&[PolicyImpact {
+            scrapes: 2,
+            ..waiting.clone()
+        }]);
+        assert!(
+            counting.contains("measuring") && !counting.contains("measuring from"),
+            "{counting}"
+        );
+        // An older control plane sends no window: nothing is invented.
+        let older = render_impacts(&[PolicyImpact {
+            measured_since_unix_ms: 0,
+            ..waiting
+        }]);
+        assert!(
+            older.contains("measuring") && !older.contains("measuring from"),
+            "{older}"
         );
     }
 
