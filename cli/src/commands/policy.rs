@@ -181,18 +181,7 @@ pub fn target_name(target: Option<&Target>) -> &'static str {
 /// --mode`: `active` (enforced), `shadow` (counted as would-drop, never
 /// enforced; the `tero.mode=shadow` label) or `disabled`.
 pub fn mode(policy: &tero_sdk::proto::policy::Policy) -> &'static str {
-    let shadow = policy.labels.iter().any(|kv| {
-        kv.key == "tero.mode"
-            && matches!(
-                kv.value.as_ref().and_then(|v| v.value.as_ref()),
-                Some(tero_sdk::proto::otel::any_value::Value::StringValue(s)) if s == "shadow"
-            )
-    });
-    match (policy.enabled, shadow) {
-        (false, _) => "disabled",
-        (true, true) => "shadow",
-        (true, false) => "active",
-    }
+    tero_sdk::engine::mode_word(policy.enabled, tero_sdk::engine::is_shadow(policy))
 }
 
 /// `key=a|b`, `key!=a|b`, `key` (exists) or `!key` (absent).

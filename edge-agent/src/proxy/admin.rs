@@ -90,11 +90,7 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
                 // In the words of `tero policy list` and `tero issues accept
                 // --mode`: shadow policies count what they would drop and
                 // never drop.
-                "mode": match (p.enabled, p.shadow) {
-                    (false, _) => "disabled",
-                    (true, true) => "shadow",
-                    (true, false) => "active",
-                },
+                "mode": tero_sdk::engine::mode_word(p.enabled, p.shadow),
                 "provider": registry.owner(&p.id),
                 "hash": registry.policy_hash(&p.id),
                 "applied": p.errors.is_empty() && p.enabled && p.signal == Some(tero_sdk::Signal::Metric),

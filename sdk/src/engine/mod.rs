@@ -41,7 +41,7 @@ use tero_proto::policy::{self as pb, TraceField};
 pub use record::{LogView, LogViewMut, MetricView, SpanView, SpanViewMut};
 pub use regex::{POLICY_REGEX_BUDGET, SHARED_REGEX_BUDGET};
 pub use selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
-pub use shadow::{SHADOW_CAPABILITY, declares_shadow, is_shadow};
+pub use shadow::{SHADOW_CAPABILITY, declares_shadow, is_shadow, mode_word};
 pub use stats::{PolicyRuntime, PolicyStats, StatsDelta, StatsRegistry};
 pub use value::FieldValue;
 

@@ -36,6 +36,18 @@ pub fn is_shadow(policy: &Policy) -> bool {
     })
 }
 
+/// What edges do with a policy, in one word shared by every surface that
+/// shows it (`tero policy list`, `tero issues accept --mode`, the edge's
+/// `/_edge/policies`): `disabled`, `shadow` (counted as would-drop, never
+/// enforced) or `active`.
+pub fn mode_word(enabled: bool, shadow: bool) -> &'static str {
+    match (enabled, shadow) {
+        (false, _) => "disabled",
+        (true, true) => "shadow",
+        (true, false) => "active",
+    }
+}
+
 /// Whether a client with this metadata declared that it runs shadow
 /// policies without enforcing them.
 pub fn declares_shadow(meta: &ClientMetadata) -> bool {
