@@ -543,22 +543,9 @@ fn settle(mut candidates: Vec<Candidate>) -> Vec<Finding> {
     findings
 }
 
-/// `1.2 GiB`, for summaries: binary units, as the CLI shows every byte
-/// count, so an issue's summary and its estimate read the same.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+/// `1.2 GiB`, for summaries: the CLI's own unit function, so an issue's
+/// summary and its estimate read the same.
+pub(crate) use tero_sdk::units::binary_bytes as human_bytes;
 
 /// `$12.34/month`, for summaries.
 fn dollars(cost_per_month: f64) -> String {
