@@ -96,6 +96,9 @@ struct Text {
     all: String,
     words: BTreeSet<String>,
     labels: BTreeSet<String>,
+    /// The record's severity and how it was found (see [`severity`]),
+    /// read once: the debug and error rules both ask for it.
+    severity: Option<(String, &'static str)>,
 }
 
 impl Text {
@@ -118,6 +121,7 @@ impl Text {
             all,
             words,
             labels: event.labels.iter().map(|l| l.to_lowercase()).collect(),
+            severity: severity(event),
         }
     }
 
@@ -212,7 +216,7 @@ const DEBUG_MARKERS: [&str; 11] = [
 ];
 
 fn debug_noise(event: &EventType, text: &Text) -> Option<Decision> {
-    if let Some((sev, how)) = severity(event).filter(|(s, _)| is_debug_severity(s)) {
+    if let Some((sev, how)) = text.severity.as_ref().filter(|(s, _)| is_debug_severity(s)) {
         return Some((
             Category::DebugNoise,
             Verdict::Waste,
@@ -261,7 +265,7 @@ const ERROR_WORDS: [&str; 10] = [
 ];
 
 fn error_signal(event: &EventType, text: &Text) -> Option<Decision> {
-    if let Some((sev, how)) = severity(event).filter(|(s, _)| is_error_severity(s)) {
+    if let Some((sev, how)) = text.severity.as_ref().filter(|(s, _)| is_error_severity(s)) {
         return Some((
             Category::ErrorSignal,
             Verdict::Keep,
