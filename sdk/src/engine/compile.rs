@@ -745,8 +745,9 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
     hex::decode(text.trim()).ok()
 }
 
-/// The shape shared by the log selector oneofs.
-enum LogSel<'a> {
+/// The shape shared by the log selector oneofs; the policy encoder
+/// (`policy::encode`) reads them through it too.
+pub(crate) enum LogSel<'a> {
     Field(i32),
     Log(&'a pb::AttributePath),
     Resource(&'a pb::AttributePath),
@@ -755,7 +756,7 @@ enum LogSel<'a> {
 
 macro_rules! log_sel_from {
     ($name:ident, $ty:path, $f:ident, $l:ident, $r:ident, $s:ident) => {
-        fn $name(field: &'a $ty) -> Self {
+        pub(crate) fn $name(field: &'a $ty) -> Self {
             use $ty as T;
             match field {
                 T::$f(f) => LogSel::Field(*f),

@@ -93,6 +93,11 @@ pub struct LoadedPolicies {
     pub warnings: Vec<String>,
 }
 
+/// The replacement of a `redact` transform that names none (the spec's
+/// default). The loader fills it in and the encoder leaves it out, so a
+/// policy reads back the same through both.
+pub(crate) const DEFAULT_REDACTION: &str = "[REDACTED]";
+
 /// Reads and decodes a policy file (format from its extension).
 pub fn load_file(path: &Path) -> Result<LoadedPolicies, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {

@@ -20,6 +20,7 @@ use tero_proto::otel;
 use tero_proto::policy::{self as pb, policy::Target};
 
 use super::enums::{LenientEnum, authoring_name};
+use crate::engine::compile::LogSel;
 
 /// The policy in the authoring form, as a value (serializable as YAML or
 /// JSON).
@@ -251,25 +252,6 @@ fn log_selector(prefix: &str, sel: LogSel<'_>) -> (String, Y) {
     (format!("{prefix}{key}"), value)
 }
 
-enum LogSel<'a> {
-    Field(i32),
-    Log(&'a pb::AttributePath),
-    Resource(&'a pb::AttributePath),
-    Scope(&'a pb::AttributePath),
-}
-
-macro_rules! log_sel {
-    ($field:expr, $t:path) => {{
-        use $t as T;
-        $field.as_ref().map(|f| match f {
-            T::LogField(e) => LogSel::Field(*e),
-            T::LogAttribute(p) => LogSel::Log(p),
-            T::ResourceAttribute(p) => LogSel::Resource(p),
-            T::ScopeAttribute(p) => LogSel::Scope(p),
-        })
-    }};
-}
-
 fn put_log_selector(m: &mut Map, prefix: &str, sel: Option<LogSel<'_>>) {
     if let Some(sel) = sel {
         let (key, value) = log_selector(prefix, sel);
@@ -286,7 +268,7 @@ fn log_target(t: &pb::LogTarget) -> Y {
     m.put_nonempty("keep", &t.keep);
     if let Some(key) = &t.sample_key {
         let mut k = Map::default();
-        put_log_selector(&mut k, "", log_sel!(key.field, pb::log_sample_key::Field));
+        put_log_selector(&mut k, "", key.field.as_ref().map(LogSel::from_sample_key));
         m.put("sample_key", k);
     }
     if let Some(transform) = &t.transform {
@@ -296,7 +278,11 @@ fn log_target(t: &pb::LogTarget) -> Y {
 }
 
 fn log_matcher(lm: &pb::LogMatcher) -> Y {
-    let selector = log_sel!(lm.field, pb::log_matcher::Field).map(|s| log_selector("", s));
+    let selector = lm
+        .field
+        .as_ref()
+        .map(LogSel::from_matcher)
+        .map(|s| log_selector("", s));
     let r#match = lm
         .r#match
         .as_ref()
@@ -313,7 +299,7 @@ fn log_transform(t: &pb::LogTransform) -> Y {
             .iter()
             .map(|r| {
                 let mut o = Map::default();
-                put_log_selector(&mut o, "", log_sel!(r.field, pb::log_remove::Field));
+                put_log_selector(&mut o, "", r.field.as_ref().map(LogSel::from_remove));
                 o.into()
             })
             .collect();
@@ -325,9 +311,9 @@ fn log_transform(t: &pb::LogTransform) -> Y {
             .iter()
             .map(|r| {
                 let mut o = Map::default();
-                put_log_selector(&mut o, "", log_sel!(r.field, pb::log_redact::Field));
+                put_log_selector(&mut o, "", r.field.as_ref().map(LogSel::from_redact));
                 // The decoder fills in the spec's default when it is absent.
-                if r.replacement != "[REDACTED]" {
+                if r.replacement != super::authoring::DEFAULT_REDACTION {
                     o.put("replacement", r.replacement.as_str());
                 }
                 if let Some(regex) = &r.regex {
@@ -343,13 +329,7 @@ fn log_transform(t: &pb::LogTransform) -> Y {
             .rename
             .iter()
             .map(|r| {
-                use pb::log_rename::From as T;
-                let from = r.from.as_ref().map(|f| match f {
-                    T::FromLogField(e) => LogSel::Field(*e),
-                    T::FromLogAttribute(p) => LogSel::Log(p),
-                    T::FromResourceAttribute(p) => LogSel::Resource(p),
-                    T::FromScopeAttribute(p) => LogSel::Scope(p),
-                });
+                let from = r.from.as_ref().map(LogSel::from_rename);
                 let mut o = Map::default();
                 put_log_selector(&mut o, "from_", from);
                 o.put("to", r.to.as_str());
@@ -365,7 +345,7 @@ fn log_transform(t: &pb::LogTransform) -> Y {
             .iter()
             .map(|a| {
                 let mut o = Map::default();
-                put_log_selector(&mut o, "", log_sel!(a.field, pb::log_add::Field));
+                put_log_selector(&mut o, "", a.field.as_ref().map(LogSel::from_add));
                 o.put("value", a.value.as_str());
                 o.put_true("upsert", a.upsert);
                 o.into()

@@ -190,7 +190,7 @@ impl Decoder {
                             Some(v) => self.string(v, &loc, "replacement"),
                             // The spec's default; proto3 cannot tell unset from empty,
                             // so authoring files get it filled in explicitly.
-                            None => "[REDACTED]".to_owned(),
+                            None => DEFAULT_REDACTION.to_owned(),
                         };
                         let regex = o
                             .get("regex")
