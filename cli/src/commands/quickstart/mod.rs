@@ -193,8 +193,8 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
     });
 
     let walked = walk_the_loop(&client).await;
-    let policy_id = match walked {
-        Ok(id) => id,
+    let (issue_id, policy_id) = match walked {
+        Ok(ids) => ids,
         Err(e) => {
             scraper.abort();
             return Err(e.context(format!(
@@ -218,12 +218,6 @@ pub async fn run(args: QuickstartArgs) -> anyhow::Result<()> {
         after,
         100.0 * (before.saturating_sub(after)) as f64 / before.max(1) as f64
     );
-    let issue_id = client
-        .impact(&policy_id)
-        .await?
-        .first()
-        .map(|i| i.issue_id.clone())
-        .unwrap_or_default();
     let tero = this_tero();
     let try_commands = format!(
         "  export TERO_ENDPOINT={endpoint} TERO_TOKEN=$(cat {token})\n\
@@ -282,22 +276,23 @@ fn this_tero() -> String {
     }
 }
 
-/// Issues, one accepted in shadow, then active; returns its policy's id.
-async fn walk_the_loop(client: &Client) -> anyhow::Result<String> {
+/// Issues, one accepted in shadow, then active; returns the issue's id and
+/// its policy's.
+async fn walk_the_loop(client: &Client) -> anyhow::Result<(String, String)> {
     let issues = walk::issues(client, SERVICE).await?;
     let issue = walk::pick(&issues)
         .context("none of the issues found has a policy to recommend")?
         .clone();
     let policy_id = walk::accept_in_shadow(client, &issue).await?;
     let shadow = walk::impact(client, &policy_id, None).await?;
-    walk::activate(client, &policy_id).await?;
+    walk::activate(client, &issue.id).await?;
     let impact = walk::impact(client, &policy_id, Some(&shadow.mode)).await?;
     outln!(
         "\nverdict: {} ({:.0}% of the estimate measured)",
         impact.verdict,
         impact.ratio * 100.0
     );
-    Ok(policy_id)
+    Ok((issue.id, policy_id))
 }
 
 /// Until the edge runs the set the control plane wants it to run.

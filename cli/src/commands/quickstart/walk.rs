@@ -9,7 +9,6 @@ use anyhow::{Context, bail};
 use tero_sdk::client::Client;
 use tero_sdk::proto::controlplane::{
     AcceptIssueRequest, ImportUsageRequest, Issue, ListIssuesRequest, PolicyImpact,
-    UpdatePolicyRequest,
 };
 
 use crate::commands::issues::{print_impacts, print_list};
@@ -23,11 +22,7 @@ pub const RULES_NAME: &str = "quickstart-rules.yaml";
 /// The family quickstart accepts the issue of: debug instrumentation,
 /// found both unused and debug, whose fix no query can miss.
 const DEBUG_FAMILY: &str = "debug_cache_lookups_total";
-/// The label that marks a policy as shadow (see the control plane's issues).
-const MODE_LABEL: &str = "tero.mode";
-/// Scrapes an impact needs before it is judged (the control plane's
-/// default `min_scrapes`), and how long quickstart waits for them.
-const MIN_SCRAPES: u64 = 3;
+/// How long quickstart waits for issues and for a judged impact.
 const WAIT: Duration = Duration::from_secs(30);
 /// After a promotion the measurement restarts at the first full minute
 /// that no shadow report can reach (up to 90 s after the change), so the
@@ -118,33 +113,30 @@ pub async fn accept_in_shadow(client: &Client, issue: &Issue) -> anyhow::Result<
     Ok(policy_id)
 }
 
-/// Makes a shadow policy enforced: the mode label goes, the measurement
-/// restarts.
-pub async fn activate(client: &Client, policy_id: &str) -> anyhow::Result<()> {
-    let current = client.get_policy(policy_id).await?;
-    let mut policy = current
-        .policy
-        .with_context(|| format!("policy {policy_id} came back empty"))?;
-    policy.labels.retain(|kv| kv.key != MODE_LABEL);
-    client
-        .update_policy(UpdatePolicyRequest {
-            policy: Some(policy),
-            scope: current.scope,
-            expected_revision: current.revision,
+/// Accepts the shadowed issue again as active, as `tero issues accept
+/// --mode active` does: the control plane enforces its policy and records
+/// the promotion on the issue; the measurement restarts.
+pub async fn activate(client: &Client, issue_id: &str) -> anyhow::Result<()> {
+    let accepted = client
+        .accept_issue(AcceptIssueRequest {
+            id: issue_id.into(),
+            mode: "active".into(),
             reason: "tero quickstart: the shadow measurement matches the estimate".into(),
         })
         .await
-        .with_context(|| format!("activating {policy_id}"))?;
+        .with_context(|| format!("activating {issue_id}"))?;
+    let policy_id = accepted.issue.map(|i| i.policy_id).unwrap_or_default();
     outln!(
-        "\npolicy {policy_id} made active (label {MODE_LABEL}=shadow removed): now enforced; \
-         its measurement restarts at the first full minute at least 30 s from now"
+        "\n$ tero issues accept {issue_id} --mode active\npolicy {policy_id} is now active: \
+         enforced; its measurement restarts at the first full minute at least 30 s from now"
     );
     Ok(())
 }
 
 /// Waits until the impact of `policy_id` (in another mode than
-/// `other_than`, when given: a promotion) counts the scrapes needed to
-/// judge it and has been judged, prints it and returns it.
+/// `other_than`, when given: a promotion) has been judged (the control
+/// plane answers `measuring` until it counts enough scrapes), prints it
+/// and returns it.
 pub async fn impact(
     client: &Client,
     policy_id: &str,
@@ -163,7 +155,7 @@ pub async fn impact(
             .into_iter()
             .find(|i| other_than.is_none_or(|mode| i.mode != mode))
         {
-            let judged = impact.scrapes >= MIN_SCRAPES && impact.verdict != "measuring";
+            let judged = impact.verdict != "measuring";
             last = Some(impact);
             if judged {
                 break;
