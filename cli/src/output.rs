@@ -244,21 +244,15 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Human-readable bytes.
-pub fn bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value.abs() >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+/// A table cell for a value that may be empty: `-` says "none" where a
+/// blank cell would shift the eye to the next column.
+pub fn dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.into() }
 }
+
+/// Human-readable bytes, in the units the control plane writes into
+/// issue summaries.
+pub use tero_sdk::units::binary_bytes as bytes;
 
 #[cfg(test)]
 mod tests {

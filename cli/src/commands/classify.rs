@@ -167,10 +167,6 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-fn dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.into() }
-}
-
 fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.into()
 }
@@ -227,8 +223,8 @@ pub fn render_status(status: &ClassificationStatus) -> String {
     let mut out = String::new();
     let mut fields = Table::new(&["FIELD", "VALUE"]);
     let mut row = |k: &str, v: String| fields.row(vec![k.into(), v]);
-    row("primary", dash(&status.primary));
-    row("fallback", dash(&status.fallback));
+    row("primary", output::dash(&status.primary));
+    row("fallback", output::dash(&status.fallback));
     row("budget", budget(status.budget_tokens));
     row("event types", status.event_types.to_string());
     row("classified", status.classified.to_string());
@@ -276,7 +272,7 @@ pub fn render_status(status: &ClassificationStatus) -> String {
             table.row(vec![
                 run.id.to_string(),
                 output::time(run.started_at_unix_ms),
-                dash(&run.trigger),
+                output::dash(&run.trigger),
                 run.event_types.to_string(),
                 run.cached.to_string(),
                 run.submitted.to_string(),
@@ -300,8 +296,8 @@ pub fn render_run(run: &ClassificationRun) -> String {
     row("run", run.id.to_string());
     row("started", output::time(run.started_at_unix_ms));
     row("finished", output::time(run.finished_at_unix_ms));
-    row("trigger", dash(&run.trigger));
-    row("requested by", dash(&run.requested_by));
+    row("trigger", output::dash(&run.trigger));
+    row("requested by", output::dash(&run.requested_by));
     row("event types", run.event_types.to_string());
     row("cached", run.cached.to_string());
     row("submitted", run.submitted.to_string());
@@ -336,7 +332,7 @@ pub fn render_run(run: &ClassificationRun) -> String {
         }
         let mut table = Table::new(&["FINGERPRINT", "REASON"]);
         for u in &run.unclassified_examples {
-            table.row(vec![u.fingerprint.clone(), dash(&u.reason)]);
+            table.row(vec![u.fingerprint.clone(), output::dash(&u.reason)]);
         }
         out.push_str(&table.render());
     }
@@ -360,13 +356,13 @@ pub fn render_event_types(event_types: &[EventType]) -> String {
         let c = e.classification.as_ref();
         table.row(vec![
             e.fingerprint.clone(),
-            dash(&e.kind),
-            dash(&e.service),
-            dash(&truncate(&e.name, NAME_WIDTH)),
-            c.map_or("-".into(), |c| dash(&c.category)),
-            c.map_or("-".into(), |c| dash(&c.verdict)),
+            output::dash(&e.kind),
+            output::dash(&e.service),
+            output::dash(&truncate(&e.name, NAME_WIDTH)),
+            c.map_or("-".into(), |c| output::dash(&c.category)),
+            c.map_or("-".into(), |c| output::dash(&c.verdict)),
             c.map_or("-".into(), |c| format!("{:.2}", c.confidence)),
-            c.map_or("-".into(), |c| dash(&c.classifier)),
+            c.map_or("-".into(), |c| output::dash(&c.classifier)),
             e.count.to_string(),
         ]);
     }

@@ -79,10 +79,6 @@ fn in_sync(edge: &Edge) -> &'static str {
     }
 }
 
-fn dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.into() }
-}
-
 /// One edge as an object: every field, whole hashes, and its errors one
 /// policy per line (the list squeezes them into one cell).
 fn print_one(edge: &Edge) {
@@ -90,18 +86,18 @@ fn print_one(edge: &Edge) {
     let mut row = |k: &str, v: String| table.row(vec![k.into(), v]);
     row("instance", edge.instance_id.clone());
     row("service", edge.service_name.clone());
-    row("namespace", dash(&edge.service_namespace));
-    row("version", dash(&edge.service_version));
+    row("namespace", output::dash(&edge.service_namespace));
+    row("version", output::dash(&edge.service_version));
     row("state", state_name(edge));
     row("transport", transport_name(edge));
-    row("replica", dash(&edge.replica));
+    row("replica", output::dash(&edge.replica));
     row("first seen", output::time(edge.first_seen_unix_ms));
     row("last seen", output::time(edge.last_seen_unix_ms));
-    row("desired hash", dash(&edge.desired_hash));
-    row("applied hash", dash(&edge.applied_hash));
+    row("desired hash", output::dash(&edge.desired_hash));
+    row("applied hash", output::dash(&edge.applied_hash));
     row("in sync", in_sync(edge).into());
-    row("refused hash", dash(&edge.last_failed_hash));
-    row("api key", dash(&edge.api_key_id));
+    row("refused hash", output::dash(&edge.last_failed_hash));
+    row("api key", output::dash(&edge.api_key_id));
     if !edge.conflicting_key_id.is_empty() {
         row(
             "conflict",

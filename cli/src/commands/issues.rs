@@ -118,9 +118,13 @@ pub async fn run(cmd: IssuesCommand, global: &Global) -> anyhow::Result<()> {
                 ),
             ];
             if !policy_view::structured(global.output, &accepted, &policies)? {
-                // A first revision was created by this accept; a later one
-                // means an accepted policy was promoted to active.
-                let promoted = accepted.policy.as_ref().is_some_and(|p| p.revision > 1);
+                // An accept either creates the policy or, promoting a
+                // shadowed issue, updates it: a policy re-created after a
+                // delete continues its revisions, so only an update tells.
+                let promoted = accepted
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.updated_at_unix_ms > p.created_at_unix_ms);
                 let issue = accepted.issue.unwrap_or_default();
                 outln!("{}", accepted_message(&issue, mode, promoted));
             }
@@ -307,14 +311,10 @@ pub(crate) fn print_list(issues: &[Issue]) {
             issue.service.clone(),
             issue.subject.clone(),
             cost(issue),
-            dash(&issue.policy_id),
+            output::dash(&issue.policy_id),
         ]);
     }
     table.print();
-}
-
-fn dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.into() }
 }
 
 /// Where an issue holds its recommended policy, for `-o yaml`.
@@ -340,7 +340,7 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
     if !issue.merged_into.is_empty() {
         row("merged into", issue.merged_into.clone());
     }
-    row("remediation", dash(&issue.remediation));
+    row("remediation", output::dash(&issue.remediation));
     row("service", issue.service.clone());
     row("subject", issue.subject.clone());
     row("opened", output::time(issue.opened_at_unix_ms));
@@ -348,7 +348,7 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
     if issue.resolved_at_unix_ms > 0 {
         row("resolved", output::time(issue.resolved_at_unix_ms));
     }
-    row("policy", dash(&issue.policy_id));
+    row("policy", output::dash(&issue.policy_id));
     if !issue.ignored_by.is_empty() {
         row(
             "ignored",
