@@ -113,7 +113,6 @@ impl GrpcProvider {
             settings.poll.poll_interval.max(Duration::from_secs(1)),
         );
         let mut poller = HttpProvider::new(settings.poll, identity.clone(), registry);
-        poller.transport = "poll";
         poller.owner = Owner::Grpc;
         GrpcProvider {
             url: settings.url,

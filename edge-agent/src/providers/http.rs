@@ -120,6 +120,17 @@ pub(crate) enum Owner {
     Grpc,
 }
 
+impl Owner {
+    /// What a successful sync shows as the transport: "http", or "poll"
+    /// when the poller is a grpc provider's fallback.
+    pub(crate) fn transport(self) -> &'static str {
+        match self {
+            Owner::Http => "http",
+            Owner::Grpc => "poll",
+        }
+    }
+}
+
 /// Logs under the target of the provider kind that owns the poller, not
 /// this module's: a grpc provider's applies and persisted sets go through
 /// this code, and must read (and filter with `RUST_LOG`) as
@@ -152,10 +163,8 @@ pub struct HttpProvider {
     last_sync_timestamp: u64,
     last_recommended: u32,
     last_good: Option<LastGood>,
-    /// What a successful sync shows as the transport: "http", or "poll"
-    /// when this poller is a stream's fallback.
-    pub(crate) transport: &'static str,
-    /// Whose logs this poller writes.
+    /// Whose logs this poller writes, and the transport a successful sync
+    /// shows ([`Owner::transport`]).
     pub(crate) owner: Owner,
     /// Statistics not yet acknowledged; shared with the push stream when
     /// this poller is a stream's fallback.
@@ -184,7 +193,6 @@ impl HttpProvider {
             last_sync_timestamp: 0,
             last_recommended: 0,
             last_good,
-            transport: "http",
             owner: Owner::Http,
             outbox: Outbox::new(),
         }
@@ -292,7 +300,8 @@ impl HttpProvider {
         // Applied (and recorded as a success) before the transport changes:
         // whoever sees the new transport also sees the provider up.
         self.apply(response, true);
-        self.registry.set_transport(&self.id, self.transport);
+        self.registry
+            .set_transport(&self.id, self.owner.transport());
         Ok(self.interval_after_success())
     }
 

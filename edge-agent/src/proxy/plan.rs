@@ -117,9 +117,15 @@ impl Plan {
         let success = upstream.status.is_success();
         let content_type = header(header::CONTENT_TYPE);
         let declared = Format::from_content_type(content_type);
-        let sniff = filtering && success && declared.is_none() && is_sniffable(content_type);
-        let format = if sniff { Some(Format::Text) } else { declared };
         let coding = header(header::CONTENT_ENCODING);
+        // Only a body the Edge can decode can be sniffed; any other is not
+        // known to be an exposition and goes as it came.
+        let sniff = filtering
+            && success
+            && declared.is_none()
+            && is_sniffable(content_type)
+            && Encoding::from_header(coding).is_some();
+        let format = if sniff { Some(Format::Text) } else { declared };
         let unfiltered = match (filtering, success, format) {
             (false, _, _) => Some(Unfiltered::NoPolicies),
             (true, false, _) => Some(Unfiltered::Status),
@@ -131,17 +137,6 @@ impl Plan {
             return Self::unfiltered(filtering, client, success, format, coding, unfiltered);
         };
         let Some(encoding) = Encoding::from_header(coding) else {
-            if sniff {
-                // Unreadable, so not known to be an exposition: as it came.
-                return Self::unfiltered(
-                    filtering,
-                    client,
-                    success,
-                    declared,
-                    coding,
-                    Unfiltered::ContentType,
-                );
-            }
             let coding = coding.unwrap_or_default();
             if client.accepts(coding) {
                 return Plan::Relay {

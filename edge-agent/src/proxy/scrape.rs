@@ -117,14 +117,13 @@ async fn scrape(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respo
     let plan = Plan::decide(filtering, &client, &head, input_cap);
     if let Some(reason) = plan.unfiltered_reason() {
         match reason {
-            Unfiltered::Status => state.metrics.upstream_error(UpstreamError::Status),
-            Unfiltered::ContentType => {
-                state.metrics.body_format(FormatSource::Unrecognized);
-                log_unrecognized(&shown, &head);
+            Unfiltered::ContentType => unrecognized(&state, &shown, &head),
+            Unfiltered::Status => {
+                state.metrics.upstream_error(UpstreamError::Status);
+                state.metrics.unfiltered(reason);
             }
-            Unfiltered::NoPolicies | Unfiltered::Encoding => {}
+            Unfiltered::NoPolicies | Unfiltered::Encoding => state.metrics.unfiltered(reason),
         }
-        state.metrics.unfiltered(reason);
     }
     let ctx = Answer {
         state: &state,
@@ -145,7 +144,11 @@ async fn scrape(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respo
     }
 }
 
-fn log_unrecognized(shown: &str, head: &http::response::Parts) {
+/// Counts and logs a body whose format the Edge does not recognise, which
+/// goes out unfiltered.
+fn unrecognized(state: &EdgeState, shown: &str, head: &http::response::Parts) {
+    state.metrics.body_format(FormatSource::Unrecognized);
+    state.metrics.unfiltered(Unfiltered::ContentType);
     let content_type = head
         .headers
         .get(header::CONTENT_TYPE)
@@ -234,10 +237,12 @@ impl Answer<'_> {
     /// Upstream's response, decoded for a client that does not take the
     /// encoding the Edge asked for on its behalf.
     async fn decode(mut self, body: Incoming, encoding: Encoding) -> Response<ResponseBody> {
-        plan::decoded_headers(&mut self.head.headers);
         if self.client.is_head {
+            plan::decoded_headers(&mut self.head.headers);
             return head_only(self.guard, self.head);
         }
+        // Not `open`: a body that cannot be started here has always been
+        // a plain 502 with no upstream-error count, a timeout included.
         let source = match self
             .guard
             .deadline()
@@ -253,6 +258,15 @@ impl Answer<'_> {
                 );
             }
         };
+        self.relay_decoded(source, encoding)
+    }
+
+    /// The decoded body as it reads, unfiltered; its headers say it is no
+    /// longer encoded if it was.
+    fn relay_decoded(mut self, source: BodySource, encoding: Encoding) -> Response<ResponseBody> {
+        if encoding != Encoding::Identity {
+            plan::decoded_headers(&mut self.head.headers);
+        }
         let transform = Identity::new(self.head.status.is_success(), None);
         let body = ScrapeBody::new(self.guard, self.shown, Source::Decoded(source), transform);
         Response::from_parts(self.head, body.into_response_body())
@@ -304,15 +318,8 @@ impl Answer<'_> {
             tracing::debug!(upstream = %self.shown, "body served without an exposition type reads as text; filtered");
             return self.filter_source(plan, engine, source);
         }
-        metrics.body_format(FormatSource::Unrecognized);
-        metrics.unfiltered(Unfiltered::ContentType);
-        log_unrecognized(&self.shown, &self.head);
-        if plan.encoding != Encoding::Identity {
-            plan::decoded_headers(&mut self.head.headers);
-        }
-        let transform = Identity::new(true, None);
-        let body = ScrapeBody::new(self.guard, self.shown, Source::Decoded(source), transform);
-        Response::from_parts(self.head, body.into_response_body())
+        unrecognized(self.state, &self.shown, &self.head);
+        self.relay_decoded(source, plan.encoding)
     }
 
     /// Starts reading (and decoding) upstream's body under the deadline.

@@ -91,6 +91,15 @@ impl BodySource {
     pub async fn new(body: Incoming, encoding: Encoding) -> Result<BodySource, SourceError> {
         let wire_bytes = Arc::new(AtomicU64::new(0));
         let stream = data_frames(body, wire_bytes.clone());
+        Self::from_wire(stream, wire_bytes, encoding).await
+    }
+
+    /// A source over wire frames already counted into `wire_bytes`.
+    async fn from_wire(
+        stream: WireStream,
+        wire_bytes: Arc<AtomicU64>,
+        encoding: Encoding,
+    ) -> Result<BodySource, SourceError> {
         let inner = match encoding {
             Encoding::Identity => Inner::Identity(stream),
             _ => {
@@ -144,16 +153,14 @@ impl BodySource {
     }
 
     /// The body's first decoded bytes, without consuming them: at least
-    /// its first line or `want` bytes, fewer only at the end of the body.
+    /// `want` bytes, fewer only at the end of the body. Not just the first
+    /// line: a sniffer skips leading blank and comment lines, so the line
+    /// that decides may come later, in a later chunk.
     /// The chunks read stay queued for [`BodySource::next_chunk`]; a
     /// prefix over several chunks is copied once to be looked at whole.
     pub async fn peek(&mut self, want: usize) -> Result<Bytes, SourceError> {
-        let mut seen = 0;
-        loop {
-            let has_line = self.peeked.iter().any(|c| c.contains(&b'\n'));
-            if seen >= want || has_line {
-                break;
-            }
+        let mut seen: usize = self.peeked.iter().map(Bytes::len).sum();
+        while seen < want {
             match self.read_chunk().await? {
                 Some(chunk) => {
                     seen += chunk.len();
@@ -210,5 +217,62 @@ impl BodySource {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::sniff::{SNIFF_BYTES, looks_like_text};
+
+    /// An identity source whose body arrives as `chunks`, one frame each.
+    async fn source(chunks: &[&'static [u8]]) -> BodySource {
+        let frames: Vec<io::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        let stream: WireStream = Box::pin(futures_util::stream::iter(frames));
+        BodySource::from_wire(stream, Arc::new(AtomicU64::new(0)), Encoding::Identity)
+            .await
+            .expect("an identity source")
+    }
+
+    #[tokio::test]
+    async fn peek_reads_past_leading_comment_and_blank_lines() {
+        let chunks: &[&'static [u8]] = &[
+            b"# scraped by exporter 1.2\n",
+            b"\n",
+            b"up 1\n",
+            b"down 0\n",
+        ];
+        let mut src = source(chunks).await;
+        let prefix = src.peek(SNIFF_BYTES).await.expect("peek");
+        assert_eq!(prefix, Bytes::from(chunks.concat()));
+        assert!(looks_like_text(&prefix));
+        // The peeked chunks still come out whole and in order.
+        for want in chunks {
+            let got = src.next_chunk().await.expect("chunk").expect("more");
+            assert_eq!(got, Bytes::from_static(want));
+        }
+        assert!(src.next_chunk().await.expect("end").is_none());
+    }
+
+    #[tokio::test]
+    async fn peek_judges_a_blank_then_sample_body_as_text() {
+        let mut src = source(&[b"\n", b"\n", b"requests_total{code=\"200\"} 7\n"]).await;
+        let prefix = src.peek(SNIFF_BYTES).await.expect("peek");
+        assert!(looks_like_text(&prefix));
+    }
+
+    #[tokio::test]
+    async fn peek_stops_at_want_bytes() {
+        let mut src = source(&[b"aaaa", b"bbbb", b"cccc"]).await;
+        assert_eq!(
+            src.peek(6).await.expect("peek"),
+            Bytes::from_static(b"aaaabbbb")
+        );
+        // A second peek reads nothing more.
+        assert_eq!(
+            src.peek(6).await.expect("peek"),
+            Bytes::from_static(b"aaaabbbb")
+        );
     }
 }
