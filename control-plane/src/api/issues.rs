@@ -46,18 +46,14 @@ impl Admin<'_> {
             .into_iter()
             .collect();
         let since = now_ms() - self.state.analyst.config().lookback_ms;
-        let inventoried = store
-            .inventoried_services(since)
-            .await?
-            .into_iter()
-            .filter(|s| req.service.is_empty() || *s == req.service)
-            .count();
         Ok(ListIssuesResponse {
             issues,
             status_counts,
-            usage_sources: u32::try_from(store.list_usage().await?.len()).unwrap_or(u32::MAX),
+            usage_sources: store.count_usage_sources().await?,
             last_inventory_unix_ms: store.last_inventory_at().await?.unwrap_or(0),
-            inventoried_services: u32::try_from(inventoried).unwrap_or(u32::MAX),
+            inventoried_services: store
+                .count_inventoried_services(since, &req.service)
+                .await?,
         })
     }
 

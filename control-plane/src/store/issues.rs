@@ -216,6 +216,14 @@ impl Store {
         usage_of_row(&row)
     }
 
+    /// How many usage sources are stored, without reading them.
+    pub async fn count_usage_sources(&self) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_sources")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     pub async fn list_usage(&self) -> Result<Vec<StoredUsage>, StoreError> {
         let rows = sqlx::query(
             "SELECT name, kind, imported_at, imported_by, parsed FROM usage_sources ORDER BY name",
