@@ -4,6 +4,7 @@
 
 use tero_proto::controlplane::issues_service_server::IssuesService;
 use tero_proto::controlplane::*;
+use tero_sdk::engine::is_shadow;
 use tero_usage::{SourceKind, parse_source};
 use tonic::{Request, Response, Status};
 
@@ -373,9 +374,10 @@ impl Admin<'_> {
 /// Whether a policy is enabled and not in shadow: edges drop what it
 /// matches.
 fn enforced(managed: &ManagedPolicy) -> bool {
-    managed.policy.as_ref().is_some_and(|p| {
-        p.enabled && crate::issues::label_of(&p.labels, MODE_LABEL) != Some(SHADOW_MODE)
-    })
+    managed
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.enabled && !is_shadow(p))
 }
 
 fn display_or<'a>(value: &'a str, empty: &'a str) -> &'a str {

@@ -89,6 +89,8 @@ pub(crate) fn string_label(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// The string value of the first label `key` (tests read labels back).
+#[cfg(test)]
 pub(crate) fn label_of<'a>(labels: &'a [KeyValue], key: &str) -> Option<&'a str> {
     labels.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
