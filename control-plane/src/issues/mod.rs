@@ -29,8 +29,6 @@ pub mod status {
     /// (`Issue.merged_into`): not fixed, reported there.
     pub const MERGED: &str = "merged";
     pub const ALL: [&str; 5] = [OPEN, IN_PROGRESS, RESOLVED, IGNORED, MERGED];
-    /// What a list shows unless asked otherwise: what still needs someone.
-    pub const ACTIONABLE: [&str; 2] = [OPEN, IN_PROGRESS];
 
     /// Remediation states (`Issue.remediation`).
     pub const READY_TO_DEPLOY: &str = "ready_to_deploy";
