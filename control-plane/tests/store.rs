@@ -1833,6 +1833,21 @@ async fn inventories(store: &Store) {
         store.inventoried_services(t - 1).await.unwrap(),
         vec!["api", "web"]
     );
+    assert_eq!(
+        store.count_inventoried_services(t - 1, "").await.unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .count_inventoried_services(t - 1, "web")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.count_inventoried_services(t - 1, "db").await.unwrap(),
+        0
+    );
 
     assert_eq!(store.prune_inventories(t + 1).await.unwrap(), 3);
     assert_eq!(store.inventoried_services(0).await.unwrap(), vec!["api"]);
@@ -1938,6 +1953,7 @@ async fn issues_and_usage(store: &Store) {
         vec![("dash.json", "{}"), ("rules.yml", "{\"v\":2}")],
         "same name replaces"
     );
+    assert_eq!(store.count_usage_sources().await.unwrap(), 2);
 }
 
 fn log_event(fp: &str, text: &str, count: u64, first: i64, last: i64) -> EventType {

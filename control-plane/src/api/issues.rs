@@ -4,6 +4,7 @@
 
 use tero_proto::controlplane::issues_service_server::IssuesService;
 use tero_proto::controlplane::*;
+use tero_sdk::engine::is_shadow;
 use tero_usage::{SourceKind, parse_source};
 use tonic::{Request, Response, Status};
 
@@ -46,18 +47,14 @@ impl Admin<'_> {
             .into_iter()
             .collect();
         let since = now_ms() - self.state.analyst.config().lookback_ms;
-        let inventoried = store
-            .inventoried_services(since)
-            .await?
-            .into_iter()
-            .filter(|s| req.service.is_empty() || *s == req.service)
-            .count();
         Ok(ListIssuesResponse {
             issues,
             status_counts,
-            usage_sources: u32::try_from(store.list_usage().await?.len()).unwrap_or(u32::MAX),
+            usage_sources: store.count_usage_sources().await?,
             last_inventory_unix_ms: store.last_inventory_at().await?.unwrap_or(0),
-            inventoried_services: u32::try_from(inventoried).unwrap_or(u32::MAX),
+            inventoried_services: store
+                .count_inventoried_services(since, &req.service)
+                .await?,
         })
     }
 
@@ -377,9 +374,10 @@ impl Admin<'_> {
 /// Whether a policy is enabled and not in shadow: edges drop what it
 /// matches.
 fn enforced(managed: &ManagedPolicy) -> bool {
-    managed.policy.as_ref().is_some_and(|p| {
-        p.enabled && crate::issues::label_of(&p.labels, MODE_LABEL) != Some(SHADOW_MODE)
-    })
+    managed
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.enabled && !is_shadow(p))
 }
 
 fn display_or<'a>(value: &'a str, empty: &'a str) -> &'a str {

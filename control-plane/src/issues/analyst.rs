@@ -240,19 +240,24 @@ impl Analyst {
     /// Moves accepted issues along as their policies' impact is measured,
     /// and reopens resolved ones whose policy was revoked.
     pub async fn verify_all(&self) -> Result<(), StoreError> {
-        for issue in self.store.list_issues("", status::IN_PROGRESS, "").await? {
-            self.verify(issue).await?;
-        }
-        // Reopened because the policy was revoked: back in progress once it
-        // is active again.
-        for issue in self.store.list_issues("", status::OPEN, "").await? {
-            if !issue.policy_id.is_empty() && issue.remediation == status::REVOKED {
-                self.verify(issue).await?;
-            }
-        }
-        for issue in self.store.list_issues("", status::RESOLVED, "").await? {
-            if !issue.policy_id.is_empty() {
-                self.recheck_resolved(issue).await?;
+        // One snapshot: what a pass changes is seen by the next one. An
+        // issue this pass resolves has an active policy, so rechecking it
+        // in the same pass would change nothing.
+        let statuses = [status::IN_PROGRESS, status::OPEN, status::RESOLVED];
+        for issue in self.store.list_issues_in("", &statuses, "").await? {
+            match issue.status.as_str() {
+                status::IN_PROGRESS => self.verify(issue).await?,
+                // Reopened because the policy was revoked: back in progress
+                // once it is active again.
+                status::OPEN
+                    if !issue.policy_id.is_empty() && issue.remediation == status::REVOKED =>
+                {
+                    self.verify(issue).await?
+                }
+                status::RESOLVED if !issue.policy_id.is_empty() => {
+                    self.recheck_resolved(issue).await?
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -29,8 +29,6 @@ pub mod status {
     /// (`Issue.merged_into`): not fixed, reported there.
     pub const MERGED: &str = "merged";
     pub const ALL: [&str; 5] = [OPEN, IN_PROGRESS, RESOLVED, IGNORED, MERGED];
-    /// What a list shows unless asked otherwise: what still needs someone.
-    pub const ACTIONABLE: [&str; 2] = [OPEN, IN_PROGRESS];
 
     /// Remediation states (`Issue.remediation`).
     pub const READY_TO_DEPLOY: &str = "ready_to_deploy";
@@ -89,6 +87,8 @@ pub(crate) fn string_label(key: &str, value: &str) -> KeyValue {
     }
 }
 
+/// The string value of the first label `key` (tests read labels back).
+#[cfg(test)]
 pub(crate) fn label_of<'a>(labels: &'a [KeyValue], key: &str) -> Option<&'a str> {
     labels.iter().find(|kv| kv.key == key).and_then(|kv| {
         match kv.value.as_ref().and_then(|v| v.value.as_ref()) {

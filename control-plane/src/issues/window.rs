@@ -9,8 +9,7 @@
 //! that cannot hold any.
 
 use tero_proto::controlplane::PolicyRevision;
-
-use super::{MODE_LABEL, SHADOW_MODE, label_of};
+use tero_sdk::engine::is_shadow;
 
 const MINUTE_MS: i64 = 60_000;
 /// How long after a change counts made before it may still arrive: edges
@@ -59,12 +58,7 @@ fn ceil_minute(ms: i64) -> i64 {
 /// run of enabled revisions in the same mode. `None` when it is not
 /// enabled now.
 pub fn activation(history: &[PolicyRevision]) -> Option<Activation> {
-    let mode = |r: &PolicyRevision| {
-        r.policy
-            .as_ref()
-            .filter(|p| p.enabled)
-            .map(|p| label_of(&p.labels, MODE_LABEL) == Some(SHADOW_MODE))
-    };
+    let mode = |r: &PolicyRevision| r.policy.as_ref().filter(|p| p.enabled).map(is_shadow);
     // History is newest first.
     let shadow = mode(history.first()?)?;
     let run = history
@@ -95,7 +89,7 @@ mod tests {
     use tero_proto::policy::Policy;
 
     use super::*;
-    use crate::issues::string_label;
+    use crate::issues::{MODE_LABEL, SHADOW_MODE, string_label};
 
     fn revision(at: i64, enabled: Option<bool>, shadow: bool) -> PolicyRevision {
         PolicyRevision {

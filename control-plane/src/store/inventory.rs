@@ -101,6 +101,24 @@ impl Store {
             .collect()
     }
 
+    /// How many services reported an inventory whose window ended after
+    /// `since`; only `service` counts when it is not empty.
+    pub async fn count_inventoried_services(
+        &self,
+        since: i64,
+        service: &str,
+    ) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT service) FROM inventory_reports \
+             WHERE window_end > $1 AND ($2 = '' OR service = $2)",
+        )
+        .bind(since)
+        .bind(service)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
     /// When the newest report was received; `None` before the first.
     pub async fn last_inventory_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(

@@ -66,22 +66,23 @@ impl Store {
         statuses: &[&str],
         kind: &str,
     ) -> Result<Vec<Issue>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT seq, status, body FROM issues WHERE ($1 = '' OR service = $1) \
-             AND ($2 = '' OR kind = $2) ORDER BY seq",
-        )
-        .bind(service)
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut issues = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let status: String = row.try_get("status")?;
-            if statuses.is_empty() || statuses.contains(&status.as_str()) {
-                issues.push(decode_issue(row)?);
-            }
+        // `$1`, `$2` are the service and kind; the statuses follow as `$3…`.
+        let mut sql = String::from(
+            "SELECT seq, body FROM issues WHERE ($1 = '' OR service = $1) \
+             AND ($2 = '' OR kind = $2)",
+        );
+        if !statuses.is_empty() {
+            let placeholders: Vec<String> =
+                (3..3 + statuses.len()).map(|n| format!("${n}")).collect();
+            sql.push_str(&format!(" AND status IN ({})", placeholders.join(", ")));
         }
-        Ok(issues)
+        sql.push_str(" ORDER BY seq");
+        let mut query = sqlx::query(&sql).bind(service).bind(kind);
+        for status in statuses {
+            query = query.bind(*status);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(decode_issue).collect()
     }
 
     /// How many issues matching the filters each status has.
@@ -213,6 +214,14 @@ impl Store {
             id: name.to_owned(),
         })?;
         usage_of_row(&row)
+    }
+
+    /// How many usage sources are stored, without reading them.
+    pub async fn count_usage_sources(&self) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_sources")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     pub async fn list_usage(&self) -> Result<Vec<StoredUsage>, StoreError> {

@@ -96,6 +96,7 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Option<Candidate> {
         family: name.to_owned(),
         label: None,
         change: Vec::new(),
+        possibly_used: family.possibly_used(),
     })
 }
 

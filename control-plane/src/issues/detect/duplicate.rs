@@ -128,6 +128,7 @@ fn finding(ctx: &Ctx, keeper: &Family, dropped: &Family) -> Candidate {
         family: drop.to_owned(),
         label: None,
         change: Vec::new(),
+        possibly_used: dropped.possibly_used(),
     }
 }
 

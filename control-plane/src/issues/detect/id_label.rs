@@ -320,6 +320,7 @@ pub(super) fn detect(ctx: &Ctx, family: &Family) -> Vec<Candidate> {
                 family: name.to_owned(),
                 label: Some(label.name.clone()),
                 change: Vec::new(),
+                possibly_used: family.possibly_used(),
             })
         })
         .collect()

@@ -230,12 +230,7 @@ fn guard_usage(ctx: &Ctx, mut candidate: Candidate) -> Candidate {
         .as_ref()
         .map(policy_key)
         .unwrap_or_default();
-    let read = ctx
-        .families
-        .iter()
-        .find(|f| f.name() == candidate.family)
-        .is_none_or(Family::possibly_used);
-    if !read || candidate.finding.recommended.is_none() {
+    if !candidate.possibly_used || candidate.finding.recommended.is_none() {
         return candidate;
     }
     let finding = &mut candidate.finding;
@@ -467,6 +462,9 @@ struct Candidate {
     /// What the policy would change (see [`policy_key`]); set by
     /// [`guard_usage`].
     pub change: Vec<u8>,
+    /// [`Family::possibly_used`] of `family`, taken when the detector
+    /// built the candidate with the family in hand.
+    pub possibly_used: bool,
 }
 
 impl Candidate {
