@@ -7,6 +7,9 @@ use std::env;
 use std::path::PathBuf;
 
 const PROTOS: &[&str] = &[
+    "opentelemetry/proto/collector/logs/v1/logs_service.proto",
+    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+    "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
     "tero/policy/v1/policy.proto",
     "tero/policy/v1/tero_extensions.proto",
     "tero/controlplane/v1/admin.proto",

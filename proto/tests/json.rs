@@ -242,6 +242,12 @@ fn sync_request() -> pb::SyncRequest {
             tero_bytes_dropped: 0,
             tero_scrapes: 0,
         }],
+        volume: Some(pb::VolumeStats {
+            log_records: 12,
+            log_bytes: 9_007_199_254_740_993,
+            metric_data_points: 4,
+            ..Default::default()
+        }),
     }
 }
 

@@ -324,6 +324,7 @@ impl TestEdge {
             seq,
             policies,
             session: session.into(),
+            volume: None,
         }))
         .await;
         match self.next().await {

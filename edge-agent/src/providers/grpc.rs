@@ -415,6 +415,7 @@ impl GrpcProvider {
                 seq,
                 policies,
                 session: self.poller.outbox.session().to_owned(),
+                volume: None,
             })),
         };
         tx.send(message).await.ok()?;

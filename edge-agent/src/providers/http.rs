@@ -289,6 +289,7 @@ impl HttpProvider {
             last_sync_timestamp_unix_nano: self.last_sync_timestamp,
             last_successful_hash: self.applied_hash.clone().unwrap_or_default(),
             policy_statuses: self.registry.statuses(&self.id, &deltas),
+            volume: None,
         };
         let report_id = report
             .as_ref()

@@ -42,7 +42,9 @@ pub use record::{LogView, LogViewMut, MetricView, SpanView, SpanViewMut};
 pub use regex::{POLICY_REGEX_BUDGET, SHARED_REGEX_BUDGET};
 pub use selector::{AttrPath, LogSelector, MetricSelector, TraceSelector};
 pub use shadow::{SHADOW_CAPABILITY, declares_shadow, is_shadow, mode_word};
-pub use stats::{PolicyRuntime, PolicyStats, StatsDelta, StatsRegistry};
+pub use stats::{
+    PolicyRuntime, PolicyStats, StatsDelta, StatsRegistry, VolumeCounters, VolumeDelta,
+};
 pub use value::FieldValue;
 
 use crate::policy::{PolicyError, Signal};
@@ -58,8 +60,7 @@ pub struct PolicyInfo {
     pub name: String,
     pub signal: Option<Signal>,
     pub enabled: bool,
-    /// Labelled `tero.mode=shadow`: counted, never enforced. Only metric
-    /// policies run in shadow; log and trace ones carry an error instead.
+    /// Labelled `tero.mode=shadow`: counted, never enforced.
     pub shadow: bool,
     /// Compile errors; a policy with errors is inert.
     pub errors: Vec<PolicyError>,
@@ -166,7 +167,11 @@ pub struct Engine {
     /// winners and counts are exactly those it would have alone.
     shadow_metric: SignalSet<MetricSelector, bool>,
     log: SignalSet<LogSelector, LogAction>,
+    /// Shadow log and trace policies: evaluated read-only on the record as
+    /// it arrived, counted, never enforced and never transforming.
+    shadow_log: SignalSet<LogSelector, LogAction>,
     trace: SignalSet<TraceSelector, TraceKeep>,
+    shadow_trace: SignalSet<TraceSelector, TraceKeep>,
 }
 
 /// The outcome of evaluating a metric (or series).
@@ -194,6 +199,18 @@ pub struct SeriesDecision {
     pub winner: Option<u32>,
     /// Index of the winning shadow policy when it would drop the series
     /// (whatever `keep` says), for [`Engine::shadow_stats`].
+    pub shadow: Option<u32>,
+}
+
+/// A counted log or span decision that names its deciding policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOutcome {
+    pub decision: Decision,
+    /// Index of the winning enforced policy, for [`Engine::log_stats`] or
+    /// [`Engine::trace_stats`].
+    pub winner: Option<u32>,
+    /// Index of the winning shadow policy when it would drop the record,
+    /// for [`Engine::shadow_log_stats`] or [`Engine::shadow_trace_stats`].
     pub shadow: Option<u32>,
 }
 
@@ -230,7 +247,9 @@ impl Engine {
         let mut metric = SetBuilder::new(Signal::Metric);
         let mut shadow_metric = SetBuilder::new(Signal::Metric);
         let mut log = SetBuilder::new(Signal::Log);
+        let mut shadow_log = SetBuilder::new(Signal::Log);
         let mut trace = SetBuilder::new(Signal::Trace);
+        let mut shadow_trace = SetBuilder::new(Signal::Trace);
         let mut seen_ids = std::collections::HashSet::new();
         let mut sizes = compile::SizeMemo::default();
 
@@ -250,16 +269,6 @@ impl Engine {
             let compiled = compile::compile_policy_with(policy, &mut sizes);
             let signal = crate::policy::signal_of(policy);
             let shadow = is_shadow(policy);
-            if shadow && matches!(signal, Some(Signal::Log | Signal::Trace)) {
-                // Inert rather than enforced: a shadow policy must never
-                // drop, and log/trace shadows are not implemented.
-                errors.push(PolicyError::new(
-                    None,
-                    Vec::new(),
-                    Some("labels"),
-                    "tero.mode=shadow is supported on metric policies only; this policy is not run",
-                ));
-            }
             let mut info = PolicyInfo {
                 id: policy.id.clone(),
                 name: policy.name.clone(),
@@ -294,7 +303,8 @@ impl Engine {
                     if let LogKeep::Rate { limit, window_ms } = keep {
                         runtime.limiter.configure(limit, window_ms);
                     }
-                    log.add(
+                    let set = if shadow { &mut shadow_log } else { &mut log };
+                    set.add(
                         &policy.id,
                         runtime,
                         keep.rank(),
@@ -307,7 +317,12 @@ impl Engine {
                     );
                 }
                 Ok(CompiledTarget::Trace { matchers, keep }) => {
-                    trace.add(&policy.id, runtime, keep.rank(), keep, matchers);
+                    let set = if shadow {
+                        &mut shadow_trace
+                    } else {
+                        &mut trace
+                    };
+                    set.add(&policy.id, runtime, keep.rank(), keep, matchers);
                 }
             }
             infos.push(info);
@@ -320,7 +335,11 @@ impl Engine {
         failed.extend(more);
         let (log, more) = log.build();
         failed.extend(more);
+        let (shadow_log, more) = shadow_log.build();
+        failed.extend(more);
         let (trace, more) = trace.build();
+        failed.extend(more);
+        let (shadow_trace, more) = shadow_trace.build();
         failed.extend(more);
         for (id, error) in failed {
             tracing::warn!(policy = %id, error = %error, "policy left out of the matcher index; the other policies run");
@@ -340,7 +359,9 @@ impl Engine {
             metric,
             shadow_metric,
             log,
+            shadow_log,
             trace,
+            shadow_trace,
         }
     }
 
@@ -388,6 +409,24 @@ impl Engine {
     pub fn record_scrape(&self) {
         for slot in self.metric.slots.iter().chain(&self.shadow_metric.slots) {
             slot.runtime.stats.scrape();
+        }
+    }
+
+    /// Counts one pushed batch (an export request) of `signal` for every
+    /// policy of that signal, as [`Engine::record_scrape`] does for scrapes.
+    pub fn record_batch(&self, signal: Signal) {
+        match signal {
+            Signal::Metric => self.record_scrape(),
+            Signal::Log => {
+                for slot in self.log.slots.iter().chain(&self.shadow_log.slots) {
+                    slot.runtime.stats.scrape();
+                }
+            }
+            Signal::Trace => {
+                for slot in self.trace.slots.iter().chain(&self.shadow_trace.slots) {
+                    slot.runtime.stats.scrape();
+                }
+            }
         }
     }
 
@@ -484,39 +523,68 @@ impl Engine {
     /// Evaluates a log record: decides keep, counts, and applies the
     /// transforms of every matching policy to a kept record.
     pub fn evaluate_log<V: LogViewMut + ?Sized>(&self, record: &mut V) -> Decision {
-        with_matched(|matched| self.decide_log(record, matched))
+        self.decide_log(record).decision
     }
 
-    fn decide_log<V: LogViewMut + ?Sized>(
+    /// Evaluates a log record like [`Engine::evaluate_log`] and names the
+    /// deciding policy, so a data plane can attribute what it drops (see
+    /// [`Engine::log_stats`]). Shadow log policies are evaluated first, on
+    /// the record as it arrived, without changing it; `shadow` names the
+    /// one that would drop it.
+    pub fn decide_log<V: LogViewMut + ?Sized>(&self, record: &mut V) -> RecordOutcome {
+        let shadow = if self.shadow_log.slots.is_empty() {
+            None
+        } else {
+            with_matched(|matched| {
+                let winner = self.shadow_log.find(|s| record.get(s), matched)?;
+                let kept = log_keeps(&self.shadow_log.slots[winner as usize], &*record);
+                self.shadow_log.account(matched, winner, kept);
+                (!kept).then_some(winner)
+            })
+        };
+        let (decision, winner) = with_matched(|matched| self.decide_log_in(record, matched));
+        RecordOutcome {
+            decision,
+            winner,
+            shadow,
+        }
+    }
+
+    /// The counters of the enforced log policy a [`RecordOutcome`] names.
+    pub fn log_stats(&self, winner: u32) -> &PolicyStats {
+        &self.log.slots[winner as usize].runtime.stats
+    }
+
+    /// The counters of the shadow log policy a [`RecordOutcome::shadow`]
+    /// names.
+    pub fn shadow_log_stats(&self, shadow: u32) -> &PolicyStats {
+        &self.shadow_log.slots[shadow as usize].runtime.stats
+    }
+
+    /// The counters of the enforced trace policy a [`RecordOutcome`] names.
+    pub fn trace_stats(&self, winner: u32) -> &PolicyStats {
+        &self.trace.slots[winner as usize].runtime.stats
+    }
+
+    /// The counters of the shadow trace policy a [`RecordOutcome::shadow`]
+    /// names.
+    pub fn shadow_trace_stats(&self, shadow: u32) -> &PolicyStats {
+        &self.shadow_trace.slots[shadow as usize].runtime.stats
+    }
+
+    fn decide_log_in<V: LogViewMut + ?Sized>(
         &self,
         record: &mut V,
         matched: &mut Vec<u32>,
-    ) -> Decision {
+    ) -> (Decision, Option<u32>) {
         let Some(winner) = self.log.find(|s| record.get(s), matched) else {
-            return Decision::NoMatch;
+            return (Decision::NoMatch, None);
         };
         let slot = &self.log.slots[winner as usize];
-        let kept = match slot.action.keep {
-            LogKeep::All => true,
-            LogKeep::None => false,
-            LogKeep::Percent(p) => match slot.action.sample_key.as_ref() {
-                Some(key) => match record
-                    .get(key)
-                    .filter(|v| !v.is_empty())
-                    .as_ref()
-                    .and_then(FieldValue::key_text)
-                {
-                    Some(text) => sampling::key_randomness(&text) >= sampling::threshold(p / 100.0),
-                    // No key value: keep (fail-open), as reference engines do.
-                    None => true,
-                },
-                None => fastrand::f64() * 100.0 < p,
-            },
-            LogKeep::Rate { limit, window_ms } => slot.runtime.limiter.admit(limit, window_ms),
-        };
+        let kept = log_keeps(slot, &*record);
         self.log.account(matched, winner, kept);
         if !kept {
-            return Decision::Drop;
+            return (Decision::Drop, Some(winner));
         }
         // Policies in id order, each running its stages in the normative
         // order remove, redact, rename, add. (The spec's prose orders stages
@@ -528,20 +596,86 @@ impl Engine {
                 transform::apply(&slot.action.transform, record, &slot.runtime.stats);
             }
         }
-        Decision::Keep
+        (Decision::Keep, Some(winner))
     }
 
     /// Evaluates a span: decides keep with consistent probability sampling,
     /// counts, and records the applied threshold in the tracestate.
     pub fn evaluate_span<V: SpanViewMut + ?Sized>(&self, span: &mut V) -> Decision {
+        self.decide_span(span).decision
+    }
+
+    /// Evaluates a span like [`Engine::evaluate_span`] and names the
+    /// deciding policy. Shadow trace policies are evaluated first, without
+    /// writing the tracestate; `shadow` names the one that would drop it.
+    pub fn decide_span<V: SpanViewMut + ?Sized>(&self, span: &mut V) -> RecordOutcome {
+        let shadow = if self.shadow_trace.slots.is_empty() {
+            None
+        } else {
+            with_matched(|matched| {
+                let winner = self.shadow_trace.find(|s| span.get(s), matched)?;
+                let mut read_only = ReadOnlySpan(&*span);
+                let kept = sample_span(
+                    &self.shadow_trace.slots[winner as usize].action,
+                    &mut read_only,
+                );
+                self.shadow_trace.account(matched, winner, kept);
+                (!kept).then_some(winner)
+            })
+        };
         with_matched(|matched| {
             let Some(winner) = self.trace.find(|s| span.get(s), matched) else {
-                return Decision::NoMatch;
+                return RecordOutcome {
+                    decision: Decision::NoMatch,
+                    winner: None,
+                    shadow,
+                };
             };
             let kept = sample_span(&self.trace.slots[winner as usize].action, span);
             self.trace.account(matched, winner, kept);
-            if kept { Decision::Keep } else { Decision::Drop }
+            RecordOutcome {
+                decision: if kept { Decision::Keep } else { Decision::Drop },
+                winner: Some(winner),
+                shadow,
+            }
         })
+    }
+}
+
+/// A span seen by a shadow policy: sampling reads it, and the tracestate it
+/// would record is discarded.
+struct ReadOnlySpan<'a, V: ?Sized>(&'a V);
+
+impl<V: SpanView + ?Sized> SpanView for ReadOnlySpan<'_, V> {
+    fn get(&self, selector: &TraceSelector) -> Option<FieldValue<'_>> {
+        self.0.get(selector)
+    }
+}
+
+impl<V: SpanView + ?Sized> SpanViewMut for ReadOnlySpan<'_, V> {
+    fn set_trace_state(&mut self, _trace_state: String) {}
+}
+
+/// The keep decision of a matched log policy (sampling and rate limits
+/// included). Reads the record, never changes it.
+fn log_keeps<V: LogView + ?Sized>(slot: &Slot<LogAction>, record: &V) -> bool {
+    match slot.action.keep {
+        LogKeep::All => true,
+        LogKeep::None => false,
+        LogKeep::Percent(p) => match slot.action.sample_key.as_ref() {
+            Some(key) => match record
+                .get(key)
+                .filter(|v| !v.is_empty())
+                .as_ref()
+                .and_then(FieldValue::key_text)
+            {
+                Some(text) => sampling::key_randomness(&text) >= sampling::threshold(p / 100.0),
+                // No key value: keep (fail-open), as reference engines do.
+                None => true,
+            },
+            None => fastrand::f64() * 100.0 < p,
+        },
+        LogKeep::Rate { limit, window_ms } => slot.runtime.limiter.admit(limit, window_ms),
     }
 }
 

@@ -7,10 +7,10 @@
 //! declare [`SHADOW_CAPABILITY`] and control planes deliver shadow policies
 //! only to clients that did (see [`declares_shadow`]).
 //!
-//! Only metric policies run in shadow: a log or trace policy carrying the
-//! marker is inert and reports an error (see `Engine::compile`), because
-//! shadow logs and spans would need sampling and transforms that leave no
-//! trace on the record, which no data plane needs yet.
+//! Every signal runs in shadow. A shadow log or trace policy is evaluated
+//! read-only on the record as it arrived: its keep (sampling and rate
+//! limits included) is decided and counted, its transforms are not applied
+//! and a shadow trace policy never writes the tracestate.
 
 use tero_proto::otel::any_value::Value;
 use tero_proto::policy::{ClientMetadata, ExtensionCapability, Policy};
@@ -111,7 +111,8 @@ mod tests {
 #[cfg(test)]
 mod engine_tests {
     use crate::engine::{
-        Engine, FieldValue, MetricSelector, MetricView, SeriesDecision, StatsDelta, StatsRegistry,
+        Decision, Engine, FieldValue, MetricSelector, MetricView, SeriesDecision, StatsDelta,
+        StatsRegistry,
     };
     use crate::policy::{Format, parse_policies};
     use tero_proto::policy::{MetricField, Policy};
@@ -314,20 +315,116 @@ mod engine_tests {
         assert_eq!(runtime.stats.peek().scrapes, 0);
     }
 
-    #[test]
-    fn log_and_trace_shadows_are_inert_and_say_why() {
-        let yaml = "id: l\nname: l\nlabels: {tero.mode: shadow}\nlog:\n  match:\n    - log_field: body\n      exists: true\n  keep: none\n---\nid: t\nname: t\nlabels: {tero.mode: shadow}\ntrace:\n  match:\n    - trace_field: name\n      exact: x\n";
-        let loaded = parse_policies(yaml, Format::Yaml).expect("parses");
-        assert!(loaded.rejected.is_empty());
-        let engine = Engine::compile(&loaded.policies, &StatsRegistry::new());
-        assert_eq!(engine.log_policy_count() + engine.trace_policy_count(), 0);
-        for info in engine.policies() {
-            assert!(info.shadow, "{}", info.id);
-            let messages = info.error_messages();
-            assert!(
-                messages.iter().any(|m| m.contains("metric policies only")),
-                "{messages:?}"
-            );
+    /// A log record with a body and flat attributes.
+    #[derive(Default)]
+    struct Log {
+        body: String,
+        attributes: Vec<(String, String)>,
+    }
+
+    impl crate::engine::LogView for Log {
+        fn get(&self, selector: &crate::engine::LogSelector) -> Option<FieldValue<'_>> {
+            use crate::engine::LogSelector;
+            match selector {
+                LogSelector::Field(tero_proto::policy::LogField::Body) => {
+                    Some(FieldValue::str(&self.body))
+                }
+                LogSelector::LogAttribute(p) => self
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| Some(k) == p.first())
+                    .map(|(_, v)| FieldValue::str(v)),
+                _ => None,
+            }
         }
+    }
+
+    impl crate::engine::LogViewMut for Log {
+        fn remove(&mut self, _: &crate::engine::LogSelector) -> bool {
+            false
+        }
+        fn set(&mut self, selector: &crate::engine::LogSelector, value: &str, _: bool) -> bool {
+            match selector {
+                crate::engine::LogSelector::LogAttribute(p) => {
+                    self.attributes.push((p[0].clone(), value.to_owned()));
+                    true
+                }
+                _ => false,
+            }
+        }
+        fn rename(&mut self, _: &crate::engine::LogSelector, _: &str, _: bool) -> bool {
+            false
+        }
+    }
+
+    struct Span(String);
+
+    impl crate::engine::SpanView for Span {
+        fn get(&self, selector: &crate::engine::TraceSelector) -> Option<FieldValue<'_>> {
+            match selector {
+                crate::engine::TraceSelector::Field(tero_proto::policy::TraceField::Name) => {
+                    Some(FieldValue::str("health"))
+                }
+                crate::engine::TraceSelector::Field(tero_proto::policy::TraceField::TraceId) => {
+                    Some(FieldValue::Bytes(std::borrow::Cow::Owned(vec![0x42; 16])))
+                }
+                crate::engine::TraceSelector::Field(tero_proto::policy::TraceField::TraceState) => {
+                    Some(FieldValue::str(&self.0)).filter(|_| !self.0.is_empty())
+                }
+                _ => None,
+            }
+        }
+    }
+
+    impl crate::engine::SpanViewMut for Span {
+        fn set_trace_state(&mut self, trace_state: String) {
+            self.0 = trace_state;
+        }
+    }
+
+    #[test]
+    fn log_and_trace_shadows_count_would_drops_and_change_nothing() {
+        let yaml = "id: a-shadow\nname: l\nlabels: {tero.mode: shadow}\nlog:\n  match:\n    - log_field: body\n      regex: debug\n  keep: none\n  transform:\n    add:\n      - log_attribute: shadowed\n        value: yes\n---\nid: b-enforced\nname: e\nlog:\n  match:\n    - log_field: body\n      exists: true\n  keep: all\n  transform:\n    add:\n      - log_attribute: seen\n        value: yes\n---\nid: t\nname: t\nlabels: {tero.mode: shadow}\ntrace:\n  match:\n    - trace_field: name\n      exact: health\n  keep:\n    percentage: 0\n";
+        let loaded = parse_policies(yaml, Format::Yaml).expect("parses");
+        assert!(loaded.rejected.is_empty(), "{:?}", loaded.rejected);
+        let engine = Engine::compile(&loaded.policies, &StatsRegistry::new());
+        for info in engine.policies() {
+            assert!(info.errors.is_empty(), "{}: {:?}", info.id, info.errors);
+        }
+        let mut debug = Log {
+            body: "debug: cache miss".into(),
+            ..Default::default()
+        };
+        let outcome = engine.decide_log(&mut debug);
+        assert_eq!(outcome.decision, Decision::Keep, "the shadow never drops");
+        let shadow = outcome.shadow.expect("the shadow would drop it");
+        engine.shadow_log_stats(shadow).record_drop(1, 17);
+        assert_eq!(
+            debug.attributes,
+            vec![("seen".to_owned(), "yes".to_owned())],
+            "enforced transforms run, shadow transforms do not"
+        );
+        let st = stats(&engine, "a-shadow");
+        assert_eq!(
+            (st.match_hits, st.records_dropped, st.bytes_dropped),
+            (1, 1, 17)
+        );
+
+        let mut info = Log {
+            body: "served".into(),
+            ..Default::default()
+        };
+        let outcome = engine.decide_log(&mut info);
+        assert_eq!((outcome.decision, outcome.shadow), (Decision::Keep, None));
+        assert_eq!(stats(&engine, "b-enforced").match_hits, 2);
+
+        let mut span = Span(String::new());
+        let outcome = engine.decide_span(&mut span);
+        assert_eq!(outcome.decision, Decision::NoMatch);
+        assert!(outcome.shadow.is_some(), "0 % would drop the span");
+        assert_eq!(span.0, "", "a shadow never writes the tracestate");
+        engine.record_batch(crate::policy::Signal::Trace);
+        assert_eq!(stats(&engine, "t").scrapes, 1);
+        assert_eq!(stats(&engine, "a-shadow").scrapes, 0);
     }
 }

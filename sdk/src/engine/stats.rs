@@ -102,6 +102,109 @@ impl PolicyStats {
     }
 }
 
+/// Records entering evaluation per signal, matched or not: the spec's
+/// `VolumeStats` (policy-format.md §1.8). Bytes are the uncompressed OTLP
+/// protobuf size of the records as received; a data plane that sees another
+/// encoding (Prometheus text, Datadog JSON, OTLP JSON) adds records only.
+#[derive(Debug, Default)]
+pub struct VolumeCounters {
+    log_records: AtomicU64,
+    log_bytes: AtomicU64,
+    metric_data_points: AtomicU64,
+    metric_bytes: AtomicU64,
+    spans: AtomicU64,
+    span_bytes: AtomicU64,
+}
+
+/// A delta of [`VolumeCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeDelta {
+    pub log_records: u64,
+    pub log_bytes: u64,
+    pub metric_data_points: u64,
+    pub metric_bytes: u64,
+    pub spans: u64,
+    pub span_bytes: u64,
+}
+
+impl VolumeCounters {
+    pub fn add_logs(&self, records: u64, bytes: u64) {
+        self.log_records.fetch_add(records, Relaxed);
+        self.log_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn add_metric_data_points(&self, points: u64, bytes: u64) {
+        self.metric_data_points.fetch_add(points, Relaxed);
+        self.metric_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    pub fn add_spans(&self, spans: u64, bytes: u64) {
+        self.spans.fetch_add(spans, Relaxed);
+        self.span_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Reads and resets (a delta since the last take).
+    pub fn take(&self) -> VolumeDelta {
+        VolumeDelta {
+            log_records: self.log_records.swap(0, Relaxed),
+            log_bytes: self.log_bytes.swap(0, Relaxed),
+            metric_data_points: self.metric_data_points.swap(0, Relaxed),
+            metric_bytes: self.metric_bytes.swap(0, Relaxed),
+            spans: self.spans.swap(0, Relaxed),
+            span_bytes: self.span_bytes.swap(0, Relaxed),
+        }
+    }
+
+    /// Reads without resetting.
+    pub fn peek(&self) -> VolumeDelta {
+        VolumeDelta {
+            log_records: self.log_records.load(Relaxed),
+            log_bytes: self.log_bytes.load(Relaxed),
+            metric_data_points: self.metric_data_points.load(Relaxed),
+            metric_bytes: self.metric_bytes.load(Relaxed),
+            spans: self.spans.load(Relaxed),
+            span_bytes: self.span_bytes.load(Relaxed),
+        }
+    }
+
+    /// Adds a delta back: one a report over an acknowledged channel could
+    /// not deliver. (A plain sync must not: the spec forbids replaying the
+    /// volume of a failed sync.)
+    pub fn restore(&self, delta: &VolumeDelta) {
+        self.add_logs(delta.log_records, delta.log_bytes);
+        self.add_metric_data_points(delta.metric_data_points, delta.metric_bytes);
+        self.add_spans(delta.spans, delta.span_bytes);
+    }
+}
+
+impl VolumeDelta {
+    pub fn is_zero(&self) -> bool {
+        *self == VolumeDelta::default()
+    }
+
+    pub fn merge(&mut self, other: &VolumeDelta) {
+        self.log_records += other.log_records;
+        self.log_bytes += other.log_bytes;
+        self.metric_data_points += other.metric_data_points;
+        self.metric_bytes += other.metric_bytes;
+        self.spans += other.spans;
+        self.span_bytes += other.span_bytes;
+    }
+
+    /// The wire form, `None` when nothing was seen (the field stays unset).
+    pub fn to_proto(&self) -> Option<tero_proto::policy::VolumeStats> {
+        let wire = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        (!self.is_zero()).then(|| tero_proto::policy::VolumeStats {
+            log_records: wire(self.log_records),
+            log_bytes: wire(self.log_bytes),
+            metric_data_points: wire(self.metric_data_points),
+            metric_bytes: wire(self.metric_bytes),
+            spans: wire(self.spans),
+            span_bytes: wire(self.span_bytes),
+        })
+    }
+}
+
 /// Counters and limiter state that belong to a policy id, not to one
 /// compiled engine.
 #[derive(Debug, Default)]
@@ -114,11 +217,18 @@ pub struct PolicyRuntime {
 #[derive(Debug, Default)]
 pub struct StatsRegistry {
     runtimes: Mutex<HashMap<String, Arc<PolicyRuntime>>>,
+    volume: VolumeCounters,
 }
 
 impl StatsRegistry {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// What the data plane saw, whatever the policies: reported with the
+    /// per-policy counters.
+    pub fn volume(&self) -> &VolumeCounters {
+        &self.volume
     }
 
     /// The runtime of `id`, created on first use.

@@ -315,6 +315,7 @@ fn statuses_for_unknown_policies_are_not_stored() {
                     hits: 13,
                     ..Default::default()
                 }],
+                volume: None,
             })),
         })
         .await
