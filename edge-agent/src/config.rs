@@ -62,7 +62,83 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     pub inventory: InventoryConfig,
     pub logs: LogsConfig,
+    /// The push intake (OTLP and Datadog) and where it forwards.
+    pub intake: IntakeConfig,
 }
+
+/// Where a push goes: a base URL that the request's path is appended to,
+/// or a URL used as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushTarget {
+    /// `upstream_url`, or a per-signal URL naming only a server: the
+    /// request's path is appended to its path.
+    Base(Uri),
+    /// A per-signal URL with a path: every push of its signal goes there.
+    Exact(Uri),
+}
+
+impl PushTarget {
+    pub fn uri(&self) -> &Uri {
+        match self {
+            PushTarget::Base(u) | PushTarget::Exact(u) => u,
+        }
+    }
+}
+
+/// The push intake: `POST /v1/{logs,traces,metrics}` (OTLP/HTTP), the
+/// OTLP/gRPC Export services, and Datadog's `/api/v2/logs` and
+/// `/api/v2/series`, filtered and forwarded; other paths are relayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntakeConfig {
+    /// `upstream_url` as written: the base pushes and relayed requests go
+    /// to. `None` for a config that names only `metrics_url` (the older
+    /// scrape-only form).
+    pub upstream: Option<PushTarget>,
+    /// Per-signal destinations (`logs_url`, `metrics_url`, `traces_url`).
+    pub logs: Option<PushTarget>,
+    pub metrics: Option<PushTarget>,
+    pub traces: Option<PushTarget>,
+    /// Request body bytes as they arrive (compressed); more is refused
+    /// with 413.
+    pub max_body_size: u64,
+    /// Request body bytes after decompression; more is refused with 413.
+    pub max_decoded_bytes: u64,
+    /// How long a push may wait for upstream (gRPC's `grpc-timeout` may
+    /// shorten it).
+    pub upstream_timeout: Duration,
+    /// Pushes in flight at once; more are answered 503 (gRPC
+    /// `UNAVAILABLE`) with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Log records per second handed to the template miner.
+    pub log_samples_per_second: u32,
+    /// `GET /_edge/tap/{pre,post}`.
+    pub tap_enabled: bool,
+    /// Whether the tap answers clients that are not on loopback.
+    pub tap_allow_remote: bool,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        IntakeConfig {
+            upstream: None,
+            logs: None,
+            metrics: None,
+            traces: None,
+            max_body_size: MIB,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
+            upstream_timeout: Duration::from_secs(8),
+            max_concurrent_requests: 64,
+            log_samples_per_second: 20,
+            tap_enabled: false,
+            tap_allow_remote: false,
+        }
+    }
+}
+
+/// A 1 MiB compressed request commonly decodes to 5-10 MiB of OTLP: a
+/// ceiling at the compressed limit (the Tero Edge default) would refuse
+/// ordinary batches, which exporters then drop.
+pub const DEFAULT_MAX_DECODED_BYTES: u64 = 16 * MIB;
 
 /// The metric inventory reported to the control plane (what this Edge saw
 /// upstream, before filtering).
@@ -300,6 +376,27 @@ struct RawConfig {
     policy_providers: Vec<RawProvider>,
     inventory: Option<RawInventory>,
     logs: Option<RawLogs>,
+    logs_url: Option<String>,
+    traces_url: Option<String>,
+    max_body_size: Option<u64>,
+    max_decoded_bytes: Option<u64>,
+    tap_enabled: Option<bool>,
+    intake: Option<RawIntake>,
+    /// Tero Edge settings this Edge has no use for: accepted, so such a
+    /// config runs unchanged, and named in a warning.
+    workspace_id: Option<Value>,
+    max_upstream_retries: Option<Value>,
+    worker_count: Option<Value>,
+    thread_pool_count: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RawIntake {
+    upstream_timeout_secs: Option<f64>,
+    max_concurrent_requests: Option<usize>,
+    log_samples_per_second: Option<u32>,
+    tap_allow_remote: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -461,15 +558,17 @@ fn display_path(path: &str) -> String {
 }
 
 mod env;
+mod intake;
 mod policy_files;
 mod url;
 mod validate;
 
 use env::{apply_overrides, substitute};
+use intake::intake_settings;
 pub use policy_files::{PolicyFileError, PolicyFileReport, check_policy_files};
 pub use url::{Redacted, redact_url};
-use url::{http_url, server_url};
-use validate::validate;
+use url::{server_url, upstream_url};
+use validate::{seconds, validate};
 
 #[cfg(test)]
 mod tests;

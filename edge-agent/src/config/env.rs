@@ -103,6 +103,15 @@ pub(super) fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<St
         &["logs", "max_body_bytes"],
         &["logs", "max_records_per_request"],
         &["logs", "max_report_templates"],
+        &["logs_url"],
+        &["traces_url"],
+        &["max_body_size"],
+        &["max_decoded_bytes"],
+        &["tap_enabled"],
+        &["intake", "upstream_timeout_secs"],
+        &["intake", "max_concurrent_requests"],
+        &["intake", "log_samples_per_second"],
+        &["intake", "tap_allow_remote"],
     ];
     for key in KEYS {
         let var = format!("TERO_{}", key.join("_").to_ascii_uppercase());

@@ -526,3 +526,119 @@ fn tero_environment_overrides() {
     assert_eq!(c.prometheus.max_output_bytes_per_scrape, 0);
     assert_eq!(c.service.name.as_deref(), Some("checkout"));
 }
+
+#[test]
+fn tero_edge_push_configs_run_unchanged() {
+    // The shape of a Tero Edge `edge-otlp` / `edge-datadog` config.
+    let (c, w) = load(json!({
+        "listen_address": "127.0.0.1",
+        "listen_port": 8081,
+        "upstream_url": "https://otlp.example.com",
+        "logs_url": "https://http-intake.logs.example.com/api/v2/logs",
+        "metrics_url": "https://api.example.com",
+        "workspace_id": "benchmark",
+        "log_level": "err",
+        "max_body_size": 4194304,
+        "max_upstream_retries": 3,
+        "max_connections": 512,
+        "tap_enabled": true,
+        "service": {"name": "edge", "namespace": "ns", "version": "1"},
+        "policy_providers": [
+            {"id": "cp", "type": "http", "url": "http://cp:7070", "poll_interval": 60}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(c.log_level, "error", "Tero Edge's `err`");
+    assert_eq!(c.max_connections, 512);
+    let i = &c.intake;
+    assert_eq!(
+        i.upstream,
+        Some(PushTarget::Base(
+            "https://otlp.example.com/".parse().unwrap()
+        ))
+    );
+    assert_eq!(
+        i.logs,
+        Some(PushTarget::Exact(
+            "https://http-intake.logs.example.com/api/v2/logs"
+                .parse()
+                .unwrap()
+        ))
+    );
+    assert!(matches!(i.metrics, Some(PushTarget::Base(_))));
+    assert_eq!(i.traces, None);
+    assert_eq!(i.max_body_size, 4 * MIB);
+    assert_eq!(i.max_decoded_bytes, 16 * MIB);
+    assert!(i.tap_enabled && !i.tap_allow_remote);
+    let ProviderConfig::Http(h) = &c.providers[0] else {
+        panic!("{:?}", c.providers[0])
+    };
+    assert_eq!(h.poll_interval, Duration::from_secs(60));
+    let w: Vec<String> = w.into_iter().map(|w| w.0).collect();
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(w[0].starts_with("upstream_url: https:// is for the push intake"));
+    assert!(w[1].starts_with("workspace_id: a Tero Edge setting this Edge does not use"));
+    assert!(w[2].starts_with("max_upstream_retries: a Tero Edge setting"));
+}
+
+#[test]
+fn push_limits_default_and_are_checked() {
+    let (c, w) = load(json!({"upstream_url": "http://127.0.0.1:4318"})).unwrap();
+    assert!(w.is_empty(), "{w:?}");
+    let i = &c.intake;
+    assert_eq!((i.max_body_size, i.max_decoded_bytes), (MIB, 16 * MIB));
+    assert_eq!(i.upstream_timeout, Duration::from_secs(8));
+    assert_eq!(i.max_concurrent_requests, 64);
+    assert!(!i.tap_enabled);
+    // A raised body limit raises the decoded one with it.
+    let (c, _) = load(json!({"upstream_url": "http://a:1", "max_body_size": 32 * MIB})).unwrap();
+    assert_eq!(c.intake.max_decoded_bytes, 32 * MIB);
+    let (c, _) = load(json!({"upstream_url": "http://a:1",
+        "intake": {"upstream_timeout_secs": 2.5, "max_concurrent_requests": 3,
+                   "log_samples_per_second": 0, "tap_allow_remote": true},
+        "tap_enabled": true}))
+    .unwrap();
+    let i = &c.intake;
+    assert_eq!(i.upstream_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        (i.max_concurrent_requests, i.log_samples_per_second),
+        (3, 0)
+    );
+    assert!(i.tap_allow_remote);
+    for (doc, message) in [
+        (
+            json!({"max_body_size": 10}),
+            "max_body_size: must be between 1024 and 1073741824 bytes",
+        ),
+        (
+            json!({"max_body_size": 4 * MIB, "max_decoded_bytes": 2 * MIB}),
+            "max_decoded_bytes: must not be below max_body_size (4194304)",
+        ),
+        (
+            json!({"intake": {"upstream_timeout_secs": 0}}),
+            "intake.upstream_timeout_secs: must be between 0.1 and 600 seconds",
+        ),
+        (
+            json!({"intake": {"max_concurrent_requests": 0}}),
+            "intake.max_concurrent_requests: must be between 1 and 100000",
+        ),
+        (
+            json!({"logs_url": "ftp://x/y"}),
+            "logs_url: \"ftp://x/y\" must be an absolute http:// or https:// URL",
+        ),
+        (json!({"tap_enabled": "yes"}), "tap_enabled: invalid type"),
+    ] {
+        let mut full = json!({"upstream_url": "http://a:1"});
+        if let (Some(full), Some(doc)) = (full.as_object_mut(), doc.as_object()) {
+            full.extend(doc.clone());
+        }
+        let e = load(full).unwrap_err().to_string();
+        assert!(e.starts_with(message), "{e}");
+    }
+    let (_, w) =
+        load(json!({"upstream_url": "http://a:1", "intake": {"tap_allow_remote": true}})).unwrap();
+    assert_eq!(
+        w[0].0,
+        "intake.tap_allow_remote: the tap is off (tap_enabled: false); ignored"
+    );
+}

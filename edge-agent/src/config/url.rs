@@ -61,46 +61,31 @@ impl std::fmt::Display for Redacted<'_> {
 /// A control plane's URL (http:// or https://), with `default_path` added
 /// when it has none.
 pub(super) fn server_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
-    absolute_url(key, url, default_path, true)
+    absolute_url(key, url, default_path)
 }
 
-/// An upstream URL: http:// only (the application's port on loopback or
-/// the pod network).
-pub(super) fn http_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
-    absolute_url(key, url, default_path, false)
+/// An upstream URL: http:// (the application's port on loopback or the
+/// pod network) or https:// (a push destination, such as a vendor's
+/// intake), with `default_path` added when it has none.
+pub(super) fn upstream_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
+    absolute_url(key, url, default_path)
 }
 
-pub(super) fn absolute_url(
-    key: &str,
-    url: &str,
-    default_path: &str,
-    allow_https: bool,
-) -> Result<Uri, ConfigError> {
+pub(super) fn absolute_url(key: &str, url: &str, default_path: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = url.parse().map_err(|e| {
         ConfigError::key(
             key,
             format!("{:?} is not a valid URL: {e}", redact_url(url)),
         )
     })?;
-    match (uri.scheme_str(), allow_https) {
-        (Some("http"), _) | (Some("https"), true) => {}
-        (Some("https"), false) => {
-            return Err(ConfigError::key(
-                key,
-                "https is not supported here; use http:// (the Edge talks to its neighbours on loopback or the pod network)",
-            ));
-        }
-        _ => {
-            let schemes = if allow_https {
-                "http:// or https://"
-            } else {
-                "http://"
-            };
-            return Err(ConfigError::key(
-                key,
-                format!("{:?} must be an absolute {schemes} URL", redact_url(url)),
-            ));
-        }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(ConfigError::key(
+            key,
+            format!(
+                "{:?} must be an absolute http:// or https:// URL",
+                redact_url(url)
+            ),
+        ));
     }
     if uri.authority().is_none() {
         return Err(ConfigError::key(

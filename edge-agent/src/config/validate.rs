@@ -4,12 +4,15 @@
 use super::*;
 
 pub(super) fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<Config, ConfigError> {
-    let (key, url) = match (raw.upstream_url, raw.metrics_url) {
-        (Some(u), _) => ("upstream_url", u),
-        (None, Some(u)) => ("metrics_url", u),
+    // `metrics_url` alone is the older scrape-only form: the full metrics
+    // URL. Beside `upstream_url` it is where metric pushes go (the Tero
+    // Edge meaning), so a config of either kind runs unchanged.
+    let (key, url) = match (&raw.upstream_url, &raw.metrics_url) {
+        (Some(u), _) => ("upstream_url", u.clone()),
+        (None, Some(u)) => ("metrics_url", u.clone()),
         (None, None) => {
             return Err(ConfigError::key(
                 "upstream_url",
@@ -17,7 +20,13 @@ pub(super) fn validate(
             ));
         }
     };
-    let upstream = http_url(key, &url, "/metrics")?;
+    let upstream = upstream_url(key, &url, "/metrics")?;
+    if upstream.scheme_str() == Some("https") {
+        warnings.push(ConfigWarning(format!(
+            "{key}: https:// is for the push intake; the scrape path (/metrics) speaks http:// only, so scrapes through this Edge answer 502"
+        )));
+    }
+    let intake = intake_settings(&mut raw, warnings)?;
     if raw.listen_address.trim().is_empty() {
         return Err(ConfigError::key("listen_address", "must not be empty"));
     }
@@ -207,12 +216,13 @@ pub(super) fn validate(
         header_read_timeout,
         idle_timeout,
         upstream,
-        log_level: raw.log_level,
+        log_level: tero_edge_log_level(raw.log_level),
         service: raw.service,
         prometheus: raw.prometheus,
         providers,
         inventory,
         logs,
+        intake,
     })
 }
 
@@ -454,4 +464,14 @@ pub(super) fn poll_settings(
             .filter(|d| !d.is_empty())
             .map(PathBuf::from),
     })
+}
+
+/// Tero Edge writes the error level `err`; `tracing` reads that as a
+/// target name, which would silence every log line.
+fn tero_edge_log_level(level: String) -> String {
+    if level.trim().eq_ignore_ascii_case("err") {
+        "error".into()
+    } else {
+        level
+    }
 }
