@@ -13,6 +13,7 @@
 //! log templates [`logs`] mines from samples posted to the Edge.
 
 pub mod config;
+pub mod intake;
 pub use tero_prometheus::{exposition, filter};
 pub mod inventory;
 pub mod logs;

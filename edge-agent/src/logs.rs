@@ -403,12 +403,18 @@ impl LogIntake {
         }
         let default_severity = query_param(query, "severity");
         let records = parse(format, body, self.limits.max_records_per_request)?;
+        Ok(self.mine(&records, default_severity.as_deref()))
+    }
+
+    /// Mines `records`; `default_severity` applies to those that carry
+    /// none. The push intake hands its samples here.
+    pub fn mine(&self, records: &[Record<'_>], default_severity: Option<&str>) -> Accepted {
         let now = now_ms();
         let mut out = Accepted::default();
         let mut touched: HashSet<String> = HashSet::new();
         let mut created: HashSet<String> = HashSet::new();
         let mut state = self.state();
-        for record in &records {
+        for record in records {
             if record.body.trim().is_empty() {
                 out.empty += 1;
                 continue;
@@ -416,7 +422,7 @@ impl LogIntake {
             let severity = record
                 .severity
                 .as_deref()
-                .or(default_severity.as_deref())
+                .or(default_severity)
                 .map(|s| truncate(s.trim(), MAX_SEVERITY_BYTES))
                 .filter(|s| !s.is_empty());
             let at = if record.time_unix_ms == 0 {
@@ -453,7 +459,7 @@ impl LogIntake {
             .filter(|fp| live.contains(fp.as_str()))
             .count();
         out.live_templates = miner.len();
-        Ok(out)
+        out
     }
 
     /// The templates' activity since the previous call (and what earlier

@@ -94,6 +94,13 @@ impl PolicyRegistry {
         }
     }
 
+    /// What the data plane saw per signal, whatever the policies (the
+    /// spec's `VolumeStats`): the push intake and the scrape add to it,
+    /// sync reports take it.
+    pub fn volume(&self) -> &tero_sdk::engine::VolumeCounters {
+        self.handle.registry().volume()
+    }
+
     /// The current engine; hold it for one scrape.
     pub fn engine(&self) -> Arc<Engine> {
         self.handle.load()

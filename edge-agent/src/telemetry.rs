@@ -185,6 +185,8 @@ pub struct EdgeMetrics {
     connections_open: AtomicU64,
     connections_refused: AtomicU64,
     connections_closed: [AtomicU64; 2],
+    /// The push intake's.
+    pub intake: crate::intake::metrics::IntakeMetrics,
 }
 
 impl EdgeMetrics {
@@ -446,6 +448,7 @@ impl EdgeMetrics {
             "reason",
             reasons.zip(&self.connections_closed),
         );
+        self.intake.render(w);
         render_policies(w, registry);
         out
     }

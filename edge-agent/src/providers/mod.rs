@@ -26,7 +26,7 @@ pub use file::FileProvider;
 pub use grpc::GrpcProvider;
 pub use http::{ClientIdentity, HttpProvider};
 pub(crate) use http::{body_excerpt, control_plane_post};
-pub(crate) use tls::https_client;
+pub(crate) use tls::{client_config, https_client};
 
 /// The registry entries for the configured providers, in priority order.
 pub fn registry_for(config: &Config) -> PolicyRegistry {

@@ -208,6 +208,11 @@ impl Deadline {
         }
     }
 
+    /// The instant it passes.
+    pub fn at(&self) -> tokio::time::Instant {
+        self.at
+    }
+
     /// The time the request was given, for messages.
     pub fn budget(&self) -> Duration {
         self.budget

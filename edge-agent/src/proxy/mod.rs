@@ -11,7 +11,7 @@ mod admin;
 mod body;
 mod conn;
 mod guard;
-mod layers;
+pub(crate) mod layers;
 mod negotiate;
 mod plan;
 mod scrape;
@@ -44,11 +44,13 @@ use conn::{ConnLimits, Ended, Slot, TrackedBody, Watch, WatchedStream};
 
 use crate::config::Config;
 use crate::filter::Resource;
+use crate::intake::Intake;
 use crate::inventory::Inventory;
 use crate::logs::LogIntake;
 use crate::registry::PolicyRegistry;
 use crate::telemetry::EdgeMetrics;
 
+pub(crate) use layers::Deadline;
 pub use negotiate::{accepts_gzip, rewrite_accept, strip_hop_by_hop};
 pub use source::Encoding;
 
@@ -72,6 +74,8 @@ pub struct EdgeState {
     /// Log-sample intake (`POST /_edge/logs`): only with an inventory,
     /// whose reports carry its templates.
     pub logs: Option<Arc<LogIntake>>,
+    /// The push intake (OTLP, Datadog) and relayed requests.
+    pub intake: Intake,
 }
 
 impl EdgeState {
@@ -107,6 +111,7 @@ impl EdgeState {
         let inventory =
             reported.then(|| Arc::new(Inventory::new(&config.inventory).with_logs(logs.clone())));
         EdgeState {
+            intake: Intake::new(&config),
             config,
             registry,
             metrics: Arc::new(EdgeMetrics::default()),
@@ -143,9 +148,13 @@ pub(crate) fn text_response(status: StatusCode, body: String) -> Response<Respon
 /// Routes a request; a handler that panics answers 500 instead of
 /// dropping the connection (no request should reach a panic, but a client
 /// must not be left without an answer if one does).
-async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn handle(
+    state: Arc<EdgeState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
     use futures_util::FutureExt as _;
-    match std::panic::AssertUnwindSafe(route(state, req))
+    match std::panic::AssertUnwindSafe(route(state, req, peer))
         .catch_unwind()
         .await
     {
@@ -160,7 +169,11 @@ async fn handle(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respo
     }
 }
 
-async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<ResponseBody> {
+async fn route(
+    state: Arc<EdgeState>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
     let path = req.uri().path();
     if path == "/_health" {
         return admin::health();
@@ -176,6 +189,9 @@ async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respon
     }
     if path == "/_edge/logs" {
         return admin::logs(&state, req).await;
+    }
+    if path.starts_with("/_edge/tap/") {
+        return crate::intake::tap::handle(&state, &req, peer);
     }
     if path.starts_with("/_edge/") || path == "/_edge" {
         return text_response(
@@ -195,10 +211,8 @@ async fn route(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respon
         }
         return scrape::handle(state, req).await;
     }
-    text_response(
-        StatusCode::NOT_FOUND,
-        "tero-edge: not found; scrape /metrics\n".into(),
-    )
+    // Pushes (OTLP, Datadog), and every other path relayed upstream.
+    crate::intake::handle(state, req, peer).await
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests
@@ -244,7 +258,7 @@ pub async fn serve(
                 let request = watch.request_started();
                 let state = state.clone();
                 async move {
-                    let resp = handle(state, req).await;
+                    let resp = handle(state, req, peer).await;
                     Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, request)))
                 }
             })
