@@ -13,6 +13,7 @@ pub mod cutting_proxy;
 pub mod fake_openai;
 pub mod fixtures;
 pub mod prometheus;
+pub mod push_sink;
 pub mod sync_server;
 pub mod upstream;
 
@@ -194,6 +195,34 @@ pub fn http_request(
     read_response(resp)
 }
 
+/// A request with a body (`POST`, `PUT`, …); the response body is what
+/// was on the wire.
+pub fn http_send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let request = http::Request::builder().method(method).uri(url);
+    let request = headers
+        .iter()
+        .fold(request, |r, (k, v)| r.header(*k, *v))
+        .body(body.to_vec())
+        .map_err(|e| e.to_string())?;
+    let resp = agent.run(request).map_err(|e| e.to_string())?;
+    read_response(resp)
+}
+
+/// `POST` with `body`.
+pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<HttpResponse, String> {
+    http_send("POST", url, headers, body)
+}
+
 /// Status, headers and the whole body (up to 1 GiB) of a ureq response.
 pub fn read_response(mut resp: http::Response<ureq::Body>) -> Result<HttpResponse, String> {
     let status = resp.status().as_u16();
@@ -257,7 +286,9 @@ impl Edge {
         env: Option<&[(&str, &str)]>,
     ) -> Edge {
         let port = free_port();
-        config["listen_address"] = "127.0.0.1".into();
+        if config.get("listen_address").is_none() {
+            config["listen_address"] = "127.0.0.1".into();
+        }
         config["listen_port"] = port.into();
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
