@@ -115,6 +115,9 @@ pub struct IntakeConfig {
     pub tap_enabled: bool,
     /// Whether the tap answers clients that are not on loopback.
     pub tap_allow_remote: bool,
+    /// Whether paths that are neither scrapes, pushes nor the Edge's own
+    /// are relayed to `upstream_url` (else 404).
+    pub relay_other_paths: bool,
 }
 
 impl Default for IntakeConfig {
@@ -131,7 +134,29 @@ impl Default for IntakeConfig {
             log_samples_per_second: 20,
             tap_enabled: false,
             tap_allow_remote: false,
+            relay_other_paths: true,
         }
+    }
+}
+
+impl IntakeConfig {
+    /// Where pushes go, credentials masked: `upstream_url`'s base and
+    /// each per-signal URL.
+    pub fn destinations(&self) -> String {
+        let mut out = match &self.upstream {
+            Some(t) => Redacted(t.uri()).to_string(),
+            None => "nowhere (no upstream_url)".to_owned(),
+        };
+        for (signal, target) in [
+            ("logs", &self.logs),
+            ("metrics", &self.metrics),
+            ("traces", &self.traces),
+        ] {
+            if let Some(t) = target {
+                out.push_str(&format!(", {signal} to {}", Redacted(t.uri())));
+            }
+        }
+        out
     }
 }
 
@@ -397,6 +422,7 @@ struct RawIntake {
     max_concurrent_requests: Option<usize>,
     log_samples_per_second: Option<u32>,
     tap_allow_remote: Option<bool>,
+    relay_other_paths: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

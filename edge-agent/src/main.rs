@@ -71,10 +71,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         println!(
-            "{}: OK (listen {}, upstream {}, {} policy provider(s), {} policies in files compiled)",
+            "{}: OK (listen {}, upstream {}, pushes to {}, {} policy provider(s), {} policies in files compiled)",
             args.config.display(),
             config.listen(),
             Redacted(&config.upstream),
+            config.intake.destinations(),
             config.providers.len(),
             files.policies
         );
@@ -161,6 +162,7 @@ async fn run(config: Config, drain: Duration) -> anyhow::Result<()> {
     tracing::info!(
         listen = %local,
         upstream = %Redacted(&config.upstream),
+        pushes = %config.intake.destinations(),
         providers = config.providers.len(),
         instance = %instance_id,
         "tero-edge started"

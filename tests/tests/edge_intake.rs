@@ -465,6 +465,10 @@ fn other_paths_are_relayed_unchanged_and_the_scrape_path_still_scrapes() {
         ("PUT", "/intake/custom")
     );
     assert_eq!(received[1].body, b"payload");
+    // The Edge's own paths are never relayed.
+    let r = http_get(&edge.url("/_edge/nothing"), &[]).unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(sink.received().len(), 2);
     // The scrape path is the scrape's: upstream's /metrics, filtered.
     sink.reply(Reply::new(200, "text/plain; version=0.0.4", "up 1\n"));
     let r = http_get(&edge.url("/metrics"), &[]).unwrap();

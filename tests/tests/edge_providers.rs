@@ -836,6 +836,8 @@ fn the_shipped_example_config_checks_ok() {
     for example in [
         "examples/edge/config.json",
         "examples/edge/control-plane.json",
+        "examples/edge/otlp.json",
+        "examples/edge/datadog.json",
     ] {
         let (ok, text) = check_config(Path::new(example), root);
         assert!(ok, "{example}: {text}");

@@ -29,14 +29,28 @@ fn filtering_edge(
     name: &str,
     prometheus: Value,
 ) -> Edge {
+    filtering_edge_with(upstream_url, dir, name, prometheus, json!({}))
+}
+
+/// As [`filtering_edge`], with `extra` top-level keys.
+fn filtering_edge_with(
+    upstream_url: &str,
+    dir: &Arc<tempfile::TempDir>,
+    name: &str,
+    prometheus: Value,
+    extra: Value,
+) -> Edge {
     let policy_file: PathBuf = dir.path().join(format!("{name}-policies.yaml"));
     std::fs::write(&policy_file, DROP_DEBUG).unwrap();
-    let config = json!({
+    let mut config = json!({
         "upstream_url": upstream_url,
         "service": {"name": name},
         "prometheus": prometheus,
         "policy_providers": [{"id": "local", "type": "file", "path": policy_file}],
     });
+    if let (Some(config), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        config.extend(extra.clone());
+    }
     let edge = Edge::start(config, dir.clone(), name);
     assert_eq!(
         edge.self_metric("edge_policies_loaded{signal=\"metric\"}"),
@@ -701,11 +715,12 @@ fn truncation_trailer_reaches_a_client_that_reads_trailers() {
 fn sub_paths_and_queries_go_under_the_upstream_base_path() {
     let up = Upstream::start(EXPOSITION.into(), TEXT, Compression::None);
     let dir = temp_dir();
-    let edge = filtering_edge(
+    let edge = filtering_edge_with(
         &format!("{}/app/metrics", up.url()),
         &dir,
         "edge-paths",
         json!({}),
+        json!({"intake": {"relay_other_paths": false}}),
     );
     for (path, upstream_path) in [
         ("/metrics/sub?x=1", "/app/metrics/sub?x=1"),
@@ -724,7 +739,8 @@ fn sub_paths_and_queries_go_under_the_upstream_base_path() {
             "{path}"
         );
     }
-    // Reserved and unknown paths never reach the upstream.
+    // Reserved paths, and with relaying off unknown ones, never reach the
+    // upstream.
     let before = up.recorded().len();
     for path in ["/other", "/_edge/nothing", "/metricsx"] {
         let r = http_get(&edge.url(path), &[]).unwrap();

@@ -112,6 +112,7 @@ pub(super) fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<St
         &["intake", "max_concurrent_requests"],
         &["intake", "log_samples_per_second"],
         &["intake", "tap_allow_remote"],
+        &["intake", "relay_other_paths"],
     ];
     for key in KEYS {
         let var = format!("TERO_{}", key.join("_").to_ascii_uppercase());

@@ -141,5 +141,8 @@ pub(super) fn intake_settings(
         log_samples_per_second,
         tap_enabled,
         tap_allow_remote,
+        relay_other_paths: section
+            .relay_other_paths
+            .unwrap_or(defaults.relay_other_paths),
     })
 }

@@ -590,6 +590,7 @@ fn push_limits_default_and_are_checked() {
     assert_eq!(i.upstream_timeout, Duration::from_secs(8));
     assert_eq!(i.max_concurrent_requests, 64);
     assert!(!i.tap_enabled);
+    assert!(i.relay_other_paths, "as the Tero Edge does");
     // A raised body limit raises the decoded one with it.
     let (c, _) = load(json!({"upstream_url": "http://a:1", "max_body_size": 32 * MIB})).unwrap();
     assert_eq!(c.intake.max_decoded_bytes, 32 * MIB);

@@ -115,11 +115,6 @@ pub enum ForwardError {
     Unreachable { upstream: String, reason: String },
     #[error("upstream {upstream} did not answer within {:.3}s", budget.as_secs_f64())]
     Timeout { upstream: String, budget: Duration },
-    /// A relayed body passed `max_body_size` while it was being sent.
-    #[error(
-        "request body larger than max_body_size ({limit} bytes as sent); send smaller requests or raise max_body_size"
-    )]
-    BodyTooLarge { limit: u64 },
 }
 
 impl ForwardError {
@@ -128,7 +123,6 @@ impl ForwardError {
             ForwardError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ForwardError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             ForwardError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ForwardError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 
@@ -164,38 +158,16 @@ pub async fn send(
     let upstream = Redacted(request.uri()).to_string();
     match deadline.within(client.request(request)).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => {
-            if let Some(limit) = body_limit_passed(&e) {
-                return Err(ForwardError::BodyTooLarge { limit });
-            }
-            Err(ForwardError::Unreachable {
-                upstream,
-                reason: error_chain(&e),
-            })
-        }
+        Ok(Err(e)) => Err(ForwardError::Unreachable {
+            upstream,
+            reason: error_chain(&e),
+        }),
         Err(_) => Err(ForwardError::Timeout {
             upstream,
             budget: deadline.budget(),
         }),
     }
 }
-
-/// The limit a relayed body passed, when that is why sending failed.
-fn body_limit_passed(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(limit) = s.downcast_ref::<BodyLimit>() {
-            return Some(limit.0);
-        }
-        source = s.source();
-    }
-    None
-}
-
-/// The error a relayed body ends with when it passes `max_body_size`.
-#[derive(Debug, thiserror::Error)]
-#[error("request body larger than {0} bytes")]
-pub struct BodyLimit(pub u64);
 
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();

@@ -1,17 +1,16 @@
 //! Requests to paths the Edge does not serve, relayed unchanged to
 //! `upstream_url` (as the Tero Edge does): a Datadog agent's
 //! `/api/v1/validate` or an exporter's other calls keep working through
-//! it. Bodies stream both ways, never held whole; the request body is held
-//! to `max_body_size` like a push's.
+//! it. Bodies stream both ways, never held whole and never cut at a body
+//! cap; `intake.relay_other_paths: false` answers 404 instead.
 
 use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
-use super::body;
-use super::forward::{self, BodyLimit, ForwardError};
+use super::forward::{self, ForwardError};
 use crate::proxy::{BoxError, Deadline, EdgeState, ResponseBody, text_response};
 
 /// Relays a request through the intake's layers.
@@ -34,36 +33,32 @@ async fn relay(state: Arc<EdgeState>, req: Request<Incoming>) -> Response<Respon
         .unwrap_or_else(|| Deadline::after(state.config.intake.upstream_timeout));
     let config = &state.config.intake;
     let (parts, incoming) = req.into_parts();
-    let Some(upstream) = forward::destination(config, None, parts.uri.path(), parts.uri.query())
-    else {
+    let upstream = config
+        .relay_other_paths
+        .then(|| forward::destination(config, None, parts.uri.path(), parts.uri.query()))
+        .flatten();
+    let Some(upstream) = upstream else {
         return text_response(
             StatusCode::NOT_FOUND,
-            "tero-edge: not found; scrape /metrics (other paths are relayed to upstream_url, which is not configured)\n"
-                .into(),
+            format!(
+                "tero-edge: not found; scrape /metrics ({})\n",
+                if config.relay_other_paths {
+                    "other paths are relayed to upstream_url, which is not configured"
+                } else {
+                    "relaying other paths is off: intake.relay_other_paths"
+                }
+            ),
         );
     };
-    let limit = config.max_body_size;
     let failed = |e: ForwardError| {
         state.metrics.intake.relayed(false);
         forward::failure_response(&e)
     };
-    if body::declared_length(&parts.headers).is_some_and(|n| n > limit) {
-        return failed(ForwardError::BodyTooLarge { limit });
-    }
     let headers = match forward::upstream_headers(&parts.headers) {
         Ok(h) => h,
         Err(e) => return failed(e),
     };
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    let body = Limited::new(incoming, cap)
-        .map_err(move |e| -> BoxError {
-            if e.is::<LengthLimitError>() {
-                Box::new(BodyLimit(limit))
-            } else {
-                e
-            }
-        })
-        .boxed_unsync();
+    let body = incoming.map_err(BoxError::from).boxed_unsync();
     let mut request = Request::new(body);
     *request.method_mut() = parts.method;
     *request.uri_mut() = upstream;
