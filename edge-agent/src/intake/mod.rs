@@ -40,6 +40,7 @@ use std::time::Duration;
 use ::http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::config::Config;
@@ -54,6 +55,9 @@ pub struct Intake {
     pub permits: Arc<Semaphore>,
     pub tap: tap::Tap,
     pub samples: samples::SampleBudget,
+    /// Cancelled when the Edge starts draining: tap streams, which
+    /// otherwise wait for traffic indefinitely, end then.
+    pub closing: CancellationToken,
 }
 
 impl Intake {
@@ -63,6 +67,7 @@ impl Intake {
             permits: Arc::new(Semaphore::new(config.intake.max_concurrent_requests)),
             tap: tap::Tap::default(),
             samples: samples::SampleBudget::new(config.intake.log_samples_per_second),
+            closing: CancellationToken::new(),
         }
     }
 }

@@ -371,6 +371,35 @@ mod tests {
     }
 
     #[test]
+    fn samples_reach_the_miner_within_the_budget() {
+        let miner = LogIntake::new("web", &crate::config::LogsConfig::default()).unwrap();
+        let records: Vec<LogRecord> = (0..50)
+            .map(|i| record(&format!("user {i} logged in from 10.0.0.{i}"), "INFO", 0))
+            .collect();
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let bytes = request.encode_to_vec();
+        let budget = SampleBudget::new(10);
+        assert_eq!(feed(&budget, &miner, Format::OtlpProtobuf, &bytes), 10);
+        assert_eq!(
+            feed(&budget, &miner, Format::OtlpProtobuf, &bytes),
+            0,
+            "the second's budget is spent"
+        );
+        assert_eq!(miner.live_templates(), 1, "one event type");
+        let report = miner.take_report();
+        assert_eq!(report.templates[0].count, 10);
+        assert_eq!(report.templates[0].severity, "INFO");
+    }
+
+    #[test]
     fn the_budget_is_per_second_and_spread_takes_evenly() {
         let budget = SampleBudget::new(5);
         assert_eq!(budget.take(3), 3);

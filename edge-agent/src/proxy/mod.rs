@@ -287,6 +287,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    state.intake.closing.cancel();
     connections.close();
     tokio::select! {
         () = connections.wait() => tracing::info!("all connections drained"),
