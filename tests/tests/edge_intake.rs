@@ -752,3 +752,57 @@ fn non_loopback_address() -> Option<std::net::IpAddr> {
     let ip = socket.local_addr().ok()?.ip();
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
+
+#[test]
+#[ignore = "needs the protobuf codec (h19-proto)"]
+fn pushed_logs_reach_the_control_plane_as_event_types() {
+    use tero_e2e::cli::{json_u64, tero_json_at};
+    use tero_e2e::control_plane::ControlPlane;
+
+    let dir = temp_dir();
+    let sink = PushSink::start();
+    let cp = ControlPlane::start(dir.clone(), "cp-samples");
+    let key = cp.create_key("push-edge");
+    let edge = edge(
+        json!({
+            "upstream_url": sink.url(),
+            "service": {"name": "pusher", "instance_id": "pusher-0"},
+            "policy_providers": [cp.grpc_provider(&key)],
+            "inventory": {"interval_secs": 1, "sample_every_secs": 1},
+            "intake": {"log_samples_per_second": 1000},
+        }),
+        &dir,
+        "edge-samples",
+    );
+    // Two event types, with what varies varying.
+    let records: Vec<LogRecord> = (0..10)
+        .flat_map(|i| {
+            [
+                log_record(&format!("user {i} logged in from 10.0.0.{i}"), "INFO"),
+                log_record(&format!("order {} shipped", 1000 + i), "INFO"),
+            ]
+        })
+        .collect();
+    let r = http_post(
+        &edge.url("/v1/logs"),
+        &[("content-type", "application/x-protobuf")],
+        &logs_request(records).encode_to_vec(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let types = wait_for(
+        Duration::from_secs(30),
+        "event types from pushed logs",
+        || {
+            let listed = tero_json_at(
+                &cp,
+                &["classify", "list", "--service", "pusher", "--kind", "log"],
+            );
+            let types = listed.as_array().cloned().unwrap_or_default();
+            let lines: u64 = types.iter().map(|t| json_u64(&t["count"])).sum();
+            (lines == 20).then_some(types)
+        },
+    );
+    assert_eq!(types.len(), 2, "{types:#?}");
+    assert_eq!(self_metric(&edge, "edge_intake_log_samples_total"), 20.0);
+}
