@@ -806,3 +806,38 @@ fn pushed_logs_reach_the_control_plane_as_event_types() {
     assert_eq!(types.len(), 2, "{types:#?}");
     assert_eq!(self_metric(&edge, "edge_intake_log_samples_total"), 20.0);
 }
+
+#[test]
+fn many_concurrent_pushes_wait_for_room_instead_of_adding_up_in_memory() {
+    let dir = temp_dir();
+    let sink = PushSink::start();
+    // A slow backend: without a bound, every push would be in the Edge at
+    // once.
+    sink.reply(Reply::new(200, "application/x-protobuf", "").delay(Duration::from_millis(300)));
+    let edge = edge(json!({"upstream_url": sink.url()}), &dir, "edge-many");
+    let body: Arc<Vec<u8>> = Arc::new((0..1_000_000u32).map(|i| (i % 251) as u8).collect());
+    let before = peak_rss_bytes(edge.process.pid());
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, body) = (edge.url("/v1/logs"), body.clone());
+            std::thread::spawn(move || {
+                http_post(&url, &[("content-type", "application/x-protobuf")], &body)
+                    .map(|r| r.status)
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), Ok(200));
+    }
+    let after = peak_rss_bytes(edge.process.pid());
+    // 50 MiB were pushed at once; the Edge held at most its 16 MiB budget
+    // of them, plus one payload per decode step.
+    assert!(
+        after.saturating_sub(before) < 32 << 20,
+        "peak RSS grew by {} MiB",
+        after.saturating_sub(before) >> 20
+    );
+    let received = sink.received();
+    assert_eq!(received.len(), 50);
+    assert!(received.iter().all(|r| r.body == *body));
+}

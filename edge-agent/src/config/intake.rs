@@ -83,6 +83,23 @@ pub(super) fn intake_settings(
             "must be between 1 and 100000",
         ));
     }
+    let max_buffered_bytes = section
+        .max_buffered_bytes
+        .unwrap_or(defaults.max_buffered_bytes.max(max_body_size));
+    if !(MIN_BODY..=4 * MAX_BODY).contains(&max_buffered_bytes) {
+        return Err(ConfigError::key(
+            "intake.max_buffered_bytes",
+            format!("must be between {MIN_BODY} and {} bytes", 4 * MAX_BODY),
+        ));
+    }
+    if max_buffered_bytes < max_body_size {
+        return Err(ConfigError::key(
+            "intake.max_buffered_bytes",
+            format!(
+                "must not be below max_body_size ({max_body_size}): a body of that size could never be held"
+            ),
+        ));
+    }
     let log_samples_per_second = section
         .log_samples_per_second
         .unwrap_or(defaults.log_samples_per_second);
@@ -138,6 +155,7 @@ pub(super) fn intake_settings(
         max_decoded_bytes,
         upstream_timeout,
         max_concurrent_requests,
+        max_buffered_bytes,
         log_samples_per_second,
         tap_enabled,
         tap_allow_remote,

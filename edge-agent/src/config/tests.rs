@@ -589,11 +589,13 @@ fn push_limits_default_and_are_checked() {
     assert_eq!((i.max_body_size, i.max_decoded_bytes), (MIB, 16 * MIB));
     assert_eq!(i.upstream_timeout, Duration::from_secs(8));
     assert_eq!(i.max_concurrent_requests, 64);
+    assert_eq!(i.max_buffered_bytes, 16 * MIB);
     assert!(!i.tap_enabled);
     assert!(i.relay_other_paths, "as the Tero Edge does");
     // A raised body limit raises the decoded one with it.
     let (c, _) = load(json!({"upstream_url": "http://a:1", "max_body_size": 32 * MIB})).unwrap();
     assert_eq!(c.intake.max_decoded_bytes, 32 * MIB);
+    assert_eq!(c.intake.max_buffered_bytes, 32 * MIB);
     let (c, _) = load(json!({"upstream_url": "http://a:1",
         "intake": {"upstream_timeout_secs": 2.5, "max_concurrent_requests": 3,
                    "log_samples_per_second": 0, "tap_allow_remote": true},
@@ -618,6 +620,10 @@ fn push_limits_default_and_are_checked() {
         (
             json!({"intake": {"upstream_timeout_secs": 0}}),
             "intake.upstream_timeout_secs: must be between 0.1 and 600 seconds",
+        ),
+        (
+            json!({"intake": {"max_buffered_bytes": MIB / 2}}),
+            "intake.max_buffered_bytes: must not be below max_body_size (1048576)",
         ),
         (
             json!({"intake": {"max_concurrent_requests": 0}}),

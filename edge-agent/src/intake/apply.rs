@@ -50,19 +50,38 @@ pub enum Applied {
 }
 
 /// Runs [`apply`] where it is cheapest: in place for small payloads, in
-/// the blocking pool for large ones.
+/// the blocking pool for large ones. A codec that panics (a bug) loses no
+/// data: the payload is forwarded as it came, as an undecodable one is.
 pub async fn run(state: &Arc<EdgeState>, payload: Payload) -> Result<Applied, BodyError> {
-    if payload.wire.len() < INLINE_BELOW_BYTES {
-        return apply(state, &payload);
-    }
-    let state = state.clone();
-    match tokio::task::spawn_blocking(move || apply(&state, &payload)).await {
+    let fallback = Applied::Forward {
+        body: payload.wire.clone(),
+        encoding: payload.encoding,
+        rewritten: false,
+        decoded_bytes: 0,
+    };
+    let format = payload.format;
+    let done = if payload.wire.len() < INLINE_BELOW_BYTES {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(state, &payload)))
+            .map_err(|_| "panicked".to_owned())
+    } else {
+        // One step per core: waiting here holds only the wire bytes, which
+        // the byte budget already counts.
+        let slot = state.intake.processing.clone().acquire_owned().await.ok();
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            apply(&state, &payload)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    };
+    match done {
         Ok(result) => result,
-        // The blocking pool is gone (shutting down) or the work panicked:
-        // say so rather than pretend the push went anywhere.
-        Err(e) => Err(BodyError::Read(format!(
-            "the push could not be processed: {e}"
-        ))),
+        Err(e) => {
+            tracing::error!(format = ?format, error = %e, "filtering a push failed; forwarded unchanged");
+            state.metrics.intake.undecodable(format);
+            Ok(fallback)
+        }
     }
 }
 
@@ -119,7 +138,12 @@ pub fn apply(state: &EdgeState, payload: &Payload) -> Result<Applied, BodyError>
         Output::Rewritten(kept) => {
             let kept = Bytes::from(kept);
             intake.tap.publish(Stage::Post, || tap_payload(&kept));
-            match body::encode(payload.encoding, &kept) {
+            let encoded = match payload.encoding {
+                // No copy: the kept bytes are the body.
+                Encoding::Identity => Ok(kept.clone()),
+                other => body::encode(other, &kept),
+            };
+            match encoded {
                 Ok(body) => Applied::Forward {
                     body,
                     encoding: payload.encoding,

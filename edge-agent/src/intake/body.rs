@@ -171,14 +171,6 @@ pub fn encode(encoding: Encoding, payload: &[u8]) -> io::Result<Bytes> {
     Ok(Bytes::from(out))
 }
 
-/// As [`encode`], taking the payload when it needs no encoding.
-pub fn encode_owned(encoding: Encoding, payload: Vec<u8>) -> io::Result<Bytes> {
-    match encoding {
-        Encoding::Identity => Ok(Bytes::from(payload)),
-        other => encode(other, &payload),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

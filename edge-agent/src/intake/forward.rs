@@ -135,8 +135,9 @@ impl ForwardError {
     }
 }
 
-/// The client's headers as they go upstream: hop-by-hop ones, `Host` and
-/// the length removed (the client sets the first two, the body the last).
+/// The client's headers as they go upstream: hop-by-hop ones, `Host`,
+/// `Expect` and the length removed (the client sets `Host`, the body the
+/// length).
 pub fn upstream_headers(client: &HeaderMap) -> Result<HeaderMap, ForwardError> {
     let bytes: usize = client.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     if client.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
@@ -146,6 +147,9 @@ pub fn upstream_headers(client: &HeaderMap) -> Result<HeaderMap, ForwardError> {
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
+    // The Edge answered the client's `Expect: 100-continue` itself; the
+    // body goes upstream without waiting.
+    headers.remove(header::EXPECT);
     Ok(headers)
 }
 

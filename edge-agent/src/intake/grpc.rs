@@ -145,6 +145,15 @@ async fn serve(
         Err(e) => return refused(Code::ResourceExhausted, &e.to_string()),
     };
     let limits = &state.config.intake;
+    // Room for the body before a byte of it is read; held until it has
+    // gone upstream (see `budget`).
+    let reserve = body::declared_length(&parts.headers)
+        .unwrap_or(limits.max_body_size)
+        .min(limits.max_body_size);
+    let Ok(Some(_buffered)) = deadline.within(state.intake.buffers.reserve(reserve)).await else {
+        metrics.rejected_busy();
+        return busy();
+    };
     let wire = match deadline
         .within(body::read(incoming, None, limits.max_body_size))
         .await

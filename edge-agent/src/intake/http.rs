@@ -125,6 +125,19 @@ async fn serve(
     };
     let limits = &state.config.intake;
     let declared = body::declared_length(&parts.headers);
+    if declared.is_some_and(|n| n > limits.max_body_size) {
+        let e = BodyError::TooLarge {
+            limit: limits.max_body_size,
+        };
+        return refused(body_status(&e), e.to_string());
+    }
+    // Room for the body before a byte of it is read; held until it has
+    // gone upstream (see `budget`).
+    let reserve = declared.unwrap_or(limits.max_body_size);
+    let Ok(Some(_buffered)) = deadline.within(state.intake.buffers.reserve(reserve)).await else {
+        metrics.rejected_busy();
+        return busy();
+    };
     let wire = match deadline
         .within(body::read(incoming, declared, limits.max_body_size))
         .await

@@ -163,7 +163,7 @@ impl IntakeMetrics {
         counter(
             w,
             "edge_intake_rejected_total",
-            "Pushes answered 503 (gRPC UNAVAILABLE) because intake.max_concurrent_requests were in flight.",
+            "Pushes answered 503 (gRPC UNAVAILABLE) for want of room: intake.max_concurrent_requests in flight, or no room in intake.max_buffered_bytes before the deadline.",
             "",
             [("", &self.rejected_busy)],
         );

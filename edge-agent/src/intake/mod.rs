@@ -21,6 +21,7 @@
 
 pub mod apply;
 pub mod body;
+pub mod budget;
 pub mod forward;
 pub mod grpc;
 pub mod http;
@@ -53,6 +54,10 @@ pub struct Intake {
     pub client: forward::PushClient,
     /// Pushes in flight (`intake.max_concurrent_requests`).
     pub permits: Arc<Semaphore>,
+    /// Push body bytes in memory (`intake.max_buffered_bytes`).
+    pub buffers: budget::ByteBudget,
+    /// Decode-filter-encode steps running at once.
+    pub processing: Arc<Semaphore>,
     pub tap: tap::Tap,
     pub samples: samples::SampleBudget,
     /// Cancelled when the Edge starts draining: tap streams, which
@@ -63,8 +68,10 @@ pub struct Intake {
 impl Intake {
     pub fn new(config: &Config) -> Self {
         Intake {
-            client: forward::client(config.prometheus.connect_timeout()),
+            client: forward::client(config.intake.upstream_timeout),
             permits: Arc::new(Semaphore::new(config.intake.max_concurrent_requests)),
+            buffers: budget::ByteBudget::new(config.intake.max_buffered_bytes),
+            processing: budget::processing_slots(),
             tap: tap::Tap::default(),
             samples: samples::SampleBudget::new(config.intake.log_samples_per_second),
             closing: CancellationToken::new(),
