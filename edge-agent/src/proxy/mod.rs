@@ -190,10 +190,10 @@ async fn route(
     if path == "/_edge/logs" {
         return admin::logs(&state, req).await;
     }
-    if path.starts_with("/_edge/tap/") {
-        return crate::intake::tap::handle(&state, &req, peer);
-    }
     if path.starts_with("/_edge/") || path == "/_edge" {
+        if path.starts_with("/_edge/tap/") {
+            return crate::intake::tap::handle(&state, &req, peer);
+        }
         return text_response(
             StatusCode::NOT_FOUND,
             "tero-edge: no such endpoint\n".into(),
