@@ -11,6 +11,10 @@
 //! atomically; [`telemetry`] holds the self-metrics; [`inventory`] reports
 //! what upstream exposes, before filtering, to the control plane, with the
 //! log templates [`logs`] mines from samples posted to the Edge.
+//!
+//! The push path: [`intake`] takes OTLP (HTTP and gRPC) and Datadog pushes
+//! on the same port, runs them through the `tero-otlp` codecs with the same
+//! engine, and forwards what the policies keep; other paths are relayed.
 
 pub mod config;
 pub mod intake;

@@ -16,7 +16,8 @@ use tero_observability::logging::{LogFormat, Service, Telemetry};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-/// Tero Edge: filters Prometheus scrapes through tero.policy.v1 policies.
+/// Tero Edge: filters Prometheus scrapes and OTLP / Datadog pushes through
+/// tero.policy.v1 policies.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

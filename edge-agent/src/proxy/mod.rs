@@ -3,9 +3,11 @@
 //!
 //! `/_health` answers before anything else and never touches upstream or
 //! policies; `/_edge/*` is reserved for the Edge itself (`/_edge/logs`
-//! takes log samples); `/metrics` and its
-//! sub-paths are scrapes. The proxy knows nothing about policies: it hands
-//! the upstream body to the filter and streams back what comes out.
+//! takes log samples, `/_edge/tap/*` is the push intake's tap); `/metrics`
+//! and its sub-paths are scrapes; everything else is the push intake's
+//! ([`crate::intake`]: OTLP, Datadog, and relays of other paths). The
+//! proxy knows nothing about policies: it hands the upstream body to the
+//! filter and streams back what comes out.
 
 mod admin;
 mod body;
