@@ -124,9 +124,11 @@ pub(crate) fn scalar(raw: &RawValue) -> Option<Value> {
     serde_json::from_str(raw.get()).ok()
 }
 
-/// The whole value, owned: for the records a transform changes.
-pub(crate) fn to_value(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+/// The whole value, owned: for the records a transform changes. `None`
+/// when it nests deeper than a tree may (serde_json's recursion limit):
+/// such a value is left as it is.
+pub(crate) fn to_value(raw: &RawValue) -> Option<Value> {
+    serde_json::from_str(raw.get()).ok()
 }
 
 struct MembersVisitor<'v, 'a>(&'v mut Members<'a>);

@@ -76,7 +76,7 @@ impl Span<'_, '_> {
         if old.as_deref() == Some(new) {
             return None;
         }
-        let mut span = raw::to_value(self.span.raw());
+        let mut span = raw::to_value(self.span.raw())?;
         let map = span.as_object_mut()?;
         map.insert("traceState".into(), Value::String(new.to_owned()));
         Some(span)
