@@ -329,6 +329,78 @@ fn a_dropped_metric_drops_and_counts_all_its_points() {
 }
 
 #[test]
+fn a_metrics_type_and_temporality_come_from_its_data_member() {
+    let engine = engine(
+        r#"
+id: drop-cumulative
+name: c
+metric:
+  match:
+    - aggregation_temporality: cumulative
+  keep: false
+---
+id: drop-summaries
+name: s
+metric:
+  match:
+    - metric_type: summary
+  keep: false
+"#,
+    );
+    let metrics = [
+        // Dropped: cumulative by name, by number, and as a numeric string.
+        (
+            r#"{"name":"a","sum":{"aggregationTemporality":"AGGREGATION_TEMPORALITY_CUMULATIVE","dataPoints":[{},{}]}}"#,
+            false,
+        ),
+        (
+            r#"{"histogram":{"dataPoints":[{}],"aggregationTemporality":2},"name":"b"}"#,
+            false,
+        ),
+        (
+            r#"{"name":"c","exponentialHistogram":{"aggregationTemporality":"2"}}"#,
+            false,
+        ),
+        // A summary, even one whose data is not an object.
+        (r#"{"name":"d","summary":5}"#, false),
+        // Kept: delta; a gauge has no temporality; gauge is looked for before sum.
+        (
+            r#"{"name":"e","sum":{"aggregationTemporality":1,"dataPoints":{"not":"an array"}}}"#,
+            true,
+        ),
+        (
+            r#"{"name":"f","gauge":{"aggregationTemporality":2,"dataPoints":[{}]}}"#,
+            true,
+        ),
+        (
+            r#"{"name":"g","sum":{"aggregationTemporality":2},"gauge":{"dataPoints":[{},{},{}]}}"#,
+            true,
+        ),
+        // Of a repeated data member, the last counts.
+        (
+            r#"{"name":"h","sum":{"aggregationTemporality":2},"sum":{"aggregationTemporality":1,"dataPoints":[{}]}}"#,
+            true,
+        ),
+    ];
+    let list: Vec<&str> = metrics.iter().map(|(m, _)| *m).collect();
+    let input = format!(
+        r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{}]}}]}}]}}"#,
+        list.join(",")
+    );
+    let filtered = filter(&engine, Signal::Metric, input.as_bytes()).expect("valid");
+    assert_eq!(
+        (filtered.counts.records_in, filtered.counts.records_dropped),
+        // a 2 + b 1 + e 0 (not an array) + f 1 + g 3 (gauge) + h 1.
+        (8, 3),
+        "points counted in the deciding data member"
+    );
+    let out = rewritten(filtered.output);
+    for (metric, kept) in metrics {
+        assert_eq!(out.contains(metric), kept, "{metric} in {out}");
+    }
+}
+
+#[test]
 fn a_sampled_span_carries_the_threshold_and_nothing_else_changes() {
     let engine = engine(
         "id: all-spans\nname: t\ntrace:\n  match:\n    - trace_field: name\n      exists: true\n  keep:\n    percentage: 100\n",

@@ -4,13 +4,17 @@
 //! `datapoint_attribute` reads its first data point, and all its points are
 //! kept or dropped together. Its points are the records counted.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use tero_sdk::engine::{Engine, FieldValue, MetricSelector, MetricView};
 use tero_sdk::proto::policy::MetricField;
 
 use super::envelope::{Fate, Record};
 use super::mutate::Target;
-use super::raw;
+use super::raw::{self, CowStr, Kind, Members};
 use super::read::{self, RawObject};
 use super::walk::Context;
 use crate::Counts;
@@ -56,9 +60,9 @@ pub(crate) fn filter_record<'a>(
 }
 
 pub(crate) struct Metric<'c, 'a> {
-    metric: RawObject<'a>,
-    /// The data object and the metric's type number.
-    data: Option<(RawObject<'a>, i64)>,
+    parts: MetricParts<'a>,
+    /// Which of `parts.data` decides the type, and the type's number.
+    data: Option<(usize, i64)>,
     first_point: Option<RawObject<'a>>,
     points: usize,
     resource: &'c Context<'a>,
@@ -71,16 +75,19 @@ impl<'c, 'a> Metric<'c, 'a> {
         resource: &'c Context<'a>,
         scope: &'c Context<'a>,
     ) -> Self {
-        let metric = RawObject::new(raw);
-        let data = METRIC_KINDS
-            .iter()
-            .find_map(|(key, t)| metric.member(key).map(|d| (RawObject::new(d), *t)));
-        let (first, points) = data
-            .as_ref()
-            .and_then(|(d, _)| d.member("dataPoints"))
-            .map_or((None, 0), raw::first_and_len);
+        let parts = MetricParts::parse(raw);
+        // The first kind present, in METRIC_KINDS order; of a repeated
+        // member, the last (as a parsed map keeps it).
+        let data = METRIC_KINDS.iter().find_map(|(key, t)| {
+            let at = parts.data.iter().rposition(|(k, _)| k == key)?;
+            Some((at, *t))
+        });
+        let (first, points) = data.map_or((None, 0), |(at, _)| {
+            let d = &parts.data[at].1;
+            (d.first_point, d.points)
+        });
         Metric {
-            metric,
+            parts,
             data,
             first_point: first.map(RawObject::new),
             points,
@@ -88,16 +95,18 @@ impl<'c, 'a> Metric<'c, 'a> {
             scope,
         }
     }
+
+    fn non_empty_str(&self, key: &str) -> Option<FieldValue<'a>> {
+        read::raw_non_empty_str(raw::member(&self.parts.members, key))
+    }
 }
 
 impl MetricView for Metric<'_, '_> {
     fn get(&self, selector: &MetricSelector) -> Option<FieldValue<'_>> {
         match selector {
-            MetricSelector::Field(MetricField::Name) => self.metric.non_empty_str("name"),
-            MetricSelector::Field(MetricField::Description) => {
-                self.metric.non_empty_str("description")
-            }
-            MetricSelector::Field(MetricField::Unit) => self.metric.non_empty_str("unit"),
+            MetricSelector::Field(MetricField::Name) => self.non_empty_str("name"),
+            MetricSelector::Field(MetricField::Description) => self.non_empty_str("description"),
+            MetricSelector::Field(MetricField::Unit) => self.non_empty_str("unit"),
             MetricSelector::Field(MetricField::ResourceSchemaUrl) => {
                 Some(FieldValue::str(&self.resource.schema))
             }
@@ -112,16 +121,162 @@ impl MetricView for Metric<'_, '_> {
             MetricSelector::DatapointAttribute(p) => self.first_point.as_ref()?.attribute(p),
             MetricSelector::ResourceAttribute(p) => self.resource.node.get(Target::Attribute(p)),
             MetricSelector::ScopeAttribute(p) => self.scope.node.get(Target::Attribute(p)),
-            MetricSelector::Type => self.data.as_ref().map(|(_, t)| FieldValue::Int(*t)),
+            MetricSelector::Type => self.data.map(|(_, t)| FieldValue::Int(t)),
             MetricSelector::Temporality => {
-                let (data, t) = self.data.as_ref()?;
-                if *t == 1 || *t == 5 {
+                let (at, t) = self.data?;
+                if t == 1 || t == 5 {
                     return None;
                 }
-                read::raw_enum_number(data.member("aggregationTemporality")?, &TEMPORALITIES)
-                    .filter(|&n| n != 0)
-                    .map(FieldValue::Int)
+                let data = &self.parts.data[at].1;
+                read::raw_enum_number(
+                    raw::member(&data.members, "aggregationTemporality")?,
+                    &TEMPORALITIES,
+                )
+                .filter(|&n| n != 0)
+                .map(FieldValue::Int)
             }
         }
     }
+}
+
+/// A metric taken apart in one pass: what policies read of it is its own
+/// members, its data object's members and the data points' first element
+/// and count, so the data points are skipped over once.
+#[derive(Default)]
+struct MetricParts<'a> {
+    /// Every member but the data ones.
+    members: Members<'a>,
+    /// The data members (`gauge`, `sum`, …), in document order.
+    data: Vec<(Cow<'a, str>, DataParts<'a>)>,
+}
+
+#[derive(Default)]
+struct DataParts<'a> {
+    /// Every member but `dataPoints`.
+    members: Members<'a>,
+    first_point: Option<&'a RawValue>,
+    points: usize,
+}
+
+impl<'a> MetricParts<'a> {
+    fn parse(raw: &'a RawValue) -> Self {
+        if raw::kind(raw) != Kind::Object {
+            return MetricParts::default();
+        }
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        // The slice was validated when it was cut out of the payload.
+        de.deserialize_map(MetricVisitor).unwrap_or_default()
+    }
+}
+
+/// Visitor methods for the values that are not the expected container:
+/// consumed, and read as the empty default (a parsed map would answer
+/// "no such member" for them too).
+macro_rules! other_types_are_empty {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+
+struct MetricVisitor;
+
+impl<'de> Visitor<'de> for MetricVisitor {
+    type Value = MetricParts<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a metric")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut parts = MetricParts::default();
+        while let Some(CowStr(key)) = map.next_key()? {
+            if METRIC_KINDS.iter().any(|(kind, _)| key == *kind) {
+                let data = map.next_value_seed(DataSeed)?;
+                parts.data.push((key, data));
+            } else {
+                parts.members.push((key, map.next_value()?));
+            }
+        }
+        Ok(parts)
+    }
+}
+
+struct DataSeed;
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = DataParts<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataSeed {
+    type Value = DataParts<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a metric's data")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = DataParts::default();
+        while let Some(CowStr(key)) = map.next_key()? {
+            if key == "dataPoints" {
+                (data.first_point, data.points) = map.next_value_seed(PointsSeed)?;
+            } else {
+                data.members.push((key, map.next_value()?));
+            }
+        }
+        Ok(data)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| DataParts::default())
+    }
+
+    other_types_are_empty!();
+}
+
+/// The data points: the first, and how many.
+struct PointsSeed;
+
+impl<'de> DeserializeSeed<'de> for PointsSeed {
+    type Value = (Option<&'de RawValue>, usize);
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PointsSeed {
+    type Value = (Option<&'de RawValue>, usize);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("data points")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        raw::FirstAndLen.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| (None, 0))
+    }
+
+    other_types_are_empty!();
 }

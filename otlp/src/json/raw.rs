@@ -98,15 +98,6 @@ pub(crate) fn elements(raw: &RawValue) -> Vec<&RawValue> {
     serde_json::from_str(raw.get()).unwrap_or_default()
 }
 
-/// The first element of an array and the number of elements, in one pass.
-pub(crate) fn first_and_len(raw: &RawValue) -> (Option<&RawValue>, usize) {
-    if kind(raw) != Kind::Array {
-        return (None, 0);
-    }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    de.deserialize_seq(FirstAndLen).unwrap_or((None, 0))
-}
-
 /// The string `raw` holds.
 pub(crate) fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     if kind(raw) != Kind::String {
@@ -147,7 +138,8 @@ impl<'de> Visitor<'de> for MembersVisitor<'_, 'de> {
     }
 }
 
-struct FirstAndLen;
+/// Visits an array for its first element and its length.
+pub(crate) struct FirstAndLen;
 
 impl<'de> Visitor<'de> for FirstAndLen {
     type Value = (Option<&'de RawValue>, usize);
@@ -228,8 +220,5 @@ mod tests {
         assert_eq!(as_str(raw("5")), None);
         assert_eq!(scalar(raw(r#""5""#)), None);
         assert_eq!(as_str(raw(r#""a\"b""#)).as_deref(), Some("a\"b"));
-        assert_eq!(first_and_len(raw("[{}, 2, [3]]")).1, 3);
-        let (first, len) = first_and_len(raw("[]"));
-        assert!(first.is_none() && len == 0);
     }
 }
