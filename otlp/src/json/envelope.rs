@@ -1,4 +1,5 @@
-//! The OTLP JSON envelope, parsed in one pass down to the records:
+//! The OTLP JSON envelope (and Datadog's series one), parsed in one pass
+//! down to the records:
 //! `{resourceX: [{…, scopeX: [{…, records: [record, …]}]}]}`.
 //!
 //! Only the objects on the path to the records are taken apart; every other
@@ -87,9 +88,10 @@ impl<'a> Object<'a> {
     }
 }
 
-/// Parses `text`, an OTLP JSON document whose records sit at
-/// `path` (`["resourceLogs", "scopeLogs", "logRecords"]`).
-pub(crate) fn parse<'a>(text: &'a str, path: &[&str; 3]) -> Result<Object<'a>, serde_json::Error> {
+/// Parses `text`, a document whose records sit at `path`
+/// (`["resourceLogs", "scopeLogs", "logRecords"]`, or `["series"]` for a
+/// Datadog series payload).
+pub(crate) fn parse<'a>(text: &'a str, path: &[&str]) -> Result<Object<'a>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(text);
     let object = de.deserialize_map(ObjectVisitor { path })?;
     de.end()?;

@@ -16,13 +16,13 @@
 //! is copied in its order. Between members the output is compact: only the
 //! whitespace of the envelope changes.
 
-mod envelope;
+pub(crate) mod envelope;
 mod logs;
 mod metrics;
 mod mutate;
 mod node;
 pub(crate) mod raw;
-mod read;
+pub(crate) mod read;
 mod traces;
 mod walk;
 
@@ -77,18 +77,14 @@ pub fn filter_document(
     signal: Signal,
     payload: &[u8],
 ) -> Result<FilteredDocument, DecodeError> {
-    let text = std::str::from_utf8(payload).map_err(|e| {
-        DecodeError::Json(format!(
-            "not UTF-8 (invalid byte at offset {})",
-            e.valid_up_to()
-        ))
-    })?;
+    let text = utf8(payload)?;
     let path = match signal {
         Signal::Log => Path::LOGS,
         Signal::Metric => Path::METRICS,
         Signal::Trace => Path::SPANS,
     };
-    let mut document = envelope::parse(text, &path.keys).map_err(json_error)?;
+    let mut document = envelope::parse(text, &path.keys)
+        .map_err(|e| json_error(e, "an OTLP JSON document is an object"))?;
 
     let mut counts = Counts::default();
     let mut evaluated = 0u64;
@@ -111,9 +107,22 @@ pub fn filter_document(
     })
 }
 
-fn json_error(e: serde_json::Error) -> DecodeError {
+/// The payload as text: JSON is UTF-8, and checking it once here lets
+/// every later parse of a slice skip the check.
+pub(crate) fn utf8(payload: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(payload).map_err(|e| {
+        DecodeError::Json(format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })
+}
+
+/// A parse error as a decode error: syntax is `Json`, a value of the wrong
+/// type where the format needs one is `Shape` (with what was expected).
+pub(crate) fn json_error(e: serde_json::Error, expected: &str) -> DecodeError {
     match e.classify() {
-        Category::Data => DecodeError::Shape(format!("{e} (an OTLP JSON document is an object)")),
+        Category::Data => DecodeError::Shape(format!("{e} ({expected})")),
         _ => DecodeError::Json(e.to_string()),
     }
 }

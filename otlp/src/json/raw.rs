@@ -98,6 +98,16 @@ pub(crate) fn elements(raw: &RawValue) -> Vec<&RawValue> {
     serde_json::from_str(raw.get()).unwrap_or_default()
 }
 
+/// The number of elements of `raw` (0 when it is no array), counted
+/// without collecting them.
+pub(crate) fn len(raw: &RawValue) -> usize {
+    if kind(raw) != Kind::Array {
+        return 0;
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    de.deserialize_seq(FirstAndLen).map_or(0, |(_, len)| len)
+}
+
 /// The string `raw` holds.
 pub(crate) fn as_str(raw: &RawValue) -> Option<Cow<'_, str>> {
     if kind(raw) != Kind::String {
@@ -217,6 +227,8 @@ mod tests {
     fn wrong_types_read_as_absent() {
         assert!(members(raw("[1]")).is_empty());
         assert!(elements(raw("{}")).is_empty());
+        assert_eq!(len(raw("[{}, 2, [3]]")), 3);
+        assert_eq!(len(raw("{}")), 0);
         assert_eq!(as_str(raw("5")), None);
         assert_eq!(scalar(raw(r#""5""#)), None);
         assert_eq!(as_str(raw(r#""a\"b""#)).as_deref(), Some("a\"b"));
