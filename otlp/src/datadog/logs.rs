@@ -77,7 +77,7 @@ enum Fate {
 }
 
 fn filter_log(engine: &Engine, raw: &RawValue, counts: &mut Counts) -> Fate {
-    let mut log = DatadogLog::Raw(RawObject::new(raw));
+    let mut log = DatadogLog::Raw(RawObject::plain(raw));
     let outcome = engine.decide_log(&mut log);
     let bytes = raw.get().len() as u64;
     counts.records_in += 1;

@@ -61,7 +61,7 @@ pub(crate) fn filter(engine: &Engine, payload: &[u8]) -> Result<Filtered, Decode
 }
 
 fn filter_series(engine: &Engine, record: &mut Record<'_>, counts: &mut Counts) {
-    let series = Series::new(RawObject::new(record.raw));
+    let series = Series::new(RawObject::plain(record.raw));
     let points = series.object.member("points").map_or(0, raw::len) as u64;
     counts.records_in += points;
     let decision = engine.decide_metric(&series);
@@ -126,7 +126,7 @@ impl<'a> Series<'a> {
     fn resource(&self, kind: &str) -> Option<FieldValue<'a>> {
         let resources = self.object.member("resources")?;
         raw::elements(resources).into_iter().find_map(|r| {
-            let resource = RawObject::new(r);
+            let resource = RawObject::plain(r);
             let t = resource.member("type").and_then(raw::as_str)?;
             (t == kind).then(|| raw_non_empty_str(resource.member("name")))?
         })

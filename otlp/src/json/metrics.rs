@@ -15,7 +15,7 @@ use tero_sdk::proto::policy::MetricField;
 use super::envelope::{Fate, Record};
 use super::mutate::Target;
 use super::raw::{self, CowStr, Kind, Members};
-use super::read::{self, RawObject};
+use super::read::{self, RawObject, other_types_are_default};
 use super::walk::Context;
 use crate::Counts;
 
@@ -169,32 +169,6 @@ impl<'a> MetricParts<'a> {
     }
 }
 
-/// Visitor methods for the values that are not the expected container:
-/// consumed, and read as the empty default (a parsed map would answer
-/// "no such member" for them too).
-macro_rules! other_types_are_empty {
-    () => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-    };
-}
-
 struct MetricVisitor;
 
 impl<'de> Visitor<'de> for MetricVisitor {
@@ -250,7 +224,7 @@ impl<'de> Visitor<'de> for DataSeed {
         IgnoredAny.visit_seq(seq).map(|_| DataParts::default())
     }
 
-    other_types_are_empty!();
+    other_types_are_default!();
 }
 
 /// The data points: the first, and how many.
@@ -278,5 +252,5 @@ impl<'de> Visitor<'de> for PointsSeed {
         IgnoredAny.visit_map(map).map(|_| (None, 0))
     }
 
-    other_types_are_empty!();
+    other_types_are_default!();
 }

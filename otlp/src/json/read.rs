@@ -8,13 +8,15 @@
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
+use std::fmt;
 
 use base64::Engine as _;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use tero_sdk::engine::FieldValue;
 
-use super::raw::{self, Kind, Members};
+use super::raw::{self, CowStr, Kind, Members};
 
 // ─── Owned ────────────────────────────────────────────────────────────────
 
@@ -164,25 +166,9 @@ pub(crate) struct Entry<'a> {
 
 /// A raw attribute list, parsed one level; `None` when it is no array.
 pub(crate) fn raw_entries(attributes: Option<&RawValue>) -> Option<Vec<Entry<'_>>> {
-    let attributes = attributes?;
-    if raw::kind(attributes) != Kind::Array {
-        return None;
-    }
-    let mut members = Vec::new();
-    let entries = raw::elements(attributes)
-        .into_iter()
-        .map(|kv| {
-            members.clear();
-            raw::members_into(kv, &mut members);
-            Entry {
-                key: raw::member(&members, "key")
-                    .and_then(raw::as_str)
-                    .unwrap_or(Cow::Borrowed("")),
-                value: raw::member(&members, "value"),
-            }
-        })
-        .collect();
-    Some(entries)
+    let mut de = serde_json::Deserializer::from_str(attributes?.get());
+    // Validated already: an error reads as no list.
+    de.deserialize_any(AttributesSeed).ok().flatten()
 }
 
 /// [`lookup`] on a raw attribute list already parsed into entries.
@@ -199,20 +185,39 @@ pub(crate) fn raw_lookup<'a>(entries: &[Entry<'a>], path: &[String]) -> Option<&
 }
 
 /// An object of the payload read lazily: its members are parsed on the
-/// first question, its attribute list on the first attribute question, and
-/// both are kept for the next ones.
+/// first question and kept. An OTLP object's `attributes` list is parsed
+/// into entries in the same pass, since nearly every policy reads one.
 pub(crate) struct RawObject<'a> {
     raw: &'a RawValue,
-    members: OnceCell<Members<'a>>,
-    attributes: OnceCell<Option<Vec<Entry<'a>>>>,
+    /// Whether `attributes` is an OTLP attribute list (for Datadog logs it
+    /// is a key like any other).
+    otlp: bool,
+    parsed: OnceCell<Parsed<'a>>,
+}
+
+#[derive(Default)]
+struct Parsed<'a> {
+    members: Members<'a>,
+    /// `None` when there is no `attributes` array.
+    attributes: Option<Vec<Entry<'a>>>,
 }
 
 impl<'a> RawObject<'a> {
+    /// An OTLP object (record, resource, scope, data point, event).
     pub(crate) fn new(raw: &'a RawValue) -> Self {
         RawObject {
             raw,
-            members: OnceCell::new(),
-            attributes: OnceCell::new(),
+            otlp: true,
+            parsed: OnceCell::new(),
+        }
+    }
+
+    /// A JSON object whose members are all plain members.
+    pub(crate) fn plain(raw: &'a RawValue) -> Self {
+        RawObject {
+            raw,
+            otlp: false,
+            parsed: OnceCell::new(),
         }
     }
 
@@ -220,8 +225,20 @@ impl<'a> RawObject<'a> {
         self.raw
     }
 
+    fn parsed(&self) -> &Parsed<'a> {
+        self.parsed.get_or_init(|| {
+            if raw::kind(self.raw) != Kind::Object {
+                return Parsed::default();
+            }
+            let mut de = serde_json::Deserializer::from_str(self.raw.get());
+            // Validated already: an error leaves the object empty.
+            de.deserialize_map(ObjectVisitor { otlp: self.otlp })
+                .unwrap_or_default()
+        })
+    }
+
     pub(crate) fn member(&self, key: &str) -> Option<&'a RawValue> {
-        raw::member(self.members.get_or_init(|| raw::members(self.raw)), key)
+        raw::member(&self.parsed().members, key)
     }
 
     pub(crate) fn non_empty_str(&self, key: &str) -> Option<FieldValue<'a>> {
@@ -233,9 +250,7 @@ impl<'a> RawObject<'a> {
     }
 
     fn entries(&self) -> Option<&[Entry<'a>]> {
-        self.attributes
-            .get_or_init(|| raw_entries(self.member("attributes")))
-            .as_deref()
+        self.parsed().attributes.as_deref()
     }
 
     /// The AnyValue at `path` of this object's attributes.
@@ -252,5 +267,188 @@ impl<'a> RawObject<'a> {
     pub(crate) fn has_entry(&self, key: &str) -> bool {
         self.entries()
             .is_some_and(|entries| entries.iter().any(|e| e.key == key))
+    }
+}
+
+// ─── One-pass parsing ─────────────────────────────────────────────────────
+
+/// An object's members, with an OTLP `attributes` list taken apart on the
+/// way (as a parsed map would, the last of repeated members counts).
+struct ObjectVisitor {
+    otlp: bool,
+}
+
+impl<'de> Visitor<'de> for ObjectVisitor {
+    type Value = Parsed<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut parsed = Parsed::default();
+        while let Some(CowStr(key)) = map.next_key()? {
+            if self.otlp && key == "attributes" {
+                parsed.attributes = map.next_value_seed(AttributesSeed)?;
+            } else {
+                parsed.members.push((key, map.next_value()?));
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Visitor methods for values of another type than the one expected:
+/// consumed, and read as `Default` (absent).
+macro_rules! other_types_are_default {
+    () => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+pub(crate) use other_types_are_default;
+
+/// An attribute list: entries when it is an array, else `None`.
+struct AttributesSeed;
+
+impl<'de> DeserializeSeed<'de> for AttributesSeed {
+    type Value = Option<Vec<Entry<'de>>>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AttributesSeed {
+    type Value = Option<Vec<Entry<'de>>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an attribute list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+        while let Some(entry) = seq.next_element_seed(EntrySeed)? {
+            entries.push(entry);
+        }
+        Ok(Some(entries))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| None)
+    }
+
+    other_types_are_default!();
+}
+
+/// `{"key": …, "value": …}`; anything else is an entry with key "" and no
+/// value, as `str_field` and `get` read it.
+struct EntrySeed;
+
+impl Default for Entry<'_> {
+    fn default() -> Self {
+        Entry {
+            key: Cow::Borrowed(""),
+            value: None,
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = Entry<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed {
+    type Value = Entry<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an attribute")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entry = Entry::default();
+        while let Some(CowStr(key)) = map.next_key()? {
+            match key.as_ref() {
+                "key" => entry.key = map.next_value_seed(StrOrEmpty)?,
+                "value" => entry.value = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(entry)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Entry::default())
+    }
+
+    other_types_are_default!();
+}
+
+/// A string, or "" for a value of any other type.
+struct StrOrEmpty;
+
+impl<'de> DeserializeSeed<'de> for StrOrEmpty {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrOrEmpty {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(""))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| Cow::Borrowed(""))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| Cow::Borrowed(""))
     }
 }
