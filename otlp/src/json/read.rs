@@ -2,9 +2,9 @@
 //! hex ids and enums, read either from a raw slice of the payload or from an
 //! owned `Value` (a record a transform already changed).
 //!
-//! Both readers answer exactly alike; `tests/json_views.rs` checks that on
-//! every record of the conformance suite. The owned reader is the reference:
-//! it is the conformance runner's original code.
+//! Both readers answer exactly alike (the unit tests of `node` check that
+//! on records of every odd shape). The owned reader is the reference: it is
+//! the conformance runner's original code.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
