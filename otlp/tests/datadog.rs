@@ -216,6 +216,18 @@ log:
 }
 
 #[test]
+fn transforms_that_change_nothing_leave_the_log_as_it_came() {
+    let engine = engine(
+        "id: t\nname: t\nlog:\n  match:\n    - log_field: body\n      exists: true\n  keep: all\n  transform:\n    remove:\n      - log_attribute: absent\n      - log_attribute: [ddtags, absent]\n      - log_field: severity_text\n    add:\n      - log_attribute: service\n        value: x\n",
+    );
+    let payload = r#"[{"z":1,"message":"m","service":"s","ddtags":"a:b"}]"#;
+    let filtered = filter(&engine, Format::DatadogLogs, payload.as_bytes()).expect("valid");
+    assert_eq!(filtered.output, Output::Unchanged);
+    let st = stats(&engine, "t");
+    assert_eq!((st.remove_misses, st.add_misses), (3, 1));
+}
+
+#[test]
 fn rename_rules_follow_the_spec() {
     let engine = engine(
         r#"

@@ -244,6 +244,8 @@ impl<'a> DatadogLog<'a> {
     fn remove_place(&mut self, place: &Place) -> Option<Value> {
         match place {
             Place::Key(path) => {
+                // Absent: nothing to remove, and the log stays as it came.
+                self.leaf(path)?;
                 let (last, parents) = path.split_last()?;
                 descend(self.object()?, parents, false)?.remove(last)
             }
@@ -416,7 +418,7 @@ impl LogViewMut for DatadogLog<'_> {
             }
             Target::Attribute(path) => match self.locate(path) {
                 Some(Place::Key(p)) => {
-                    let mut sibling = p[..p.len() - 1].to_vec();
+                    let mut sibling = p[..p.len().saturating_sub(1)].to_vec();
                     sibling.push(to.to_owned());
                     (Place::Key(p), Place::Key(sibling))
                 }
