@@ -2,10 +2,10 @@
 //!
 //! The payload is parsed once, down to its records: the resource and scope
 //! arrays are taken apart, everything else (records included) stays a
-//! borrowed slice. Each record is then shown to the engine as a lazy view
-//! that parses only what the policies ask for (its members on the first
-//! question, its attribute list on the first attribute question; strings
-//! with escapes are decoded, the others borrowed).
+//! borrowed slice. Each record is then shown to the engine as a lazy view:
+//! nothing of it is parsed until a policy asks, then its members (values
+//! left raw) and its attribute list in one pass, and then only the values
+//! asked for; strings with escapes are decoded, the others borrowed.
 //!
 //! Kept records are written back as the bytes they arrived as; a record a
 //! transform or the tracestate changes becomes an owned `Value`, is changed
