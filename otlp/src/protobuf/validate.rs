@@ -1,0 +1,495 @@
+//! Checks a whole export request before any policy sees it.
+//!
+//! Evaluation counts hits, misses and drops as it goes, so a payload found
+//! malformed halfway would leave counters that describe records nobody
+//! forwarded. One validating pass first, with no side effects, keeps that
+//! simple: a payload is either walked completely or refused untouched (and
+//! the caller forwards it as it came).
+//!
+//! The pass checks what a protobuf decoder of these messages (prost, the
+//! collector) checks: framing, wire types of known fields, UTF-8 of known
+//! string fields, and nesting depth. It allocates nothing and reads every
+//! tag once; record values are not interpreted.
+
+use crate::{DecodeError, Signal};
+
+use super::wire::{self, Field, Reader, Value};
+
+/// Deepest message nesting accepted, counted from the request (depth 0).
+/// Prost's default limit, so that everything accepted here also decodes
+/// with the generated types; only AnyValue arrays and kvlists can nest that
+/// deep.
+pub const MAX_DEPTH: usize = 100;
+
+/// How a known field is encoded.
+#[derive(Clone, Copy)]
+enum Kind {
+    Unknown,
+    Varint,
+    Fixed64,
+    Fixed32,
+    Str,
+    Bytes,
+    Message(&'static Schema),
+    /// `repeated fixed64`/`double`: packed or one value per field.
+    RepeatedFixed64,
+    /// `repeated uint64`: packed or one value per field.
+    RepeatedVarint,
+}
+
+/// The fields of one message type. Every OTLP field number is below 17.
+struct Schema {
+    name: &'static str,
+    fields: [(Kind, &'static str); 17],
+}
+
+const fn schema(name: &'static str, list: &[(u32, &'static str, Kind)]) -> Schema {
+    let mut fields = [(Kind::Unknown, ""); 17];
+    let mut i = 0;
+    while i < list.len() {
+        let (number, field_name, kind) = list[i];
+        fields[number as usize] = (kind, field_name);
+        i += 1;
+    }
+    Schema { name, fields }
+}
+
+use Kind::{Bytes, Fixed32, Fixed64, Message as Msg, RepeatedFixed64, RepeatedVarint, Str, Varint};
+
+static ANY_VALUE: Schema = schema(
+    "AnyValue",
+    &[
+        (1, "string_value", Str),
+        (2, "bool_value", Varint),
+        (3, "int_value", Varint),
+        (4, "double_value", Fixed64),
+        (5, "array_value", Msg(&ARRAY_VALUE)),
+        (6, "kvlist_value", Msg(&KEY_VALUE_LIST)),
+        (7, "bytes_value", Bytes),
+    ],
+);
+static ARRAY_VALUE: Schema = schema("ArrayValue", &[(1, "values", Msg(&ANY_VALUE))]);
+static KEY_VALUE_LIST: Schema = schema("KeyValueList", &[(1, "values", Msg(&KEY_VALUE))]);
+static KEY_VALUE: Schema = schema(
+    "KeyValue",
+    &[(1, "key", Str), (2, "value", Msg(&ANY_VALUE))],
+);
+static SCOPE: Schema = schema(
+    "InstrumentationScope",
+    &[
+        (1, "name", Str),
+        (2, "version", Str),
+        (3, "attributes", Msg(&KEY_VALUE)),
+        (4, "dropped_attributes_count", Varint),
+    ],
+);
+static ENTITY_REF: Schema = schema(
+    "EntityRef",
+    &[
+        (1, "schema_url", Str),
+        (2, "type", Str),
+        (3, "id_keys", Str),
+        (4, "description_keys", Str),
+    ],
+);
+static RESOURCE: Schema = schema(
+    "Resource",
+    &[
+        (1, "attributes", Msg(&KEY_VALUE)),
+        (2, "dropped_attributes_count", Varint),
+        (3, "entity_refs", Msg(&ENTITY_REF)),
+    ],
+);
+
+// Logs.
+static LOGS_REQUEST: Schema = schema(
+    "ExportLogsServiceRequest",
+    &[(1, "resource_logs", Msg(&RESOURCE_LOGS))],
+);
+static RESOURCE_LOGS: Schema = schema(
+    "ResourceLogs",
+    &[
+        (1, "resource", Msg(&RESOURCE)),
+        (2, "scope_logs", Msg(&SCOPE_LOGS)),
+        (3, "schema_url", Str),
+    ],
+);
+static SCOPE_LOGS: Schema = schema(
+    "ScopeLogs",
+    &[
+        (1, "scope", Msg(&SCOPE)),
+        (2, "log_records", Msg(&LOG_RECORD)),
+        (3, "schema_url", Str),
+    ],
+);
+static LOG_RECORD: Schema = schema(
+    "LogRecord",
+    &[
+        (1, "time_unix_nano", Fixed64),
+        (11, "observed_time_unix_nano", Fixed64),
+        (2, "severity_number", Varint),
+        (3, "severity_text", Str),
+        (5, "body", Msg(&ANY_VALUE)),
+        (6, "attributes", Msg(&KEY_VALUE)),
+        (7, "dropped_attributes_count", Varint),
+        (8, "flags", Fixed32),
+        (9, "trace_id", Bytes),
+        (10, "span_id", Bytes),
+        (12, "event_name", Str),
+    ],
+);
+
+// Traces.
+static TRACES_REQUEST: Schema = schema(
+    "ExportTraceServiceRequest",
+    &[(1, "resource_spans", Msg(&RESOURCE_SPANS))],
+);
+static RESOURCE_SPANS: Schema = schema(
+    "ResourceSpans",
+    &[
+        (1, "resource", Msg(&RESOURCE)),
+        (2, "scope_spans", Msg(&SCOPE_SPANS)),
+        (3, "schema_url", Str),
+    ],
+);
+static SCOPE_SPANS: Schema = schema(
+    "ScopeSpans",
+    &[
+        (1, "scope", Msg(&SCOPE)),
+        (2, "spans", Msg(&SPAN)),
+        (3, "schema_url", Str),
+    ],
+);
+static SPAN: Schema = schema(
+    "Span",
+    &[
+        (1, "trace_id", Bytes),
+        (2, "span_id", Bytes),
+        (3, "trace_state", Str),
+        (4, "parent_span_id", Bytes),
+        (16, "flags", Fixed32),
+        (5, "name", Str),
+        (6, "kind", Varint),
+        (7, "start_time_unix_nano", Fixed64),
+        (8, "end_time_unix_nano", Fixed64),
+        (9, "attributes", Msg(&KEY_VALUE)),
+        (10, "dropped_attributes_count", Varint),
+        (11, "events", Msg(&SPAN_EVENT)),
+        (12, "dropped_events_count", Varint),
+        (13, "links", Msg(&SPAN_LINK)),
+        (14, "dropped_links_count", Varint),
+        (15, "status", Msg(&STATUS)),
+    ],
+);
+static SPAN_EVENT: Schema = schema(
+    "Span.Event",
+    &[
+        (1, "time_unix_nano", Fixed64),
+        (2, "name", Str),
+        (3, "attributes", Msg(&KEY_VALUE)),
+        (4, "dropped_attributes_count", Varint),
+    ],
+);
+static SPAN_LINK: Schema = schema(
+    "Span.Link",
+    &[
+        (1, "trace_id", Bytes),
+        (2, "span_id", Bytes),
+        (3, "trace_state", Str),
+        (4, "attributes", Msg(&KEY_VALUE)),
+        (5, "dropped_attributes_count", Varint),
+        (6, "flags", Fixed32),
+    ],
+);
+static STATUS: Schema = schema("Status", &[(2, "message", Str), (3, "code", Varint)]);
+
+// Metrics.
+static METRICS_REQUEST: Schema = schema(
+    "ExportMetricsServiceRequest",
+    &[(1, "resource_metrics", Msg(&RESOURCE_METRICS))],
+);
+static RESOURCE_METRICS: Schema = schema(
+    "ResourceMetrics",
+    &[
+        (1, "resource", Msg(&RESOURCE)),
+        (2, "scope_metrics", Msg(&SCOPE_METRICS)),
+        (3, "schema_url", Str),
+    ],
+);
+static SCOPE_METRICS: Schema = schema(
+    "ScopeMetrics",
+    &[
+        (1, "scope", Msg(&SCOPE)),
+        (2, "metrics", Msg(&METRIC)),
+        (3, "schema_url", Str),
+    ],
+);
+static METRIC: Schema = schema(
+    "Metric",
+    &[
+        (1, "name", Str),
+        (2, "description", Str),
+        (3, "unit", Str),
+        (5, "gauge", Msg(&GAUGE)),
+        (7, "sum", Msg(&SUM)),
+        (9, "histogram", Msg(&HISTOGRAM)),
+        (10, "exponential_histogram", Msg(&EXPONENTIAL_HISTOGRAM)),
+        (11, "summary", Msg(&SUMMARY)),
+        (12, "metadata", Msg(&KEY_VALUE)),
+    ],
+);
+static GAUGE: Schema = schema("Gauge", &[(1, "data_points", Msg(&NUMBER_POINT))]);
+static SUM: Schema = schema(
+    "Sum",
+    &[
+        (1, "data_points", Msg(&NUMBER_POINT)),
+        (2, "aggregation_temporality", Varint),
+        (3, "is_monotonic", Varint),
+    ],
+);
+static HISTOGRAM: Schema = schema(
+    "Histogram",
+    &[
+        (1, "data_points", Msg(&HISTOGRAM_POINT)),
+        (2, "aggregation_temporality", Varint),
+    ],
+);
+static EXPONENTIAL_HISTOGRAM: Schema = schema(
+    "ExponentialHistogram",
+    &[
+        (1, "data_points", Msg(&EXPONENTIAL_POINT)),
+        (2, "aggregation_temporality", Varint),
+    ],
+);
+static SUMMARY: Schema = schema("Summary", &[(1, "data_points", Msg(&SUMMARY_POINT))]);
+static NUMBER_POINT: Schema = schema(
+    "NumberDataPoint",
+    &[
+        (7, "attributes", Msg(&KEY_VALUE)),
+        (2, "start_time_unix_nano", Fixed64),
+        (3, "time_unix_nano", Fixed64),
+        (4, "as_double", Fixed64),
+        (6, "as_int", Fixed64),
+        (5, "exemplars", Msg(&EXEMPLAR)),
+        (8, "flags", Varint),
+    ],
+);
+static HISTOGRAM_POINT: Schema = schema(
+    "HistogramDataPoint",
+    &[
+        (9, "attributes", Msg(&KEY_VALUE)),
+        (2, "start_time_unix_nano", Fixed64),
+        (3, "time_unix_nano", Fixed64),
+        (4, "count", Fixed64),
+        (5, "sum", Fixed64),
+        (6, "bucket_counts", RepeatedFixed64),
+        (7, "explicit_bounds", RepeatedFixed64),
+        (8, "exemplars", Msg(&EXEMPLAR)),
+        (10, "flags", Varint),
+        (11, "min", Fixed64),
+        (12, "max", Fixed64),
+    ],
+);
+static EXPONENTIAL_POINT: Schema = schema(
+    "ExponentialHistogramDataPoint",
+    &[
+        (1, "attributes", Msg(&KEY_VALUE)),
+        (2, "start_time_unix_nano", Fixed64),
+        (3, "time_unix_nano", Fixed64),
+        (4, "count", Fixed64),
+        (5, "sum", Fixed64),
+        (6, "scale", Varint),
+        (7, "zero_count", Fixed64),
+        (8, "positive", Msg(&BUCKETS)),
+        (9, "negative", Msg(&BUCKETS)),
+        (10, "flags", Varint),
+        (11, "exemplars", Msg(&EXEMPLAR)),
+        (12, "min", Fixed64),
+        (13, "max", Fixed64),
+        (14, "zero_threshold", Fixed64),
+    ],
+);
+static BUCKETS: Schema = schema(
+    "ExponentialHistogramDataPoint.Buckets",
+    &[(1, "offset", Varint), (2, "bucket_counts", RepeatedVarint)],
+);
+static SUMMARY_POINT: Schema = schema(
+    "SummaryDataPoint",
+    &[
+        (7, "attributes", Msg(&KEY_VALUE)),
+        (2, "start_time_unix_nano", Fixed64),
+        (3, "time_unix_nano", Fixed64),
+        (4, "count", Fixed64),
+        (5, "sum", Fixed64),
+        (6, "quantile_values", Msg(&VALUE_AT_QUANTILE)),
+        (8, "flags", Varint),
+    ],
+);
+static VALUE_AT_QUANTILE: Schema = schema(
+    "SummaryDataPoint.ValueAtQuantile",
+    &[(1, "quantile", Fixed64), (2, "value", Fixed64)],
+);
+static EXEMPLAR: Schema = schema(
+    "Exemplar",
+    &[
+        (7, "filtered_attributes", Msg(&KEY_VALUE)),
+        (2, "time_unix_nano", Fixed64),
+        (3, "as_double", Fixed64),
+        (6, "as_int", Fixed64),
+        (4, "span_id", Bytes),
+        (5, "trace_id", Bytes),
+    ],
+);
+
+/// What is wrong, in which message type, and the chain of fields leading
+/// there (innermost first while unwinding).
+struct Invalid {
+    offset: usize,
+    problem: String,
+    message_type: Option<&'static str>,
+    path: Vec<&'static str>,
+}
+
+impl Invalid {
+    fn at(offset: usize, problem: impl Into<String>) -> Self {
+        Invalid {
+            offset,
+            problem: problem.into(),
+            message_type: None,
+            path: Vec::new(),
+        }
+    }
+
+    fn into_error(mut self) -> DecodeError {
+        self.path.reverse();
+        let place = if self.path.is_empty() {
+            "at the top level".to_owned()
+        } else {
+            format!("at {}", self.path.join("."))
+        };
+        DecodeError::Protobuf(format!(
+            "{}: {} ({place}, byte {})",
+            self.message_type.unwrap_or("message"),
+            self.problem,
+            self.offset
+        ))
+    }
+}
+
+/// Validates an `Export{Logs,Trace,Metrics}ServiceRequest` of `signal`.
+pub(crate) fn request(payload: &[u8], signal: Signal) -> Result<(), DecodeError> {
+    let root = match signal {
+        Signal::Log => &LOGS_REQUEST,
+        Signal::Trace => &TRACES_REQUEST,
+        Signal::Metric => &METRICS_REQUEST,
+    };
+    message(Reader::new(payload), root, 0).map_err(Invalid::into_error)
+}
+
+fn message(reader: Reader<'_>, schema: &'static Schema, depth: usize) -> Result<(), Invalid> {
+    let buf = reader.buf();
+    for field in reader.clone() {
+        let field = field.map_err(|e| {
+            let mut invalid = Invalid::at(e.offset, e.problem.to_string());
+            invalid.message_type = Some(schema.name);
+            invalid
+        })?;
+        let Some(&(kind, name)) = schema.fields.get(field.number as usize) else {
+            continue;
+        };
+        check_field(&reader, buf, &field, kind, depth).map_err(|mut e| {
+            e.message_type.get_or_insert(schema.name);
+            e.path.push(name);
+            e
+        })?;
+    }
+    Ok(())
+}
+
+fn check_field(
+    reader: &Reader<'_>,
+    buf: &[u8],
+    field: &Field,
+    kind: Kind,
+    depth: usize,
+) -> Result<(), Invalid> {
+    let wrong = |expected: &str| {
+        Invalid::at(
+            field.start,
+            format!(
+                "field {} has {}, expected {expected}",
+                field.number,
+                describe(field.value)
+            ),
+        )
+    };
+    match (kind, field.value) {
+        (Kind::Unknown, _) => Ok(()),
+        (Kind::Varint, Value::Varint(_))
+        | (Kind::Fixed64, Value::Fixed64(_))
+        | (Kind::Fixed32, Value::Fixed32(_))
+        | (Kind::Bytes, Value::Len)
+        | (Kind::RepeatedFixed64, Value::Fixed64(_))
+        | (Kind::RepeatedVarint, Value::Varint(_)) => Ok(()),
+        (Kind::Str, Value::Len) => {
+            std::str::from_utf8(field.content(buf))
+                .map(|_| ())
+                .map_err(|e| {
+                    Invalid::at(
+                        field.body + e.valid_up_to(),
+                        "string is not valid UTF-8".to_owned(),
+                    )
+                })
+        }
+        (Kind::RepeatedFixed64, Value::Len) => {
+            if field.content(buf).len().is_multiple_of(8) {
+                Ok(())
+            } else {
+                Err(Invalid::at(
+                    field.start,
+                    "packed fixed64 values are not a multiple of 8 bytes",
+                ))
+            }
+        }
+        (Kind::RepeatedVarint, Value::Len) => {
+            let content = field.content(buf);
+            let mut pos = 0;
+            while pos < content.len() {
+                wire::read_varint(content, &mut pos, content.len()).map_err(|e| {
+                    Invalid::at(
+                        field.body + e.offset,
+                        format!("packed varints: {}", e.problem),
+                    )
+                })?;
+            }
+            Ok(())
+        }
+        (Kind::Message(inner), Value::Len) => {
+            if depth + 1 >= MAX_DEPTH {
+                return Err(Invalid::at(
+                    field.start,
+                    format!(
+                        "messages nested deeper than {MAX_DEPTH} levels (AnyValue arrays or kvlists nested too deep)"
+                    ),
+                ));
+            }
+            message(reader.nested(field), inner, depth + 1)
+        }
+        (Kind::Varint, _) => Err(wrong("a varint")),
+        (Kind::Fixed64, _) => Err(wrong("a fixed64")),
+        (Kind::Fixed32, _) => Err(wrong("a fixed32")),
+        (Kind::Str | Kind::Bytes | Kind::Message(_), _) => Err(wrong("a length-delimited value")),
+        (Kind::RepeatedFixed64, _) => Err(wrong("fixed64 values")),
+        (Kind::RepeatedVarint, _) => Err(wrong("varints")),
+    }
+}
+
+fn describe(value: Value) -> &'static str {
+    match value {
+        Value::Varint(_) => "a varint",
+        Value::Fixed64(_) => "a fixed64",
+        Value::Fixed32(_) => "a fixed32",
+        Value::Len => "a length-delimited value",
+        Value::Group => "a group",
+    }
+}
