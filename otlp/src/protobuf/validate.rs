@@ -13,7 +13,7 @@
 
 use crate::{DecodeError, Signal};
 
-use super::wire::{self, Field, Reader, Value};
+use super::wire::{self, Problem, Reader, Value, WireError};
 
 /// Deepest message nesting accepted, counted from the request (depth 0).
 /// Prost's default limit, so that everything accepted here also decodes
@@ -37,21 +37,29 @@ enum Kind {
     RepeatedVarint,
 }
 
-/// The fields of one message type. Every OTLP field number is below 17.
+/// The fields of one message type, by number. Every OTLP field number is
+/// below 17.
 struct Schema {
     name: &'static str,
-    fields: [(Kind, &'static str); 17],
+    kinds: [Kind; 17],
+    field_names: [&'static str; 17],
 }
 
 const fn schema(name: &'static str, list: &[(u32, &'static str, Kind)]) -> Schema {
-    let mut fields = [(Kind::Unknown, ""); 17];
+    let mut kinds = [Kind::Unknown; 17];
+    let mut field_names = [""; 17];
     let mut i = 0;
     while i < list.len() {
         let (number, field_name, kind) = list[i];
-        fields[number as usize] = (kind, field_name);
+        kinds[number as usize] = kind;
+        field_names[number as usize] = field_name;
         i += 1;
     }
-    Schema { name, fields }
+    Schema {
+        name,
+        kinds,
+        field_names,
+    }
 }
 
 use Kind::{Bytes, Fixed32, Fixed64, Message as Msg, RepeatedFixed64, RepeatedVarint, Str, Varint};
@@ -383,104 +391,230 @@ pub(crate) fn request(payload: &[u8], signal: Signal) -> Result<(), DecodeError>
         Signal::Trace => &TRACES_REQUEST,
         Signal::Metric => &METRICS_REQUEST,
     };
-    message(Reader::new(payload), root, 0).map_err(Invalid::into_error)
+    message(payload, 0, payload.len(), root, 0).map_err(|e| e.into_error())
 }
 
-fn message(reader: Reader<'_>, schema: &'static Schema, depth: usize) -> Result<(), Invalid> {
-    let buf = reader.buf();
-    for field in reader.clone() {
-        let field = field.map_err(|e| {
-            let mut invalid = Invalid::at(e.offset, e.problem.to_string());
-            invalid.message_type = Some(schema.name);
-            invalid
-        })?;
-        let Some(&(kind, name)) = schema.fields.get(field.number as usize) else {
-            continue;
+/// A failed check; boxed so the `Ok` path passes a pointer-sized result.
+type Checked = Result<(), Box<Invalid>>;
+
+#[cold]
+#[inline(never)]
+fn invalid(offset: usize, problem: String) -> Box<Invalid> {
+    Box::new(Invalid::at(offset, problem))
+}
+
+#[cold]
+#[inline(never)]
+fn framing(e: WireError) -> Box<Invalid> {
+    invalid(e.offset, e.problem.to_string())
+}
+
+#[cold]
+#[inline(never)]
+fn wrong_type(start: usize, number: u64, value: Value, expected: &str) -> Box<Invalid> {
+    invalid(
+        start,
+        format!(
+            "field {number} has {}, expected {expected}",
+            describe(value)
+        ),
+    )
+}
+
+#[cold]
+#[inline(never)]
+fn within(mut e: Box<Invalid>, schema: &'static Schema, number: u64) -> Box<Invalid> {
+    e.message_type.get_or_insert(schema.name);
+    match schema.field_names.get(number as usize) {
+        Some(name) if !name.is_empty() => e.path.push(name),
+        _ => e.path.push("(unknown field)"),
+    }
+    e
+}
+
+/// Strings are mostly ASCII: check that word by word before the general
+/// UTF-8 validation.
+#[inline]
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
+}
+
+/// Validates the message at `buf[pos..end]`. A tight loop over tags rather
+/// than [`Reader`]: this pass reads every field of the payload.
+fn message(
+    buf: &[u8],
+    mut pos: usize,
+    end: usize,
+    schema: &'static Schema,
+    depth: usize,
+) -> Checked {
+    while pos < end {
+        let start = pos;
+        let key = wire::read_varint(buf, &mut pos, end).map_err(framing)?;
+        let number = key >> 3;
+        if number == 0 || number > 0x1fff_ffff {
+            let problem = if number == 0 {
+                Problem::FieldNumberZero
+            } else {
+                Problem::FieldNumberTooLarge(number)
+            };
+            return Err(within(
+                framing(WireError {
+                    offset: start,
+                    problem,
+                }),
+                schema,
+                number,
+            ));
+        }
+        let kind = match schema.kinds.get(number as usize) {
+            Some(kind) => *kind,
+            None => Kind::Unknown,
         };
-        check_field(&reader, buf, &field, kind, depth).map_err(|mut e| {
-            e.message_type.get_or_insert(schema.name);
-            e.path.push(name);
-            e
-        })?;
+        let checked = match key & 7 {
+            2 => {
+                let len = wire::read_varint(buf, &mut pos, end).map_err(framing)?;
+                let left = end - pos;
+                if len > left as u64 {
+                    return Err(within(
+                        framing(WireError {
+                            offset: start,
+                            problem: Problem::Truncated { needed: len, left },
+                        }),
+                        schema,
+                        number,
+                    ));
+                }
+                let body = pos;
+                pos += len as usize;
+                length_delimited(buf, start, body, pos, number, kind, depth)
+            }
+            0 => {
+                wire::read_varint(buf, &mut pos, end).map_err(framing)?;
+                match kind {
+                    Kind::Unknown | Kind::Varint | Kind::RepeatedVarint => Ok(()),
+                    _ => Err(wrong_type(start, number, Value::Varint(0), expected(kind))),
+                }
+            }
+            1 | 5 => {
+                let (width, value) = if key & 7 == 1 {
+                    (8, Value::Fixed64(0))
+                } else {
+                    (4, Value::Fixed32(0))
+                };
+                let left = end - pos;
+                if left < width {
+                    return Err(within(
+                        framing(WireError {
+                            offset: start,
+                            problem: Problem::Truncated {
+                                needed: width as u64,
+                                left,
+                            },
+                        }),
+                        schema,
+                        number,
+                    ));
+                }
+                pos += width;
+                match (kind, width) {
+                    (Kind::Unknown, _)
+                    | (Kind::Fixed64 | Kind::RepeatedFixed64, 8)
+                    | (Kind::Fixed32, 4) => Ok(()),
+                    _ => Err(wrong_type(start, number, value, expected(kind))),
+                }
+            }
+            _ => {
+                // Groups, stray end-of-group markers, invalid wire types and
+                // bad field numbers: the general reader knows them all.
+                let mut reader = Reader::range(buf, start, end);
+                let field = reader.read_field().map_err(framing)?;
+                pos = field.end;
+                match kind {
+                    Kind::Unknown => Ok(()),
+                    _ => Err(wrong_type(start, number, field.value, expected(kind))),
+                }
+            }
+        };
+        if let Err(e) = checked {
+            return Err(within(e, schema, number));
+        }
     }
     Ok(())
 }
 
-fn check_field(
-    reader: &Reader<'_>,
+fn expected(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Unknown => "anything",
+        Kind::Varint => "a varint",
+        Kind::Fixed64 => "a fixed64",
+        Kind::Fixed32 => "a fixed32",
+        Kind::Str | Kind::Bytes | Kind::Message(_) => "a length-delimited value",
+        Kind::RepeatedFixed64 => "fixed64 values",
+        Kind::RepeatedVarint => "varints",
+    }
+}
+
+#[inline]
+fn length_delimited(
     buf: &[u8],
-    field: &Field,
+    start: usize,
+    body: usize,
+    end: usize,
+    number: u64,
     kind: Kind,
     depth: usize,
-) -> Result<(), Invalid> {
-    let wrong = |expected: &str| {
-        Invalid::at(
-            field.start,
-            format!(
-                "field {} has {}, expected {expected}",
-                field.number,
-                describe(field.value)
-            ),
-        )
-    };
-    match (kind, field.value) {
-        (Kind::Unknown, _) => Ok(()),
-        (Kind::Varint, Value::Varint(_))
-        | (Kind::Fixed64, Value::Fixed64(_))
-        | (Kind::Fixed32, Value::Fixed32(_))
-        | (Kind::Bytes, Value::Len)
-        | (Kind::RepeatedFixed64, Value::Fixed64(_))
-        | (Kind::RepeatedVarint, Value::Varint(_)) => Ok(()),
-        (Kind::Str, Value::Len) => {
-            std::str::from_utf8(field.content(buf))
-                .map(|_| ())
-                .map_err(|e| {
-                    Invalid::at(
-                        field.body + e.valid_up_to(),
-                        "string is not valid UTF-8".to_owned(),
-                    )
-                })
-        }
-        (Kind::RepeatedFixed64, Value::Len) => {
-            if field.content(buf).len().is_multiple_of(8) {
+) -> Checked {
+    let content = buf.get(body..end).unwrap_or_default();
+    match kind {
+        Kind::Unknown | Kind::Bytes => Ok(()),
+        Kind::Str => {
+            if is_utf8(content) {
                 Ok(())
             } else {
-                Err(Invalid::at(
-                    field.start,
-                    "packed fixed64 values are not a multiple of 8 bytes",
+                let valid = std::str::from_utf8(content).map_or_else(|e| e.valid_up_to(), |_| 0);
+                Err(invalid(
+                    body + valid,
+                    "string is not valid UTF-8".to_owned(),
                 ))
             }
         }
-        (Kind::RepeatedVarint, Value::Len) => {
-            let content = field.content(buf);
-            let mut pos = 0;
-            while pos < content.len() {
-                wire::read_varint(content, &mut pos, content.len()).map_err(|e| {
-                    Invalid::at(
-                        field.body + e.offset,
-                        format!("packed varints: {}", e.problem),
-                    )
-                })?;
-            }
-            Ok(())
-        }
-        (Kind::Message(inner), Value::Len) => {
+        Kind::Message(inner) => {
             if depth + 1 >= MAX_DEPTH {
-                return Err(Invalid::at(
-                    field.start,
+                return Err(invalid(
+                    start,
                     format!(
                         "messages nested deeper than {MAX_DEPTH} levels (AnyValue arrays or kvlists nested too deep)"
                     ),
                 ));
             }
-            message(reader.nested(field), inner, depth + 1)
+            message(buf, body, end, inner, depth + 1)
         }
-        (Kind::Varint, _) => Err(wrong("a varint")),
-        (Kind::Fixed64, _) => Err(wrong("a fixed64")),
-        (Kind::Fixed32, _) => Err(wrong("a fixed32")),
-        (Kind::Str | Kind::Bytes | Kind::Message(_), _) => Err(wrong("a length-delimited value")),
-        (Kind::RepeatedFixed64, _) => Err(wrong("fixed64 values")),
-        (Kind::RepeatedVarint, _) => Err(wrong("varints")),
+        Kind::RepeatedFixed64 => {
+            if content.len().is_multiple_of(8) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    start,
+                    "packed fixed64 values are not a multiple of 8 bytes".to_owned(),
+                ))
+            }
+        }
+        Kind::RepeatedVarint => {
+            let mut pos = 0;
+            while pos < content.len() {
+                if let Err(e) = wire::read_varint(content, &mut pos, content.len()) {
+                    return Err(invalid(
+                        body + e.offset,
+                        format!("packed varints: {}", e.problem),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Kind::Varint | Kind::Fixed64 | Kind::Fixed32 => {
+            Err(wrong_type(start, number, Value::Len, expected(kind)))
+        }
     }
 }
 

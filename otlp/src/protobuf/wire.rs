@@ -105,46 +105,48 @@ impl fmt::Display for WireError {
     }
 }
 
-/// Decodes a varint at `*pos`, advancing past it. Errors leave `*pos`
-/// where the varint began.
+#[cold]
+#[inline(never)]
+fn fail(offset: usize, problem: Problem) -> WireError {
+    WireError { offset, problem }
+}
+
+/// Decodes a varint at `*pos` (below `limit`), advancing past it. Errors
+/// leave `*pos` where the varint began.
 #[inline]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize, limit: usize) -> Result<u64, WireError> {
     let start = *pos;
-    let Some(&first) = buf.get(start).filter(|_| start < limit) else {
-        return Err(WireError {
-            offset: start,
-            problem: Problem::TruncatedVarint,
-        });
-    };
-    if first < 0x80 {
+    // Tags and most lengths and values take one byte.
+    if start < limit
+        && let Some(&byte) = buf.get(start)
+        && byte < 0x80
+    {
         *pos = start + 1;
-        return Ok(u64::from(first));
+        return Ok(u64::from(byte));
     }
+    read_long_varint(buf, pos, limit)
+}
+
+#[inline(never)]
+fn read_long_varint(buf: &[u8], pos: &mut usize, limit: usize) -> Result<u64, WireError> {
+    let start = *pos;
+    let window = buf.get(start..limit.min(buf.len())).unwrap_or_default();
     let mut value = 0u64;
-    for i in 0..10 {
-        let at = start + i;
-        let Some(&byte) = buf.get(at).filter(|_| at < limit) else {
-            return Err(WireError {
-                offset: start,
-                problem: Problem::TruncatedVarint,
-            });
-        };
+    for (i, &byte) in window.iter().take(10).enumerate() {
         if i == 9 && byte > 1 {
-            return Err(WireError {
-                offset: start,
-                problem: Problem::VarintTooLong,
-            });
+            return Err(fail(start, Problem::VarintTooLong));
         }
         value |= u64::from(byte & 0x7f) << (7 * i);
         if byte < 0x80 {
-            *pos = at + 1;
+            *pos = start + i + 1;
             return Ok(value);
         }
     }
-    Err(WireError {
-        offset: start,
-        problem: Problem::VarintTooLong,
-    })
+    if window.len() >= 10 {
+        Err(fail(start, Problem::VarintTooLong))
+    } else {
+        Err(fail(start, Problem::TruncatedVarint))
+    }
 }
 
 /// Walks the fields of the message at `buf[start..end]`.
@@ -167,108 +169,128 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A reader over the content of `field`, a length-delimited field of
-    /// this reader's buffer. Offsets stay those of the whole buffer.
-    pub(crate) fn nested(&self, field: &Field) -> Reader<'a> {
-        let (pos, end) = match field.value {
-            Value::Len => (field.body, field.end),
-            _ => (field.end, field.end),
-        };
+    /// A reader over `buf[start..end]` (offsets stay those of `buf`).
+    pub(crate) fn range(buf: &'a [u8], start: usize, end: usize) -> Self {
         Reader {
-            buf: self.buf,
-            pos,
-            end,
+            buf,
+            pos: start,
+            end: end.min(buf.len()),
         }
     }
 
-    /// The buffer the offsets refer to.
-    pub(crate) fn buf(&self) -> &'a [u8] {
-        self.buf
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos >= self.end
     }
 
-    fn fail(&mut self, offset: usize, problem: Problem) -> Option<Result<Field, WireError>> {
-        self.pos = self.end;
-        Some(Err(WireError { offset, problem }))
+    /// Advances over `n` bytes, which must be there.
+    #[inline]
+    fn take(&mut self, n: u64, field_start: usize) -> Result<usize, WireError> {
+        let at = self.pos;
+        let left = self.end - at;
+        if n > left as u64 {
+            return Err(fail(field_start, Problem::Truncated { needed: n, left }));
+        }
+        self.pos = at + n as usize;
+        Ok(at)
     }
 
-    fn read_field(&mut self) -> Result<Field, WireError> {
+    /// Reads the next field; on error the reader's position is unspecified.
+    ///
+    /// The common shapes (a one-byte tag with a one-byte length, a varint
+    /// or a fixed value) are read inline; everything else, errors included,
+    /// goes through [`Reader::read_any_field`].
+    #[inline(always)]
+    pub(crate) fn read_field(&mut self) -> Result<Field, WireError> {
+        let start = self.pos;
+        let (Some(&key), Some(&next)) = (self.buf.get(start), self.buf.get(start + 1)) else {
+            return self.read_any_field();
+        };
+        if !(8..0x80).contains(&key) || start + 1 >= self.end {
+            return self.read_any_field();
+        }
+        let number = u32::from(key >> 3);
+        let value_at = start + 1;
+        let (body, end, value) = match key & 7 {
+            2 if next < 0x80 => {
+                let body = value_at + 1;
+                let end = body + usize::from(next);
+                if end > self.end {
+                    return self.read_any_field();
+                }
+                (body, end, Value::Len)
+            }
+            0 if next < 0x80 => (value_at, value_at + 1, Value::Varint(u64::from(next))),
+            1 => match self.buf.get(value_at..value_at + 8) {
+                Some(bytes) if value_at + 8 <= self.end => {
+                    let value = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+                    (value_at, value_at + 8, Value::Fixed64(value))
+                }
+                _ => return self.read_any_field(),
+            },
+            5 => match self.buf.get(value_at..value_at + 4) {
+                Some(bytes) if value_at + 4 <= self.end => {
+                    let value = u32::from_le_bytes(bytes.try_into().unwrap_or_default());
+                    (value_at, value_at + 4, Value::Fixed32(value))
+                }
+                _ => return self.read_any_field(),
+            },
+            _ => return self.read_any_field(),
+        };
+        self.pos = end;
+        Ok(Field {
+            number,
+            value,
+            start,
+            body,
+            end,
+        })
+    }
+
+    /// Reads any field from its tag: long tags, lengths and varints,
+    /// groups, and every malformed case.
+    #[inline(never)]
+    fn read_any_field(&mut self) -> Result<Field, WireError> {
         let start = self.pos;
         let key = read_varint(self.buf, &mut self.pos, self.end)?;
         let number = key >> 3;
         if number == 0 {
-            return Err(WireError {
-                offset: start,
-                problem: Problem::FieldNumberZero,
-            });
+            return Err(fail(start, Problem::FieldNumberZero));
         }
         if number > 0x1fff_ffff {
-            return Err(WireError {
-                offset: start,
-                problem: Problem::FieldNumberTooLarge(number),
-            });
+            return Err(fail(start, Problem::FieldNumberTooLarge(number)));
         }
         let number = number as u32;
-        let left = self.end - self.pos;
-        let take = |n: u64, pos: &mut usize| -> Result<(), WireError> {
-            if n > left as u64 {
-                return Err(WireError {
-                    offset: start,
-                    problem: Problem::Truncated { needed: n, left },
-                });
-            }
-            *pos += n as usize;
-            Ok(())
-        };
-        let body;
-        let value = match (key & 7) as u8 {
+        let (body, value) = match key & 7 {
             0 => {
-                body = self.pos;
-                Value::Varint(read_varint(self.buf, &mut self.pos, self.end)?)
-            }
-            1 => {
-                body = self.pos;
-                take(8, &mut self.pos)?;
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&self.buf[body..self.pos]);
-                Value::Fixed64(u64::from_le_bytes(bytes))
+                let body = self.pos;
+                (
+                    body,
+                    Value::Varint(read_varint(self.buf, &mut self.pos, self.end)?),
+                )
             }
             2 => {
                 let len = read_varint(self.buf, &mut self.pos, self.end)?;
-                let left = self.end - self.pos;
-                body = self.pos;
-                if len > left as u64 {
-                    return Err(WireError {
-                        offset: start,
-                        problem: Problem::Truncated { needed: len, left },
-                    });
-                }
-                self.pos += len as usize;
-                Value::Len
+                (self.take(len, start)?, Value::Len)
             }
-            3 => {
-                body = self.pos;
-                self.skip_group(number, 1)?;
-                Value::Group
-            }
-            4 => {
-                return Err(WireError {
-                    offset: start,
-                    problem: Problem::UnexpectedEndGroup(number),
-                });
+            1 => {
+                let body = self.take(8, start)?;
+                let bytes = self.buf.get(body..body + 8).unwrap_or_default();
+                let value = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+                (body, Value::Fixed64(value))
             }
             5 => {
-                body = self.pos;
-                take(4, &mut self.pos)?;
-                let mut bytes = [0u8; 4];
-                bytes.copy_from_slice(&self.buf[body..self.pos]);
-                Value::Fixed32(u32::from_le_bytes(bytes))
+                let body = self.take(4, start)?;
+                let bytes = self.buf.get(body..body + 4).unwrap_or_default();
+                let value = u32::from_le_bytes(bytes.try_into().unwrap_or_default());
+                (body, Value::Fixed32(value))
             }
-            other => {
-                return Err(WireError {
-                    offset: start,
-                    problem: Problem::InvalidWireType(other),
-                });
+            3 => {
+                let body = self.pos;
+                self.skip_group(number, 1)?;
+                (body, Value::Group)
             }
+            4 => return Err(fail(start, Problem::UnexpectedEndGroup(number))),
+            other => return Err(fail(start, Problem::InvalidWireType(other as u8))),
         };
         Ok(Field {
             number,
@@ -280,37 +302,26 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips the fields of a group up to and including its end marker.
+    #[inline(never)]
     fn skip_group(&mut self, number: u32, depth: usize) -> Result<(), WireError> {
         let start = self.pos;
         if depth > MAX_GROUP_DEPTH {
-            return Err(WireError {
-                offset: start,
-                problem: Problem::GroupsTooDeep,
-            });
+            return Err(fail(start, Problem::GroupsTooDeep));
         }
         loop {
             if self.pos >= self.end {
-                return Err(WireError {
-                    offset: start,
-                    problem: Problem::UnterminatedGroup(number),
-                });
+                return Err(fail(start, Problem::UnterminatedGroup(number)));
             }
             let at = self.pos;
             let key = read_varint(self.buf, &mut self.pos, self.end)?;
             if key >> 3 == 0 {
-                return Err(WireError {
-                    offset: at,
-                    problem: Problem::FieldNumberZero,
-                });
+                return Err(fail(at, Problem::FieldNumberZero));
             }
             if key & 7 == 4 {
                 if key >> 3 == u64::from(number) {
                     return Ok(());
                 }
-                return Err(WireError {
-                    offset: at,
-                    problem: Problem::UnexpectedEndGroup((key >> 3) as u32),
-                });
+                return Err(fail(at, Problem::UnexpectedEndGroup((key >> 3) as u32)));
             }
             if key & 7 == 3 {
                 self.skip_group((key >> 3) as u32, depth + 1)?;
@@ -318,7 +329,7 @@ impl<'a> Reader<'a> {
             }
             // Any other field: reread it as a field from its tag.
             self.pos = at;
-            self.read_field()?;
+            self.read_any_field()?;
         }
     }
 }
@@ -331,21 +342,40 @@ impl Iterator for Reader<'_> {
         if self.pos >= self.end {
             return None;
         }
-        let start = self.pos;
-        match self.read_field() {
-            Ok(field) => Some(Ok(field)),
-            Err(e) => {
-                let offset = e.offset.max(start);
-                self.fail(offset, e.problem)
+        let field = self.read_field();
+        if field.is_err() {
+            self.pos = self.end;
+        }
+        Some(field)
+    }
+}
+
+/// Fields of a buffer that validation accepted: any error (impossible
+/// there) simply ends the walk.
+pub(crate) struct Fields<'a>(Reader<'a>);
+
+impl Iterator for Fields<'_> {
+    type Item = Field;
+
+    #[inline]
+    fn next(&mut self) -> Option<Field> {
+        if self.0.at_end() {
+            return None;
+        }
+        match self.0.read_field() {
+            Ok(field) => Some(field),
+            Err(_) => {
+                self.0.pos = self.0.end;
+                None
             }
         }
     }
 }
 
-/// The fields of a buffer that [`crate::protobuf::validate`] accepted: any
-/// error (impossible after validation) simply ends the walk.
-pub(crate) fn fields(buf: &[u8]) -> impl Iterator<Item = Field> + '_ {
-    Reader::new(buf).map_while(Result::ok)
+/// The fields of a buffer that [`crate::protobuf::validate`] accepted.
+#[inline]
+pub(crate) fn fields(buf: &[u8]) -> Fields<'_> {
+    Fields(Reader::new(buf))
 }
 
 /// The fields of the message held by `field` (a length-delimited field of
