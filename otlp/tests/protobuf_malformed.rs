@@ -225,6 +225,31 @@ fn invalid_utf8_in_a_known_string_is_refused() {
 }
 
 #[test]
+fn invalid_utf8_in_an_attribute_is_refused() {
+    // A plain string attribute (the shape validation checks in one go)
+    // whose value is not UTF-8.
+    let mut any_value = Vec::new();
+    push_len(&mut any_value, 1, &[0xc3, 0x28]);
+    let mut kv = Vec::new();
+    push_len(&mut kv, 1, b"user");
+    push_len(&mut kv, 2, &any_value);
+    let mut record = Vec::new();
+    push_len(&mut record, 6, &kv);
+    let mut scope = Vec::new();
+    push_len(&mut scope, 2, &record);
+    let mut resource = Vec::new();
+    push_len(&mut resource, 2, &scope);
+    let mut request = Vec::new();
+    push_len(&mut request, 1, &resource);
+    let message = protobuf_error(filter(Signal::Log, &request));
+    assert!(message.contains("UTF-8"), "{message}");
+    assert!(
+        message.contains("attributes.value.string_value"),
+        "{message}"
+    );
+}
+
+#[test]
 fn framing_errors_are_refused() {
     for (bytes, expected) in [
         (vec![0x0a, 0x05, 0x01], "truncated"),

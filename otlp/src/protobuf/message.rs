@@ -20,28 +20,29 @@ use super::wire::{self, Value};
 /// is below it.
 const TRACKED: usize = 17;
 
-/// Where the last occurrence of a singular field is.
+/// Where the last occurrence of a singular field is: its content (for
+/// length-delimited fields) or its value bytes. Offsets are `u32` to keep
+/// the map small; a message of 4 GiB or more reads as empty.
 #[derive(Debug, Clone, Copy, Default)]
 struct Slot {
-    /// Varint or fixed value; 0 for length-delimited fields.
-    scalar: u64,
-    /// Content range for length-delimited fields.
-    body: usize,
-    end: usize,
+    body: u32,
+    end: u32,
 }
 
 /// One `KeyValue` of the attribute list.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Attr {
-    key: Range<usize>,
+    key: (u32, u32),
     /// The `AnyValue` content, when the entry has one.
-    value: Option<Range<usize>>,
+    value: Option<(u32, u32)>,
 }
 
 #[derive(Debug, Default)]
 struct FieldMap {
     /// Bit `n` set: field `n` occurs; `slots[n]` is its last occurrence.
     present: u32,
+    /// Bit `n` set: the last occurrence of field `n` is a varint.
+    varints: u32,
     slots: [Slot; TRACKED],
     attrs: Vec<Attr>,
 }
@@ -51,29 +52,32 @@ impl FieldMap {
         attrs.clear();
         let mut map = FieldMap {
             present: 0,
+            varints: 0,
             slots: [Slot::default(); TRACKED],
             attrs,
         };
+        if u32::try_from(bytes.len()).is_err() {
+            return map;
+        }
         for f in wire::fields(bytes) {
             let n = f.number as usize;
             if n >= TRACKED {
                 continue;
             }
             if f.number == attr_field && f.is_len() {
-                let (key, value) = key_value(bytes, f.body..f.end);
-                map.attrs.push(Attr { key, value });
+                map.attrs.push(key_value(bytes, f.body, f.end));
                 continue;
             }
-            let scalar = match f.value {
-                Value::Varint(v) | Value::Fixed64(v) => v,
-                Value::Fixed32(v) => u64::from(v),
-                Value::Len | Value::Group => 0,
-            };
-            map.present |= 1 << n;
+            let bit = 1 << n;
+            map.present |= bit;
+            if matches!(f.value, Value::Varint(_)) {
+                map.varints |= bit;
+            } else {
+                map.varints &= !bit;
+            }
             map.slots[n] = Slot {
-                scalar,
-                body: f.body,
-                end: f.end,
+                body: f.body as u32,
+                end: f.end as u32,
             };
         }
         map
@@ -85,20 +89,43 @@ impl FieldMap {
     }
 }
 
-/// The key and value ranges of the `KeyValue` at `range` of `bytes`.
-fn key_value(bytes: &[u8], range: Range<usize>) -> (Range<usize>, Option<Range<usize>>) {
-    let base = range.start;
-    let kv = bytes.get(range).unwrap_or_default();
-    let mut key = 0..0;
-    let mut value = None;
+fn range((start, end): (u32, u32)) -> Range<usize> {
+    start as usize..end as usize
+}
+
+/// The key and value of the `KeyValue` at `bytes[start..end]`. Encoders
+/// write `key` then `value`, each with a one-byte tag and length: that
+/// shape is read directly, anything else field by field.
+#[inline]
+fn key_value(bytes: &[u8], start: usize, end: usize) -> Attr {
+    let kv = bytes.get(start..end).unwrap_or_default();
+    if let [0x0a, key_len, rest @ ..] = kv
+        && let Some((key, [0x12, value_len, value @ ..])) =
+            rest.split_at_checked(usize::from(*key_len))
+        && *key_len < 0x80
+        && *value_len < 0x80
+        && value.len() == usize::from(*value_len)
+    {
+        let key_start = (start + 2) as u32;
+        let value_start = key_start + key.len() as u32 + 2;
+        return Attr {
+            key: (key_start, key_start + key.len() as u32),
+            value: Some((value_start, end as u32)),
+        };
+    }
+    let mut attr = Attr {
+        key: (0, 0),
+        value: None,
+    };
     for f in wire::fields(kv) {
+        let at = ((start + f.body) as u32, (start + f.end) as u32);
         match (f.number, f.value) {
-            (1, Value::Len) => key = base + f.body..base + f.end,
-            (2, Value::Len) => value = Some(base + f.body..base + f.end),
+            (1, Value::Len) => attr.key = at,
+            (2, Value::Len) => attr.value = Some(at),
             _ => {}
         }
     }
-    (key, value)
+    attr
 }
 
 /// A message of the payload, possibly re-encoded by transforms.
@@ -174,20 +201,23 @@ impl<'a> Message<'a> {
         })
     }
 
-    fn slice(&self, range: Range<usize>) -> Option<&[u8]> {
-        self.bytes()?.get(range)
-    }
-
     /// The content of the last occurrence of length-delimited field
-    /// `number`.
+    /// `number` (the value bytes for other kinds).
     pub(crate) fn len_field(&self, number: u32) -> Option<&[u8]> {
         let slot = self.map().slot(number)?;
-        self.slice(slot.body..slot.end)
+        self.bytes()?.get(range((slot.body, slot.end)))
     }
 
-    /// The scalar value of the last occurrence of field `number`.
-    pub(crate) fn scalar(&self, number: u32) -> Option<u64> {
-        self.map().slot(number).map(|s| s.scalar)
+    /// The value of field `number` when its last occurrence is a varint.
+    pub(crate) fn varint(&self, number: u32) -> Option<u64> {
+        let map = self.map();
+        let slot = map.slot(number)?;
+        if map.varints & (1 << number) == 0 {
+            return None;
+        }
+        let bytes = self.bytes()?;
+        let mut pos = slot.body as usize;
+        wire::read_varint(bytes, &mut pos, slot.end as usize).ok()
     }
 
     /// A string field, `None` when absent.
@@ -220,8 +250,8 @@ impl<'a> Message<'a> {
             .map()
             .attrs
             .iter()
-            .find(|a| bytes.get(a.key.clone()) == Some(first.as_bytes()))?;
-        let value = bytes.get(attr.value.clone()?)?;
+            .find(|a| bytes.get(range(a.key)) == Some(first.as_bytes()))?;
+        let value = bytes.get(range(attr.value?))?;
         if rest.is_empty() {
             return Some(value);
         }

@@ -99,7 +99,7 @@ impl SpanView for SpanRecordView<'_, '_> {
             TraceSelector::ResourceAttribute(p) => self.ctx.resource.attribute(p),
             TraceSelector::ScopeAttribute(p) => self.ctx.scope.attribute(p),
             TraceSelector::Kind => Some(FieldValue::Int(
-                self.span.scalar(KIND).map_or(0, enum_value),
+                self.span.varint(KIND).map_or(0, enum_value),
             )),
             TraceSelector::Status => {
                 let code = self.span.len_field(STATUS).and_then(|status| {

@@ -439,6 +439,31 @@ fn is_utf8(bytes: &[u8]) -> bool {
     bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
+/// Checks the shape nearly every attribute has, a key and a string value
+/// with one-byte tags and lengths, in one go: `Some(valid UTF-8)`, or
+/// `None` for any other shape (which the general walk then checks).
+#[inline]
+fn simple_string_attribute(kv: &[u8]) -> Option<bool> {
+    let [0x0a, key_len, rest @ ..] = kv else {
+        return None;
+    };
+    if *key_len >= 0x80 {
+        return None;
+    }
+    let (key, rest) = rest.split_at_checked(usize::from(*key_len))?;
+    let [0x12, value_len, 0x0a, string_len, string @ ..] = rest else {
+        return None;
+    };
+    if *value_len >= 0x80
+        || *string_len >= 0x80
+        || usize::from(*value_len) != string.len() + 2
+        || usize::from(*string_len) != string.len()
+    {
+        return None;
+    }
+    Some(is_utf8(key) && is_utf8(string))
+}
+
 /// Validates the message at `buf[pos..end]`. A tight loop over tags rather
 /// than [`Reader`]: this pass reads every field of the payload.
 fn message(
@@ -580,6 +605,12 @@ fn length_delimited(
             }
         }
         Kind::Message(inner) => {
+            if std::ptr::eq(inner, &KEY_VALUE)
+                && depth + 2 < MAX_DEPTH
+                && simple_string_attribute(content) == Some(true)
+            {
+                return Ok(());
+            }
             if depth + 1 >= MAX_DEPTH {
                 return Err(invalid(
                     start,

@@ -196,8 +196,8 @@ impl<'a> Reader<'a> {
 
     /// Reads the next field; on error the reader's position is unspecified.
     ///
-    /// The common shapes (a one-byte tag with a one-byte length, a varint
-    /// or a fixed value) are read inline; everything else, errors included,
+    /// The common shapes (a one-byte tag with a length below 16 KiB, a
+    /// one-byte varint or a fixed value) are read inline; everything else, errors included,
     /// goes through [`Reader::read_any_field`].
     #[inline(always)]
     pub(crate) fn read_field(&mut self) -> Result<Field, WireError> {
@@ -211,9 +211,20 @@ impl<'a> Reader<'a> {
         let number = u32::from(key >> 3);
         let value_at = start + 1;
         let (body, end, value) = match key & 7 {
-            2 if next < 0x80 => {
-                let body = value_at + 1;
-                let end = body + usize::from(next);
+            2 => {
+                // Lengths up to 16 KiB (two bytes) cover nearly every record.
+                let (body, len) = if next < 0x80 {
+                    (value_at + 1, usize::from(next))
+                } else {
+                    match self.buf.get(value_at + 1) {
+                        Some(&high) if high < 0x80 => (
+                            value_at + 2,
+                            usize::from(next & 0x7f) | usize::from(high) << 7,
+                        ),
+                        _ => return self.read_any_field(),
+                    }
+                };
+                let end = body + len;
                 if end > self.end {
                     return self.read_any_field();
                 }
@@ -357,7 +368,7 @@ pub(crate) struct Fields<'a>(Reader<'a>);
 impl Iterator for Fields<'_> {
     type Item = Field;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Field> {
         if self.0.at_end() {
             return None;
