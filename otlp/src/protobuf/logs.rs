@@ -15,7 +15,7 @@ use tero_sdk::proto::policy::LogField;
 
 use super::edit::{AttrEdit, edit_attribute, string_any_value, with_field};
 use super::message::{Location, Message, any_value, locate};
-use super::walk::{Changes, Context, Verdict, walk};
+use super::walk::{Changes, Context, RecordChange, walk};
 use crate::Counts;
 
 // LogRecord field numbers.
@@ -41,12 +41,9 @@ pub(crate) fn evaluate(engine: &Engine, payload: &[u8], counts: &mut Counts) -> 
                 engine.log_stats(winner).record_drop(1, size);
             }
             counts.records_dropped += 1;
-            return Verdict::Drop;
+            return Some(RecordChange::Drop);
         }
-        match record.take_edit() {
-            Some(bytes) => Verdict::Edited(bytes),
-            None => Verdict::Keep,
-        }
+        record.take_edit().map(RecordChange::Edited)
     })
 }
 

@@ -10,7 +10,7 @@ use tero_sdk::engine::{Engine, FieldValue, MetricSelector, MetricView};
 use tero_sdk::proto::policy::MetricField;
 
 use super::message::{Message, attribute_in};
-use super::walk::{Changes, Context, Verdict, walk};
+use super::walk::{Changes, Context, RecordChange, walk};
 use super::wire::{self, Value};
 use crate::Counts;
 
@@ -51,13 +51,13 @@ pub(crate) fn evaluate(engine: &Engine, payload: &[u8], counts: &mut Counts) -> 
             engine.shadow_stats(shadow).record_drop(points, size);
         }
         if decision.keep {
-            return Verdict::Keep;
+            return None;
         }
         if let Some(winner) = decision.winner {
             engine.metric_stats(winner).record_drop(points, size);
         }
         counts.records_dropped += points;
-        Verdict::Drop
+        Some(RecordChange::Drop)
     })
 }
 

@@ -24,6 +24,7 @@ mod logs;
 mod message;
 mod metrics;
 mod rewrite;
+mod schema;
 mod traces;
 mod validate;
 mod walk;

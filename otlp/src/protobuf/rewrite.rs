@@ -11,12 +11,8 @@
 
 use std::ops::Range;
 
-use super::walk::{Changes, RecordChange};
+use super::walk::{CONTAINER_MESSAGE, Changes, ENTRIES, RESOURCE_ENTRIES, RecordChange};
 use super::wire::{self, Field, put_len_header};
-
-const RESOURCE_ENTRIES: u32 = 1;
-const CONTAINER_MESSAGE: u32 = 1;
-const ENTRIES: u32 = 2;
 
 enum Segment<'c> {
     Copy(Range<usize>),

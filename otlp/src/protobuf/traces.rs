@@ -9,7 +9,7 @@ use tero_sdk::proto::policy::TraceField;
 
 use super::edit::with_field;
 use super::message::{Message, attribute_in};
-use super::walk::{Changes, Context, Verdict, walk};
+use super::walk::{Changes, Context, RecordChange, walk};
 use super::wire::{self, Value};
 use crate::Counts;
 
@@ -48,12 +48,9 @@ pub(crate) fn evaluate(engine: &Engine, payload: &[u8], counts: &mut Counts) -> 
                 engine.trace_stats(winner).record_drop(1, size);
             }
             counts.records_dropped += 1;
-            return Verdict::Drop;
+            return Some(RecordChange::Drop);
         }
-        match span.take_edit() {
-            Some(bytes) => Verdict::Edited(bytes),
-            None => Verdict::Keep,
-        }
+        span.take_edit().map(RecordChange::Edited)
     })
 }
 

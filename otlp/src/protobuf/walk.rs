@@ -13,9 +13,12 @@
 use super::message::Message;
 use super::wire::{self, Field};
 
-const RESOURCE_ENTRIES: u32 = 1;
-const CONTAINER_MESSAGE: u32 = 1;
-const ENTRIES: u32 = 2;
+/// `Export*ServiceRequest.resource_*`.
+pub(crate) const RESOURCE_ENTRIES: u32 = 1;
+/// `resource` of a resource entry, `scope` of a scope entry.
+pub(crate) const CONTAINER_MESSAGE: u32 = 1;
+/// Scope entries of a resource entry, records of a scope entry.
+pub(crate) const ENTRIES: u32 = 2;
 const SCHEMA_URL: u32 = 3;
 
 /// Attribute list field of `Resource` and `InstrumentationScope`.
@@ -32,17 +35,10 @@ pub(crate) struct Context<'a> {
     pub(crate) scope_schema: &'a str,
 }
 
-/// What became of one record.
-pub(crate) enum Verdict {
-    Keep,
-    Drop,
-    /// Kept, re-encoded as these bytes.
-    Edited(Vec<u8>),
-}
-
-/// A record that is not copied as it came.
+/// What became of a record that is not copied as it came.
 pub(crate) enum RecordChange {
     Drop,
+    /// Kept, re-encoded as these bytes.
     Edited(Vec<u8>),
 }
 
@@ -97,11 +93,11 @@ fn entries<'p>(payload: &'p [u8], field: &Field, number: u32) -> impl Iterator<I
 
 /// Walks every record of a validated request. `evaluate` gets the record
 /// (whose attribute list is field `record_attributes`) with its context and
-/// decides its fate.
+/// returns its change, `None` when the record is kept as it came.
 pub(crate) fn walk<'a>(
     payload: &'a [u8],
     record_attributes: u32,
-    mut evaluate: impl FnMut(&mut Context<'a>, &mut Message<'a>) -> Verdict,
+    mut evaluate: impl FnMut(&mut Context<'a>, &mut Message<'a>) -> Option<RecordChange>,
 ) -> Changes {
     let mut changes = Changes::default();
     let mut ctx = Context {
@@ -123,11 +119,7 @@ pub(crate) fn walk<'a>(
             for field in entries(payload, &scope_entry, ENTRIES) {
                 record.reset(Some(field.content(payload)));
                 changes.records_seen += 1;
-                let change = match evaluate(&mut ctx, &mut record) {
-                    Verdict::Keep => None,
-                    Verdict::Drop => Some(RecordChange::Drop),
-                    Verdict::Edited(bytes) => Some(RecordChange::Edited(bytes)),
-                };
+                let change = evaluate(&mut ctx, &mut record);
                 if !matches!(change, Some(RecordChange::Drop)) {
                     changes.records_kept += 1;
                 }
