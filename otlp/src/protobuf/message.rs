@@ -270,6 +270,9 @@ impl<'a> Message<'a> {
 /// An `AnyValue` as a field value: the oneof member set last wins, as in
 /// protobuf. `None` when no member is set.
 pub(crate) fn any_value(bytes: &[u8]) -> Option<FieldValue<'_>> {
+    if let Some(text) = sole_string(bytes) {
+        return std::str::from_utf8(text).ok().map(FieldValue::str);
+    }
     let f = wire::fields(bytes)
         .filter(|f| (1..=7).contains(&f.number))
         .last()?;
@@ -282,6 +285,23 @@ pub(crate) fn any_value(bytes: &[u8]) -> Option<FieldValue<'_>> {
         (7, Value::Len) => FieldValue::Bytes(Cow::Borrowed(f.content(bytes))),
         _ => return None,
     })
+}
+
+/// The string of an `AnyValue` that holds only a `string_value` shorter
+/// than 16 KiB: the usual attribute value and body, read without a walk.
+#[inline]
+fn sole_string(bytes: &[u8]) -> Option<&[u8]> {
+    match *bytes {
+        [0x0a, len, ref rest @ ..] if len < 0x80 && rest.len() == usize::from(len) => Some(rest),
+        [0x0a, low, high, ref rest @ ..]
+            if low >= 0x80
+                && high < 0x80
+                && rest.len() == (usize::from(low & 0x7f) | usize::from(high) << 7) =>
+        {
+            Some(rest)
+        }
+        _ => None,
+    }
 }
 
 /// The `KeyValueList` content of an `AnyValue` whose value is a kvlist.
@@ -392,6 +412,19 @@ mod tests {
         assert_eq!(m.attribute(&path(&["c", "x"])), None);
         assert_eq!(locate(&record, 6, &path(&["c", "x"])), Location::Blocked);
         assert_eq!(locate(&record, 6, &path(&["z", "x"])), Location::Absent);
+    }
+
+    #[test]
+    fn strings_read_the_same_with_one_and_two_byte_lengths() {
+        for len in [0, 1, 127, 128, 300, 16_383, 16_384] {
+            let text = "x".repeat(len);
+            let any = string_value(&text);
+            assert_eq!(any_value(&any), Some(FieldValue::str(&text)), "{len}");
+        }
+        // A string followed by another member is not a sole string.
+        let mut both = string_value("x");
+        both.extend_from_slice(&[2 << 3, 1]);
+        assert_eq!(any_value(&both), Some(FieldValue::Bool(true)));
     }
 
     #[test]

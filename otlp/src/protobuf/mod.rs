@@ -18,6 +18,15 @@
 //! (for metrics, the metric's data points), `size` being the record's
 //! encoded message length (without its tag and length prefix), which is
 //! also what [`crate::Counts::protobuf_bytes_in`] adds up.
+//!
+//! Where protobuf allows what OTLP JSON cannot say:
+//! - A singular field written more than once reads as its last occurrence
+//!   (protobuf's rule for scalars; for messages such as `body`, `resource`
+//!   and `scope` protobuf would merge the occurrences, which no encoder
+//!   produces). A rewritten message replaces the last occurrence and drops
+//!   the others.
+//! - A transform that writes a string into `trace_id` or `span_id` stores
+//!   the id the string spells in hex, or else the string's bytes.
 
 mod edit;
 mod logs;
