@@ -13,6 +13,7 @@
 //! The Edge's push intake and `tero-conformance` share these codecs, so the
 //! semantics the conformance suite checks are the ones the Edge enforces.
 
+pub mod convert;
 pub mod datadog;
 pub mod json;
 pub mod protobuf;

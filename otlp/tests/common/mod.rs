@@ -1,11 +1,13 @@
-//! Helpers shared by the codec tests: engines from policy YAML, policy
-//! counters by id, and the conformance harness's normalisation of OTLP JSON.
+//! Helpers shared by the codec tests: engines from policy documents, policy
+//! counters by id, the conformance suite's testcases, and the harness's
+//! normalisation of OTLP JSON.
 
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::path::PathBuf;
 
 use serde_json::{Map, Number, Value};
+use tero_otlp::Signal;
 use tero_sdk::engine::{Engine, StatsDelta, StatsRegistry};
 use tero_sdk::policy::{self, Format};
 
@@ -126,4 +128,83 @@ pub fn normalize(v: &Value) -> Value {
         },
         other => other.clone(),
     }
+}
+
+/// The conformance suite's folder (`TERO_CONFORMANCE_DIR`, else
+/// `../shared/conformance` next to the checkout) and its testcases.
+pub fn conformance_testcases() -> PathBuf {
+    conformance_dir().join("testcases")
+}
+
+/// An engine over a policy document (JSON or YAML text), with the
+/// counters of the load itself cleared, as the conformance runner does.
+pub fn engine_from(policies: &str, format: Format) -> (Engine, StatsRegistry) {
+    let loaded = policy::parse_policies(policies, format).expect("policy document parses");
+    let registry = StatsRegistry::new();
+    let engine = Engine::compile(&loaded.policies, &registry);
+    registry.take_all();
+    (engine, registry)
+}
+
+/// The signal of an OTLP JSON document, from its top-level key.
+pub fn signal_of(document: &Value) -> Option<Signal> {
+    [
+        ("resourceLogs", Signal::Log),
+        ("resourceMetrics", Signal::Metric),
+        ("resourceSpans", Signal::Trace),
+    ]
+    .into_iter()
+    .find(|(key, _)| {
+        !matches!(
+            document.get(*key),
+            None | Some(Value::Null | Value::Bool(false))
+        )
+    })
+    .map(|(_, signal)| signal)
+}
+
+/// Records in an OTLP JSON document: log records, spans, or metric data
+/// points.
+pub fn record_count(signal: Signal, document: &Value) -> u64 {
+    let keys = match signal {
+        Signal::Log => ["resourceLogs", "scopeLogs", "logRecords"],
+        Signal::Trace => ["resourceSpans", "scopeSpans", "spans"],
+        Signal::Metric => ["resourceMetrics", "scopeMetrics", "metrics"],
+    };
+    let items = |v: &Value, key: &str| -> Vec<Value> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut total = 0;
+    for resource in items(document, keys[0]) {
+        for scope in items(&resource, keys[1]) {
+            for record in items(&scope, keys[2]) {
+                total += match signal {
+                    Signal::Metric => [
+                        "gauge",
+                        "sum",
+                        "histogram",
+                        "exponentialHistogram",
+                        "summary",
+                    ]
+                    .iter()
+                    .filter_map(|kind| record.get(*kind))
+                    .map(|data| items(data, "dataPoints").len() as u64)
+                    .sum(),
+                    _ => 1,
+                };
+            }
+        }
+    }
+    total
+}
+
+// The conformance harness's normalisation (check.py), so that encoder
+// choices without meaning (defaults present or absent, enum names or
+// numbers, 64-bit integers as strings or numbers) do not count.
+
+pub fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
 }
