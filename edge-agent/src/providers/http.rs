@@ -17,8 +17,8 @@
 //! none (volume is then a lower bound, as the spec says) — unless the
 //! server has shown that it stores each named report once: a Tero control
 //! plane answers a sync with the `tero-stats-report` header echoed, and
-//! from then on a retry repeats the report's volume too, counted once, so
-//! volume is exact. A grpc provider's fallback poller talks to a Tero
+//! while its answers do, a retry repeats the report's volume too, counted
+//! once, so volume is exact. A grpc provider's fallback poller talks to a Tero
 //! control plane by construction and is exact from the start.
 
 use std::time::Duration;
@@ -345,9 +345,12 @@ impl HttpProvider {
             .as_ref()
             .map(|(seq, _, _)| format!("{}/{seq}", self.outbox.session()));
         let (response, echoed) = self.exchange(&request, report_id.as_deref()).await?;
-        if echoed && !self.server_stores_reports_once {
-            self.server_stores_reports_once = true;
-            owner_log!(self.owner, debug, provider = %self.id, "the server stores each statistics report once: volume is resent with its report");
+        // Each answer to a named report says it again: a server replaced by
+        // one that does not store reports once stops being trusted with
+        // resent volume at its first answer.
+        if report_id.is_some() && echoed != self.server_stores_reports_once {
+            self.server_stores_reports_once = echoed;
+            owner_log!(self.owner, debug, provider = %self.id, stores_reports_once = echoed, "the server's handling of resent statistics reports changed");
         }
         if let Some((seq, _, _)) = report {
             self.outbox.acknowledge(seq);
