@@ -17,6 +17,7 @@ pub mod convert;
 pub mod datadog;
 pub mod json;
 pub mod protobuf;
+pub mod synthetic;
 
 use tero_sdk::engine::Engine;
 pub use tero_sdk::policy::Signal;
