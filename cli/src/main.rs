@@ -88,7 +88,8 @@ enum Command {
     /// Edge API keys.
     #[command(subcommand)]
     Keys(commands::keys::KeysCommand),
-    /// Measured activity of a policy: hits, misses, series and bytes dropped.
+    /// Measured activity of a policy: hits, misses, series and bytes dropped,
+    /// and the share of its signal's volume that is.
     Stats(commands::stats::StatsArgs),
     /// Issues the detectors found: evidence, estimate, recommended policy.
     #[command(subcommand)]

@@ -11,14 +11,15 @@
 //! drops, applies transforms, prunes emptied scope and resource entries and
 //! writes the document and per-policy statistics. Diagnostics go to stderr.
 
-mod otlp;
 mod same_file;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
+use tero_sdk::Signal;
 use tero_sdk::engine::{Engine, StatsRegistry};
 use tero_sdk::policy;
 
@@ -85,19 +86,27 @@ fn run(args: Args) -> Result<()> {
     // The initial load does not count.
     registry.take_all();
 
-    let text = std::fs::read_to_string(&args.input)
-        .with_context(|| format!("reading {}", args.input.display()))?;
-    let mut document: Value = serde_json::from_str(&text).context("input is not JSON")?;
-    match args.signal {
-        SignalArg::Log => otlp::filter_logs(&engine, &mut document),
-        SignalArg::Metric => otlp::filter_metrics(&engine, &mut document),
-        SignalArg::Trace => otlp::filter_spans(&engine, &mut document),
-    }
-    let rendered = serde_json::to_string_pretty(&document)?;
+    let input =
+        std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let signal = match args.signal {
+        SignalArg::Log => Signal::Log,
+        SignalArg::Metric => Signal::Metric,
+        SignalArg::Trace => Signal::Trace,
+    };
+    let filtered = tero_otlp::json::filter_document(&engine, signal, &input)
+        .with_context(|| format!("{} is not an OTLP JSON document", args.input.display()))?;
+    // Unchanged input is written as it came; a rewritten document is
+    // compact JSON (the suite compares documents, not their layout).
+    let document = filtered.rewritten.as_deref().unwrap_or(&input);
     if args.output.as_os_str() == "-" {
-        println!("{rendered}");
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(document)
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush())
+            .context("writing the output to stdout")?;
     } else {
-        std::fs::write(&args.output, rendered)
+        std::fs::write(&args.output, document)
             .with_context(|| format!("writing {}", args.output.display()))?;
     }
 

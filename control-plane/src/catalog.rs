@@ -134,6 +134,27 @@ fn stages_of(policy: &Policy) -> u8 {
     }
 }
 
+/// The stages an edge declares it runs; all when it declares none.
+fn declared_stages(meta: &ClientMetadata) -> u8 {
+    let declared = meta
+        .supported_policy_stages
+        .iter()
+        .filter_map(|s| PolicyStage::try_from(*s).ok())
+        .filter(|s| *s != PolicyStage::Unspecified)
+        .fold(0u8, |acc, s| acc | stage_bit(s));
+    if declared == 0 { ALL_STAGES } else { declared }
+}
+
+/// Whether an edge with `meta` runs `policy` when it is enabled: by the
+/// rules snapshots are built with (its scope holds, the edge runs its
+/// stage, a shadow policy only on edges that declare shadows), whether or
+/// not the policy is enabled now.
+pub fn reaches(policy: &Policy, scope: Option<&Scope>, meta: &ClientMetadata) -> bool {
+    stages_of(policy) & declared_stages(meta) != 0
+        && (!is_shadow(policy) || declares_shadow(meta))
+        && scope.is_none_or(|s| s.matchers.is_empty() || scope::matches(s, meta))
+}
+
 impl Catalog {
     /// Builds the catalog of `generation` from the stored policies. Disabled
     /// policies are left out: the state is delivered by absence, which every
@@ -205,12 +226,7 @@ impl Catalog {
     }
 
     pub fn group_of(&self, meta: &ClientMetadata) -> GroupKey {
-        let declared = meta
-            .supported_policy_stages
-            .iter()
-            .filter_map(|s| PolicyStage::try_from(*s).ok())
-            .filter(|s| *s != PolicyStage::Unspecified)
-            .fold(0u8, |acc, s| acc | stage_bit(s));
+        let declared = declared_stages(meta);
         let mut bits = vec![0u64; self.scopes.len().div_ceil(64)];
         for (i, s) in self.scopes.iter().enumerate() {
             if scope::matches(s, meta) {
@@ -218,7 +234,7 @@ impl Catalog {
             }
         }
         GroupKey {
-            stages: if declared == 0 { ALL_STAGES } else { declared },
+            stages: declared,
             scopes: bits,
             shadow: self.has_shadow && declares_shadow(meta),
         }
@@ -472,6 +488,47 @@ mod tests {
         assert!(Arc::ptr_eq(&able, &able_too));
         let plain_too = catalog.snapshot_for(&edge("checkout", "5", &metrics));
         assert!(Arc::ptr_eq(&plain, &plain_too));
+    }
+
+    #[test]
+    fn reaches_agrees_with_the_snapshots_and_ignores_the_enabled_state() {
+        let policies = vec![
+            managed("a-all", true, true, None),
+            managed("b-checkout", true, true, Some("checkout")),
+            managed("c-logs", false, true, None),
+            shadow(managed("d-shadow", true, true, None)),
+        ];
+        let catalog = Catalog::new(1, policies.clone(), 30);
+        let metrics = [PolicyStage::MetricFilter];
+        for meta in [
+            edge("checkout", "1", &metrics),
+            edge("cart", "2", &metrics),
+            edge("other", "3", &[]),
+            capable(edge("checkout", "4", &metrics)),
+        ] {
+            let snapshot = catalog.snapshot_for(&meta);
+            for m in &policies {
+                let p = m.policy.as_ref().unwrap();
+                assert_eq!(
+                    reaches(p, m.scope.as_ref(), &meta),
+                    snapshot.contains(&p.id),
+                    "{} on {meta:?}",
+                    p.id
+                );
+            }
+        }
+        let off = managed("e-off", true, false, Some("checkout"));
+        let p = off.policy.as_ref().unwrap();
+        assert!(reaches(
+            p,
+            off.scope.as_ref(),
+            &edge("checkout", "1", &metrics)
+        ));
+        assert!(!reaches(
+            p,
+            off.scope.as_ref(),
+            &edge("cart", "2", &metrics)
+        ));
     }
 
     #[test]

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tero_proto::controlplane::PolicyCounters;
+use tero_proto::policy::VolumeStats;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{CounterDelta, StatsBatch, Store, StoreError, now_ms};
+use crate::store::{CounterDelta, EdgeVolume, StatsBatch, Store, StoreError, VolumeCounts, now_ms};
 
 /// Reports waiting for a commit beyond this make callers wait for room.
 const QUEUE: usize = 4096;
@@ -60,10 +61,24 @@ pub enum Refused {
     },
 }
 
-/// Accumulates deltas per policy for one report.
+/// Why an edge's volume in a report was not stored. The report's other
+/// counters are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VolumeRefused {
+    #[error(
+        "volume.{field} is {value}; volume counts are deltas since the previous report, from 0 to {MAX_COUNTER_DELTA}"
+    )]
+    InvalidCount { field: &'static str, value: i64 },
+}
+
+/// Accumulates deltas per policy, and the edge's volume, for one report.
 #[derive(Debug, Default)]
 pub struct DeltaBuilder {
     by_policy: BTreeMap<String, CounterDelta>,
+    /// (instance id, counts) of the reporting edge.
+    volume: Option<(String, VolumeCounts)>,
+    /// Why the report's volume was refused, if it was.
+    pub volume_refused: Option<VolumeRefused>,
     /// Statuses refused because their policy does not exist.
     pub unknown: u64,
     /// Statuses refused for a negative or absurd counter, and the first
@@ -161,13 +176,55 @@ impl DeltaBuilder {
         Ok(())
     }
 
+    /// Adds the volume edge `instance` reported (spec 1.7.1). Input from
+    /// an edge key holder is low-trust: a negative or absurd count (beyond
+    /// [`MAX_COUNTER_DELTA`], more than any edge sees between two reports)
+    /// refuses the whole volume, as its other counts are then suspect too,
+    /// and is remembered for the log. Nothing is stored for all zeros.
+    pub fn add_volume(&mut self, instance: &str, v: &VolumeStats) -> Result<(), VolumeRefused> {
+        for (field, value) in [
+            ("log_records", v.log_records),
+            ("log_bytes", v.log_bytes),
+            ("metric_data_points", v.metric_data_points),
+            ("metric_bytes", v.metric_bytes),
+            ("spans", v.spans),
+            ("span_bytes", v.span_bytes),
+        ] {
+            if !(0..=MAX_COUNTER_DELTA).contains(&value) {
+                let refused = VolumeRefused::InvalidCount { field, value };
+                self.volume_refused = Some(refused.clone());
+                return Err(refused);
+            }
+        }
+        let counts = VolumeCounts {
+            log_records: v.log_records,
+            log_bytes: v.log_bytes,
+            metric_data_points: v.metric_data_points,
+            metric_bytes: v.metric_bytes,
+            spans: v.spans,
+            span_bytes: v.span_bytes,
+        };
+        if !counts.is_zero() {
+            let (_, total) = self
+                .volume
+                .get_or_insert_with(|| (instance.to_owned(), VolumeCounts::default()));
+            total.saturating_add(&counts);
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.by_policy.is_empty()
+        self.by_policy.is_empty() && self.volume.is_none()
     }
 
     pub fn build(self, report: Option<(String, String, u64)>) -> StatsBatch {
         let minute = now_ms() / 60_000 * 60_000;
         StatsBatch {
+            volume: self.volume.map(|(instance_id, counts)| EdgeVolume {
+                instance_id,
+                minute,
+                counts,
+            }),
             report,
             deltas: self
                 .by_policy
@@ -217,12 +274,12 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Job>, shutdown: Cancell
             }
         };
         let Some(first) = first else { return };
-        let mut rows = first.0.deltas.len();
+        let mut rows = first.0.rows();
         let mut jobs = vec![first];
         while jobs.len() < BATCH && rows < BATCH_ROWS {
             match rx.try_recv() {
                 Ok(job) => {
-                    rows += job.0.deltas.len();
+                    rows += job.0.rows();
                     jobs.push(job);
                 }
                 Err(_) => break,
@@ -306,6 +363,48 @@ mod tests {
         let batch = deltas.build(None);
         assert_eq!(batch.deltas.len(), 1, "only p1 is stored");
         assert_eq!(batch.deltas[0].hits, MAX_COUNTER_DELTA + 5);
+    }
+
+    #[test]
+    fn a_volume_with_a_negative_or_absurd_count_is_refused_whole() {
+        let mut deltas = DeltaBuilder::default();
+        let points = |n| VolumeStats {
+            metric_data_points: n,
+            ..Default::default()
+        };
+        assert!(deltas.add_volume("e", &VolumeStats::default()).is_ok());
+        assert!(deltas.is_empty(), "all zeros store nothing");
+        assert_eq!(
+            deltas.add_volume("e", &points(-1)),
+            Err(VolumeRefused::InvalidCount {
+                field: "metric_data_points",
+                value: -1,
+            })
+        );
+        let absurd = VolumeStats {
+            log_records: 3,
+            span_bytes: i64::MAX,
+            ..Default::default()
+        };
+        let refused = deltas.add_volume("e", &absurd).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("volume.span_bytes is 9223372036854775807"),
+            "{refused}"
+        );
+        assert!(deltas.is_empty(), "nothing of a refused volume is kept");
+        deltas.add_volume("e", &points(MAX_COUNTER_DELTA)).unwrap();
+        deltas.add_volume("e", &points(MAX_COUNTER_DELTA)).unwrap();
+        let volume = deltas.build(None).volume.expect("stored");
+        assert_eq!(
+            (
+                volume.instance_id.as_str(),
+                volume.counts.metric_data_points
+            ),
+            ("e", 2 * MAX_COUNTER_DELTA)
+        );
+        assert_eq!(volume.minute % 60_000, 0);
     }
 
     #[test]

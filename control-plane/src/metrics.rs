@@ -193,6 +193,9 @@ pub struct FleetCounters {
     pub statuses_unknown_policy: AtomicU64,
     pub statuses_invalid_counter: AtomicU64,
     pub statuses_too_many: AtomicU64,
+    /// Volumes (spec 1.7.1) of edges' reports not stored: a count was
+    /// negative or absurd.
+    pub volumes_refused: AtomicU64,
     /// Syncs and streams refused: their instance id is bound to another key.
     pub instance_claims_refused: AtomicU64,
 }
@@ -259,6 +262,13 @@ fn render(state: &State, out: &mut String) {
             ("invalid_counter", &fleet.statuses_invalid_counter),
             ("too_many", &fleet.statuses_too_many),
         ],
+    );
+    counter(
+        out,
+        "tero_cp_edge_volumes_refused_total",
+        "Volumes (what an edge saw, spec 1.7.1) in edges' statistics reports and syncs not stored because a count was negative or absurd; the rest of the report was.",
+        "",
+        [("", &fleet.volumes_refused)],
     );
     counter(
         out,

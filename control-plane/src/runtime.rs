@@ -515,6 +515,9 @@ impl Runtime {
             api_key_id: r.api_key_id,
             conflicting_key_id: r.conflict_key_id,
             conflict_unix_ms: r.conflict_at,
+            // From the store's volume buckets, by the admin API.
+            volume_last_5m: None,
+            volume_last_hour: None,
         }
     }
 

@@ -49,6 +49,7 @@ fn bucket(minute: i64, scrapes: i64, bytes: i64) -> StatsBatch {
             scrapes,
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 

@@ -17,8 +17,8 @@ use sqlx::Connection;
 use tero_control_plane::store::StoredUsage;
 use tero_control_plane::store::{Activity, TemplateWrite};
 use tero_control_plane::store::{
-    Backend, CounterDelta, EdgeRecord, PolicyChange, PolicyFilter, StatsBatch, Store, StoreError,
-    StoredKey, now_ms,
+    Backend, CounterDelta, EdgeRecord, EdgeVolume, PolicyChange, PolicyFilter, StatsBatch, Store,
+    StoreError, StoredKey, VolumeCounts, now_ms,
 };
 use tero_proto::controlplane::{
     ApiKey, FamilyInventory, InventoryReport, Issue, ManagedPolicy, Scope, ScopeMatcher,
@@ -88,6 +88,8 @@ store_tests!(
     concurrent_stats_retries,
     stats_saturate,
     bad_stats_rows_are_read,
+    edge_volume,
+    edge_volume_saturates,
     inventories,
     issues_and_usage,
     event_types_and_templates,
@@ -1318,6 +1320,7 @@ fn report(instance: &str, session: &str, seq: u64, deltas: Vec<CounterDelta>) ->
     StatsBatch {
         report: Some((instance.into(), session.into(), seq)),
         deltas,
+        ..Default::default()
     }
 }
 
@@ -1325,7 +1328,34 @@ fn poll(deltas: Vec<CounterDelta>) -> StatsBatch {
     StatsBatch {
         report: None,
         deltas,
+        ..Default::default()
     }
+}
+
+/// Volume of `instance` in `minute`: `n` data points, and every other
+/// count derived from `n`, so a mix-up of columns shows.
+fn volume(instance: &str, minute: i64, n: i64) -> EdgeVolume {
+    EdgeVolume {
+        instance_id: instance.into(),
+        minute,
+        counts: counts(n),
+    }
+}
+
+fn counts(n: i64) -> VolumeCounts {
+    VolumeCounts {
+        log_records: 2 * n,
+        log_bytes: 200 * n,
+        metric_data_points: n,
+        metric_bytes: 0,
+        spans: 3 * n,
+        span_bytes: 300 * n,
+    }
+}
+
+fn with_volume(mut batch: StatsBatch, v: EdgeVolume) -> StatsBatch {
+    batch.volume = Some(v);
+    batch
 }
 
 async fn stats(store: &Store) {
@@ -1709,6 +1739,187 @@ async fn bad_stats_rows_are_read(store: &Store) {
     let read = store.policy_stats("p1", minute, minute + 1).await.unwrap();
     assert_eq!(read[0].hits, expected_hits.saturating_add(1));
     assert_eq!(read[0].bytes_dropped, 103);
+}
+
+async fn edge_volume(store: &Store) {
+    let t0 = 28_333_334 * MINUTE;
+    let now = t0 + 5 * MINUTE;
+    let (m1, m2) = (t0 + MINUTE, t0 + 2 * MINUTE);
+    let apply = |batch: StatsBatch| async move {
+        let applied = store.apply_stats(&[batch], now).await.unwrap();
+        applied[0]
+    };
+    let all =
+        |from: i64, to: i64| async move { store.volume_by_edge(None, from, to).await.unwrap() };
+
+    // Volume travels with its report: stored once, however often the
+    // report is resent, even a report of volume alone.
+    assert!(
+        apply(with_volume(
+            report("edge-1", "s", 1, vec![delta("p1", t0, 1)]),
+            volume("edge-1", t0, 10)
+        ))
+        .await
+    );
+    assert!(
+        !apply(with_volume(
+            report("edge-1", "s", 1, vec![delta("p1", t0, 1)]),
+            volume("edge-1", t0, 10)
+        ))
+        .await
+    );
+    assert!(
+        apply(with_volume(
+            report("edge-1", "s", 2, vec![]),
+            volume("edge-1", t0, 5)
+        ))
+        .await
+    );
+    assert!(
+        !apply(with_volume(
+            report("edge-1", "s", 2, vec![]),
+            volume("edge-1", t0, 5)
+        ))
+        .await
+    );
+    assert_eq!(
+        all(t0, t0 + MINUTE).await,
+        BTreeMap::from([("edge-1".to_owned(), counts(15))])
+    );
+    // A poll without a report name stores what it carries, every time (the
+    // spec's clients never resend volume).
+    assert!(apply(with_volume(poll(vec![]), volume("edge-1", m1, 1))).await);
+    assert!(apply(with_volume(poll(vec![]), volume("edge-1", m1, 1))).await);
+    // Other edges, other minutes.
+    assert!(
+        apply(with_volume(
+            report("edge-2", "s", 1, vec![]),
+            volume("edge-2", m1, 100)
+        ))
+        .await
+    );
+    assert!(apply(with_volume(poll(vec![]), volume("edge-3", m2, 1000))).await);
+
+    // Per edge, one bucket per minute, oldest first; windows are [from, to).
+    let buckets = store.edge_volume("edge-1", 0, i64::MAX).await.unwrap();
+    assert_eq!(buckets, [volume("edge-1", t0, 15), volume("edge-1", m1, 2)]);
+    assert_eq!(
+        store.edge_volume("edge-1", m1, m2).await.unwrap(),
+        [volume("edge-1", m1, 2)]
+    );
+    assert!(
+        store
+            .edge_volume("edge-none", 0, i64::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        all(0, i64::MAX).await,
+        BTreeMap::from([
+            ("edge-1".to_owned(), counts(17)),
+            ("edge-2".to_owned(), counts(100)),
+            ("edge-3".to_owned(), counts(1000)),
+        ])
+    );
+    assert_eq!(
+        all(m1, m2).await,
+        BTreeMap::from([
+            ("edge-1".to_owned(), counts(2)),
+            ("edge-2".to_owned(), counts(100))
+        ])
+    );
+    // A page of the edge listing: instance ids first..=last.
+    assert_eq!(
+        store
+            .volume_by_edge(Some(("edge-2", "edge-3")), 0, i64::MAX)
+            .await
+            .unwrap(),
+        BTreeMap::from([
+            ("edge-2".to_owned(), counts(100)),
+            ("edge-3".to_owned(), counts(1000))
+        ])
+    );
+    assert_eq!(
+        store
+            .volume_by_edge(Some(("edge-1", "edge-1")), m1, i64::MAX)
+            .await
+            .unwrap(),
+        BTreeMap::from([("edge-1".to_owned(), counts(2))])
+    );
+    assert_eq!(counts(17).records(Signal::Log), 34);
+    assert_eq!(counts(17).records(Signal::Metric), 17);
+    assert_eq!(counts(17).records(Signal::Trace), 51);
+
+    // Retention: buckets before the cutoff go, with the policies'.
+    assert_eq!(
+        store.prune_stats(m1).await.unwrap(),
+        2,
+        "one policy bucket and one volume bucket"
+    );
+    assert_eq!(
+        all(0, i64::MAX).await,
+        BTreeMap::from([
+            ("edge-1".to_owned(), counts(2)),
+            ("edge-2".to_owned(), counts(100)),
+            ("edge-3".to_owned(), counts(1000)),
+        ])
+    );
+    assert_eq!(store.prune_stats(now + 1).await.unwrap(), 3);
+    assert!(all(0, i64::MAX).await.is_empty());
+}
+
+async fn edge_volume_saturates(store: &Store) {
+    // Counts a hostile edge could pile up: a bucket saturates at i64::MAX,
+    // and a sum over saturated buckets reads as i64::MAX, never fails.
+    let minute = 28_333_334 * MINUTE;
+    let max = VolumeCounts {
+        log_records: i64::MAX,
+        log_bytes: i64::MAX,
+        metric_data_points: i64::MAX,
+        metric_bytes: i64::MAX,
+        spans: i64::MAX,
+        span_bytes: i64::MAX,
+    };
+    for m in [minute, minute, minute + MINUTE] {
+        let v = EdgeVolume {
+            instance_id: "edge-1".into(),
+            minute: m,
+            counts: max,
+        };
+        let applied = store
+            .apply_stats(&[with_volume(poll(vec![]), v)], minute)
+            .await;
+        assert_eq!(applied.unwrap(), [true]);
+    }
+    let buckets = store
+        .edge_volume("edge-1", minute, minute + 1)
+        .await
+        .unwrap();
+    assert_eq!(buckets[0].counts, max);
+    let summed = store.volume_by_edge(None, 0, i64::MAX).await.unwrap();
+    assert_eq!(summed["edge-1"], max);
+    // Below the bound, a bucket stays exact.
+    let near = i64::MAX - 10;
+    let mut first = counts(0);
+    first.metric_data_points = near;
+    for c in [first, counts(4)] {
+        let v = EdgeVolume {
+            instance_id: "edge-2".into(),
+            minute,
+            counts: c,
+        };
+        store
+            .apply_stats(&[with_volume(poll(vec![]), v)], minute)
+            .await
+            .unwrap();
+    }
+    let buckets = store
+        .edge_volume("edge-2", minute, minute + 1)
+        .await
+        .unwrap();
+    assert_eq!(buckets[0].counts.metric_data_points, near + 4);
+    assert_eq!(buckets[0].counts.log_records, 8);
 }
 
 /// Managed PostgreSQL services require TLS (`sslmode=require`): the store

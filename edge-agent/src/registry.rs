@@ -11,13 +11,18 @@
 //! providers want deltas since their last acknowledged report. The ledger
 //! takes every delta from the engine's counters exactly once and credits it
 //! to both, so neither reader can steal counts from the other.
+//!
+//! Volume (what the data planes saw, whatever the policies: the spec's
+//! `VolumeStats`) is kept the same way, but belongs to no policy: every
+//! provider that syncs with a server (`http`, `grpc`) is credited all of
+//! it, as each of those servers is a client of its own to report to.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use tero_proto::policy::{PolicySyncStatus, TransformStageStatus};
-use tero_sdk::engine::StatsDelta;
+use tero_sdk::engine::{StatsDelta, VolumeCounters, VolumeDelta};
 use tero_sdk::policy::policy_set_hash;
 use tero_sdk::{Engine, EngineHandle, Policy};
 
@@ -60,6 +65,10 @@ struct Ledger {
     totals: BTreeMap<String, StatsDelta>,
     /// Deltas not yet acknowledged by each provider, by policy id.
     unsent: HashMap<String, BTreeMap<String, StatsDelta>>,
+    /// Volume since start.
+    volume_totals: VolumeDelta,
+    /// Volume not yet taken into a report, by syncing provider.
+    unsent_volume: HashMap<String, VolumeDelta>,
 }
 
 pub struct PolicyRegistry {
@@ -92,13 +101,6 @@ impl PolicyRegistry {
             }),
             ledger: Mutex::default(),
         }
-    }
-
-    /// What the data plane saw per signal, whatever the policies (the
-    /// spec's `VolumeStats`): the push intake and the scrape add to it,
-    /// sync reports take it.
-    pub fn volume(&self) -> &tero_sdk::engine::VolumeCounters {
-        self.handle.registry().volume()
     }
 
     /// The current engine; hold it for one scrape.
@@ -242,10 +244,17 @@ impl PolicyRegistry {
         lock(&self.state).owners.get(id).cloned()
     }
 
+    /// Where data planes add what they see (records and bytes per signal,
+    /// before any policy).
+    pub fn volume(&self) -> &VolumeCounters {
+        self.handle.registry().volume()
+    }
+
     /// Moves every counter delta from the engine into the books.
     pub fn collect(&self) {
         let deltas = self.handle.registry().take_all();
-        if deltas.is_empty() {
+        let volume = self.volume().take();
+        if deltas.is_empty() && volume.is_zero() {
             return;
         }
         let state = lock(&self.state);
@@ -266,6 +275,31 @@ impl PolicyRegistry {
                     .merge(&delta);
             }
         }
+        if !volume.is_zero() {
+            ledger.volume_totals.merge(&volume);
+            for p in state.providers.iter().filter(|p| reports_volume(p.kind)) {
+                ledger
+                    .unsent_volume
+                    .entry(p.id.clone())
+                    .or_default()
+                    .merge(&volume);
+            }
+        }
+    }
+
+    /// Volume since start.
+    pub fn volume_totals(&self) -> VolumeDelta {
+        self.collect();
+        lock(&self.ledger).volume_totals
+    }
+
+    /// Takes the volume `provider` has not yet put in a report.
+    pub fn take_unsent_volume(&self, provider: &str) -> VolumeDelta {
+        self.collect();
+        lock(&self.ledger)
+            .unsent_volume
+            .remove(provider)
+            .unwrap_or_default()
     }
 
     /// Totals since start, by policy id.
@@ -341,6 +375,12 @@ impl PolicyRegistry {
             .map(|info| (info.id.clone(), info.error_messages()))
             .collect()
     }
+}
+
+/// Providers that sync with a server report volume to it; a file has no
+/// one to report to.
+fn reports_volume(kind: &str) -> bool {
+    matches!(kind, "http" | "grpc")
 }
 
 fn status_of(id: &str, d: &StatsDelta) -> PolicySyncStatus {
@@ -513,6 +553,32 @@ mod tests {
         let ok = statuses.iter().find(|s| s.id == "ok").unwrap();
         assert_eq!(ok.match_hits, 1);
         assert!(r.statuses("file", &BTreeMap::new()).is_empty());
+    }
+
+    #[test]
+    fn volume_reaches_every_syncing_provider_once_and_the_totals() {
+        let r = PolicyRegistry::new(&[
+            ("file".into(), "file"),
+            ("a".into(), "http"),
+            ("b".into(), "grpc"),
+        ]);
+        r.volume().add_metric_data_points(7, 0);
+        r.volume().add_logs(2, 300);
+        let a = r.take_unsent_volume("a");
+        assert_eq!(
+            (a.metric_data_points, a.log_records, a.log_bytes),
+            (7, 2, 300)
+        );
+        r.volume().add_metric_data_points(1, 0);
+        assert_eq!(r.take_unsent_volume("a").metric_data_points, 1);
+        assert!(r.take_unsent_volume("a").is_zero(), "taken once");
+        // The other server is told everything too, in one delta.
+        assert_eq!(r.take_unsent_volume("b").metric_data_points, 8);
+        assert!(
+            r.take_unsent_volume("file").is_zero(),
+            "a file reports nothing"
+        );
+        assert_eq!(r.volume_totals().metric_data_points, 8);
     }
 
     #[test]

@@ -450,7 +450,40 @@ impl EdgeMetrics {
         );
         self.intake.render(w);
         render_policies(w, registry);
+        render_volume(w, registry);
         out
+    }
+}
+
+/// What the data planes saw before any policy (the volume reported to
+/// control planes), since start.
+fn render_volume(w: &mut String, registry: &PolicyRegistry) {
+    let v = registry.volume_totals();
+    family(
+        w,
+        "edge_volume_records_total",
+        "counter",
+        "Records that entered policy evaluation, by signal (metric: one data point per series per scrape or per OTLP data point).",
+    );
+    for (signal, n) in [
+        ("log", v.log_records),
+        ("metric", v.metric_data_points),
+        ("trace", v.spans),
+    ] {
+        let _ = writeln!(w, "edge_volume_records_total{{signal=\"{signal}\"}} {n}");
+    }
+    family(
+        w,
+        "edge_volume_bytes_total",
+        "counter",
+        "Uncompressed OTLP protobuf bytes of those records, by signal (0 for records received in another encoding).",
+    );
+    for (signal, n) in [
+        ("log", v.log_bytes),
+        ("metric", v.metric_bytes),
+        ("trace", v.span_bytes),
+    ] {
+        let _ = writeln!(w, "edge_volume_bytes_total{{signal=\"{signal}\"}} {n}");
     }
 }
 

@@ -13,9 +13,11 @@
 //! The Edge's push intake and `tero-conformance` share these codecs, so the
 //! semantics the conformance suite checks are the ones the Edge enforces.
 
+pub mod convert;
 pub mod datadog;
 pub mod json;
 pub mod protobuf;
+pub mod synthetic;
 
 use tero_sdk::engine::Engine;
 pub use tero_sdk::policy::Signal;

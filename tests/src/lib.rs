@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod ack_cutter;
 pub mod cli;
 pub mod control_plane;
 pub mod cutting_proxy;

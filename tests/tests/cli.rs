@@ -893,6 +893,7 @@ fn keys_edges_and_statistics_with_a_real_edge() {
             "APPLIED",
             "IN SYNC",
             "LAST SEEN",
+            "SEEN (5M)",
             "ERRORS",
         ],
     );
@@ -909,7 +910,7 @@ fn keys_edges_and_statistics_with_a_real_edge() {
         ],
         "{out}"
     );
-    assert_eq!(rows[0][7], "-", "{out}");
+    assert_eq!(rows[0][8], "-", "{out}");
     // `get` shows the object, one field per row, hashes whole.
     let out = cli(&cp, &["edges", "get", instance]).ok();
     let fields: BTreeMap<String, String> = table(&out, &["FIELD", "VALUE"])
@@ -957,10 +958,60 @@ fn keys_edges_and_statistics_with_a_real_edge() {
         counted,
         "{stats}"
     );
+    // The share of the metric volume it dropped: the edge saw 5 series
+    // per scrape (its volume, reported with the statistics) and the policy
+    // dropped 2 of them.
+    let seen = counted / 2 * 5;
+    let stats = wait_for(Duration::from_secs(10), "volume stored", || {
+        let stats = cli_json(&cp, &["stats", "drop-debug", "--since", "1h"]);
+        (int(&stats["volumeShare"]["recordsSeen"]) >= seen).then_some(stats)
+    });
+    let share = &stats["volumeShare"];
+    assert_eq!(int(&share["recordsSeen"]), seen, "{stats}");
+    assert_eq!(int(&share["recordsDropped"]), counted, "{stats}");
+    assert_eq!(share["share"].as_f64(), Some(0.4), "{stats}");
     let out = cli(&cp, &["stats", "drop-debug", "--since", "1h"]).ok();
     assert!(out.contains(&format!("{counted} hits")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\nshare of metric volume it dropped: 40.0% ({counted} of {seen} data points seen by the 1 edge it runs on)\n"
+        )),
+        "{out}"
+    );
+    // The runtime view shows what the edge saw.
+    let out = cli(&cp, &["edges", "list"]).ok();
+    let rows = table(
+        &out,
+        &[
+            "INSTANCE",
+            "SERVICE",
+            "STATE",
+            "TRANSPORT",
+            "APPLIED",
+            "IN SYNC",
+            "LAST SEEN",
+            "SEEN (5M)",
+            "ERRORS",
+        ],
+    );
+    assert_eq!(rows[0][7], format!("{seen} data points"), "{out}");
+    let out = cli(&cp, &["edges", "get", instance]).ok();
+    let fields: BTreeMap<String, String> = table(&out, &["FIELD", "VALUE"])
+        .into_iter()
+        .map(|row| (row[0].clone(), row[1].clone()))
+        .collect();
+    assert_eq!(
+        fields["volume, last hour"],
+        format!("{seen} data points"),
+        "{out}"
+    );
     // The rows speak the header's units: bytes as "N B" or "N.N KiB".
-    let (_, minutes) = out.split_once('\n').unwrap_or_default();
+    let out = cli(&cp, &["stats", "drop-debug", "--since", "1h"]).ok();
+    let minutes = out
+        .split_once("\nMINUTE")
+        .map(|(_, t)| format!("MINUTE{t}"))
+        .unwrap_or_default();
+    let minutes = minutes.as_str();
     let rows = table(
         minutes,
         &[

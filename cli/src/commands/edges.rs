@@ -2,13 +2,15 @@
 
 use clap::Subcommand;
 use tero_sdk::proto::controlplane::{Edge, EdgeState, ListEdgesRequest, Transport};
+use tero_sdk::proto::policy::VolumeStats;
 
 use crate::output::{self, Table, structured};
 use crate::{Global, outln};
 
 #[derive(Debug, Subcommand)]
 pub enum EdgesCommand {
-    /// Lists edges: state, transport, applied hash, last seen, errors.
+    /// Lists edges: state, transport, applied hash, last seen, the records
+    /// they saw in the last 5 minutes, errors.
     List {
         /// Only edges of this service.
         #[arg(long)]
@@ -98,6 +100,14 @@ fn print_one(edge: &Edge) {
     row("in sync", in_sync(edge).into());
     row("refused hash", output::dash(&edge.last_failed_hash));
     row("api key", output::dash(&edge.api_key_id));
+    row(
+        "volume, last 5 min",
+        volume(edge.volume_last_5m.as_ref(), true),
+    );
+    row(
+        "volume, last hour",
+        volume(edge.volume_last_hour.as_ref(), true),
+    );
     if !edge.conflicting_key_id.is_empty() {
         row(
             "conflict",
@@ -129,6 +139,33 @@ fn print_one(edge: &Edge) {
     errors.print();
 }
 
+/// What an edge saw before its policies, per signal: records, and with
+/// `bytes` their OTLP size where it reports one; `-` when it reported
+/// nothing (idle, or an edge that does not report volume).
+fn volume(v: Option<&VolumeStats>, bytes: bool) -> String {
+    let Some(v) = v else { return "-".into() };
+    let mut parts = Vec::new();
+    for (records, unit, size) in [
+        (v.log_records, "log records", v.log_bytes),
+        (v.metric_data_points, "data points", v.metric_bytes),
+        (v.spans, "spans", v.span_bytes),
+    ] {
+        if records == 0 && size == 0 {
+            continue;
+        }
+        let mut part = format!("{records} {unit}");
+        if bytes && size > 0 {
+            part.push_str(&format!(" ({})", output::bytes(size)));
+        }
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn short(hash: &str) -> String {
     if hash.is_empty() {
         "-".into()
@@ -146,6 +183,7 @@ fn print(edges: &[Edge]) {
         "APPLIED",
         "IN SYNC",
         "LAST SEEN",
+        "SEEN (5M)",
         "ERRORS",
     ]);
     for edge in edges {
@@ -175,6 +213,7 @@ fn print(edges: &[Edge]) {
             short(&edge.applied_hash),
             in_sync(edge).into(),
             output::time(edge.last_seen_unix_ms),
+            volume(edge.volume_last_5m.as_ref(), false),
             if errors.is_empty() {
                 "-".into()
             } else {
@@ -183,4 +222,26 @@ fn print(edges: &[Edge]) {
         ]);
     }
     table.print();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_names_each_signal_seen_and_a_dash_for_none() {
+        assert_eq!(volume(None, true), "-");
+        assert_eq!(volume(Some(&VolumeStats::default()), true), "-");
+        let v = VolumeStats {
+            log_records: 1200,
+            log_bytes: 2048,
+            metric_data_points: 300,
+            ..Default::default()
+        };
+        assert_eq!(
+            volume(Some(&v), true),
+            "1200 log records (2.0 KiB), 300 data points"
+        );
+        assert_eq!(volume(Some(&v), false), "1200 log records, 300 data points");
+    }
 }

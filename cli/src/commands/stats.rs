@@ -1,10 +1,11 @@
-//! `tero stats POLICY_ID [--since 24h]`: what a policy measurably did.
+//! `tero stats POLICY_ID [--since 24h]`: what a policy measurably did,
+//! and the share of its signal's volume that is.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 use clap::Args;
-use tero_sdk::proto::controlplane::GetPolicyStatsRequest;
+use tero_sdk::proto::controlplane::{GetPolicyStatsRequest, VolumeShare};
 
 use crate::Global;
 use crate::output::{self, Table, structured};
@@ -84,6 +85,9 @@ pub async fn run(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
         total.series_dropped,
         output::bytes(total.bytes_dropped),
     );
+    if let Some(share) = &stats.volume_share {
+        crate::outln!("{}", share_line(share));
+    }
     if !stats.buckets.is_empty() {
         let mut table = Table::new(&[
             "MINUTE",
@@ -106,9 +110,115 @@ pub async fn run(args: StatsArgs, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a signal's records are called.
+fn records_of(signal: &str) -> &'static str {
+    match signal {
+        "log" => "log records",
+        "trace" => "spans",
+        _ => "data points",
+    }
+}
+
+/// The share of its signal's volume the policy dropped (or would drop, in
+/// shadow), with what it is made of. Unknown (`—`), never 0 %, when the
+/// edges it runs on reported no volume.
+fn share_line(v: &VolumeShare) -> String {
+    let records = records_of(&v.signal);
+    let verb = if v.shadow {
+        "would drop (shadow)"
+    } else {
+        "dropped"
+    };
+    let edges = match v.edges {
+        1 => "the 1 edge it runs on".to_owned(),
+        n => format!("the {n} edges it runs on"),
+    };
+    let Some(share) = v.share.filter(|_| v.records_seen > 0) else {
+        return format!(
+            "share of {} volume it {verb}: — ({edges} reported no volume in this window)",
+            v.signal
+        );
+    };
+    let detail = if v.records_dropped > v.records_seen {
+        format!(
+            "{} {records} against {} reported seen: some of {edges} do not report volume",
+            v.records_dropped, v.records_seen
+        )
+    } else {
+        format!(
+            "{} of {} {records} seen by {edges}",
+            v.records_dropped, v.records_seen
+        )
+    };
+    format!(
+        "share of {} volume it {verb}: {} ({detail})",
+        v.signal,
+        percent(share)
+    )
+}
+
+/// A share as a percentage: one decimal, and a share that is not 0 never
+/// reads as 0.
+fn percent(share: f64) -> String {
+    let p = share * 100.0;
+    if p > 0.0 && p < 0.05 {
+        "<0.1%".into()
+    } else {
+        format!("{p:.1}%")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn share(dropped: i64, seen: i64) -> VolumeShare {
+        VolumeShare {
+            signal: "metric".into(),
+            records_dropped: dropped,
+            records_seen: seen,
+            edges: 2,
+            edges_reporting: 2,
+            shadow: false,
+            share: (seen > 0).then(|| (dropped as f64 / seen as f64).min(1.0)),
+        }
+    }
+
+    #[test]
+    fn the_share_reads_as_a_percentage_of_what_was_seen() {
+        assert_eq!(
+            share_line(&share(25, 100)),
+            "share of metric volume it dropped: 25.0% (25 of 100 data points seen by the 2 edges it runs on)"
+        );
+        assert_eq!(
+            share_line(&share(0, 100)),
+            "share of metric volume it dropped: 0.0% (0 of 100 data points seen by the 2 edges it runs on)"
+        );
+        assert!(share_line(&share(1, 1_000_000)).contains(": <0.1% ("));
+        let mut shadow = share(50, 100);
+        shadow.shadow = true;
+        shadow.signal = "log".into();
+        assert_eq!(
+            share_line(&shadow),
+            "share of log volume it would drop (shadow): 50.0% (50 of 100 log records seen by the 2 edges it runs on)"
+        );
+    }
+
+    #[test]
+    fn without_volume_the_share_is_unknown_not_zero() {
+        let line = share_line(&share(7, 0));
+        assert_eq!(
+            line,
+            "share of metric volume it dropped: — (the 2 edges it runs on reported no volume in this window)"
+        );
+        assert!(!line.contains('%'));
+        // More dropped than reported seen: capped, and said why.
+        let line = share_line(&share(130, 100));
+        assert!(
+            line.contains(": 100.0% (130 data points against 100 reported seen"),
+            "{line}"
+        );
+    }
 
     #[test]
     fn since_takes_a_number_and_a_unit() {

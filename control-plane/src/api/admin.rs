@@ -1,10 +1,11 @@
 //! The admin API: policies, the fleet, statistics, keys and the audit log.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use tero_proto::controlplane::admin_service_server::AdminService;
 use tero_proto::controlplane::*;
-use tero_sdk::policy::{Signal, validate};
+use tero_sdk::engine::is_shadow;
+use tero_sdk::policy::{Signal, signal_of, validate};
 use tonic::{Request, Response, Status};
 
 use super::http::{
@@ -13,10 +14,14 @@ use super::http::{
 };
 use super::{ApiError, State};
 use crate::auth::Principal;
-use crate::catalog::MAX_POLICY_ID_BYTES;
+use crate::catalog::{self, MAX_POLICY_ID_BYTES};
 use crate::runtime::Runtime;
 use crate::scope;
-use crate::store::{PolicyChange, PolicyFilter, now_ms};
+use crate::store::{PolicyChange, PolicyFilter, StoreError, VolumeCounts, now_ms};
+
+/// The runtime view's volume windows, in minutes: `volume_last_5m` and
+/// `volume_last_hour`, each ending with the current minute.
+const RECENT_VOLUME_MINUTES: [i64; 2] = [5, 60];
 
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
@@ -328,13 +333,78 @@ impl Admin<'_> {
             total.series_dropped = total.series_dropped.saturating_add(b.series_dropped);
             total.scrapes = total.scrapes.saturating_add(b.scrapes);
         }
+        let volume_share = self
+            .volume_share(&req.id, total.series_dropped, from, to)
+            .await?;
         Ok(GetPolicyStatsResponse {
             policy_id: req.id,
             from_unix_ms: from,
             to_unix_ms: to,
             total: Some(total),
             buckets,
+            volume_share,
         })
+    }
+
+    /// What `dropped` is a share of: the volume of the policy's signal that
+    /// the edges it runs on reported in `[from, to)`. Those edges are the
+    /// ones its current scope, stage and mode reach among the edges heard
+    /// from in the window (a scope changed within the window is not
+    /// replayed). `None` for a policy that no longer exists.
+    async fn volume_share(
+        &self,
+        id: &str,
+        dropped: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<VolumeShare>, ApiError> {
+        let managed = match self.state.store.get_policy(id).await {
+            Ok(managed) => managed,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(policy) = managed.policy.as_ref() else {
+            return Ok(None);
+        };
+        let Some(signal) = signal_of(policy) else {
+            return Ok(None);
+        };
+        let mut runs_on = HashSet::new();
+        let mut after = String::new();
+        loop {
+            let edges = self
+                .state
+                .store
+                .list_edges(None, from, &after, 1000)
+                .await?;
+            let Some(last) = edges.last() else { break };
+            after = last.instance_id.clone();
+            runs_on.extend(
+                edges
+                    .into_iter()
+                    .filter(|e| catalog::reaches(policy, managed.scope.as_ref(), &e.metadata))
+                    .map(|e| e.instance_id),
+            );
+        }
+        let volumes = self.state.store.volume_by_edge(None, from, to).await?;
+        let mut seen: i64 = 0;
+        let mut reporting: u32 = 0;
+        for (instance, counts) in &volumes {
+            let records = counts.records(signal);
+            if records > 0 && runs_on.contains(instance) {
+                seen = seen.saturating_add(records);
+                reporting += 1;
+            }
+        }
+        Ok(Some(VolumeShare {
+            signal: signal.as_str().to_owned(),
+            records_dropped: dropped,
+            records_seen: seen,
+            edges: u32::try_from(runs_on.len()).unwrap_or(u32::MAX),
+            edges_reporting: reporting,
+            shadow: is_shadow(policy),
+            share: (seen > 0).then(|| (dropped as f64 / seen as f64).min(1.0)),
+        }))
     }
 
     pub async fn list_edges(&self, req: ListEdgesRequest) -> Result<ListEdgesResponse, ApiError> {
@@ -361,11 +431,13 @@ impl Admin<'_> {
         } else {
             String::new()
         };
+        let mut edges: Vec<Edge> = records
+            .into_iter()
+            .map(|r| self.state.runtime.view(r, now))
+            .collect();
+        self.add_recent_volume(&mut edges, now).await?;
         Ok(ListEdgesResponse {
-            edges: records
-                .into_iter()
-                .map(|r| self.state.runtime.view(r, now))
-                .collect(),
+            edges,
             next_page_token: next,
         })
     }
@@ -373,7 +445,40 @@ impl Admin<'_> {
     pub async fn get_edge(&self, req: GetEdgeRequest) -> Result<Edge, ApiError> {
         require_id(&req.instance_id, "instance_id")?;
         let record = self.state.store.get_edge(&req.instance_id).await?;
-        Ok(self.state.runtime.view(record, now_ms()))
+        let now = now_ms();
+        let mut edge = [self.state.runtime.view(record, now)];
+        self.add_recent_volume(&mut edge, now).await?;
+        let [edge] = edge;
+        Ok(edge)
+    }
+
+    /// Fills in the volume each edge reported over the recent windows. The
+    /// edges are a page of the listing, ordered by instance id, so one
+    /// range query per window covers them.
+    async fn add_recent_volume(&self, edges: &mut [Edge], now: i64) -> Result<(), ApiError> {
+        let (Some(first), Some(last)) = (edges.first(), edges.last()) else {
+            return Ok(());
+        };
+        let range = (first.instance_id.clone(), last.instance_id.clone());
+        let minute = now / 60_000 * 60_000;
+        let mut windows = Vec::with_capacity(RECENT_VOLUME_MINUTES.len());
+        for minutes in RECENT_VOLUME_MINUTES {
+            let from = minute - (minutes - 1) * 60_000;
+            windows.push(
+                self.state
+                    .store
+                    .volume_by_edge(Some((&range.0, &range.1)), from, i64::MAX)
+                    .await?,
+            );
+        }
+        for edge in edges {
+            let of = |window: &BTreeMap<String, VolumeCounts>| {
+                window.get(&edge.instance_id).and_then(|v| v.to_proto())
+            };
+            edge.volume_last_5m = of(&windows[0]);
+            edge.volume_last_hour = of(&windows[1]);
+        }
+        Ok(())
     }
 
     pub async fn create_api_key(

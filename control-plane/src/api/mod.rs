@@ -64,7 +64,7 @@ impl AppState {
     }
 
     /// Counts (and logs, once per report) the entries of an edge's report
-    /// that were not stored.
+    /// that were not stored, and a refused volume.
     pub fn note_refused(&self, instance: &str, deltas: &DeltaBuilder) {
         let fleet = &self.metrics.fleet;
         if deltas.unknown > 0 {
@@ -89,6 +89,10 @@ impl AppState {
                     "statistics refused: counters out of bounds"
                 );
             }
+        }
+        if let Some(refused) = &deltas.volume_refused {
+            fleet.volumes_refused.fetch_add(1, Relaxed);
+            tracing::warn!(instance, reason = %refused, "volume refused: counts out of bounds");
         }
     }
 }

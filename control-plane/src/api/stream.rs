@@ -570,6 +570,9 @@ async fn store_report(state: &State, session: &Session, report: StatsReport) -> 
     for p in &report.policies {
         let _ = deltas.add_counters(known, p);
     }
+    if let Some(volume) = &report.volume {
+        let _ = deltas.add_volume(&session.instance, volume);
+    }
     state.note_refused(&session.instance, &deltas);
     // Without a session and seq the report cannot be recognised when
     // retried: it is stored at least once, like a poll's deltas.

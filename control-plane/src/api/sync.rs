@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
 use axum::extract::State as AxState;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::post;
 use tero_proto::policy::policy_service_server::PolicyService;
 use tero_proto::policy::{SyncRequest, SyncResponse, SyncType};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use super::admin::{check_identity, errors_by_policy};
@@ -38,6 +39,13 @@ pub fn now_nanos() -> u64 {
 /// Names the statistics report a sync carries (`SESSION/SEQ`): a Tero
 /// extension of the protocol that makes poll statistics exactly-once. Other
 /// clients do not send it and get the protocol's at-least-once deltas.
+///
+/// A sync that names its report is answered with the same header: the
+/// client then knows this server stores each report once, and may resend a
+/// report's volume with it (which the spec forbids towards servers that
+/// cannot tell a replay). Volume sent with a named report is stored with
+/// it, once; volume without one is stored as received, as the spec's
+/// clients never replay it.
 pub const STATS_REPORT_HEADER: &str = "tero-stats-report";
 
 /// Parses a `tero-stats-report` value.
@@ -67,6 +75,14 @@ pub fn parse_report_id(value: &str) -> Result<(String, u64), ApiError> {
     Ok((session.to_owned(), seq))
 }
 
+/// What a sync is answered with.
+pub struct Synced {
+    pub snapshot: Arc<Snapshot>,
+    /// The report the request named, as `SESSION/SEQ`, when it was stored
+    /// under that name (or found stored already): echoed to the client.
+    pub report_stored_once: Option<String>,
+}
+
 /// Handles one Sync and returns the snapshot to answer with. `report`
 /// names the statistics the request carries, when the client says.
 pub async fn sync(
@@ -74,7 +90,7 @@ pub async fn sync(
     principal: &Principal,
     req: SyncRequest,
     report: Option<(String, u64)>,
-) -> Result<Arc<Snapshot>, ApiError> {
+) -> Result<Synced, ApiError> {
     if req.policy_statuses.len() > MAX_STATUSES {
         state
             .metrics
@@ -129,11 +145,19 @@ pub async fn sync(
             ],
         );
     }
+    // Volume needs an edge to belong to; a client without an instance id
+    // is not one the runtime view can show.
+    if let (Some(instance), Some(volume)) = (&instance, &req.volume) {
+        let _ = deltas.add_volume(instance, volume);
+    }
     state.note_refused(instance.as_deref().unwrap_or(""), &deltas);
     let identity = match (report, instance.clone()) {
         (Some((session, seq)), Some(instance)) => Some((instance, session, seq)),
         _ => None,
     };
+    let report_stored_once = identity
+        .as_ref()
+        .map(|(_, session, seq)| format!("{session}/{seq}"));
     if !deltas.is_empty() {
         state.store_stats(deltas.build(identity)).await?;
     }
@@ -153,7 +177,10 @@ pub async fn sync(
             errors,
         );
     }
-    Ok(snapshot)
+    Ok(Synced {
+        snapshot,
+        report_stored_once,
+    })
 }
 
 /// The gRPC face of [`sync`].
@@ -179,8 +206,11 @@ impl PolicyService for SyncGrpc {
                 .get(STATS_REPORT_HEADER)
                 .map(|v| v.to_str()),
         )?;
-        let snapshot = sync(&self.0, &principal, request.into_inner(), report).await?;
-        Ok(Response::new(SyncResponse {
+        let Synced {
+            snapshot,
+            report_stored_once,
+        } = sync(&self.0, &principal, request.into_inner(), report).await?;
+        let mut response = Response::new(SyncResponse {
             policies: snapshot.policies.clone(),
             hash: snapshot.hash.clone(),
             sync_timestamp_unix_nano: now_nanos(),
@@ -188,7 +218,11 @@ impl PolicyService for SyncGrpc {
             sync_type: SyncType::Full as i32,
             error_message: String::new(),
             extension_configs: Vec::new(),
-        }))
+        });
+        if let Some(value) = report_stored_once.and_then(|r| MetadataValue::try_from(r).ok()) {
+            response.metadata_mut().insert(STATS_REPORT_HEADER, value);
+        }
+        Ok(response)
     }
 }
 
@@ -209,8 +243,11 @@ async fn sync_http(
     EdgeBody(request): EdgeBody<SyncRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let report = report_named(headers.get(STATS_REPORT_HEADER).map(|v| v.to_str()))?;
-    let snapshot = sync(&state, &principal, request, report).await?;
-    Ok(if names_protobuf(&headers, header::ACCEPT) {
+    let Synced {
+        snapshot,
+        report_stored_once,
+    } = sync(&state, &principal, request, report).await?;
+    let mut response = if names_protobuf(&headers, header::ACCEPT) {
         (
             [(header::CONTENT_TYPE, PROTOBUF)],
             snapshot.protobuf_at(now_nanos()),
@@ -222,5 +259,9 @@ async fn sync_http(
             snapshot.json_at(now_nanos()),
         )
             .into_response()
-    })
+    };
+    if let Some(value) = report_stored_once.and_then(|r| HeaderValue::try_from(r).ok()) {
+        response.headers_mut().insert(STATS_REPORT_HEADER, value);
+    }
+    Ok(response)
 }

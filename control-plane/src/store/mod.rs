@@ -1,6 +1,7 @@
 //! Durable state: policies with their revisions, the audit log, API keys, the
-//! edge registry, per-policy statistics, metric inventories, usage sources,
-//! issues, and event types with their classifications.
+//! edge registry, per-policy statistics, per-edge volume, metric
+//! inventories, usage sources, issues, and event types with their
+//! classifications.
 //!
 //! One type serves both backends through sqlx's `Any` driver: the queries
 //! are written in the SQL both SQLite and PostgreSQL accept (`$n` parameters,
@@ -20,6 +21,7 @@ mod issues;
 mod keys;
 mod policies;
 mod stats;
+mod volume;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,6 +38,7 @@ pub use issues::{StoredUsage, issue_key};
 pub use keys::StoredKey;
 pub use policies::{PolicyChange, PolicyFilter};
 pub use stats::{CounterDelta, StatsBatch};
+pub use volume::{EdgeVolume, VolumeCounts};
 
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! Per-policy activity in one-minute buckets, and the report ledger that
-//! makes stream statistics exactly-once.
+//! makes stream statistics (and the volume they carry) exactly-once.
 //!
 //! A stream report is named by (instance id, session, seq). It is applied
 //! only if its seq is above the last one stored for that session, in the
@@ -10,6 +10,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tero_proto::controlplane::StatsBucket;
 
+use super::volume::EdgeVolume;
 use super::{Store, StoreError};
 
 /// Counters to add to one policy's bucket.
@@ -29,10 +30,21 @@ pub struct CounterDelta {
 /// Deltas to store together, optionally guarded by a report identity.
 #[derive(Debug, Clone, Default)]
 pub struct StatsBatch {
-    /// `(instance id, session, seq)` for stream reports; `None` for polls,
-    /// whose protocol has no report identity.
+    /// `(instance id, session, seq)` for stream reports and polls that name
+    /// their report; `None` for other polls, whose protocol has no report
+    /// identity.
     pub report: Option<(String, String, u64)>,
     pub deltas: Vec<CounterDelta>,
+    /// What the edge saw in the report's interval, added with the report
+    /// (so once, however often it is resent).
+    pub volume: Option<EdgeVolume>,
+}
+
+impl StatsBatch {
+    /// Rows the batch writes.
+    pub fn rows(&self) -> usize {
+        self.deltas.len() + usize::from(self.volume.is_some())
+    }
 }
 
 /// Adds a delta to a bucket, saturating at `i64::MAX`. Written in SQL
@@ -131,6 +143,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            if let Some(volume) = &batch.volume {
+                Self::add_volume(&mut tx, volume).await?;
+            }
             applied.push(true);
         }
         tx.commit().await?;
@@ -169,9 +184,14 @@ impl Store {
             .collect()
     }
 
-    /// Drops buckets and report ledgers older than `cutoff` (ms).
+    /// Drops buckets (policies' and edges' volume) and report ledgers
+    /// older than `cutoff` (ms); returns the buckets dropped.
     pub async fn prune_stats(&self, cutoff: i64) -> Result<u64, StoreError> {
         let buckets = sqlx::query("DELETE FROM policy_stats WHERE minute < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
+        let volume = sqlx::query("DELETE FROM edge_volume WHERE minute < $1")
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
@@ -179,6 +199,6 @@ impl Store {
             .bind(cutoff)
             .execute(&self.pool)
             .await?;
-        Ok(buckets.rows_affected())
+        Ok(buckets.rows_affected() + volume.rows_affected())
     }
 }

@@ -8,7 +8,8 @@
 //! why the snapshot was refused as a whole (malformed, hash mismatch: the
 //! current set keeps running). Statistics go up every `stats_interval` as
 //! sealed reports (see [`Outbox`](super::outbox::Outbox)) and are kept until
-//! acknowledged.
+//! acknowledged; each carries the volume the Edge saw in its interval, so
+//! volume sent over the stream is exact too.
 //!
 //! When the stream cannot be opened or breaks, the provider reconnects once
 //! at once, then polls `/v1/policy/sync` while retrying the stream with
@@ -388,7 +389,7 @@ impl GrpcProvider {
     async fn send_report(&mut self, tx: &mpsc::Sender<EdgeMessage>) -> Option<u64> {
         let id = self.id();
         let registry = self.registry();
-        self.poller.outbox.add(registry.take_unsent(&id));
+        self.poller.fill_outbox();
         self.poller.outbox.seal();
         let report = self.poller.outbox.oldest()?;
         let errors = registry.compile_errors(&id);
@@ -415,7 +416,7 @@ impl GrpcProvider {
                 seq,
                 policies,
                 session: self.poller.outbox.session().to_owned(),
-                volume: None,
+                volume: report.volume.to_proto(),
             })),
         };
         tx.send(message).await.ok()?;

@@ -9,6 +9,17 @@
 //! statistics are exact even when a request times out after the server
 //! processed it. Other servers ignore the header and get the protocol's
 //! usual at-least-once deltas.
+//!
+//! Volume (spec 1.7.1 `SyncRequest.volume`) is sealed into the same report,
+//! but the spec forbids replaying the volume of a failed sync: a server that
+//! knows only the spec cannot tell a replay from new telemetry. So a
+//! report's volume goes out with its first attempt only, and a retry carries
+//! none (volume is then a lower bound, as the spec says) — unless the
+//! server has shown that it stores each named report once: a Tero control
+//! plane answers a sync with the `tero-stats-report` header echoed, and
+//! while its answers do, a retry repeats the report's volume too, counted
+//! once, so volume is exact. A grpc provider's fallback poller talks to a Tero
+//! control plane by construction and is exact from the start.
 
 use std::time::Duration;
 
@@ -22,7 +33,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use prost::Message;
 use std::sync::Arc;
 use tero_proto::otel::{AnyValue, KeyValue, any_value};
-use tero_proto::policy::{ClientMetadata, PolicyStage, SyncRequest, SyncResponse};
+use tero_proto::policy::{ClientMetadata, PolicyStage, SyncRequest, SyncResponse, VolumeStats};
+use tero_sdk::engine::VolumeDelta;
 use tokio_util::sync::CancellationToken;
 
 use super::Backoff;
@@ -169,6 +181,12 @@ pub struct HttpProvider {
     /// Statistics not yet acknowledged; shared with the push stream when
     /// this poller is a stream's fallback.
     pub(crate) outbox: Outbox,
+    /// The server echoed a report's name: it stores each report once, so
+    /// resending a report's volume cannot count it twice.
+    server_stores_reports_once: bool,
+    /// The report whose volume was sent once (to a server not known to
+    /// store reports once, a retry of it carries no volume).
+    volume_sent_with: Option<u64>,
 }
 
 impl HttpProvider {
@@ -195,6 +213,8 @@ impl HttpProvider {
             last_good,
             owner: Owner::Http,
             outbox: Outbox::new(),
+            server_stores_reports_once: false,
+            volume_sent_with: None,
         }
     }
 
@@ -269,7 +289,7 @@ impl HttpProvider {
                 owner_log!(self.owner, warn, provider = %self.id, error = %f.reason, "final statistics sync failed");
                 return;
             }
-            self.outbox.add(self.registry.take_unsent(&self.id));
+            self.fill_outbox();
             if self.outbox.is_empty() {
                 break;
             }
@@ -277,25 +297,62 @@ impl HttpProvider {
         owner_log!(self.owner, info, provider = %self.id, "final statistics sync sent");
     }
 
+    /// Moves what the registry counted for this provider (policy deltas
+    /// and volume) into the outbox's open report.
+    pub(crate) fn fill_outbox(&mut self) {
+        self.outbox.add(self.registry.take_unsent(&self.id));
+        self.outbox
+            .add_volume(&self.registry.take_unsent_volume(&self.id));
+    }
+
+    /// The volume a request carrying report `seq` sends: all of it, except
+    /// on a retry to a server not known to store reports once (see the
+    /// module's doc).
+    fn volume_for(&mut self, seq: u64, volume: &VolumeDelta) -> Option<VolumeStats> {
+        let exact = self.owner == Owner::Grpc || self.server_stores_reports_once;
+        if !exact && self.volume_sent_with == Some(seq) {
+            return None;
+        }
+        self.volume_sent_with = Some(seq);
+        volume.to_proto()
+    }
+
     /// One sync round trip; returns the delay before the next one.
     pub(crate) async fn sync_once(&mut self) -> Result<Duration, SyncFailure> {
-        self.outbox.add(self.registry.take_unsent(&self.id));
+        self.fill_outbox();
         self.outbox.seal();
-        let report = self.outbox.oldest().map(|r| (r.seq, r.deltas.clone()));
-        let deltas = report.as_ref().map(|(_, d)| d.clone()).unwrap_or_default();
+        let report = self
+            .outbox
+            .oldest()
+            .map(|r| (r.seq, r.deltas.clone(), r.volume));
+        let deltas = report
+            .as_ref()
+            .map(|(_, d, _)| d.clone())
+            .unwrap_or_default();
+        let volume = match &report {
+            Some((seq, _, volume)) => self.volume_for(*seq, volume),
+            None => None,
+        };
         let request = SyncRequest {
             client_metadata: Some(self.identity.metadata()),
             full_sync: self.applied_hash.is_none(),
             last_sync_timestamp_unix_nano: self.last_sync_timestamp,
             last_successful_hash: self.applied_hash.clone().unwrap_or_default(),
             policy_statuses: self.registry.statuses(&self.id, &deltas),
-            volume: None,
+            volume,
         };
         let report_id = report
             .as_ref()
-            .map(|(seq, _)| format!("{}/{seq}", self.outbox.session()));
-        let response = self.exchange(&request, report_id.as_deref()).await?;
-        if let Some((seq, _)) = report {
+            .map(|(seq, _, _)| format!("{}/{seq}", self.outbox.session()));
+        let (response, echoed) = self.exchange(&request, report_id.as_deref()).await?;
+        // Each answer to a named report says it again: a server replaced by
+        // one that does not store reports once stops being trusted with
+        // resent volume at its first answer.
+        if report_id.is_some() && echoed != self.server_stores_reports_once {
+            self.server_stores_reports_once = echoed;
+            owner_log!(self.owner, debug, provider = %self.id, stores_reports_once = echoed, "the server's handling of resent statistics reports changed");
+        }
+        if let Some((seq, _, _)) = report {
             self.outbox.acknowledge(seq);
         }
         // Applied (and recorded as a success) before the transport changes:
@@ -314,11 +371,13 @@ impl HttpProvider {
         }
     }
 
+    /// Sends `request`; returns the answer, and whether the server echoed
+    /// `report_id` (it stores each named report once).
     async fn exchange(
         &mut self,
         request: &SyncRequest,
         report_id: Option<&str>,
-    ) -> Result<SyncResponse, SyncFailure> {
+    ) -> Result<(SyncResponse, bool), SyncFailure> {
         let fail = |reason: String| SyncFailure {
             reason,
             retry_after: None,
@@ -348,6 +407,12 @@ impl HttpProvider {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        let echoed = report_id.is_some_and(|id| {
+            response
+                .headers()
+                .get(STATS_REPORT_HEADER)
+                .is_some_and(|v| v.as_bytes() == id.as_bytes())
+        });
         let is_protobuf = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -380,7 +445,7 @@ impl HttpProvider {
         if !response.error_message.is_empty() {
             return Err(fail(format!("server reported: {}", response.error_message)));
         }
-        Ok(response)
+        Ok((response, echoed))
     }
 
     /// Applies a response; `fresh` when it came from the server (it is then

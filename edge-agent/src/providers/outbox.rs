@@ -12,10 +12,14 @@
 //! accumulate in the open report, merged, never dropped, so the buffer's size
 //! is bounded by the number of policies, not by how long the control plane
 //! has been away.
+//!
+//! A report also carries the volume the Edge saw in its interval (spec
+//! 1.7.1 `VolumeStats`), sealed with it: a report of volume alone is a
+//! report too, and its volume is repeated exactly when the report is.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use tero_sdk::engine::StatsDelta;
+use tero_sdk::engine::{StatsDelta, VolumeDelta};
 
 /// Sealed, unacknowledged reports kept at most.
 pub const MAX_SEALED: usize = 1;
@@ -25,6 +29,7 @@ pub const MAX_SEALED: usize = 1;
 pub struct Report {
     pub seq: u64,
     pub deltas: BTreeMap<String, StatsDelta>,
+    pub volume: VolumeDelta,
 }
 
 #[derive(Debug)]
@@ -33,6 +38,7 @@ pub struct Outbox {
     next_seq: u64,
     sealed: VecDeque<Report>,
     open: BTreeMap<String, StatsDelta>,
+    open_volume: VolumeDelta,
 }
 
 impl Outbox {
@@ -52,6 +58,7 @@ impl Outbox {
             next_seq: 1,
             sealed: VecDeque::new(),
             open: BTreeMap::new(),
+            open_volume: VolumeDelta::default(),
         }
     }
 
@@ -68,14 +75,24 @@ impl Outbox {
         }
     }
 
+    /// Adds volume to the open report.
+    pub fn add_volume(&mut self, volume: &VolumeDelta) {
+        self.open_volume.merge(volume);
+    }
+
+    fn open_is_empty(&self) -> bool {
+        self.open.is_empty() && self.open_volume.is_zero()
+    }
+
     /// Seals the open report if it holds anything and there is room.
     pub fn seal(&mut self) {
-        if self.open.is_empty() || self.sealed.len() >= MAX_SEALED {
+        if self.open_is_empty() || self.sealed.len() >= MAX_SEALED {
             return;
         }
         let report = Report {
             seq: self.next_seq,
             deltas: std::mem::take(&mut self.open),
+            volume: std::mem::take(&mut self.open_volume),
         };
         self.next_seq += 1;
         self.sealed.push_back(report);
@@ -101,7 +118,7 @@ impl Outbox {
 
     /// Nothing sealed nor open.
     pub fn is_empty(&self) -> bool {
-        self.sealed.is_empty() && self.open.is_empty()
+        self.sealed.is_empty() && self.open_is_empty()
     }
 
     #[cfg(test)]
@@ -177,6 +194,37 @@ mod tests {
             10,
             "merged while full"
         );
+    }
+
+    fn points(n: u64) -> VolumeDelta {
+        VolumeDelta {
+            metric_data_points: n,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn volume_is_sealed_with_its_report_and_alone_makes_one() {
+        let mut out = Outbox::with_session("s".into());
+        out.add_volume(&points(4));
+        assert!(!out.is_empty());
+        out.seal();
+        let first = out.oldest().unwrap();
+        assert_eq!((first.seq, first.volume.metric_data_points), (1, 4));
+        assert!(first.deltas.is_empty(), "a report of volume alone");
+        // While it waits, new volume goes to the next report, merged.
+        out.add_volume(&points(2));
+        out.add(hits("a", 1));
+        out.seal();
+        out.add_volume(&points(3));
+        assert_eq!(out.oldest().unwrap().volume.metric_data_points, 4);
+        out.acknowledge(1);
+        out.seal();
+        let second = out.oldest().unwrap();
+        assert_eq!((second.seq, second.volume.metric_data_points), (2, 5));
+        assert_eq!(second.deltas["a"].match_hits, 1);
+        out.acknowledge(2);
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -385,6 +385,7 @@ impl Answer<'_> {
             prometheus.max_input_bytes_per_scrape,
             inventory,
             self.shown.clone(),
+            self.state.registry.clone(),
         );
         let head = self.head;
         let body = ScrapeBody::new(self.guard, self.shown, Source::Decoded(source), transform);

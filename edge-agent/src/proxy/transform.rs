@@ -22,6 +22,7 @@ use super::body::{Flow, Frames, Transform};
 use super::plan::TRUNCATED_HEADER;
 use crate::filter::{Limit, ScrapeFilter};
 use crate::inventory::{Inventory, WireTee};
+use crate::registry::PolicyRegistry;
 use crate::telemetry::{EdgeMetrics, ScrapeResult};
 
 /// Upstream's frames, unchanged.
@@ -88,6 +89,8 @@ pub struct Filtering {
     inventory: Option<(ScrapeInventory, Arc<Inventory>)>,
     /// The upstream URI, redacted, for logs.
     shown: String,
+    /// Where the scrape's volume goes when it ends.
+    registry: Arc<PolicyRegistry>,
 }
 
 impl Filtering {
@@ -97,6 +100,7 @@ impl Filtering {
         input_cap: u64,
         inventory: Option<(ScrapeInventory, Arc<Inventory>)>,
         shown: String,
+        registry: Arc<PolicyRegistry>,
     ) -> Self {
         Filtering {
             filter,
@@ -107,6 +111,7 @@ impl Filtering {
             segments: Vec::new(),
             inventory,
             shown,
+            registry,
         }
     }
 
@@ -237,9 +242,19 @@ impl Transform for Filtering {
         self.filter.is_done()
     }
 
+    /// Also adds the scrape's volume: the series the policies evaluated
+    /// (an aborted scrape's too, as its drops count). A series is one data
+    /// point per scrape, as OTLP counts a histogram with all its buckets as
+    /// one, and the unit of the series the policies report dropped, so the
+    /// share of volume a policy drops is exact. No bytes: the spec reports
+    /// only OTLP protobuf sizes, and this is Prometheus text.
     fn account(&self, metrics: &EdgeMetrics, wire_in: u64, wire_out: u64) {
         let counters = self.filter.counters();
         metrics.add_filter(counters);
+        let evaluated = counters.series_kept + counters.series_dropped;
+        if evaluated > 0 {
+            self.registry.volume().add_metric_data_points(evaluated, 0);
+        }
         metrics.add_bytes(wire_in, self.decoded, counters.bytes_out, wire_out);
     }
 }

@@ -225,6 +225,98 @@ fn absurd_counters_are_refused_and_statistics_keep_answering() {
     );
 }
 
+/// Volume (spec 1.7.1) a hostile key holder sends: negative and absurd
+/// counts, over HTTP JSON, gRPC Sync and the push stream. Each volume is
+/// refused whole (never clamped into a made-up figure), the rest of the
+/// sync is stored, the stream report is acknowledged (so not resent for
+/// ever), and the runtime view still answers with the sane volume only.
+#[test]
+fn absurd_volume_is_refused_and_the_runtime_view_keeps_answering() {
+    let cp = start("cp-absurd-volume", &[]);
+    create_policy(&cp, "counted");
+    let (_, key) = create_key(&cp, "hostile");
+    let instance = "edge-volume";
+    let sync = |volume: Value| {
+        let body = json!({
+            "clientMetadata": json_metadata("checkout", instance),
+            "policyStatuses": [{"id": "counted", "matchHits": "1"}],
+            "volume": volume,
+        });
+        let (status, resp) = sync_json(&cp, &key, &body);
+        assert_eq!(status, 200, "an edge keeps getting its policies: {resp}");
+    };
+    sync(json!({"metricDataPoints": i64::MAX.to_string()}));
+    sync(json!({"logRecords": "-1", "metricDataPoints": "5"}));
+    sync(json!({"spanBytes": "1099511627777"}));
+    // A sane one, counted.
+    sync(json!({"metricDataPoints": "7"}));
+    runtime().block_on(async {
+        let mut client = PolicyServiceClient::connect(cp.endpoint())
+            .await
+            .expect("gRPC connect");
+        let request = SyncRequest {
+            client_metadata: Some(metadata("checkout", instance)),
+            volume: Some(tero_proto::policy::VolumeStats {
+                log_bytes: i64::MIN,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        client
+            .sync(authed(request, &key))
+            .await
+            .expect("gRPC Sync answered");
+        let (tx, mut inbound) = subscribe(&cp, &key, "edge-volume-stream")
+            .await
+            .expect("stream opened");
+        tx.send(EdgeMessage {
+            message: Some(EdgeMsg::Stats(StatsReport {
+                seq: 1,
+                session: "s".into(),
+                policies: Vec::new(),
+                volume: Some(tero_proto::policy::VolumeStats {
+                    spans: i64::MAX,
+                    ..Default::default()
+                }),
+            })),
+        })
+        .await
+        .expect("send report");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+                .await
+                .expect("an answer within 10 s")
+                .expect("stream open")
+                .and_then(|m| m.message);
+            if let Some(ServerMsg::StatsAck(ack)) = message {
+                assert_eq!(ack.seq, 1, "acknowledged, so not resent");
+                break;
+            }
+        }
+    });
+    assert_eq!(total(&cp, "counted", "hits"), 4, "the statuses were stored");
+    assert_eq!(self_metric(&cp, "tero_cp_edge_volumes_refused_total"), 5.0);
+    assert!(
+        cp.process.log().contains("volume refused"),
+        "the refusal is logged with its reason"
+    );
+    let edge = wait_for(Duration::from_secs(10), "the edge registered", || {
+        let (status, edge) = cp.api("GET", &format!("/api/v1/edges/{instance}"), None);
+        (status == 200).then_some(edge)
+    });
+    assert_eq!(
+        int(&edge["volumeLastHour"]["metricDataPoints"]),
+        7,
+        "{edge}"
+    );
+    assert_eq!(int(&edge["volumeLastHour"]["spans"]), 0, "{edge}");
+    let (status, listed) = cp.api("GET", "/api/v1/edges", None);
+    assert_eq!(status, 200, "{listed}");
+    let (status, stats) = cp.api("GET", "/api/v1/policies/counted/stats", None);
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(int(&stats["volumeShare"]["recordsSeen"]), 7, "{stats}");
+}
+
 // ------------------------------------- unknown policies (issue 16, #3)
 
 /// One Sync with 100,000 statuses for made-up policies stalled the admin
