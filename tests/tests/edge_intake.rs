@@ -2,11 +2,11 @@
 //! HTTP, a tonic OTLP/gRPC client, hand-made h2c calls) and a backend sink
 //! that records every request it receives, on ports chosen at run time.
 //!
-//! Until the codecs land, every body is "undecodable" to the Edge and goes
-//! upstream as it came; these tests assert what holds either way (bytes
-//! and headers forwarded intact, limits, failures, relays, the tap). The
-//! ones that need a policy to act are marked `#[ignore]` with the codec
-//! they wait for.
+//! Payloads the Edge has no codec for yet (Datadog, OTLP JSON, until
+//! theirs land) are "undecodable" to it and go upstream as they came; the
+//! tests on them assert what holds either way (bytes and headers forwarded
+//! intact, limits, failures, relays, the tap). Policies act on OTLP
+//! protobuf.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -622,7 +622,6 @@ const DROP_ALL_INFO: &str = r#"{"policies": [{"id": "drop-info", "name": "drop I
   "log": {"match": [{"log_field": "severity_text", "exact": "INFO"}], "keep": "none"}}]}"#;
 
 #[test]
-#[ignore = "needs the protobuf codec (h19-proto)"]
 fn all_dropped_pushes_are_answered_without_calling_upstream() {
     let dir = temp_dir();
     let policies = dir.path().join("policies.json");
@@ -663,10 +662,16 @@ fn all_dropped_pushes_are_answered_without_calling_upstream() {
     assert_eq!(
         self_metric(
             &edge,
-            "edge_intake_records_total{signal=\"logs\",decision=\"dropped\"}"
+            "edge_intake_records_total{signal=\"log\",decision=\"dropped\"}"
         ),
         4.0
     );
+    // The volume the next sync reports: every record seen, before policies.
+    assert_eq!(
+        self_metric(&edge, "edge_volume_records_total{signal=\"log\"}"),
+        4.0
+    );
+    assert!(self_metric(&edge, "edge_volume_bytes_total{signal=\"log\"}") > 0.0);
     // A mixed batch: only the kept record goes upstream.
     let mixed = logs_request(vec![log_record("a", "INFO"), log_record("kept", "ERROR")]);
     let r = http_post(
@@ -754,7 +759,6 @@ fn non_loopback_address() -> Option<std::net::IpAddr> {
 }
 
 #[test]
-#[ignore = "needs the protobuf codec (h19-proto)"]
 fn pushed_logs_reach_the_control_plane_as_event_types() {
     use tero_e2e::cli::{json_u64, tero_json_at};
     use tero_e2e::control_plane::ControlPlane;
@@ -840,4 +844,47 @@ fn many_concurrent_pushes_wait_for_room_instead_of_adding_up_in_memory() {
     let received = sink.received();
     assert_eq!(received.len(), 50);
     assert!(received.iter().all(|r| r.body == *body));
+}
+
+#[test]
+fn the_tap_shows_what_a_policy_does_to_live_traffic() {
+    let dir = temp_dir();
+    let policies = dir.path().join("policies.json");
+    std::fs::write(&policies, DROP_ALL_INFO).unwrap();
+    let sink = PushSink::start();
+    let edge = edge(
+        json!({"upstream_url": sink.url(), "tap_enabled": true,
+               "policy_providers": [{"id": "f", "type": "file", "path": policies}]}),
+        &dir,
+        "edge-tap-policy",
+    );
+    let pre = read_tap(edge.url("/_edge/tap/pre?limit=2"));
+    let post = read_tap(edge.url("/_edge/tap/post?limit=1"));
+    let batch = logs_request(vec![log_record("a", "INFO"), log_record("kept", "ERROR")]);
+    wait_for(Duration::from_secs(20), "both taps' records", || {
+        let r = http_post(
+            &edge.url("/v1/logs"),
+            &[("content-type", "application/x-protobuf")],
+            &batch.encode_to_vec(),
+        )
+        .unwrap();
+        assert_eq!(r.status, 200);
+        (pre.is_finished() && post.is_finished()).then_some(())
+    });
+    let bodies = |reader: std::thread::JoinHandle<Result<HttpResponse, String>>| {
+        let r = reader.join().unwrap().expect("the tap answers");
+        r.text()
+            .lines()
+            .map(|l| {
+                let line: serde_json::Value = serde_json::from_str(l).unwrap();
+                assert_eq!(line["format"], "otlp_protobuf");
+                line["record"]["body"]["stringValue"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bodies(pre), ["a", "kept"]);
+    assert_eq!(bodies(post), ["kept"], "the INFO record is dropped");
 }

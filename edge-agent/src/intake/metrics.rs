@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tero_observability::metrics::{counter, family};
 use tero_otlp::{Counts, Format, Signal};
 
-use super::route::{format_label, signal_label};
+use super::route::format_label;
 
 const FORMATS: [Format; 4] = [
     Format::OtlpProtobuf,
@@ -143,7 +143,7 @@ impl IntakeMetrics {
                 let _ = writeln!(
                     w,
                     "edge_intake_records_total{{signal=\"{}\",decision=\"{decision}\"}} {}",
-                    signal_label(*signal),
+                    signal.as_str(),
                     count.load(Relaxed)
                 );
             }

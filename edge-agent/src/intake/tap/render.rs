@@ -3,14 +3,12 @@
 //! the Datadog object it was.
 //!
 //! Runs in the tap client's task, never on the intake's path. Protobuf
-//! payloads are decoded into owned messages here, which is fine for a
-//! preview of at most `limit` records.
+//! payloads are converted whole to OTLP JSON (`tero_otlp::convert`, owned
+//! message trees), which is fine for a preview.
 
 use bytes::Bytes;
-use prost::Message as _;
 use serde_json::{Map, Value, json};
 use tero_otlp::{Format, Signal};
-use tero_proto::otel::{AnyValue, InstrumentationScope, KeyValue};
 
 use super::TapPayload;
 use crate::intake::route::{format_label, signal_label};
@@ -50,7 +48,9 @@ type Rendered = Vec<(Option<Context>, Value)>;
 fn records(payload: &TapPayload, limit: usize) -> Rendered {
     let body = &payload.body[..];
     let rendered = match payload.format {
-        Format::OtlpProtobuf => protobuf(payload.signal, body, limit),
+        Format::OtlpProtobuf => tero_otlp::convert::protobuf_to_json(payload.signal, body)
+            .ok()
+            .map(|doc| otlp_json(payload.signal, &doc, limit)),
         Format::OtlpJson => serde_json::from_slice(body)
             .ok()
             .map(|doc| otlp_json(payload.signal, &doc, limit)),
@@ -168,237 +168,10 @@ fn json_points(metric: &Value, context: &Context, out: &mut Rendered, limit: usi
     }
 }
 
-fn protobuf(signal: Signal, body: &[u8], limit: usize) -> Option<Rendered> {
-    use tero_proto::otlp_collector::{logs, metrics, trace};
-    let mut out = Vec::new();
-    match signal {
-        Signal::Log => {
-            let request = logs::v1::ExportLogsServiceRequest::decode(body).ok()?;
-            for r in &request.resource_logs {
-                for s in &r.scope_logs {
-                    let context =
-                        context(r.resource.as_ref().map(|r| &r.attributes), s.scope.as_ref());
-                    for record in &s.log_records {
-                        out.push((Some(context.clone()), log_record(record)));
-                        if out.len() >= limit {
-                            return Some(out);
-                        }
-                    }
-                }
-            }
-        }
-        Signal::Trace => {
-            let request = trace::v1::ExportTraceServiceRequest::decode(body).ok()?;
-            for r in &request.resource_spans {
-                for s in &r.scope_spans {
-                    let context =
-                        context(r.resource.as_ref().map(|r| &r.attributes), s.scope.as_ref());
-                    for span in &s.spans {
-                        out.push((Some(context.clone()), span_json(span)));
-                        if out.len() >= limit {
-                            return Some(out);
-                        }
-                    }
-                }
-            }
-        }
-        Signal::Metric => {
-            let request = metrics::v1::ExportMetricsServiceRequest::decode(body).ok()?;
-            for r in &request.resource_metrics {
-                for s in &r.scope_metrics {
-                    let context =
-                        context(r.resource.as_ref().map(|r| &r.attributes), s.scope.as_ref());
-                    for metric in &s.metrics {
-                        for point in metric_points(metric) {
-                            out.push((Some(context.clone()), point));
-                            if out.len() >= limit {
-                                return Some(out);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    Some(out)
-}
-
-fn context(attributes: Option<&Vec<KeyValue>>, scope: Option<&InstrumentationScope>) -> Context {
-    Context {
-        resource: json!({"attributes": attributes.map_or(Value::Array(Vec::new()), |a| attrs(a))}),
-        scope: scope
-            .and_then(|s| serde_json::to_value(s).ok())
-            .unwrap_or(Value::Null),
-    }
-}
-
-fn attrs(a: &[KeyValue]) -> Value {
-    serde_json::to_value(a).unwrap_or(Value::Null)
-}
-
-fn any(v: Option<&AnyValue>) -> Value {
-    v.and_then(|v| serde_json::to_value(v).ok())
-        .unwrap_or(Value::Null)
-}
-
-/// Proto3 JSON writes 64-bit integers as strings.
-fn u64s(n: u64) -> Value {
-    Value::String(n.to_string())
-}
-
-fn hex_id(id: &[u8]) -> Value {
-    Value::String(hex::encode(id))
-}
-
-fn log_record(r: &tero_proto::otlp_logs::LogRecord) -> Value {
-    json!({
-        "timeUnixNano": u64s(r.time_unix_nano),
-        "observedTimeUnixNano": u64s(r.observed_time_unix_nano),
-        "severityNumber": r.severity_number,
-        "severityText": r.severity_text,
-        "body": any(r.body.as_ref()),
-        "attributes": attrs(&r.attributes),
-        "droppedAttributesCount": r.dropped_attributes_count,
-        "flags": r.flags,
-        "traceId": hex_id(&r.trace_id),
-        "spanId": hex_id(&r.span_id),
-        "eventName": r.event_name,
-    })
-}
-
-fn span_json(s: &tero_proto::otlp_trace::Span) -> Value {
-    let events: Vec<Value> = s
-        .events
-        .iter()
-        .map(|e| {
-            json!({"timeUnixNano": u64s(e.time_unix_nano), "name": e.name,
-                   "attributes": attrs(&e.attributes)})
-        })
-        .collect();
-    let links: Vec<Value> = s
-        .links
-        .iter()
-        .map(|l| {
-            json!({"traceId": hex_id(&l.trace_id), "spanId": hex_id(&l.span_id),
-                   "traceState": l.trace_state, "attributes": attrs(&l.attributes)})
-        })
-        .collect();
-    json!({
-        "traceId": hex_id(&s.trace_id),
-        "spanId": hex_id(&s.span_id),
-        "traceState": s.trace_state,
-        "parentSpanId": hex_id(&s.parent_span_id),
-        "flags": s.flags,
-        "name": s.name,
-        "kind": s.kind,
-        "startTimeUnixNano": u64s(s.start_time_unix_nano),
-        "endTimeUnixNano": u64s(s.end_time_unix_nano),
-        "attributes": attrs(&s.attributes),
-        "events": events,
-        "links": links,
-        "status": s.status.as_ref().map_or(Value::Null, |st| json!({"code": st.code, "message": st.message})),
-    })
-}
-
-/// A metric as one JSON object per data point.
-fn metric_points(m: &tero_proto::otlp_metrics::Metric) -> Vec<Value> {
-    use tero_proto::otlp_metrics::metric::Data;
-    use tero_proto::otlp_metrics::number_data_point::Value as Number;
-    let number = |p: &tero_proto::otlp_metrics::NumberDataPoint| {
-        let mut v = json!({
-            "attributes": attrs(&p.attributes),
-            "startTimeUnixNano": u64s(p.start_time_unix_nano),
-            "timeUnixNano": u64s(p.time_unix_nano),
-        });
-        match p.value {
-            Some(Number::AsDouble(d)) => v["asDouble"] = json!(d),
-            Some(Number::AsInt(i)) => v["asInt"] = Value::String(i.to_string()),
-            None => {}
-        }
-        v
-    };
-    let (kind, extra, points): (&str, Value, Vec<Value>) = match &m.data {
-        Some(Data::Gauge(g)) => ("gauge", json!({}), g.data_points.iter().map(number).collect()),
-        Some(Data::Sum(s)) => (
-            "sum",
-            json!({"aggregationTemporality": s.aggregation_temporality, "isMonotonic": s.is_monotonic}),
-            s.data_points.iter().map(number).collect(),
-        ),
-        Some(Data::Histogram(h)) => (
-            "histogram",
-            json!({"aggregationTemporality": h.aggregation_temporality}),
-            h.data_points
-                .iter()
-                .map(|p| {
-                    json!({
-                        "attributes": attrs(&p.attributes),
-                        "startTimeUnixNano": u64s(p.start_time_unix_nano),
-                        "timeUnixNano": u64s(p.time_unix_nano),
-                        "count": u64s(p.count),
-                        "sum": p.sum,
-                        "bucketCounts": p.bucket_counts.iter().map(|c| u64s(*c)).collect::<Vec<_>>(),
-                        "explicitBounds": p.explicit_bounds,
-                        "min": p.min,
-                        "max": p.max,
-                    })
-                })
-                .collect(),
-        ),
-        Some(Data::ExponentialHistogram(h)) => (
-            "exponentialHistogram",
-            json!({"aggregationTemporality": h.aggregation_temporality}),
-            h.data_points
-                .iter()
-                .map(|p| {
-                    json!({
-                        "attributes": attrs(&p.attributes),
-                        "startTimeUnixNano": u64s(p.start_time_unix_nano),
-                        "timeUnixNano": u64s(p.time_unix_nano),
-                        "count": u64s(p.count),
-                        "sum": p.sum,
-                        "scale": p.scale,
-                        "zeroCount": u64s(p.zero_count),
-                        "min": p.min,
-                        "max": p.max,
-                    })
-                })
-                .collect(),
-        ),
-        Some(Data::Summary(s)) => (
-            "summary",
-            json!({}),
-            s.data_points
-                .iter()
-                .map(|p| {
-                    json!({
-                        "attributes": attrs(&p.attributes),
-                        "startTimeUnixNano": u64s(p.start_time_unix_nano),
-                        "timeUnixNano": u64s(p.time_unix_nano),
-                        "count": u64s(p.count),
-                        "sum": p.sum,
-                        "quantileValues": p.quantile_values.iter()
-                            .map(|q| json!({"quantile": q.quantile, "value": q.value}))
-                            .collect::<Vec<_>>(),
-                    })
-                })
-                .collect(),
-        ),
-        None => return Vec::new(),
-    };
-    points
-        .into_iter()
-        .map(|point| {
-            let mut data = extra.clone();
-            data["dataPoints"] = Value::Array(vec![point]);
-            let mut metric = json!({"name": m.name, "description": m.description, "unit": m.unit});
-            metric[kind] = data;
-            metric
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use prost::Message as _;
+    use tero_proto::otel::{AnyValue, KeyValue};
     use tero_proto::otlp_collector::logs::v1::ExportLogsServiceRequest;
     use tero_proto::otlp_logs::{LogRecord, ResourceLogs, ScopeLogs};
     use tero_proto::otlp_resource::Resource;
