@@ -18,7 +18,9 @@ use tero_e2e::binary;
 fn conformance_dir() -> PathBuf {
     let dir = std::env::var_os("TERO_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance"));
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance")
+        });
     assert!(
         dir.join("check.py").is_file(),
         "conformance suite not found at {}: check out shared/ next to the repository or set TERO_CONFORMANCE_DIR",
@@ -30,21 +32,37 @@ fn conformance_dir() -> PathBuf {
 #[test]
 fn every_log_trace_and_metric_testcase_through_the_edge_http_path() {
     let dir = conformance_dir();
-    let runner = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/edge_conformance_runner.py");
+    let runner =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/edge_conformance_runner.py");
     let cases: Vec<String> = std::fs::read_dir(dir.join("testcases"))
         .expect("testcases folder")
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| ["logs_", "traces_", "metrics_"].iter().any(|p| n.starts_with(p)))
+        .filter(|n| {
+            ["logs_", "traces_", "metrics_"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .collect();
-    assert!(cases.len() >= 100, "too few testcases found: {}", cases.len());
+    assert!(
+        cases.len() >= 100,
+        "too few testcases found: {}",
+        cases.len()
+    );
 
     let output = Command::new("python3")
         .arg(dir.join("check.py"))
         .arg("--runner")
         .arg(&runner)
-        .args(["--only", "logs_*", "--only", "traces_*", "--only", "metrics_*"])
+        .args([
+            "--only",
+            "logs_*",
+            "--only",
+            "traces_*",
+            "--only",
+            "metrics_*",
+        ])
         .env("TERO_EDGE_BIN", binary("tero-edge"))
         .output()
         .expect("python3 runs");

@@ -384,7 +384,13 @@ fn sync_carries_identity_and_hits(encoding: &str) {
     let meta = first.request.client_metadata.as_ref().unwrap();
     assert_eq!(
         meta.supported_policy_stages,
-        vec![PolicyStage::MetricFilter as i32]
+        vec![
+            PolicyStage::MetricFilter as i32,
+            PolicyStage::LogFilter as i32,
+            PolicyStage::LogTransform as i32,
+            PolicyStage::TraceSampling as i32,
+        ],
+        "scrapes run metric policies, pushes log and trace ones"
     );
     assert!(
         first

@@ -67,7 +67,14 @@ impl ClientIdentity {
             }),
         };
         ClientMetadata {
-            supported_policy_stages: vec![PolicyStage::MetricFilter as i32],
+            // The scrape path runs metric policies; the push intake runs
+            // log filters and transforms and trace sampling.
+            supported_policy_stages: vec![
+                PolicyStage::MetricFilter as i32,
+                PolicyStage::LogFilter as i32,
+                PolicyStage::LogTransform as i32,
+                PolicyStage::TraceSampling as i32,
+            ],
             labels: self.labels.iter().map(kv).collect(),
             resource_attributes: self.resource_attributes.iter().map(kv).collect(),
             // The filter counts shadow policies without enforcing them; a

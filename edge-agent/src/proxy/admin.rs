@@ -93,7 +93,8 @@ pub fn policies(state: &EdgeState) -> Response<ResponseBody> {
                 "mode": tero_sdk::engine::mode_word(p.enabled, p.shadow),
                 "provider": registry.owner(&p.id),
                 "hash": registry.policy_hash(&p.id),
-                "applied": p.errors.is_empty() && p.enabled && p.signal == Some(tero_sdk::Signal::Metric),
+                // Metric policies run on scrapes, log and trace ones on pushes.
+                "applied": p.errors.is_empty() && p.enabled && p.signal.is_some(),
                 "errors": p.error_messages(),
                 "stats": {
                     "match_hits": stats.match_hits,
