@@ -7,15 +7,14 @@
 //!
 //! Starts an in-process sink (hyper) that reads every body and answers an
 //! empty `ExportLogsServiceResponse`, and two real `tero-edge` processes in
-//! front of it: one with `INTAKE_BENCH_POLICIES` log policies (a mix of
-//! severity, body and attribute matchers, default 1,000), one with none.
+//! front of it: one with `INTAKE_BENCH_POLICIES` log policies, one with
+//! none. The request and the policies are `tero_otlp::synthetic`'s (default
+//! 1,000 policies), the workload of the codec's own benchmark.
 //! Prints, for each, the throughput of pushes sent `INTAKE_BENCH_CLIENTS`
 //! at a time (default 4; interleaved rounds so both see the same machine
 //! state), their ratio (target ≥ 0.7), and the peak RSS (VmHWM) of the
 //! filtering edge after `INTAKE_BENCH_CONCURRENCY` (default 50) concurrent
-//! pushes (target < 64 MiB). Until the codecs land, every payload is
-//! "undecodable" to the Edge and both edges relay: the figures then
-//! measure the intake's own cost (read, forward, answer).
+//! pushes (target < 64 MiB).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,106 +27,13 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prost::Message as _;
-use tero_proto::otel::{AnyValue, KeyValue, any_value};
-use tero_proto::otlp_collector::logs::v1::ExportLogsServiceRequest;
-use tero_proto::otlp_logs::{LogRecord, ResourceLogs, ScopeLogs};
-use tero_proto::otlp_resource::Resource;
+use tero_otlp::synthetic::{log_policies, log_request};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn text(v: &str) -> Option<AnyValue> {
-    Some(AnyValue {
-        value: Some(any_value::Value::StringValue(v.to_owned())),
-    })
-}
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: text(value),
-    }
-}
-
-/// An `ExportLogsServiceRequest` of about `size` bytes: realistic records
-/// (a few attributes, ids, a body of varied shapes) under a few resources.
-fn payload(size: usize) -> Bytes {
-    let severities = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-    let mut request = ExportLogsServiceRequest::default();
-    let mut i = 0u64;
-    while request.encoded_len() < size {
-        let service = format!("svc-{}", i % 7);
-        let records = (0..200)
-            .map(|_| {
-                i += 1;
-                let body = match i % 4 {
-                    0 => format!("GET /api/orders/{} 200 in {} ms", i, i % 97),
-                    1 => format!("user u{i} logged in from 10.1.{}.{}", i % 200, i % 250),
-                    2 => format!("payment {} declined: insufficient funds", 9000 + i),
-                    _ => format!("cache miss for key session:{i:x}"),
-                };
-                LogRecord {
-                    time_unix_nano: 1_700_000_000_000_000_000 + i,
-                    severity_text: severities[(i % 6) as usize].into(),
-                    severity_number: 9,
-                    body: text(&body),
-                    attributes: vec![
-                        kv("http.route", "/api/orders/{id}"),
-                        kv("user.id", &format!("u{}", i % 1000)),
-                        kv("request_id", &format!("{i:016x}")),
-                    ],
-                    trace_id: i.to_be_bytes().repeat(2),
-                    span_id: i.to_be_bytes().to_vec(),
-                    ..Default::default()
-                }
-            })
-            .collect();
-        request.resource_logs.push(ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", &service), kv("host.name", "node-1")],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-    }
-    Bytes::from(request.encode_to_vec())
-}
-
-/// `n` log policies, a realistic mix: most records match none.
-fn policies_yaml(n: usize) -> String {
-    let mut out = String::from("policies:\n");
-    for i in 0..n {
-        let rule = match i % 5 {
-            0 => format!(
-                "      match: [{{log_field: body, regex: \"^GET /internal/probe{i} \"}}]\n      keep: none\n"
-            ),
-            1 => format!(
-                "      match: [{{log_attribute: user.id, exact: \"blocked-{i}\"}}]\n      keep: none\n"
-            ),
-            2 => format!(
-                "      match: [{{resource_attribute: service.name, exact: \"legacy-{i}\"}}, {{log_field: severity_text, exact: DEBUG}}]\n      keep: none\n"
-            ),
-            3 => format!(
-                "      match: [{{log_field: body, contains: \"heartbeat-{i}\"}}]\n      keep: \"10%\"\n"
-            ),
-            _ => format!(
-                "      match: [{{log_attribute: http.route, starts_with: \"/v{i}/\"}}]\n      keep: none\n"
-            ),
-        };
-        out.push_str(&format!(
-            "  - id: bench-log-{i}\n    name: bench log policy {i}\n    log:\n{rule}"
-        ));
-    }
-    out
 }
 
 async fn serve_sink() -> std::net::SocketAddr {
@@ -277,11 +183,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let body = payload(1024 * 1024);
+    let body = Bytes::from(log_request(1024 * 1024));
     let sink = runtime.block_on(serve_sink());
     let dir = tempfile::tempdir().unwrap();
-    let policies = dir.path().join("policies.yaml");
-    std::fs::write(&policies, policies_yaml(n_policies)).unwrap();
+    let policies = dir.path().join("policies.json");
+    std::fs::write(&policies, log_policies(n_policies)).unwrap();
     let (filtering, filtering_url) = start_edge(dir.path(), "filtering", sink, Some(&policies));
     let (_relaying, relaying_url) = start_edge(dir.path(), "relaying", sink, None);
     let pid = filtering.0.id();
