@@ -89,6 +89,7 @@ impl Intake {
                 first_seen_unix_ms: d.first_seen,
                 last_seen_unix_ms: d.last_seen,
                 merged_from: t.merged_from.clone(),
+                ..LogTemplate::default()
             });
         }
         mined

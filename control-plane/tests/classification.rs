@@ -438,6 +438,7 @@ async fn an_edge_report_is_counted_once_and_runs_do_not_overlap() {
             first_seen_unix_ms: 1,
             last_seen_unix_ms: 2,
             merged_from: Vec::new(),
+            ..Default::default()
         }],
         ..Default::default()
     };

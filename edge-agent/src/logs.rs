@@ -564,6 +564,7 @@ fn describe(t: &Template) -> LogTemplate {
         first_seen_unix_ms: 0,
         last_seen_unix_ms: 0,
         merged_from: t.merged_from.clone(),
+        ..LogTemplate::default()
     }
 }
 

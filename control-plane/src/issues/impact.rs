@@ -101,6 +101,8 @@ pub fn measure(
         verdict: verdict.into(),
         // The window is the caller's (it chose the buckets).
         measured_since_unix_ms: 0,
+        signal: "metric".into(),
+        ..PolicyImpact::default()
     }
 }
 

@@ -50,6 +50,8 @@ pub const SHADOW_MODE: &str = "shadow";
 #[derive(Debug, Clone)]
 pub struct IssueConfig {
     pub thresholds: detect::Thresholds,
+    /// What makes a log or span finding an issue.
+    pub events: detect::events::EventThresholds,
     pub prices: detect::Prices,
     /// Inventories older than this are not merged (ms).
     pub lookback_ms: i64,
@@ -68,6 +70,7 @@ impl Default for IssueConfig {
     fn default() -> Self {
         IssueConfig {
             thresholds: detect::Thresholds::default(),
+            events: detect::events::EventThresholds::default(),
             prices: detect::Prices::default(),
             lookback_ms: 60 * 60 * 1000,
             verify_ratio: 0.8,

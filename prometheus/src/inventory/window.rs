@@ -335,6 +335,8 @@ impl InventoryWindow {
             // The edge's log intake fills these in.
             log_templates: Vec::new(),
             log_lines_overflowed: 0,
+            span_patterns: Vec::new(),
+            spans_overflowed: 0,
         };
         self.start_ms = end_ms;
         self.scrapes = 0;

@@ -57,6 +57,7 @@ pub fn family(
             HIGH
         }
         .to_owned(),
+        ..ImpactEstimate::default()
     }
 }
 
@@ -94,6 +95,7 @@ pub fn label(
         bytes_per_day: bytes,
         cost_per_month: cost_per_month(bytes, series, prices),
         confidence: confidence.to_owned(),
+        ..ImpactEstimate::default()
     }
 }
 
@@ -202,6 +204,7 @@ mod tests {
         let prices = Prices {
             per_gb: 2.0,
             per_series_month: 0.0,
+            per_gb_logs: 0.5,
         };
         // 1e9 bytes a day for 30 days at $2/GB.
         assert!((cost_per_month(1_000_000_000, 5, &prices) - 60.0).abs() < 1e-9);

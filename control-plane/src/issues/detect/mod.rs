@@ -48,6 +48,7 @@ mod cardinality;
 mod debug;
 mod duplicate;
 pub mod estimate;
+pub mod events;
 mod id_label;
 pub mod recommend;
 mod unused;
@@ -161,6 +162,9 @@ pub struct Prices {
     pub per_gb: f64,
     /// USD per active series per month. Default 0.01.
     pub per_series_month: f64,
+    /// USD per GB of log records and spans (`--price-per-gb-logs`).
+    /// Default 0.50.
+    pub per_gb_logs: f64,
 }
 
 impl Default for Prices {
@@ -168,6 +172,7 @@ impl Default for Prices {
         Prices {
             per_gb: 0.50,
             per_series_month: 0.01,
+            per_gb_logs: 0.50,
         }
     }
 }
@@ -175,7 +180,7 @@ impl Default for Prices {
 /// One detector result: what becomes (or refreshes) an issue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
-    /// One of [`kind::ALL`].
+    /// One of [`kind::ALL`] or [`events::kind::ALL`].
     pub kind: &'static str,
     /// One of the [`domain`] constants.
     pub domain: &'static str,
@@ -408,6 +413,7 @@ impl<'a> Ctx<'a> {
             used_in: family.locations().to_vec(),
             notes: Vec::new(),
             bucket_count: family.inv.bucket_count,
+            ..Evidence::default()
         }
     }
 
@@ -448,6 +454,7 @@ impl<'a> Ctx<'a> {
             instances: self.inventory.instances.clone(),
             inventory_from_unix_ms: self.inventory.from_unix_ms,
             inventory_to_unix_ms: self.inventory.to_unix_ms,
+            ..Provenance::default()
         }
     }
 }
