@@ -371,7 +371,7 @@ mod tests {
                 assert!(
                     out.classifications
                         .iter()
-                        .all(|c| c.classifier == "embedded/2")
+                        .all(|c| c.classifier == "embedded/3")
                 );
             } else {
                 assert_eq!(out.report.classified, 0, "{error}");
@@ -432,7 +432,7 @@ mod tests {
             Some(20)
         );
         assert_eq!(
-            out.report.per_provider.get("embedded/2"),
+            out.report.per_provider.get("embedded/3"),
             Some(&TokenUsage::default())
         );
     }

@@ -117,7 +117,7 @@ pub struct Classification {
     /// 0..=1.
     pub confidence: f64,
     pub rationale: String,
-    /// [`Classifier::id`] of whoever decided: `embedded/2`,
+    /// [`Classifier::id`] of whoever decided: `embedded/3`,
     /// `openai/gpt-4o-mini/prompt-1`, …
     pub classifier: String,
 }

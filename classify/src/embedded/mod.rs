@@ -10,6 +10,15 @@
 //! business events, operational runtime families, and finally `unknown`
 //! with a low confidence and a `keep` verdict — nothing is recommended for
 //! dropping on a guess.
+//!
+//! Log records without a severity field are read for the level their
+//! logger wrote in the text (`severity.rs`: plain, logfmt, JSON, log4j,
+//! glog/klog, syslog priorities, …). Spans are judged on their name,
+//! attribute keys and example lines (`GET /healthz kind=server status=ok
+//! http.route=/healthz user_agent=kube-probe/1.29`): `status=error` keeps a
+//! span, a probe route or agent makes it a health check, crawler and
+//! uptime-monitor agents make it bot or synthetic traffic. A warning about
+//! a probe or a synthetic check is a signal and is not judged waste.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -24,7 +33,7 @@ use super::{
 };
 
 /// Bumped whenever a rule changes, so cached verdicts are recomputed.
-pub const ID: &str = "embedded/2";
+pub const ID: &str = "embedded/3";
 
 /// The rule-based classifier. Stateless; cheap to construct.
 #[derive(Debug, Clone, Copy, Default)]
@@ -125,6 +134,13 @@ impl Text {
         }
     }
 
+    /// Whether the record's severity is a warning or worse.
+    fn warning_or_worse(&self) -> bool {
+        self.severity
+            .as_ref()
+            .is_some_and(|(s, _)| is_warning_or_worse(s))
+    }
+
     /// The first of `stems` present as a word, allowing the plural and the
     /// `-ed` / `-ing` forms (`orders`, `failed`) but not arbitrary
     /// substrings (`border`, `recorder`).
@@ -187,9 +203,16 @@ fn severity(event: &EventType) -> Option<(String, &'static str)> {
 }
 
 fn is_debug_severity(s: &str) -> bool {
-    ["debug", "trace", "verbose", "fine"]
+    ["debug", "trace", "verbose", "fine", "dbg", "trc", "vrb"]
         .iter()
         .any(|p| s.starts_with(p))
+}
+
+/// Warnings and worse: a record someone meant to be noticed, which the
+/// health-check and synthetic rules leave alone (`health check endpoint
+/// slow` is a signal, not a probe).
+fn is_warning_or_worse(s: &str) -> bool {
+    is_error_severity(s) || s.starts_with("warn") || s.starts_with("wrn")
 }
 
 fn is_error_severity(s: &str) -> bool {
@@ -224,7 +247,11 @@ fn debug_noise(event: &EventType, text: &Text) -> Option<Decision> {
             format!("severity `{sev}`{how} is below the production logging level"),
         ));
     }
-    if let Some(marker) = DEBUG_MARKERS.iter().find(|m| text.body.contains(*m)) {
+    if let Some(marker) = DEBUG_MARKERS
+        .iter()
+        .find(|m| text.body.contains(*m))
+        .filter(|_| !text.warning_or_worse())
+    {
         return Some((
             Category::DebugNoise,
             Verdict::Waste,
@@ -264,7 +291,21 @@ const ERROR_WORDS: [&str; 10] = [
     "5xx",
 ];
 
+/// A span's status as the control plane writes it in the example lines.
+static SPAN_ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(^|\s)(status|otel\.status_code)=(error|STATUS_CODE_ERROR)(\s|$)")
+        .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
 fn error_signal(event: &EventType, text: &Text) -> Option<Decision> {
+    if event.kind == EventKind::Span && event.examples.iter().any(|e| SPAN_ERROR.is_match(e)) {
+        return Some((
+            Category::ErrorSignal,
+            Verdict::Keep,
+            0.9,
+            "span status `error`: failed operations are kept".to_string(),
+        ));
+    }
     if let Some((sev, how)) = text.severity.as_ref().filter(|(s, _)| is_error_severity(s)) {
         return Some((
             Category::ErrorSignal,
@@ -298,18 +339,26 @@ fn error_signal(event: &EventType, text: &Text) -> Option<Decision> {
 }
 
 /// Probe endpoints as whole path segments (`/health` but not
-/// `/healthcare`).
+/// `/healthcare` or `/health-insurance`): names only probes use may have
+/// sub-paths (`/health/db`, `/actuator/health/liveness`); common words
+/// (`/ready`, `/live`, `/ping`, Rails' `/up`) must end the path, so
+/// `/live/stream` and `/ready-meals` are not probes.
 static HEALTH_PATH: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)/(healthz?|health[-_]?check|readyz?|readiness|livez?|liveness|ping)([^a-z0-9_]|$)",
-    )
+    Regex::new(concat!(
+        r#"(?i)/_{0,2}(?:(healthz?|healthy|health[-_]?check|readyz|livez|readiness|liveness|heartbeat)(?:[/?#\s"'&,;)\]]|$)"#,
+        r#"|(ready|live|ping|up)(?:[?#\s"'&,;)\]]|$))"#,
+    ))
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
-const HEALTH_MARKERS: [&str; 8] = [
+/// Probe user agents (Kubernetes, AWS and Google load balancers, Envoy;
+/// Consul's and Route 53's contain "health check") and what applications
+/// write about their own probes.
+const HEALTH_MARKERS: [&str; 9] = [
     "kube-probe",
     "elb-healthchecker",
     "googlehc",
+    "envoy/hc",
     "health check",
     "healthcheck",
     "health-check",
@@ -318,9 +367,12 @@ const HEALTH_MARKERS: [&str; 8] = [
 ];
 
 fn health_check(event: &EventType, text: &Text) -> Option<Decision> {
+    if text.warning_or_worse() {
+        return None;
+    }
     let evidence = HEALTH_PATH
         .captures(&text.body)
-        .and_then(|c| c.get(1))
+        .and_then(|c| c.get(1).or_else(|| c.get(2)))
         .map(|m| format!("probe endpoint `/{}`", m.as_str()))
         .or_else(|| {
             HEALTH_MARKERS
@@ -359,9 +411,8 @@ static TEST_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(^|[^a-z0-9])test_").unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
-const SYNTHETIC_MARKERS: [&str; 9] = [
+const SYNTHETIC_MARKERS: [&str; 8] = [
     "synthetic",
-    "canary",
     "smoke test",
     "smoke-test",
     "load test",
@@ -373,11 +424,53 @@ const SYNTHETIC_MARKERS: [&str; 9] = [
 
 const SYNTHETIC_LABELS: [&str; 4] = ["synthetic", "test_run", "test_run_id", "test_id"];
 
-fn synthetic_test(_event: &EventType, text: &Text) -> Option<Decision> {
+/// Uptime monitors' and load generators' user agents, read in log lines
+/// and span examples (metric families keep the rules they had).
+const SYNTHETIC_AGENTS: [&str; 11] = [
+    "gatling",
+    "uptimerobot",
+    "pingdom",
+    "statuscake",
+    "site24x7",
+    "uptimechecks",
+    "checklyhq",
+    "uptime-kuma",
+    "betteruptime",
+    "better uptime",
+    "blackbox exporter",
+];
+
+/// Canary *traffic* (`canary request served`), not a canary *deployment*
+/// (`canary deployment promoted to 50%`), which is a rollout event. For log
+/// lines and spans; any "canary" marks a metric family, as before.
+static CANARY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"canar(?:y|ies)(?:[\s_-]+(deploy|release|rollout|analysis|promot|version|build|weight|stage|step))?",
+    )
+    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+fn synthetic_test(event: &EventType, text: &Text) -> Option<Decision> {
+    if text.warning_or_worse() {
+        return None;
+    }
+    let records = event.kind != EventKind::Metric;
+    let canary = if records {
+        CANARY.captures_iter(&text.all).any(|c| c.get(1).is_none())
+    } else {
+        text.all.contains("canary")
+    };
     let evidence = if TEST_PREFIX.is_match(&text.body) {
         "`test_` prefix".to_string()
     } else if let Some(m) = SYNTHETIC_MARKERS.iter().find(|m| text.all.contains(*m)) {
         format!("synthetic-traffic marker `{}`", m.trim_end_matches('/'))
+    } else if let Some(m) = SYNTHETIC_AGENTS
+        .iter()
+        .find(|m| records && text.body.contains(*m))
+    {
+        format!("uptime-monitor or load-test agent `{m}`")
+    } else if canary {
+        "synthetic-traffic marker `canary`".to_string()
     } else if let Some(l) = SYNTHETIC_LABELS.iter().find(|l| text.labels.contains(**l)) {
         format!("label `{l}`")
     } else {
@@ -400,8 +493,26 @@ static BOT_AGENT: LazyLock<Regex> = LazyLock::new(|| {
     .unwrap_or_else(|e| unreachable!("static regex: {e}"))
 });
 
-fn bot_traffic(_event: &EventType, text: &Text) -> Option<Decision> {
-    let evidence = if let Some(m) = BOT_AGENT.find(&text.body) {
+/// More crawlers and link-preview fetchers, and the `(compatible; …Bot`
+/// comment crawlers put in their user agent: read in log lines and span
+/// examples only, where user agents appear (a metric family named after a
+/// Slack bot is not crawler traffic).
+static BOT_AGENT_MORE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)\b(slackbot|discordbot|telegrambot|twitterbot|linkedinbot|whatsapp/|ia_archiver|archive\.org_bot|seznambot|sogou|exabot|blexbot|dataforseobot|barkrowler",
+        r"|mediapartners-google|adsbot-google|google-inspectiontool|perplexitybot|oai-searchbot|chatgpt-user|meta-externalagent",
+        r"|compatible;\s*[a-z0-9 ._-]*(bot|crawler|spider)\b)",
+    ))
+    .unwrap_or_else(|e| unreachable!("static regex: {e}"))
+});
+
+fn bot_traffic(event: &EventType, text: &Text) -> Option<Decision> {
+    let more = || {
+        (event.kind != EventKind::Metric)
+            .then(|| BOT_AGENT_MORE.find(&text.body))
+            .flatten()
+    };
+    let evidence = if let Some(m) = BOT_AGENT.find(&text.body).or_else(more) {
         format!("crawler user agent `{}`", m.as_str())
     } else if text.body.contains("/robots.txt") {
         "request for `/robots.txt`".to_string()

@@ -422,7 +422,7 @@ async fn classifier_trait_costs_nothing() {
     assert_eq!(result.classifications.len(), 1);
     assert!(result.unclassified.is_empty());
     assert_eq!(result.usage, TokenUsage::default());
-    assert_eq!(Embedded.id(), "embedded/2");
+    assert_eq!(Embedded.id(), "embedded/3");
 }
 
 #[test]
@@ -430,5 +430,261 @@ fn words_split_on_case_and_punctuation() {
     assert_eq!(
         split_words("OrderPlaced http_requests-total v2Beta"),
         ["order", "placed", "http", "requests", "total", "v2", "beta"]
+    );
+}
+
+/// A log event as the control plane builds it from a plain line: the
+/// template as the name (here the line itself) and the line as example.
+fn line(text: &str) -> EventType {
+    EventType {
+        examples: vec![text.into()],
+        ..log(text, None)
+    }
+}
+
+fn span(name: &str, example: &str) -> EventType {
+    EventType {
+        kind: EventKind::Span,
+        labels: vec!["http.route".into(), "user_agent.original".into()],
+        examples: vec![example.into()],
+        ..EventType::metric("fp", "svc", name)
+    }
+}
+
+#[test]
+fn debug_levels_in_every_written_form() {
+    for text in [
+        "DEBUG cache lookup key=42",
+        "2026-01-01T00:00:00Z DEBUG cache lookup",
+        "level=debug msg=\"cache lookup\"",
+        "[DEBUG] cache lookup",
+        "D1201 12:00:00.000 1 cache.go:42] lookup",
+        "<7>Dec  1 12:00:00 web-1 app[1]: cache lookup",
+        "<15>1 2026-12-01T12:00:00Z web-1 app 1 - - cache lookup",
+        "DEBUG:root:cache lookup",
+        "DEBU[0000] cache lookup",
+        "[12:00:00 DBG] cache lookup",
+        "dbug: Acme.Api.OrdersController[0] lookup",
+        "D, [2026-12-01T12:00:00.123456 #1] DEBUG -- : lookup",
+        "{\"level\":20,\"msg\":\"lookup\"}",
+    ] {
+        let c = decide(&line(text));
+        assert_eq!(
+            (c.category, c.verdict),
+            (Category::DebugNoise, Verdict::Waste),
+            "{text}: {}",
+            c.rationale
+        );
+    }
+}
+
+#[test]
+fn syslog_error_priorities_are_kept() {
+    for text in [
+        "<11>Dec  1 12:00:00 web-1 app[1]: payment provider unreachable",
+        "<3>1 2026-12-01T12:00:00Z web-1 app 1 - - disk gone",
+        "<129>Dec  1 12:00:00 lb-1 haproxy[3]: Server be/api-2 is DOWN",
+    ] {
+        assert_category(&line(text), Category::ErrorSignal, Verdict::Keep);
+    }
+}
+
+#[test]
+fn debug_markers_do_not_override_a_warning() {
+    assert_category(
+        &line("2026-12-01T12:00:00Z ERROR debug: dump failed for job 7"),
+        Category::ErrorSignal,
+        Verdict::Keep,
+    );
+    assert_ne!(
+        decide(&log("temp debug output enabled", Some("WARN"))).verdict,
+        Verdict::Waste
+    );
+}
+
+#[test]
+fn probe_routes_and_agents() {
+    for text in [
+        "GET /readyz 200",
+        "GET /-/healthy 200",
+        "GET /-/ready 200",
+        "GET /_health 200",
+        "GET /heartbeat 200",
+        "\"GET /up HTTP/1.1\" 200 2",
+        "\"GET /actuator/health/liveness HTTP/1.1\" 200 2",
+        "\"GET / HTTP/1.1\" 200 2 \"-\" \"Envoy/HC\"",
+        "\"GET / HTTP/1.1\" 200 2 \"-\" \"GoogleHC/1.0\"",
+        "\"GET / HTTP/1.1\" 200 2 \"-\" \"ELB-HealthChecker/2.0\"",
+        "\"GET /v1/status HTTP/1.1\" 200 2 \"-\" \"Consul Health Check\"",
+    ] {
+        assert_category(&line(text), Category::HealthCheck, Verdict::Waste);
+    }
+}
+
+#[test]
+fn routes_that_only_look_like_probes() {
+    for text in [
+        "GET /live/stream/8812.m3u8 200",
+        "GET /ready-meals/vegan 200",
+        "GET /live-scores/football 200",
+        "GET /help/health-and-safety 200",
+        "GET /api/v1/heartbeats/device-77 200",
+        "GET /upload 200",
+        "GET /pingback/settings 200",
+    ] {
+        assert_ne!(
+            decide(&line(text)).category,
+            Category::HealthCheck,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn failing_and_slow_probes_stay_visible() {
+    for text in [
+        "\"GET /healthz HTTP/1.1\" 503 19 \"-\" \"kube-probe/1.29\"",
+        "method=GET path=/health status=500 user_agent=ELB-HealthChecker/2.0",
+    ] {
+        assert_category(&line(text), Category::ErrorSignal, Verdict::Keep);
+    }
+    // A warning about a probe is a signal, not a probe.
+    let slow = decide(&line(
+        "2026-12-01T12:00:00Z WARN health check endpoint slow",
+    ));
+    assert_ne!(slow.verdict, Verdict::Waste, "{}", slow.rationale);
+}
+
+#[test]
+fn uptime_monitors_and_canary_traffic() {
+    for text in [
+        "\"GET / HTTP/1.1\" 200 \"Mozilla/5.0+(compatible; UptimeRobot/2.0)\"",
+        "\"GET /login HTTP/1.1\" 200 \"Pingdom.com_bot_version_1.4\"",
+        "\"GET / HTTP/1.1\" 200 \"Mozilla/5.0 (compatible; Site24x7)\"",
+        "canary request served in 12ms",
+    ] {
+        assert_category(&line(text), Category::SyntheticTest, Verdict::Waste);
+    }
+    // A canary *deployment* is a rollout event.
+    assert_ne!(
+        decide(&line("INFO canary deployment promoted to 50% of traffic")).category,
+        Category::SyntheticTest
+    );
+}
+
+#[test]
+fn more_crawlers() {
+    for text in [
+        "\"GET /blog HTTP/1.1\" 200 \"Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)\"",
+        "\"GET /p/1 HTTP/1.1\" 200 \"WhatsApp/2.23.20.0\"",
+        "\"GET / HTTP/1.1\" 200 \"Mozilla/5.0 (compatible; SeznamBot/4.0)\"",
+        "\"GET / HTTP/1.1\" 200 \"Mozilla/5.0 (compatible; Bytespider; x)\"",
+        "\"GET / HTTP/1.1\" 200 \"Mozilla/5.0 (compatible; NewCrawler; +https://x)\"",
+    ] {
+        assert_category(&line(text), Category::BotTraffic, Verdict::Waste);
+    }
+    for text in [
+        "POST /api/v1/bot-detection/report 204",
+        "chatbot reply generated in 812ms",
+        "POST /api/chatbot/messages 201",
+    ] {
+        assert_ne!(decide(&line(text)).category, Category::BotTraffic, "{text}");
+    }
+}
+
+#[test]
+fn spans_of_probes_crawlers_and_tests_are_waste() {
+    for (name, example, category) in [
+        (
+            "GET /healthz",
+            "GET /healthz kind=server status=ok http.route=/healthz user_agent=kube-probe/1.29",
+            Category::HealthCheck,
+        ),
+        (
+            "GET",
+            "GET kind=server status=unset url.path=/ user_agent=GoogleHC/1.0",
+            Category::HealthCheck,
+        ),
+        (
+            "grpc.health.v1.Health/Check",
+            "grpc.health.v1.Health/Check kind=server status=ok rpc.system=grpc",
+            Category::HealthCheck,
+        ),
+        (
+            "GET /products/{id}",
+            "GET /products/{id} kind=server status=ok http.route=/products/{id} user_agent=Mozilla/5.0 (compatible; Googlebot/2.1)",
+            Category::BotTraffic,
+        ),
+        (
+            "POST /api/cart",
+            "POST /api/cart kind=server status=ok http.route=/api/cart user_agent=k6/0.49.0",
+            Category::SyntheticTest,
+        ),
+    ] {
+        assert_category(&span(name, example), category, Verdict::Waste);
+    }
+}
+
+#[test]
+fn failed_and_ordinary_spans_are_kept() {
+    for (name, example) in [
+        (
+            "GET /healthz",
+            "GET /healthz kind=server status=error http.route=/healthz user_agent=kube-probe/1.29",
+        ),
+        (
+            "GET /products/{id}",
+            "GET /products/{id} kind=server status=error http.route=/products/{id} user_agent=Googlebot/2.1",
+        ),
+        (
+            "SELECT shop.items",
+            "SELECT shop.items kind=client status=error db.system=postgresql",
+        ),
+    ] {
+        let c = decide(&span(name, example));
+        assert_eq!(
+            (c.category, c.verdict),
+            (Category::ErrorSignal, Verdict::Keep),
+            "{example}"
+        );
+        assert!(c.rationale.contains("span status"), "{}", c.rationale);
+    }
+    for (name, example) in [
+        (
+            "GET /api/v1/items/{id}",
+            "GET /api/v1/items/{id} kind=server status=ok http.route=/api/v1/items/{id} user_agent=Mozilla/5.0 (X11; Linux x86_64)",
+        ),
+        (
+            "PING",
+            "PING kind=client status=unset db.system=redis db.operation=PING",
+        ),
+        (
+            "GET /healthcare/providers",
+            "GET /healthcare/providers kind=server status=ok http.route=/healthcare/providers",
+        ),
+    ] {
+        assert_ne!(
+            decide(&span(name, example)).verdict,
+            Verdict::Waste,
+            "{example}"
+        );
+    }
+}
+
+#[test]
+fn metric_families_keep_their_rules() {
+    // The user-agent rules read records, not family names.
+    for name in ["slackbot_messages_total", "pingdom_checks_total"] {
+        assert_eq!(decide(&metric(name)).category, Category::Unknown, "{name}");
+    }
+    assert_category(
+        &metric("canary_deploy_requests_total"),
+        Category::SyntheticTest,
+        Verdict::Waste,
+    );
+    assert_category(
+        &metric("grpc_health_check_total"),
+        Category::HealthCheck,
+        Verdict::Mixed,
     );
 }
