@@ -1,19 +1,30 @@
 //! The background loop that keeps issues current: re-runs the detectors for
-//! a service when its inventory or the usage sources change, and checks the
-//! impact of accepted issues' policies as statistics arrive.
+//! a service when its inventory, its log templates or span patterns, its
+//! edges' volume, the classifications or the usage sources change, and
+//! checks the impact of accepted issues' policies as statistics arrive.
+//!
+//! Metric detectors read the service's inventories; log and trace
+//! detectors read its classified event types and its edges' volume
+//! ([`EventInventory`]). Each family is reconciled against the existing
+//! issues of its own kinds only, and only when it was analysed: a service
+//! whose inventories aged out keeps its metric issues while its event
+//! types are analysed, and the other way round.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use tero_proto::controlplane::{Issue, PolicyImpact, ServiceInventory};
+use tero_proto::controlplane::{Issue, ListEventTypesRequest, PolicyImpact, ServiceInventory};
 use tero_usage::{ParsedSource, UsageIndex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::detect::events::{self, ClassifiedEvent, EventInventory, ServiceVolume};
 use super::impact::{self, verdict};
 use super::window::{Activation, activation};
 use super::{IssueConfig, merge, reconcile, status};
+use crate::classify::Classifications;
+use crate::classify::catalog::{KIND_LOG, KIND_SPAN};
 use crate::store::{Store, StoreError, now_ms};
 
 /// Changes arriving within this window are analysed together.
@@ -22,6 +33,15 @@ const DEBOUNCE: Duration = Duration::from_millis(500);
 const VERIFY_EVERY: Duration = Duration::from_secs(15);
 /// How often old inventory reports are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Volume arrives with every statistics report (every 10 to 30 s per
+/// edge): the services of the edges that reported some are analysed at
+/// most this often.
+const VOLUME_EVERY: Duration = Duration::from_secs(60);
+/// Edges remembered as having reported volume between two volume passes;
+/// beyond, the next pass analyses every service.
+const MAX_VOLUME_EDGES: usize = 100_000;
+const DAY_MS: f64 = 86_400_000.0;
+const MINUTE_MS: i64 = 60_000;
 
 #[derive(Debug)]
 pub struct Analyst {
@@ -29,6 +49,17 @@ pub struct Analyst {
     config: IssueConfig,
     dirty: Mutex<Dirty>,
     wake: Notify,
+    /// Where classified event types come from; set once at start-up.
+    /// Without it, only metrics are analysed.
+    classifications: OnceLock<Arc<Classifications>>,
+    /// Edges that reported volume since the last volume pass.
+    volume: Mutex<VolumeDirty>,
+}
+
+#[derive(Debug, Default)]
+struct VolumeDirty {
+    edges: BTreeSet<String>,
+    overflowed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +75,68 @@ impl Analyst {
             config,
             dirty: Mutex::default(),
             wake: Notify::new(),
+            classifications: OnceLock::new(),
+            volume: Mutex::default(),
         })
+    }
+
+    /// Lets the analyst read classified log and span event types (and
+    /// re-analyse after each classification run). Set once; later calls
+    /// are ignored.
+    pub fn set_classifications(&self, classifications: Arc<Classifications>) {
+        let _ = self.classifications.set(classifications);
+    }
+
+    /// A service's log templates or span patterns were counted: analyse
+    /// it soon.
+    pub fn events_changed(&self, service: &str) {
+        self.service_changed(service);
+    }
+
+    /// Edge `instance` reported volume: its service is analysed on the
+    /// next volume pass (at most once a minute).
+    pub fn volume_reported(&self, instance: &str) {
+        let mut volume = self.volume.lock().unwrap_or_else(PoisonError::into_inner);
+        if volume.edges.len() >= MAX_VOLUME_EDGES {
+            volume.overflowed = true;
+        } else {
+            volume.edges.insert(instance.to_owned());
+        }
+    }
+
+    /// Marks the services of the edges that reported volume as dirty.
+    async fn volume_pass(&self) -> Result<(), StoreError> {
+        let pending =
+            std::mem::take(&mut *self.volume.lock().unwrap_or_else(PoisonError::into_inner));
+        if pending.overflowed {
+            self.all_changed();
+            return Ok(());
+        }
+        if pending.edges.is_empty() {
+            return Ok(());
+        }
+        let mut services = BTreeSet::new();
+        for instance in &pending.edges {
+            match self.store.get_edge(instance).await {
+                Ok(edge) if !edge.service_name.is_empty() => {
+                    services.insert(edge.service_name);
+                }
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Only services with event types: metric issues do not read volume.
+        let since = now_ms() - self.config.lookback_ms;
+        let with_events: BTreeSet<String> = self
+            .store
+            .event_services(since)
+            .await?
+            .into_iter()
+            .collect();
+        for service in services.intersection(&with_events) {
+            self.service_changed(service);
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &IssueConfig {
@@ -79,9 +171,26 @@ impl Analyst {
         verify.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut prune = tokio::time::interval(PRUNE_EVERY);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut volume = tokio::time::interval(VOLUME_EVERY);
+        volume.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut runs = self.classifications.get().map(|c| c.subscribe_runs());
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                changed = next_run(&mut runs) => {
+                    if changed {
+                        // New classifications can raise or clear log and
+                        // span issues anywhere.
+                        self.all_changed();
+                    } else {
+                        runs = None;
+                    }
+                }
+                _ = volume.tick() => {
+                    if let Err(e) = self.volume_pass().await {
+                        tracing::warn!(error = %e, "volume-triggered analysis failed");
+                    }
+                }
                 _ = self.wake.notified() => {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -110,10 +219,18 @@ impl Analyst {
 
     async fn analyse_dirty(&self) -> Result<(), StoreError> {
         let dirty = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
-        let services = if dirty.all {
-            self.store
-                .inventoried_services(now_ms() - self.config.lookback_ms)
+        let services: Vec<String> = if dirty.all {
+            let since = now_ms() - self.config.lookback_ms;
+            let mut all: BTreeSet<String> = self
+                .store
+                .inventoried_services(since)
                 .await?
+                .into_iter()
+                .collect();
+            if self.classifications.get().is_some() {
+                all.extend(self.store.event_services(since).await?);
+            }
+            all.into_iter().collect()
         } else {
             dirty.services.into_iter().collect()
         };
@@ -146,22 +263,141 @@ impl Analyst {
         Ok(UsageIndex::new(sources))
     }
 
+    /// One service's canonical log and span event types with their
+    /// classification for the current chain, and its edges' volume over
+    /// the lookback window, per day. `None` when the service has no log
+    /// or span event types (or classification is not wired in).
+    pub async fn event_inventory(
+        &self,
+        service: &str,
+        now: i64,
+    ) -> Result<Option<EventInventory>, StoreError> {
+        let Some(classifications) = self.classifications.get() else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        for kind in [KIND_LOG, KIND_SPAN] {
+            let listed = classifications
+                .list(&ListEventTypesRequest {
+                    service: service.to_owned(),
+                    kind: kind.to_owned(),
+                    ..Default::default()
+                })
+                .await?;
+            events.extend(listed.into_iter().map(|event| ClassifiedEvent {
+                run_id: event.classification.as_ref().map_or(0, |c| c.run_id),
+                classification: event.classification.clone(),
+                event,
+            }));
+        }
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let (volume, from) = self.service_volume(service, now).await?;
+        Ok(Some(EventInventory {
+            service: service.to_owned(),
+            events,
+            volume,
+            from_unix_ms: from,
+            to_unix_ms: now,
+        }))
+    }
+
+    /// What the service's edges (those seen in the lookback window)
+    /// reported as volume, scaled to a day over the part of the window they
+    /// covered: from the first minute any of them reported, so an edge
+    /// started ten minutes ago is not diluted over an hour. Returns the
+    /// volume and the start of the window it covers.
+    async fn service_volume(
+        &self,
+        service: &str,
+        now: i64,
+    ) -> Result<(ServiceVolume, i64), StoreError> {
+        let from = now - self.config.lookback_ms;
+        let mut volume = ServiceVolume::default();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .store
+                .list_edges(Some(service), from, &after, 1000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.instance_id.clone();
+            volume
+                .edges
+                .extend(page.into_iter().map(|edge| edge.instance_id));
+        }
+        let (mut records, mut bytes, mut spans, mut span_bytes) = (0f64, 0f64, 0f64, 0f64);
+        let mut first: Option<i64> = None;
+        for edge in &volume.edges {
+            let buckets = self.store.edge_volume(edge, from, i64::MAX).await?;
+            let mut reported = false;
+            for bucket in buckets {
+                let c = bucket.counts;
+                if c.log_records == 0 && c.spans == 0 && c.log_bytes == 0 && c.span_bytes == 0 {
+                    continue;
+                }
+                reported = true;
+                first = Some(first.map_or(bucket.minute, |f| f.min(bucket.minute)));
+                records += c.log_records as f64;
+                bytes += c.log_bytes as f64;
+                spans += c.spans as f64;
+                span_bytes += c.span_bytes as f64;
+            }
+            if reported {
+                volume.edges_reporting += 1;
+            }
+        }
+        let start = first.map_or(from, |f| f.max(from));
+        // At least a minute: the first bucket's minute may be the current one.
+        let covered = (now - start).max(MINUTE_MS) as f64;
+        let per_day = DAY_MS / covered;
+        volume.log_records_per_day = records * per_day;
+        volume.log_bytes_per_day = bytes * per_day;
+        volume.spans_per_day = spans * per_day;
+        volume.span_bytes_per_day = span_bytes * per_day;
+        Ok((volume, start))
+    }
+
     /// Runs the detectors over one service and saves what changed.
     pub async fn analyse(&self, service: &str) -> Result<Vec<Issue>, StoreError> {
+        let now = now_ms();
         let inventory = self.inventory(service).await?;
-        if inventory.instances.is_empty() {
-            // No recent inventory: nothing to confirm or resolve.
+        let events = self.event_inventory(service, now).await?;
+        if inventory.instances.is_empty() && events.is_none() {
+            // No recent inventory nor event types: nothing to confirm or
+            // resolve.
             return Ok(Vec::new());
         }
-        let usage = self.usage_index().await?;
-        let findings = super::detect::detect(
-            &inventory,
-            &usage,
-            &self.config.thresholds,
-            &self.config.prices,
-        );
         let existing = self.store.issues_of_service(service).await?;
-        let changes = reconcile::reconcile(&existing, findings, now_ms());
+        let (event_issues, metric_issues): (Vec<Issue>, Vec<Issue>) = existing
+            .iter()
+            .cloned()
+            .partition(|i| is_event_kind(&i.kind));
+        let mut changes = Vec::new();
+        if !inventory.instances.is_empty() {
+            let usage = self.usage_index().await?;
+            let findings = super::detect::detect(
+                &inventory,
+                &usage,
+                &self.config.thresholds,
+                &self.config.prices,
+            );
+            changes.extend(reconcile::reconcile(&metric_issues, findings, now));
+        }
+        if let Some(events) = &events {
+            let findings = events::detect(
+                events,
+                &self.config.events,
+                &self.config.thresholds,
+                &self.config.prices,
+            );
+            changes.extend(reconcile::reconcile(&event_issues, findings, now));
+        }
+        // Merged changes point at issues saved before them: metric changes
+        // come first, each family with its plain changes ahead of its
+        // merged ones, and winners are always of the same family.
+        changes.sort_by_key(|c| c.merged_into.is_some());
         let mut ids: HashMap<reconcile::Key, String> = existing
             .iter()
             .map(|i| ((i.kind.clone(), i.subject.clone()), i.id.clone()))
@@ -348,5 +584,20 @@ impl Analyst {
             self.store.save_issue(updated).await?;
         }
         Ok(())
+    }
+}
+
+/// Whether `kind` is a log or trace detector's (the family reconciled
+/// against event types rather than inventories).
+pub fn is_event_kind(kind: &str) -> bool {
+    events::kind::ALL.contains(&kind)
+}
+
+/// The next classification run's notice: `true` when one finished, `false`
+/// when the sender is gone; never resolves without a receiver.
+async fn next_run(runs: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
+    match runs {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
