@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tero_proto::controlplane::{Issue, ListEventTypesRequest, PolicyImpact, ServiceInventory};
+use tero_proto::policy::Policy;
 use tero_usage::{ParsedSource, UsageIndex};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -314,19 +315,14 @@ impl Analyst {
         now: i64,
     ) -> Result<(ServiceVolume, i64), StoreError> {
         let from = now - self.config.lookback_ms;
-        let mut volume = ServiceVolume::default();
-        let mut after = String::new();
-        loop {
-            let page = self
-                .store
-                .list_edges(Some(service), from, &after, 1000)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.instance_id.clone();
-            volume
-                .edges
-                .extend(page.into_iter().map(|edge| edge.instance_id));
-        }
+        let mut volume = ServiceVolume {
+            edges: self
+                .service_edges(service, from)
+                .await?
+                .into_iter()
+                .collect(),
+            ..ServiceVolume::default()
+        };
         let (mut records, mut bytes, mut spans, mut span_bytes) = (0f64, 0f64, 0f64, 0f64);
         let mut first: Option<i64> = None;
         for edge in &volume.edges {
@@ -442,7 +438,8 @@ impl Analyst {
         let Some(period) = activation(&history) else {
             return Ok(None);
         };
-        let impact = self.measure(issue, period).await?;
+        let policy = history.first().and_then(|r| r.policy.as_ref());
+        let impact = self.measure(issue, period, policy).await?;
         // Whoever sees the verdict first moves the issue along, so `tero
         // impact` never says verified of an issue still in progress.
         if issue.status == status::IN_PROGRESS {
@@ -451,26 +448,105 @@ impl Analyst {
         Ok(Some(impact))
     }
 
-    /// The impact of the issue's policy over its current period.
-    async fn measure(&self, issue: &Issue, period: Activation) -> Result<PolicyImpact, StoreError> {
+    /// The impact of the issue's policy (`policy`, its current revision)
+    /// over its current period.
+    async fn measure(
+        &self,
+        issue: &Issue,
+        period: Activation,
+        policy: Option<&Policy>,
+    ) -> Result<PolicyImpact, StoreError> {
         let from = period.measured_from();
         let buckets = self
             .store
             .policy_stats(&issue.policy_id, from, i64::MAX)
             .await?;
-        Ok(PolicyImpact {
-            // Shown so that a reader seeing 0 scrapes after a promotion or
-            // a re-enable knows when counting begins.
-            measured_since_unix_ms: from,
-            ..impact::measure(
-                issue,
-                &issue.policy_id,
-                period.shadow,
-                period.since,
-                &buckets,
-                &self.config,
-            )
-        })
+        let signal = impact::signal_of(policy);
+        if signal == impact::signal::METRIC {
+            return Ok(PolicyImpact {
+                // Shown so that a reader seeing 0 scrapes after a promotion or
+                // a re-enable knows when counting begins.
+                measured_since_unix_ms: from,
+                ..impact::measure(
+                    issue,
+                    &issue.policy_id,
+                    period.shadow,
+                    period.since,
+                    &buckets,
+                    &self.config,
+                )
+            });
+        }
+        let now = now_ms();
+        let service_records = self
+            .service_records(&issue.service, signal, from, now)
+            .await?;
+        Ok(impact::measure_events(
+            issue,
+            &issue.policy_id,
+            signal,
+            impact::rewrites_only(policy),
+            period.shadow,
+            period.since,
+            impact::EventWindow {
+                measured_since: from,
+                now,
+                service_records,
+            },
+            &buckets,
+            &self.config,
+        ))
+    }
+
+    /// Records of `signal` (`log` or `trace`) the service's edges reported
+    /// as volume from `from` on; `None` when none reported any.
+    async fn service_records(
+        &self,
+        service: &str,
+        signal: &str,
+        from: i64,
+        now: i64,
+    ) -> Result<Option<f64>, StoreError> {
+        if from >= now {
+            return Ok(None);
+        }
+        let edges = self.service_edges(service, from).await?;
+        if edges.is_empty() {
+            return Ok(None);
+        }
+        let volumes = self.store.volume_by_edge(None, from, i64::MAX).await?;
+        let seen: f64 = volumes
+            .iter()
+            .filter(|(instance, _)| edges.contains(*instance))
+            .map(|(_, c)| {
+                if signal == impact::signal::TRACE {
+                    c.spans as f64
+                } else {
+                    c.log_records as f64
+                }
+            })
+            .sum();
+        Ok((seen > 0.0).then_some(seen))
+    }
+
+    /// Instance ids of the service's edges seen since `since`.
+    async fn service_edges(
+        &self,
+        service: &str,
+        since: i64,
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let mut edges = BTreeSet::new();
+        let mut after = String::new();
+        loop {
+            let page = self
+                .store
+                .list_edges(Some(service), since, &after, 1000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.instance_id.clone();
+            edges.extend(page.into_iter().map(|edge| edge.instance_id));
+        }
+        Ok(edges)
     }
 
     /// Moves accepted issues along as their policies' impact is measured,
@@ -526,17 +602,20 @@ impl Analyst {
     }
 
     async fn verify(&self, issue: Issue) -> Result<(), StoreError> {
-        let active = match self.store.policy_history(&issue.policy_id).await {
-            Err(StoreError::NotFound { .. }) => Err(Some(status::REVOKED)),
+        let history = match self.store.policy_history(&issue.policy_id).await {
+            Err(StoreError::NotFound { .. }) => Vec::new(),
             Err(e) => return Err(e),
-            Ok(history) => activation(&history).ok_or_else(|| {
-                // Drafts are not revoked: they were never active.
-                (issue.remediation != status::DRAFT).then_some(status::REVOKED)
-            }),
+            Ok(history) => history,
         };
-        let measured = match active {
-            Ok(period) => Ok((period, self.measure(&issue, period).await?)),
-            Err(revoked) => Err(revoked),
+        let measured = match activation(&history) {
+            Some(period) => {
+                let policy = history.first().and_then(|r| r.policy.as_ref());
+                Ok((period, self.measure(&issue, period, policy).await?))
+            }
+            // Drafts are not revoked: they were never active (a deleted
+            // policy has no history, and a draft's was never enabled).
+            None if history.is_empty() => Err(Some(status::REVOKED)),
+            None => Err((issue.remediation != status::DRAFT).then_some(status::REVOKED)),
         };
         self.settle(&issue, measured).await
     }
@@ -560,12 +639,24 @@ impl Analyst {
                         updated.status = status::RESOLVED.into();
                         updated.remediation = status::VERIFIED.into();
                         updated.resolved_at_unix_ms = now_ms();
-                        updated.resolution = format!(
-                            "policy {} removes {:.0}% of the estimated volume ({} scrapes measured)",
-                            impact.policy_id,
-                            impact.ratio * 100.0,
-                            impact.scrapes
-                        );
+                        updated.resolution = if impact.signal == impact::signal::METRIC {
+                            format!(
+                                "policy {} removes {:.0}% of the estimated volume ({} scrapes \
+                                 measured)",
+                                impact.policy_id,
+                                impact.ratio * 100.0,
+                                impact.scrapes
+                            )
+                        } else {
+                            format!(
+                                "policy {} removes {:.0}% of the estimated {} records ({:.0} \
+                                 minutes measured)",
+                                impact.policy_id,
+                                impact.ratio * 100.0,
+                                impact.signal,
+                                impact.minutes_measured
+                            )
+                        };
                     }
                     (verdict::BELOW_ESTIMATE, false) => {
                         updated.remediation = status::VERIFICATION_FAILED.into();

@@ -211,6 +211,40 @@ impl Store {
             .collect()
     }
 
+    /// How many services (the one of `service`, if given) have a recent
+    /// metric inventory or log/span event types active since `since`:
+    /// what the analyst can analyse.
+    pub async fn count_analysable_services(
+        &self,
+        since: i64,
+        service: &str,
+    ) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (\
+               SELECT service FROM inventory_reports WHERE window_end > $1 \
+                 AND ($2 = '' OR service = $2) \
+               UNION \
+               SELECT service FROM event_types WHERE merged_into = '' \
+                 AND kind IN ('log', 'span') AND last_seen >= $1 AND ($2 = '' OR service = $2)\
+             ) AS analysable",
+        )
+        .bind(since)
+        .bind(service)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// When an edge report carrying log templates or span patterns was
+    /// last counted; `None` when none was (or its receipt was pruned).
+    pub async fn last_event_report_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(received_at) FROM log_reports")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// A service's log event types, aliases included, for recognising the
     /// templates a report names.
     pub async fn log_event_types_with_aliases(
