@@ -117,7 +117,7 @@ pub fn measure_events(
     };
     let bytes = total(|b| b.bytes_dropped);
     let elapsed = window.now.saturating_sub(window.measured_since);
-    let minutes = if elapsed <= 0 {
+    let minutes = if elapsed < 0 {
         // The window begins in the future (after a promotion): nothing is
         // counted yet.
         0.0
