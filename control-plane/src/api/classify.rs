@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::admin::Admin;
 use super::http::{ProtoJson, ProtoQuery, QueryParams, admin_routes, unknown_param};
 use super::{ApiError, State};
-use crate::classify::catalog::{KIND_LOG, KIND_METRIC};
+use crate::classify::catalog::{KIND_LOG, KIND_METRIC, KIND_SPAN};
 use crate::classify::{RunError, Trigger};
 
 /// A sample's body beyond this is refused: a log line is kilobytes.
@@ -92,7 +92,7 @@ impl Admin<'_> {
         &self,
         req: ListEventTypesRequest,
     ) -> Result<ListEventTypesResponse, ApiError> {
-        check_choice("kind", &req.kind, [KIND_METRIC, KIND_LOG])?;
+        check_choice("kind", &req.kind, [KIND_METRIC, KIND_LOG, KIND_SPAN])?;
         check_choice(
             "category",
             &req.category,
