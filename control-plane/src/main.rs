@@ -439,3 +439,47 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Args;
+
+    fn config(args: &[&str]) -> anyhow::Result<tero_control_plane::issues::IssueConfig> {
+        let args =
+            Args::try_parse_from(std::iter::once("tero-control-plane").chain(args.iter().copied()))
+                .expect("parses");
+        args.issue_config()
+    }
+
+    #[test]
+    fn log_issue_flags_reach_the_config_and_are_checked() {
+        let defaults = config(&[]).expect("defaults are valid");
+        assert!((defaults.events.min_confidence - 0.7).abs() < 1e-12);
+        assert!((defaults.prices.per_gb_logs - 0.50).abs() < 1e-12);
+        let set = config(&[
+            "--issue-min-confidence",
+            "0.9",
+            "--price-per-gb-logs",
+            "1.25",
+        ])
+        .expect("valid");
+        assert!((set.events.min_confidence - 0.9).abs() < 1e-12);
+        assert!((set.prices.per_gb_logs - 1.25).abs() < 1e-12);
+        for bad in ["1.5", "-0.1", "NaN"] {
+            let flag = format!("--issue-min-confidence={bad}");
+            let err = config(&[&flag]).expect_err(bad).to_string();
+            assert!(err.contains("--issue-min-confidence"), "{err}");
+        }
+        let err = config(&["--price-per-gb-logs=-1"])
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("--price-per-gb-logs"), "{err}");
+        let help = Args::command().render_long_help().to_string();
+        assert!(
+            help.contains("--issue-min-confidence") && help.contains("--price-per-gb-logs"),
+            "{help}"
+        );
+    }
+}

@@ -370,7 +370,13 @@ impl Classifications {
     /// Event types with their valid classification (for this chain).
     pub async fn list(&self, req: &ListEventTypesRequest) -> Result<Vec<StoredEvent>, StoreError> {
         let events = self.store.event_types(&req.service, &req.kind).await?;
-        let cache = self.store.classifications().await?;
+        // One service's cache entries when the listing is of one service
+        // (the issue analyst asks per service).
+        let cache = if req.service.is_empty() {
+            self.store.classifications().await?
+        } else {
+            self.store.classifications_of_service(&req.service).await?
+        };
         let ids = self.chain_ids();
         let reasons = self
             .last_unclassified

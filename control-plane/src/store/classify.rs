@@ -308,22 +308,25 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out: HashMap<String, Vec<StoredClassification>> = HashMap::new();
-        for row in rows {
-            let body: Vec<u8> = row.try_get("body")?;
-            let classification = Classification::decode(body.as_slice())
-                .map_err(|e| StoreError::corrupt("classification", e))?;
-            let fingerprint: String = row.try_get("fingerprint")?;
-            out.entry(fingerprint.clone())
-                .or_default()
-                .push(StoredClassification {
-                    fingerprint,
-                    classifier: row.try_get("classifier")?,
-                    definition: row.try_get("definition")?,
-                    classification,
-                });
-        }
-        Ok(out)
+        decode_classifications(rows)
+    }
+
+    /// The cached classifications of one service's event types, by
+    /// fingerprint, newest first (what the issue analyst reads per service,
+    /// without loading every service's).
+    pub async fn classifications_of_service(
+        &self,
+        service: &str,
+    ) -> Result<HashMap<String, Vec<StoredClassification>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.fingerprint, c.classifier, c.definition, c.body FROM classifications c \
+             JOIN event_types e ON e.fingerprint = c.fingerprint WHERE e.service = $1 \
+             ORDER BY c.classified_at DESC, c.classifier",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await?;
+        decode_classifications(rows)
     }
 
     /// Starts a run record and returns its id.
@@ -617,6 +620,27 @@ async fn merge_event_type<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+fn decode_classifications(
+    rows: Vec<sqlx::any::AnyRow>,
+) -> Result<HashMap<String, Vec<StoredClassification>>, StoreError> {
+    let mut out: HashMap<String, Vec<StoredClassification>> = HashMap::new();
+    for row in rows {
+        let body: Vec<u8> = row.try_get("body")?;
+        let classification = Classification::decode(body.as_slice())
+            .map_err(|e| StoreError::corrupt("classification", e))?;
+        let fingerprint: String = row.try_get("fingerprint")?;
+        out.entry(fingerprint.clone())
+            .or_default()
+            .push(StoredClassification {
+                fingerprint,
+                classifier: row.try_get("classifier")?,
+                definition: row.try_get("definition")?,
+                classification,
+            });
+    }
+    Ok(out)
 }
 
 /// BIGINT columns hold at most `i64::MAX`.
