@@ -164,6 +164,12 @@ async fn the_analyst_gives_the_detectors_a_services_classified_events_and_volume
                     vec![
                         template("checkout", "DEBUG cache miss for key <num>", "DEBUG"),
                         template("checkout", "order <num> paid", "INFO"),
+                        // Last seen two days ago: no longer analysed.
+                        LogTemplate {
+                            first_seen_unix_ms: now - 2 * 86_400_000,
+                            last_seen_unix_ms: now - 2 * 86_400_000,
+                            ..template("checkout", "legacy job <num> done", "INFO")
+                        },
                     ],
                     vec![healthz()],
                 ),

@@ -36,6 +36,8 @@ pub const MAX_FIELDS: usize = 64;
 pub const MAX_ATTRIBUTE_EXAMPLES: usize = 5;
 /// Edges (instance ids) an event type names.
 pub const MAX_EDGES: usize = 32;
+/// Bytes of an attribute key or span kind.
+pub const MAX_KEY_BYTES: usize = 256;
 /// Attribute keys a span event type lists as its labels.
 pub const MAX_SPAN_LABELS: usize = 64;
 
@@ -146,7 +148,11 @@ pub fn span_fingerprint(service: &str, pattern: &SpanPattern) -> String {
 /// A reported span pattern as an event type carrying the report's
 /// activity: named by the span name, labelled with its attribute keys.
 pub fn span_event_type(service: &str, pattern: &SpanPattern) -> StoredEvent {
-    let mut labels: Vec<String> = pattern.attribute_keys.clone();
+    let mut labels: Vec<String> = pattern
+        .attribute_keys
+        .iter()
+        .map(|k| cut(k, MAX_KEY_BYTES))
+        .collect();
     labels.sort_unstable();
     labels.dedup();
     labels.truncate(MAX_SPAN_LABELS);
@@ -154,16 +160,16 @@ pub fn span_event_type(service: &str, pattern: &SpanPattern) -> StoredEvent {
         fingerprint: span_fingerprint(service, pattern),
         kind: KIND_SPAN.to_string(),
         service: service.to_string(),
-        name: pattern.name.clone(),
+        name: cut(&pattern.name, MAX_EXAMPLE_BYTES),
         labels,
         count: pattern.count,
         bytes: pattern.bytes,
         first_seen_unix_ms: pattern.first_seen_unix_ms,
         last_seen_unix_ms: pattern.last_seen_unix_ms,
         examples: pattern.examples.clone(),
-        span_kind: pattern.kind.clone(),
-        route: pattern.route.clone(),
-        user_agent: pattern.user_agent.clone(),
+        span_kind: cut(&pattern.kind, MAX_KEY_BYTES),
+        route: cut(&pattern.route, MAX_EXAMPLE_BYTES),
+        user_agent: cut(&pattern.user_agent, MAX_EXAMPLE_BYTES),
         errors: pattern.errors,
         ..Default::default()
     }

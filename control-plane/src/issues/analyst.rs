@@ -43,6 +43,14 @@ const VOLUME_EVERY: Duration = Duration::from_secs(60);
 const MAX_VOLUME_EDGES: usize = 100_000;
 const DAY_MS: f64 = 86_400_000.0;
 const MINUTE_MS: i64 = 60_000;
+/// Log and span event types last seen longer ago than this raise nothing:
+/// a template emitted a few times a day stays analysed, one gone for a
+/// day has its issues resolved. (Edges report a template only in the
+/// reports after it was seen, every few minutes.)
+const EVENT_HORIZON_MS: i64 = 24 * 60 * 60 * 1000;
+/// Services whose event types were last seen within this are re-analysed
+/// by full passes, so the issues of one that went quiet are resolved.
+const EVENT_SERVICES_MS: i64 = 7 * EVENT_HORIZON_MS;
 
 #[derive(Debug)]
 pub struct Analyst {
@@ -127,7 +135,7 @@ impl Analyst {
             }
         }
         // Only services with event types: metric issues do not read volume.
-        let since = now_ms() - self.config.lookback_ms;
+        let since = now_ms() - EVENT_HORIZON_MS;
         let with_events: BTreeSet<String> = self
             .store
             .event_services(since)
@@ -229,7 +237,11 @@ impl Analyst {
                 .into_iter()
                 .collect();
             if self.classifications.get().is_some() {
-                all.extend(self.store.event_services(since).await?);
+                all.extend(
+                    self.store
+                        .event_services(now_ms() - EVENT_SERVICES_MS)
+                        .await?,
+                );
             }
             all.into_iter().collect()
         } else {
@@ -264,10 +276,12 @@ impl Analyst {
         Ok(UsageIndex::new(sources))
     }
 
-    /// One service's canonical log and span event types with their
-    /// classification for the current chain, and its edges' volume over
-    /// the lookback window, per day. `None` when the service has no log
-    /// or span event types (or classification is not wired in).
+    /// One service's canonical log and span event types seen in the last
+    /// day, with their classification for the current chain, and its
+    /// edges' volume over the lookback window, per day. `None` when the
+    /// service has no log or span event types at all (or classification is
+    /// not wired in); with only older ones, an inventory without events, so
+    /// that their issues resolve.
     pub async fn event_inventory(
         &self,
         service: &str,
@@ -277,6 +291,8 @@ impl Analyst {
             return Ok(None);
         };
         let mut events = Vec::new();
+        let mut known = false;
+        let active_since = now - EVENT_HORIZON_MS.max(self.config.lookback_ms);
         for kind in [KIND_LOG, KIND_SPAN] {
             let listed = classifications
                 .list(&ListEventTypesRequest {
@@ -285,13 +301,19 @@ impl Analyst {
                     ..Default::default()
                 })
                 .await?;
-            events.extend(listed.into_iter().map(|event| ClassifiedEvent {
-                run_id: event.classification.as_ref().map_or(0, |c| c.run_id),
-                classification: event.classification.clone(),
-                event,
-            }));
+            known |= !listed.is_empty();
+            events.extend(
+                listed
+                    .into_iter()
+                    .filter(|event| event.last_seen_unix_ms >= active_since)
+                    .map(|event| ClassifiedEvent {
+                        run_id: event.classification.as_ref().map_or(0, |c| c.run_id),
+                        classification: event.classification.clone(),
+                        event,
+                    }),
+            );
         }
-        if events.is_empty() {
+        if !known {
             return Ok(None);
         }
         let (volume, from) = self.service_volume(service, now).await?;
