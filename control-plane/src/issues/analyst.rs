@@ -714,3 +714,84 @@ async fn next_run(runs: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool 
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tero_classify::{Chain, Embedded};
+    use tero_proto::controlplane::{InventoryReport, LogTemplate, Transport};
+    use tero_proto::policy::ClientMetadata;
+
+    use super::*;
+    use crate::store::EdgeRecord;
+
+    fn edge(instance: &str, service: &str) -> EdgeRecord {
+        EdgeRecord {
+            instance_id: instance.into(),
+            service_name: service.into(),
+            service_namespace: String::new(),
+            service_version: String::new(),
+            metadata: ClientMetadata::default(),
+            transport: Transport::Poll,
+            replica: "r".into(),
+            api_key_id: "k".into(),
+            first_seen: now_ms(),
+            last_seen: now_ms(),
+            connected: false,
+            desired_hash: String::new(),
+            applied_hash: String::new(),
+            last_failed_hash: String::new(),
+            policy_errors: BTreeMap::new(),
+            refusal: None,
+            conflict_key_id: String::new(),
+            conflict_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn volume_marks_only_services_with_event_types_and_at_most_once_per_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/a.db?mode=rwc", dir.path().display());
+        let store = Store::open(&url).await.unwrap();
+        let classifications =
+            Classifications::new(store.clone(), Chain::new(Box::new(Embedded::new())), None);
+        let analyst = Analyst::new(store.clone(), IssueConfig::default());
+        analyst.set_classifications(Arc::clone(&classifications));
+        store
+            .upsert_edges(&[edge("e-logs", "checkout"), edge("e-metrics", "cart")])
+            .await
+            .unwrap();
+        let report = InventoryReport {
+            session: "s".into(),
+            seq: 1,
+            log_templates: vec![LogTemplate {
+                fingerprint: "fp".into(),
+                text: "order <num> paid".into(),
+                count: 1,
+                last_seen_unix_ms: now_ms(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(
+            classifications
+                .record_report("e-logs", "checkout", &report)
+                .await
+                .unwrap()
+        );
+
+        for _ in 0..3 {
+            analyst.volume_reported("e-logs");
+        }
+        analyst.volume_reported("e-metrics");
+        analyst.volume_reported("e-unknown");
+        analyst.volume_pass().await.unwrap();
+        let dirty = std::mem::take(&mut *analyst.dirty.lock().unwrap());
+        assert_eq!(dirty.services.into_iter().collect::<Vec<_>>(), ["checkout"]);
+        assert!(!dirty.all);
+        // Nothing new since: the next pass marks nothing.
+        analyst.volume_pass().await.unwrap();
+        assert!(analyst.dirty.lock().unwrap().services.is_empty());
+    }
+}
