@@ -81,11 +81,17 @@ impl Admin<'_> {
                 ),
             ));
         }
-        Ok(self
+        let service = req.service.trim();
+        let submitted = self
             .state
             .classifications
-            .submit_logs(req.service.trim(), &req.records)
-            .await?)
+            .submit_logs(service, &req.records)
+            .await?;
+        if submitted.accepted > 0 {
+            // Counted templates can raise (or clear) log issues.
+            self.state.analyst.events_changed(service);
+        }
+        Ok(submitted)
     }
 
     pub async fn list_event_types(
