@@ -193,11 +193,12 @@ mod tests {
 
     #[test]
     fn enum_like_flags_are_checked_locally_and_list_the_allowed_values() {
-        let err = parse(&["classify", "list", "--kind", "span"]).unwrap_err();
+        let err = parse(&["classify", "list", "--kind", "trace"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidValue);
         assert_eq!(err.exit_code(), 2);
         assert!(
-            err.to_string().contains("[possible values: metric, log]"),
+            err.to_string()
+                .contains("[possible values: metric, log, span]"),
             "{err}"
         );
 

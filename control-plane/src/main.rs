@@ -85,6 +85,10 @@ struct Args {
     /// Cost basis of impact estimates: USD per GB of metric samples ingested.
     #[arg(long, env = "TERO_PRICE_PER_GB", default_value_t = 0.50)]
     price_per_gb: f64,
+    /// Cost basis of log and trace estimates: USD per GB of log records and
+    /// spans ingested.
+    #[arg(long, env = "TERO_PRICE_PER_GB_LOGS", default_value_t = 0.50)]
+    price_per_gb_logs: f64,
     /// Cost basis of impact estimates: USD per active series per month.
     #[arg(long, env = "TERO_PRICE_PER_SERIES_MONTH", default_value_t = 0.01)]
     price_per_series_month: f64,
@@ -94,6 +98,10 @@ struct Args {
     /// Histogram buckets beyond which a histogram is excessive.
     #[arg(long, env = "TERO_MAX_HISTOGRAM_BUCKETS", default_value_t = 30)]
     max_histogram_buckets: u32,
+    /// Classification confidence (0 to 1) from which a log template or span
+    /// pattern classified as waste raises an issue.
+    #[arg(long, env = "TERO_ISSUE_MIN_CONFIDENCE", default_value_t = 0.7)]
+    issue_min_confidence: f64,
     /// Share of the estimate a policy's measured reduction must reach for
     /// its issue's resolution to be verified.
     #[arg(long, env = "TERO_VERIFY_RATIO", default_value_t = 0.8)]
@@ -150,6 +158,7 @@ impl Args {
         let mut config = IssueConfig::default();
         for (name, value) in [
             ("--price-per-gb", self.price_per_gb),
+            ("--price-per-gb-logs", self.price_per_gb_logs),
             ("--price-per-series-month", self.price_per_series_month),
             ("--verify-ratio", self.verify_ratio),
         ] {
@@ -163,7 +172,15 @@ impl Args {
                 self.verify_ratio
             );
         }
+        if !(0.0..=1.0).contains(&self.issue_min_confidence) {
+            anyhow::bail!(
+                "--issue-min-confidence is a classifier confidence: from 0 to 1, not {}",
+                self.issue_min_confidence
+            );
+        }
         config.prices.per_gb = self.price_per_gb;
+        config.prices.per_gb_logs = self.price_per_gb_logs;
+        config.events.min_confidence = self.issue_min_confidence;
         config.prices.per_series_month = self.price_per_series_month;
         config.thresholds.high_cardinality = self.high_cardinality;
         config.thresholds.max_buckets = self.max_histogram_buckets;
@@ -329,7 +346,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let analyst = Analyst::new(store.clone(), args.issue_config()?);
-    tasks.spawn(Arc::clone(&analyst).run(shutdown.clone()));
 
     let chain = args.classifier_settings()?.chain()?;
     tracing::info!(
@@ -342,6 +358,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (args.classify_interval_secs > 0).then(|| Duration::from_secs(args.classify_interval_secs));
     let classifications = Classifications::new(store.clone(), chain, interval);
     tasks.spawn(Arc::clone(&classifications).run_loop(shutdown.clone()));
+    // Before the analyst starts: it subscribes to classification runs.
+    analyst.set_classifications(Arc::clone(&classifications));
+    tasks.spawn(Arc::clone(&analyst).run(shutdown.clone()));
 
     let state = Arc::new(AppState {
         store: store.clone(),
@@ -419,4 +438,48 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Err(e).context("the edge registry was not written at shutdown");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Args;
+
+    fn config(args: &[&str]) -> anyhow::Result<tero_control_plane::issues::IssueConfig> {
+        let args =
+            Args::try_parse_from(std::iter::once("tero-control-plane").chain(args.iter().copied()))
+                .expect("parses");
+        args.issue_config()
+    }
+
+    #[test]
+    fn log_issue_flags_reach_the_config_and_are_checked() {
+        let defaults = config(&[]).expect("defaults are valid");
+        assert!((defaults.events.min_confidence - 0.7).abs() < 1e-12);
+        assert!((defaults.prices.per_gb_logs - 0.50).abs() < 1e-12);
+        let set = config(&[
+            "--issue-min-confidence",
+            "0.9",
+            "--price-per-gb-logs",
+            "1.25",
+        ])
+        .expect("valid");
+        assert!((set.events.min_confidence - 0.9).abs() < 1e-12);
+        assert!((set.prices.per_gb_logs - 1.25).abs() < 1e-12);
+        for bad in ["1.5", "-0.1", "NaN"] {
+            let flag = format!("--issue-min-confidence={bad}");
+            let err = config(&[&flag]).expect_err(bad).to_string();
+            assert!(err.contains("--issue-min-confidence"), "{err}");
+        }
+        let err = config(&["--price-per-gb-logs=-1"])
+            .expect_err("negative")
+            .to_string();
+        assert!(err.contains("--price-per-gb-logs"), "{err}");
+        let help = Args::command().render_long_help().to_string();
+        assert!(
+            help.contains("--issue-min-confidence") && help.contains("--price-per-gb-logs"),
+            "{help}"
+        );
+    }
 }

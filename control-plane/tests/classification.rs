@@ -17,7 +17,8 @@ use tero_classify::{
 use tero_control_plane::classify::{Classifications, RunError, Trigger};
 use tero_control_plane::store::{Store, now_ms};
 use tero_proto::controlplane::{
-    FamilyInventory, InventoryReport, LabelInventory, ListEventTypesRequest, LogSample, LogTemplate,
+    AttributeProfile, DuplicateField, FamilyInventory, InventoryReport, LabelInventory,
+    ListEventTypesRequest, LogSample, LogTemplate, SensitiveFinding, SpanPattern,
 };
 
 /// Classifies everything as debug noise (or fails), counting requests and
@@ -494,4 +495,187 @@ async fn an_edge_report_is_counted_once_and_runs_do_not_overlap() {
         .expect("run");
     assert_eq!(run.classified, 1);
     assert_eq!(primary.seen(), vec![listed[0].fingerprint.clone()]);
+}
+
+fn observed_template(
+    fp_text: &str,
+    text: &str,
+    examples: &[&str],
+    user_records: u64,
+) -> LogTemplate {
+    LogTemplate {
+        fingerprint: tero_sdk::templates::fingerprint("svc", fp_text),
+        text: text.into(),
+        count: 10,
+        bytes: 500,
+        severity: "INFO".into(),
+        examples: examples.iter().map(|e| e.to_string()).collect(),
+        first_seen_unix_ms: 1,
+        last_seen_unix_ms: 2,
+        attributes: vec![AttributeProfile {
+            key: "user_id".into(),
+            records: user_records,
+            bytes: user_records * 12,
+            examples: vec!["<num>".into()],
+            more_values: false,
+        }],
+        sensitive: vec![SensitiveFinding {
+            kind: "email".into(),
+            location: "body".into(),
+            records: user_records,
+            example: "login by <email>".into(),
+        }],
+        duplicate_fields: vec![DuplicateField {
+            keep: "attribute:user_id".into(),
+            duplicate: "attribute:userId".into(),
+            records: user_records,
+            bytes: user_records * 6,
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn what_edges_see_on_records_is_stored_once_per_report_and_merges_into_the_canonical_type() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = open(&dir).await;
+    let primary = Counting::new("counting/1");
+    let classifications = Classifications::new(store.clone(), chain(&primary), None);
+    let report = |seq: u64, templates: Vec<LogTemplate>, spans: Vec<SpanPattern>| InventoryReport {
+        session: "s".into(),
+        seq,
+        log_templates: templates,
+        span_patterns: spans,
+        ..Default::default()
+    };
+    let login = || {
+        observed_template(
+            "login by <*>",
+            "login by <*>",
+            &["login by <email>", "login by <email> again"],
+            4,
+        )
+    };
+    let first = report(1, vec![login()], Vec::new());
+    assert!(
+        classifications
+            .record_report("edge-a", "svc", &first)
+            .await
+            .expect("counted")
+    );
+    assert!(
+        !classifications
+            .record_report("edge-a", "svc", &first)
+            .await
+            .expect("retry"),
+        "a resent report adds nothing"
+    );
+    // Another edge reports the same template under another fingerprint
+    // (its miner started from another line): an alias, merged.
+    let alias = observed_template(
+        "login by carol",
+        "login by carol",
+        &["login by <email> from x"],
+        6,
+    );
+    assert!(
+        classifications
+            .record_report("edge-b", "svc", &report(1, vec![alias], Vec::new()))
+            .await
+            .expect("counted")
+    );
+    // Span patterns in their own report, and with templates in the next.
+    let span = SpanPattern {
+        fingerprint: "span-healthz".into(),
+        name: "GET /healthz".into(),
+        kind: "server".into(),
+        route: "/healthz".into(),
+        user_agent: "kube-probe/1.29".into(),
+        count: 30,
+        bytes: 3_000,
+        attribute_keys: vec!["http.route".into(), "user_agent.original".into()],
+        examples: vec!["GET /healthz kind=server status=ok".into()],
+        first_seen_unix_ms: 1,
+        last_seen_unix_ms: 2,
+        ..Default::default()
+    };
+    let with_spans = report(2, vec![login()], vec![span.clone()]);
+    assert!(
+        classifications
+            .record_report("edge-a", "svc", &with_spans)
+            .await
+            .expect("counted")
+    );
+    assert!(
+        !classifications
+            .record_report("edge-a", "svc", &with_spans)
+            .await
+            .expect("retry")
+    );
+
+    let logs = classifications
+        .list(&ListEventTypesRequest {
+            kind: "log".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(logs.len(), 1, "the alias is not listed on its own");
+    let log = &logs[0];
+    assert_eq!((log.count, log.bytes), (30, 1_500));
+    assert_eq!(
+        log.examples,
+        [
+            "login by <email>",
+            "login by <email> again",
+            "login by <email> from x"
+        ]
+    );
+    assert_eq!(log.attributes.len(), 1);
+    assert_eq!(log.attributes[0].records, 4 + 6 + 4);
+    assert_eq!(log.sensitive[0].records, 14);
+    assert_eq!(
+        (
+            log.duplicate_fields[0].records,
+            log.duplicate_fields[0].bytes
+        ),
+        (14, 84)
+    );
+    assert_eq!(log.edges, ["edge-a", "edge-b"]);
+
+    let spans = classifications
+        .list(&ListEventTypesRequest {
+            kind: "span".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(spans.len(), 1);
+    let s = &spans[0];
+    assert_eq!(s.fingerprint, "span-healthz");
+    assert_eq!(
+        (s.name.as_str(), s.route.as_str()),
+        ("GET /healthz", "/healthz")
+    );
+    assert_eq!(s.labels, ["http.route", "user_agent.original"]);
+    assert_eq!((s.count, s.bytes), (30, 3_000));
+    assert_eq!(s.examples, ["GET /healthz kind=server status=ok"]);
+    assert_eq!(s.edges, ["edge-a"]);
+
+    // Both kinds are classified and counted by the status.
+    let run = classifications
+        .run(Trigger::Api, "admin", false)
+        .await
+        .expect("run");
+    assert_eq!(run.classified, 2);
+    let status = classifications.status(0).await.expect("status");
+    assert_eq!((status.event_types, status.classified), (2, 2));
+
+    // Examples survive a restart: they are stored, not only remembered.
+    let restarted = Classifications::new(store.clone(), chain(&primary), None);
+    let listed = restarted
+        .list(&ListEventTypesRequest::default())
+        .await
+        .expect("list");
+    assert!(listed.iter().all(|e| !e.examples.is_empty()));
 }

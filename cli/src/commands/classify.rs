@@ -42,7 +42,8 @@ pub enum ClassifyCommand {
         /// Only event types of this service.
         #[arg(long)]
         service: Option<String>,
-        /// Only metric families (metric) or log templates (log).
+        /// Only metric families (metric), log templates (log) or span
+        /// patterns (span).
         #[arg(long, value_enum, ignore_case = true)]
         kind: Option<Kind>,
         /// Only event types classified in this category.
@@ -63,6 +64,7 @@ pub enum ClassifyCommand {
 pub enum Kind {
     Metric,
     Log,
+    Span,
 }
 
 /// Parses a category flag against the vocabulary the control plane uses.

@@ -4,7 +4,8 @@
 
 use clap::{Subcommand, ValueEnum};
 use tero_sdk::proto::controlplane::{
-    AcceptIssueRequest, Issue, ListIssuesRequest, ListIssuesResponse, PolicyImpact,
+    AcceptIssueRequest, Evidence, Issue, ListIssuesRequest, ListIssuesResponse, PolicyImpact,
+    Provenance,
 };
 
 use crate::Global;
@@ -24,7 +25,8 @@ pub enum IssuesCommand {
         /// someone).
         #[arg(long, default_value = "open,in_progress")]
         status: String,
-        /// A detector, e.g. unused_metric or high_cardinality_label.
+        /// A detector, e.g. unused_metric, high_cardinality_label,
+        /// debug_logs, health_check_spans or sensitive_log_data.
         #[arg(long)]
         kind: Option<String>,
     },
@@ -291,6 +293,143 @@ fn cost(issue: &Issue) -> String {
         .map_or("-".into(), |e| format!("${:.2}", e.cost_per_month))
 }
 
+/// Characters of a log template shown in a list's SUBJECT column.
+const SUBJECT_CHARS: usize = 60;
+
+/// What an issue is about, as a list shows it: a metric family (and
+/// label) as is; a log or span event type by its template (its subject is
+/// a fingerprint, which says nothing to a reader); a field finding by the
+/// field and the template it was found in.
+fn subject(issue: &Issue) -> String {
+    let template = issue
+        .evidence
+        .as_ref()
+        .map(|e| e.template.as_str())
+        .unwrap_or_default();
+    if template.is_empty() {
+        return issue.subject.clone();
+    }
+    let template = cut(template, SUBJECT_CHARS);
+    if issue.subject == "body" || issue.subject.starts_with("attribute:") {
+        format!("{} in {template}", issue.subject)
+    } else {
+        template
+    }
+}
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Log and span findings carry their template or measured records; metric
+/// findings never do.
+fn is_event_evidence(e: &Evidence) -> bool {
+    !e.template.is_empty() || e.records_per_day > 0 || !e.category.is_empty()
+}
+
+/// The evidence of a log or span finding, one fact per line.
+fn render_event_evidence(e: &Evidence) -> String {
+    let one_line = |s: &str| output::escape_terminal(s, output::Keep::Nothing).into_owned();
+    let mut lines = Vec::new();
+    if !e.template.is_empty() {
+        lines.push(format!("  template: {}", one_line(&e.template)));
+    }
+    let share = if e.volume_share > 0.0 {
+        format!(", {:.1}% of the service's records", e.volume_share * 100.0)
+    } else {
+        String::new()
+    };
+    lines.push(format!(
+        "  {} records/day, {}/day{share}",
+        e.records_per_day,
+        output::bytes(i64::try_from(e.bytes_per_day).unwrap_or(i64::MAX))
+    ));
+    if !e.severities.is_empty() {
+        lines.push(format!("  severities: {}", e.severities.join(", ")));
+    }
+    if !e.category.is_empty() {
+        let mut classified = format!(
+            "  classified {} / {} (confidence {:.2})",
+            e.category, e.verdict, e.confidence
+        );
+        if !e.rationale.is_empty() {
+            classified.push_str(": ");
+            classified.push_str(&one_line(&e.rationale));
+        }
+        lines.push(classified);
+    }
+    for s in &e.sensitive {
+        let example = if s.example.is_empty() {
+            String::new()
+        } else {
+            format!(", e.g. {}", one_line(&s.example))
+        };
+        lines.push(format!(
+            "  sensitive: {} in {} on {} records{example}",
+            s.kind, s.location, s.records
+        ));
+    }
+    for d in &e.duplicate_fields {
+        lines.push(format!(
+            "  duplicate field: {} repeats {} on {} records ({} removable)",
+            d.duplicate,
+            d.keep,
+            d.records,
+            output::bytes(i64::try_from(d.bytes).unwrap_or(i64::MAX))
+        ));
+    }
+    if !e.edges.is_empty() {
+        lines.push(format!("  edges: {}", e.edges.join(", ")));
+    }
+    if !e.example_records.is_empty() {
+        lines.push("  examples (redacted at the edge):".to_owned());
+        for example in &e.example_records {
+            lines.push(format!("    {}", one_line(example)));
+        }
+    }
+    for note in &e.notes {
+        lines.push(format!("  {note}"));
+    }
+    lines.join("\n")
+}
+
+/// Where a finding came from: the detector and, for log and span
+/// findings, the classifier and run that decided them.
+fn render_provenance(p: &Provenance) -> String {
+    let mut line = format!("Provenance: detector {}", p.detector);
+    if !p.thresholds.is_empty() {
+        line.push_str(&format!(" ({})", p.thresholds.join(", ")));
+    }
+    if !p.classifier.is_empty() {
+        line.push_str(&format!(
+            ", classified by {} in run {}",
+            p.classifier, p.classification_run
+        ));
+    }
+    let (from, to) = (p.inventory_from_unix_ms, p.inventory_to_unix_ms);
+    if p.classifier.is_empty() {
+        line.push_str(&format!(
+            ", {} instance(s), inventory {} – {}",
+            p.instances.len(),
+            output::time(from),
+            output::time(to)
+        ));
+    } else {
+        line.push_str(&format!(
+            ", window {} – {}",
+            output::time(from),
+            output::time(to)
+        ));
+    }
+    line
+}
+
 pub(crate) fn print_list(issues: &[Issue]) {
     let mut table = Table::new(&[
         "ID",
@@ -309,7 +448,7 @@ pub(crate) fn print_list(issues: &[Issue]) {
             issue.status.clone(),
             issue.kind.clone(),
             issue.service.clone(),
-            issue.subject.clone(),
+            subject(issue),
             cost(issue),
             output::dash(&issue.policy_id),
         ]);
@@ -359,11 +498,15 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
         row("resolution", issue.resolution.clone());
     }
     if let Some(e) = &issue.estimate {
+        let what = if e.records_per_day > 0 || e.series == 0 {
+            format!("{} records/day", e.records_per_day)
+        } else {
+            format!("{} series", e.series)
+        };
         row(
             "estimate",
             format!(
-                "{} series, {}/day, ${:.2}/month ({} confidence)",
-                e.series,
+                "{what}, {}/day, ${:.2}/month ({} confidence)",
                 output::bytes(e.bytes_per_day as i64),
                 e.cost_per_month,
                 e.confidence
@@ -371,7 +514,11 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
         );
     }
     table.print();
-    if let Some(e) = &issue.evidence {
+    if let Some(e) = issue.evidence.as_ref().filter(|e| is_event_evidence(e)) {
+        outln!();
+        outln!("Evidence");
+        outln!("{}", render_event_evidence(e));
+    } else if let Some(e) = &issue.evidence {
         outln!();
         outln!("Evidence");
         outln!(
@@ -410,14 +557,7 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
     }
     if let Some(p) = &issue.provenance {
         outln!();
-        outln!(
-            "Provenance: detector {} ({}), {} instance(s), inventory {} – {}",
-            p.detector,
-            p.thresholds.join(", "),
-            p.instances.len(),
-            output::time(p.inventory_from_unix_ms),
-            output::time(p.inventory_to_unix_ms)
-        );
+        outln!("{}", render_provenance(p));
     }
     outln!();
     match issue.recommended.as_ref().and_then(|r| r.policy.as_ref()) {
@@ -426,6 +566,9 @@ fn print_issue(issue: &Issue) -> anyhow::Result<()> {
             issue.merged_into,
             issue.merged_into
         ),
+        None if issue.evidence.as_ref().is_some_and(is_event_evidence) => {
+            outln!("No recommended policy; the summary says why.")
+        }
         None => outln!(
             "No recommended policy: dropping these series would remove data that queries read \
              or may read; the summary says what to do instead."
@@ -448,6 +591,74 @@ pub(crate) fn print_impacts(impacts: &[PolicyImpact]) {
 }
 
 fn render_impacts(impacts: &[PolicyImpact]) -> String {
+    let (events, metrics): (Vec<&PolicyImpact>, Vec<&PolicyImpact>) = impacts
+        .iter()
+        .partition(|i| i.signal == "log" || i.signal == "trace");
+    let mut tables = Vec::new();
+    if !metrics.is_empty() || events.is_empty() {
+        tables.push(render_metric_impacts(&metrics));
+    }
+    if !events.is_empty() {
+        tables.push(render_event_impacts(&events));
+    }
+    tables.join("\n\n")
+}
+
+/// `12.5%`, or `-` when unset (no edge of the service reported volume).
+fn share(share: Option<f64>) -> String {
+    share.map_or("-".into(), |s| format!("{:.1}%", s * 100.0))
+}
+
+/// Log and trace policies: records (log records, spans) per minute and per
+/// day rather than per scrape, and the share of the service's records.
+fn render_event_impacts(impacts: &[&PolicyImpact]) -> String {
+    let mut table = Table::new(&[
+        "POLICY",
+        "ISSUE",
+        "SIGNAL",
+        "MODE",
+        "MEASURED SINCE",
+        "MINUTES",
+        "RECORDS/MIN",
+        "RECORDS/DAY",
+        "BYTES/DAY",
+        "ESTIMATE/DAY",
+        "SHARE BEFORE",
+        "SHARE DROPPED",
+        "RATIO",
+        "VERDICT",
+    ]);
+    for impact in impacts {
+        let estimate = impact.estimate.as_ref().map_or(0, |e| e.records_per_day);
+        let would = if impact.mode == "shadow" {
+            "would drop "
+        } else {
+            ""
+        };
+        table.row(vec![
+            impact.policy_id.clone(),
+            impact.issue_id.clone(),
+            impact.signal.clone(),
+            impact.mode.clone(),
+            output::time(impact.measured_since_unix_ms),
+            format!("{:.0}", impact.minutes_measured),
+            format!("{would}{:.1}", impact.records_per_minute),
+            format!("{would}{}", impact.records_dropped_per_day),
+            format!(
+                "{would}{}",
+                output::bytes(i64::try_from(impact.dropped_bytes_per_day).unwrap_or(i64::MAX))
+            ),
+            estimate.to_string(),
+            share(impact.volume_share_before),
+            share(impact.volume_share_dropped),
+            format!("{:.0}%", impact.ratio * 100.0),
+            verdict_words(impact),
+        ]);
+    }
+    table.render().trim_end().to_owned()
+}
+
+fn render_metric_impacts(impacts: &[&PolicyImpact]) -> String {
     let mut table = Table::new(&[
         "POLICY",
         "ISSUE",
@@ -492,8 +703,13 @@ fn render_impacts(impacts: &[PolicyImpact]) -> String {
 /// has counted nothing yet says when it starts (after a promotion or a
 /// re-enable that can be up to 90 s away).
 fn verdict_words(impact: &PolicyImpact) -> String {
+    let counted_nothing = if impact.signal == "log" || impact.signal == "trace" {
+        impact.minutes_measured == 0.0
+    } else {
+        impact.scrapes == 0
+    };
     match (impact.mode.as_str(), impact.verdict.as_str()) {
-        (_, "measuring") if impact.scrapes == 0 && impact.measured_since_unix_ms > 0 => {
+        (_, "measuring") if counted_nothing && impact.measured_since_unix_ms > 0 => {
             // The date is in MEASURED SINCE; the time is what one waits for.
             let time = output::time(impact.measured_since_unix_ms);
             let clock = time.split_once(' ').map_or(time.as_str(), |(_, t)| t);
@@ -629,6 +845,167 @@ mod tests {
         assert!(
             older.contains("measuring") && !older.contains("measuring from"),
             "{older}"
+        );
+    }
+
+    fn log_evidence() -> Evidence {
+        use tero_sdk::proto::controlplane::{DuplicateField, SensitiveFinding};
+        Evidence {
+            template: "GET /healthz <num>".into(),
+            example_records: vec!["GET /healthz 200".into(), "bad\x1b[2Jline\nforged".into()],
+            severities: vec!["INFO".into()],
+            edges: vec!["edge-a".into(), "edge-b".into()],
+            records_per_day: 86_400,
+            bytes_per_day: 8_640_000,
+            category: "health_check".into(),
+            verdict: "waste".into(),
+            confidence: 0.93,
+            rationale: "kube-probe user agent on /healthz".into(),
+            sensitive: vec![SensitiveFinding {
+                kind: "email".into(),
+                location: "attribute:user".into(),
+                records: 12,
+                example: "login by <email>".into(),
+            }],
+            duplicate_fields: vec![DuplicateField {
+                keep: "attribute:user_id".into(),
+                duplicate: "attribute:userId".into(),
+                records: 40,
+                bytes: 2048,
+            }],
+            volume_share: 0.25,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn log_evidence_shows_what_the_finding_rests_on_one_line_each() {
+        let text = render_event_evidence(&log_evidence());
+        for expected in [
+            "template: GET /healthz <num>",
+            "86400 records/day, 8.2 MiB/day, 25.0% of the service's records",
+            "severities: INFO",
+            "classified health_check / waste (confidence 0.93): kube-probe user agent on /healthz",
+            "sensitive: email in attribute:user on 12 records, e.g. login by <email>",
+            "duplicate field: attribute:userId repeats attribute:user_id on 40 records (2.0 KiB removable)",
+            "edges: edge-a, edge-b",
+            "    GET /healthz 200",
+        ] {
+            assert!(
+                text.contains(expected),
+                "{expected:?} missing from:\n{text}"
+            );
+        }
+        // An example cannot forge a line or drive the terminal.
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(text.contains("bad\\u{1b}[2Jline\\nforged"), "{text}");
+        assert!(is_event_evidence(&log_evidence()));
+        assert!(!is_event_evidence(&Evidence {
+            series: 10,
+            ..Default::default()
+        }));
+    }
+
+    #[test]
+    fn provenance_names_the_classifier_and_run_of_log_findings() {
+        let log = render_provenance(&Provenance {
+            detector: "health_check_logs".into(),
+            classifier: "embedded/1".into(),
+            classification_run: 7,
+            ..Default::default()
+        });
+        assert!(
+            log.contains("detector health_check_logs, classified by embedded/1 in run 7"),
+            "{log}"
+        );
+        let metric = render_provenance(&Provenance {
+            detector: "unused_metric".into(),
+            thresholds: vec!["high_cardinality=1000".into()],
+            instances: vec!["i".into()],
+            ..Default::default()
+        });
+        assert!(
+            metric.contains("(high_cardinality=1000), 1 instance(s), inventory"),
+            "{metric}"
+        );
+    }
+
+    #[test]
+    fn a_list_names_log_issues_by_template_and_field() {
+        let mut issue = Issue {
+            kind: "health_check_logs".into(),
+            subject: "3f9a0c".into(),
+            evidence: Some(log_evidence()),
+            ..Default::default()
+        };
+        assert_eq!(subject(&issue), "GET /healthz <num>");
+        issue.subject = "attribute:user".into();
+        assert_eq!(subject(&issue), "attribute:user in GET /healthz <num>");
+        issue.evidence.as_mut().unwrap().template = "x".repeat(100);
+        assert_eq!(
+            subject(&issue).chars().count(),
+            "attribute:user in ".len() + 60
+        );
+        let metric = Issue {
+            subject: "http_requests_total{path}".into(),
+            ..Default::default()
+        };
+        assert_eq!(subject(&metric), "http_requests_total{path}");
+    }
+
+    #[test]
+    fn log_impacts_show_records_per_minute_and_day_and_volume_shares() {
+        use tero_sdk::proto::controlplane::ImpactEstimate;
+        let log = PolicyImpact {
+            policy_id: "drop-healthz".into(),
+            issue_id: "ISS-9".into(),
+            mode: "active".into(),
+            signal: "log".into(),
+            minutes_measured: 10.0,
+            records_dropped: 600,
+            records_per_minute: 60.0,
+            records_dropped_per_day: 86_400,
+            dropped_bytes_per_day: 8 * 1024 * 1024,
+            volume_share_before: Some(0.25),
+            volume_share_dropped: Some(0.249),
+            estimate: Some(ImpactEstimate {
+                records_per_day: 86_400,
+                ..Default::default()
+            }),
+            ratio: 1.0,
+            verdict: "verified".into(),
+            ..Default::default()
+        };
+        let table = render_impacts(&[impact("active", "verified"), log.clone()]);
+        let (metrics, logs) = table.split_once("\n\n").expect("two tables");
+        assert!(
+            metrics.contains("SCRAPES") && !metrics.contains("drop-healthz"),
+            "{table}"
+        );
+        assert!(
+            logs.contains("RECORDS/MIN") && logs.contains("SHARE DROPPED"),
+            "{table}"
+        );
+        let row = logs.lines().nth(1).expect("a row");
+        for cell in [
+            "log", "60.0", "86400", "8.0 MiB", "25.0%", "24.9%", "100%", "verified",
+        ] {
+            assert!(row.contains(cell), "{cell:?} missing from {row}");
+        }
+        let shadow = render_impacts(&[PolicyImpact {
+            mode: "shadow".into(),
+            volume_share_before: None,
+            volume_share_dropped: None,
+            ..log
+        }]);
+        assert!(
+            shadow.contains("would drop 60.0") && shadow.contains("would meet estimate"),
+            "{shadow}"
+        );
+        assert!(!shadow.contains("SCRAPES"), "only log policies: one table");
+        assert!(
+            shadow.lines().nth(1).unwrap().contains(" - "),
+            "no volume: {shadow}"
         );
     }
 

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use super::admin::Admin;
 use super::http::{ProtoJson, ProtoQuery, QueryParams, admin_routes, unknown_param};
 use super::{ApiError, State};
-use crate::classify::catalog::{KIND_LOG, KIND_METRIC};
+use crate::classify::catalog::{KIND_LOG, KIND_METRIC, KIND_SPAN};
 use crate::classify::{RunError, Trigger};
 
 /// A sample's body beyond this is refused: a log line is kilobytes.
@@ -81,18 +81,24 @@ impl Admin<'_> {
                 ),
             ));
         }
-        Ok(self
+        let service = req.service.trim();
+        let submitted = self
             .state
             .classifications
-            .submit_logs(req.service.trim(), &req.records)
-            .await?)
+            .submit_logs(service, &req.records)
+            .await?;
+        if submitted.accepted > 0 {
+            // Counted templates can raise (or clear) log issues.
+            self.state.analyst.events_changed(service);
+        }
+        Ok(submitted)
     }
 
     pub async fn list_event_types(
         &self,
         req: ListEventTypesRequest,
     ) -> Result<ListEventTypesResponse, ApiError> {
-        check_choice("kind", &req.kind, [KIND_METRIC, KIND_LOG])?;
+        check_choice("kind", &req.kind, [KIND_METRIC, KIND_LOG, KIND_SPAN])?;
         check_choice(
             "category",
             &req.category,

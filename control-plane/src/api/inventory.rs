@@ -19,6 +19,8 @@ use crate::store::now_ms;
 pub const MAX_FAMILIES: usize = 20_000;
 /// Log templates per report beyond this are refused, for the same reason.
 pub const MAX_LOG_TEMPLATES: usize = 20_000;
+/// Span patterns one report may carry (edges bound theirs far lower).
+pub const MAX_SPAN_PATTERNS: usize = 20_000;
 /// Encoded report bytes accepted on either transport.
 pub const MAX_REPORT_BYTES: usize = 64 * 1024 * 1024;
 
@@ -69,15 +71,28 @@ pub async fn report(state: &State, report: InventoryReport) -> Result<InventoryA
             ),
         ));
     }
-    // Log templates are counted once per report, whether or not it also
-    // carries a scrape's inventory.
-    if !report.log_templates.is_empty()
+    if report.span_patterns.len() > MAX_SPAN_PATTERNS {
+        return Err(ApiError::invalid(
+            "span_patterns",
+            format!(
+                "{} span patterns; at most {MAX_SPAN_PATTERNS}",
+                report.span_patterns.len()
+            ),
+        ));
+    }
+    // Log templates and span patterns are counted once per report, whether
+    // or not it also carries a scrape's inventory.
+    if (!report.log_templates.is_empty() || !report.span_patterns.is_empty())
         && state
             .classifications
             .record_report(&instance, &service, &report)
             .await?
     {
-        tracing::debug!(%instance, %service, templates = report.log_templates.len(), "log templates counted");
+        tracing::debug!(
+            %instance, %service, templates = report.log_templates.len(),
+            span_patterns = report.span_patterns.len(), "log templates and span patterns counted"
+        );
+        state.analyst.events_changed(&service);
     }
     if report.scrapes_inventoried == 0 {
         // No scrape was inventoried: it lists no families, and storing it

@@ -29,6 +29,13 @@ fn check_choice(field: &str, value: &str, allowed: &[&str]) -> Result<(), ApiErr
     ))
 }
 
+/// A `kind` filter names a detector, metric or log/trace (empty: any).
+fn check_kind(kind: &str) -> Result<(), ApiError> {
+    let mut kinds: Vec<&str> = crate::issues::detect::kind::ALL.to_vec();
+    kinds.extend(crate::issues::detect::events::kind::ALL);
+    check_choice("kind", kind, &kinds)
+}
+
 impl Admin<'_> {
     /// Issues matching the filters, with what a client needs to say why a
     /// list is empty: counts per status, usage sources, inventories.
@@ -37,6 +44,7 @@ impl Admin<'_> {
         req: ListIssuesRequest,
     ) -> Result<ListIssuesResponse, ApiError> {
         let statuses = parse_statuses(&req.status)?;
+        check_kind(&req.kind)?;
         let store = &self.state.store;
         let issues = store
             .list_issues_in(&req.service, &statuses, &req.kind)
@@ -47,14 +55,18 @@ impl Admin<'_> {
             .into_iter()
             .collect();
         let since = now_ms() - self.state.analyst.config().lookback_ms;
+        // Log templates and span patterns are an inventory too: a service
+        // whose edges report only those is analysed.
+        let last_inventory = store
+            .last_inventory_at()
+            .await?
+            .max(store.last_event_report_at().await?);
         Ok(ListIssuesResponse {
             issues,
             status_counts,
             usage_sources: store.count_usage_sources().await?,
-            last_inventory_unix_ms: store.last_inventory_at().await?.unwrap_or(0),
-            inventoried_services: store
-                .count_inventoried_services(since, &req.service)
-                .await?,
+            last_inventory_unix_ms: last_inventory.unwrap_or(0),
+            inventoried_services: store.count_analysable_services(since, &req.service).await?,
         })
     }
 
@@ -108,13 +120,22 @@ impl Admin<'_> {
                 current_revision: 0,
             });
         }
+        let event_issue = crate::issues::is_event_kind(&issue.kind);
         let no_policy = || ApiError::Aborted {
-            message: format!(
-                "issue {} has no recommended policy: dropping its series would remove data \
-                 that queries read or may read (see its summary for the lossless fix); nothing \
-                 to accept",
-                issue.id
-            ),
+            message: if event_issue {
+                format!(
+                    "issue {} has no recommended policy (see its summary for why); nothing to \
+                     accept",
+                    issue.id
+                )
+            } else {
+                format!(
+                    "issue {} has no recommended policy: dropping its series would remove data \
+                     that queries read or may read (see its summary for the lossless fix); \
+                     nothing to accept",
+                    issue.id
+                )
+            },
             current_revision: 0,
         };
         let mut recommended = issue.recommended.clone().ok_or_else(no_policy)?;
@@ -494,6 +515,19 @@ impl QueryParams for GetImpactRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kind_filter_knows_metric_and_event_detectors() {
+        assert!(check_kind("").is_ok());
+        assert!(check_kind("unused_metric").is_ok());
+        assert!(check_kind("health_check_logs").is_ok());
+        assert!(check_kind("sensitive_log_data").is_ok());
+        let err = check_kind("noise").unwrap_err().to_string();
+        assert!(
+            err.contains("debug_logs") && err.contains("unused_metric"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn statuses_take_all_one_or_a_list() {

@@ -53,7 +53,19 @@ pub struct AppState {
 impl AppState {
     /// Stores an edge's statistics, counting the outcome for `/metrics`.
     pub async fn store_stats(&self, batch: StatsBatch) -> Result<bool, IngestError> {
+        let volume_of = batch
+            .volume
+            .as_ref()
+            .filter(|v| {
+                let c = &v.counts;
+                c.log_records > 0 || c.spans > 0
+            })
+            .map(|v| v.instance_id.clone());
         let result = self.ingest.submit(batch).await;
+        if let (Ok(true), Some(instance)) = (&result, volume_of) {
+            // Log and span volume feeds the event detectors' estimates.
+            self.analyst.volume_reported(&instance);
+        }
         let fleet = &self.metrics.fleet;
         match result {
             Ok(true) => fleet.stats_reports_stored.fetch_add(1, Relaxed),

@@ -18,7 +18,7 @@ use tero_classify::{Chain, Classification};
 use tero_proto::controlplane::{
     Classification as StoredClassification, ClassificationRun, ClassificationStatus,
     EventType as StoredEvent, InventoryReport, ListEventTypesRequest, LogSample, LogTemplate,
-    ProviderUsage, SubmitLogsResponse, UnclassifiedEventType,
+    ProviderUsage, SpanPattern, SubmitLogsResponse, UnclassifiedEventType,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +77,9 @@ pub struct Classifications {
     interval: Option<Duration>,
     /// Latest run's unclassified event types, with reasons, for listings.
     last_unclassified: std::sync::Mutex<HashMap<String, String>>,
+    /// The id of the latest run this process finished, for whoever acts
+    /// on new classifications (the issue analyst).
+    runs: tokio::sync::watch::Sender<u64>,
 }
 
 impl Classifications {
@@ -93,7 +96,14 @@ impl Classifications {
             holder: format!("{}-{}", hex::encode(id), std::process::id()),
             interval,
             last_unclassified: Default::default(),
+            runs: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes whenever this process finishes a classification run (the
+    /// value is the run's id).
+    pub fn subscribe_runs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.runs.subscribe()
     }
 
     /// Classifier ids the cache answers for: the primary's and the
@@ -124,20 +134,27 @@ impl Classifications {
         })
     }
 
-    /// Counts the log templates of an edge's report once: `false` when this
-    /// report was counted before (a retry).
+    /// Counts the log templates and span patterns of an edge's report once:
+    /// `false` when this report was counted before (a retry) or carried
+    /// neither.
     pub async fn record_report(
         &self,
         instance: &str,
         service: &str,
         report: &InventoryReport,
     ) -> Result<bool, StoreError> {
-        if report.log_templates.is_empty() {
+        if report.log_templates.is_empty() && report.span_patterns.is_empty() {
             return Ok(false);
         }
         let receipt = (instance, report.session.as_str(), report.seq);
-        self.count_templates(service, &report.log_templates, Some(receipt), now_ms())
-            .await
+        self.count_events(
+            service,
+            &report.log_templates,
+            &report.span_patterns,
+            Some(receipt),
+            now_ms(),
+        )
+        .await
     }
 
     async fn count_templates(
@@ -147,11 +164,40 @@ impl Classifications {
         receipt: Option<(&str, &str, u64)>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        if templates.is_empty() {
+        self.count_events(service, templates, &[], receipt, now)
+            .await
+    }
+
+    /// Counts templates and span patterns in one transaction behind the
+    /// report's receipt (when it has one: an edge's report).
+    async fn count_events(
+        &self,
+        service: &str,
+        templates: &[LogTemplate],
+        spans: &[SpanPattern],
+        receipt: Option<(&str, &str, u64)>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        if templates.is_empty() && spans.is_empty() {
             return Ok(false);
         }
-        let known = self.store.log_event_types_with_aliases(service).await?;
-        let writes = catalog::template_writes(service, templates, &known);
+        let mut writes = Vec::new();
+        if !templates.is_empty() {
+            let known = self.store.log_event_types_with_aliases(service).await?;
+            writes.extend(catalog::template_writes(service, templates, &known));
+        }
+        if !spans.is_empty() {
+            let known = self
+                .store
+                .event_types_with_aliases(service, catalog::KIND_SPAN)
+                .await?;
+            writes.extend(catalog::span_writes(service, spans, &known));
+        }
+        if let Some((instance, _, _)) = receipt {
+            for write in &mut writes {
+                write.event.edges = vec![instance.to_owned()];
+            }
+        }
         let counted = self.store.apply_templates(receipt, &writes, now).await?;
         if counted {
             // Examples are looked up under the fingerprint a run sees: the
@@ -303,6 +349,7 @@ impl Classifications {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = output.unclassified.into_iter().collect();
         self.store.finish_classification_run(&run).await?;
+        self.runs.send_replace(run.id);
         tracing::info!(
             run = run.id,
             event_types = run.event_types,
@@ -323,7 +370,13 @@ impl Classifications {
     /// Event types with their valid classification (for this chain).
     pub async fn list(&self, req: &ListEventTypesRequest) -> Result<Vec<StoredEvent>, StoreError> {
         let events = self.store.event_types(&req.service, &req.kind).await?;
-        let cache = self.store.classifications().await?;
+        // One service's cache entries when the listing is of one service
+        // (the issue analyst asks per service).
+        let cache = if req.service.is_empty() {
+            self.store.classifications().await?
+        } else {
+            self.store.classifications_of_service(&req.service).await?
+        };
         let ids = self.chain_ids();
         let reasons = self
             .last_unclassified

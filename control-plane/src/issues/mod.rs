@@ -5,6 +5,8 @@
 //! ```text
 //! edge inventories ─▶ merge (per service) ─┐
 //! usage sources ─▶ usage index ────────────┴▶ detect ─▶ reconcile ─▶ issues
+//! classified log/span event types ─┐                          ▲
+//! edge volume (per service) ───────┴▶ detect::events ─────────┘
 //! accept ─▶ policy (labelled tero.issue_id) ─▶ edges ─▶ stats ─▶ impact ─▶ verified / flagged
 //! ```
 
@@ -17,7 +19,7 @@ pub mod window;
 
 use tero_proto::otel::{AnyValue, KeyValue, any_value::Value};
 
-pub use analyst::Analyst;
+pub use analyst::{Analyst, is_event_kind};
 
 /// Issue statuses (`Issue.status`).
 pub mod status {

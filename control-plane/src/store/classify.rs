@@ -3,9 +3,11 @@
 //!
 //! The classification table is the cache of control-plane.md §6.5: one row per
 //! (fingerprint, classifier version), valid while the event type's
-//! definition hash is the one it was classified under. Nothing of a log
-//! sample is stored here: event types keep the masked template only, and
-//! examples live in the memory of the process that received them.
+//! definition hash is the one it was classified under. Of log records and
+//! spans, event types keep the masked template, a few examples as the edge
+//! sent them (redacted there: values the recognisers flag never leave it),
+//! and counts of what was seen on them (attributes, sensitive values,
+//! duplicate fields), all bounded (see `catalog::absorb_observations`).
 
 use std::collections::HashMap;
 
@@ -14,6 +16,7 @@ use sqlx::Row;
 use tero_proto::controlplane::{Classification, ClassificationRun, EventType, ProviderUsage};
 
 use super::{Store, StoreError};
+use crate::classify::catalog::absorb_observations;
 
 /// How a write changes an event type's activity columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,8 +79,10 @@ impl Store {
         put_event_type(&self.pool, event, definition, activity, now).await
     }
 
-    /// Counts log templates: new ones are stored, known ones (and aliases)
-    /// add their activity. With a `receipt` (an edge report's instance,
+    /// Counts log templates and span patterns: new ones are stored, known
+    /// ones (and aliases) add their activity, and what the report saw on
+    /// their records (examples, attributes, sensitive values, duplicate
+    /// fields, the edge) merges into the canonical event type. With a `receipt` (an edge report's instance,
     /// session and seq), a report seen before changes nothing and `false`
     /// comes back; all of it is one transaction, so a report is counted
     /// exactly once even when the answer to the edge is lost.
@@ -104,19 +109,34 @@ impl Store {
             }
         }
         for write in writes {
+            // What the report saw on the records joins what is stored, in
+            // the transaction the receipt guards, so it is added once.
+            let target = write
+                .alias_of
+                .as_deref()
+                .unwrap_or(&write.event.fingerprint);
+            let stored = event_body(&mut *tx, target).await?;
             match &write.alias_of {
                 None => {
-                    put_event_type(
-                        &mut *tx,
-                        &write.event,
-                        &write.definition,
-                        Activity::Add,
-                        now,
-                    )
-                    .await?
+                    let mut event = write.event.clone();
+                    if let Some(mut stored) = stored {
+                        absorb_observations(&mut stored, &write.event);
+                        take_observations(&mut event, stored);
+                    } else {
+                        let mut fresh = EventType::default();
+                        absorb_observations(&mut fresh, &write.event);
+                        take_observations(&mut event, fresh);
+                    }
+                    put_event_type(&mut *tx, &event, &write.definition, Activity::Add, now).await?
                 }
                 Some(target) => {
-                    merge_event_type(&mut *tx, &write.event, target, now).await?;
+                    if let Some(mut stored) = stored {
+                        absorb_observations(&mut stored, &write.event);
+                        set_event_body(&mut *tx, target, &stored).await?;
+                    }
+                    let mut alias = write.event.clone();
+                    take_observations(&mut alias, EventType::default());
+                    merge_event_type(&mut *tx, &alias, target, now).await?;
                     let e = &write.event;
                     add_event_activity(
                         &mut *tx,
@@ -177,17 +197,75 @@ impl Store {
         rows.iter().map(decode_event_type).collect()
     }
 
+    /// Services with log or span event types active at or after `since`.
+    pub async fn event_services(&self, since: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT service FROM event_types WHERE merged_into = '' \
+             AND kind IN ('log', 'span') AND last_seen >= $1 ORDER BY service",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("service").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// How many services (the one of `service`, if given) have a recent
+    /// metric inventory or log/span event types active since `since`:
+    /// what the analyst can analyse.
+    pub async fn count_analysable_services(
+        &self,
+        since: i64,
+        service: &str,
+    ) -> Result<u32, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (\
+               SELECT service FROM inventory_reports WHERE window_end > $1 \
+                 AND ($2 = '' OR service = $2) \
+               UNION \
+               SELECT service FROM event_types WHERE merged_into = '' \
+                 AND kind IN ('log', 'span') AND last_seen >= $1 AND ($2 = '' OR service = $2)\
+             ) AS analysable",
+        )
+        .bind(since)
+        .bind(service)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// When an edge report carrying log templates or span patterns was
+    /// last counted; `None` when none was (or its receipt was pruned).
+    pub async fn last_event_report_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MAX(received_at) FROM log_reports")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// A service's log event types, aliases included, for recognising the
     /// templates a report names.
     pub async fn log_event_types_with_aliases(
         &self,
         service: &str,
     ) -> Result<Vec<StoredEventType>, StoreError> {
+        self.event_types_with_aliases(service, "log").await
+    }
+
+    /// A service's event types of `kind`, aliases included.
+    pub async fn event_types_with_aliases(
+        &self,
+        service: &str,
+        kind: &str,
+    ) -> Result<Vec<StoredEventType>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM event_types WHERE service = $1 AND kind = 'log' \
+            "SELECT {EVENT_COLUMNS} FROM event_types WHERE service = $1 AND kind = $2 \
              ORDER BY fingerprint"
         ))
         .bind(service)
+        .bind(kind)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_event_type).collect()
@@ -230,22 +308,25 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let mut out: HashMap<String, Vec<StoredClassification>> = HashMap::new();
-        for row in rows {
-            let body: Vec<u8> = row.try_get("body")?;
-            let classification = Classification::decode(body.as_slice())
-                .map_err(|e| StoreError::corrupt("classification", e))?;
-            let fingerprint: String = row.try_get("fingerprint")?;
-            out.entry(fingerprint.clone())
-                .or_default()
-                .push(StoredClassification {
-                    fingerprint,
-                    classifier: row.try_get("classifier")?,
-                    definition: row.try_get("definition")?,
-                    classification,
-                });
-        }
-        Ok(out)
+        decode_classifications(rows)
+    }
+
+    /// The cached classifications of one service's event types, by
+    /// fingerprint, newest first (what the issue analyst reads per service,
+    /// without loading every service's).
+    pub async fn classifications_of_service(
+        &self,
+        service: &str,
+    ) -> Result<HashMap<String, Vec<StoredClassification>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.fingerprint, c.classifier, c.definition, c.body FROM classifications c \
+             JOIN event_types e ON e.fingerprint = c.fingerprint WHERE e.service = $1 \
+             ORDER BY c.classified_at DESC, c.classifier",
+        )
+        .bind(service)
+        .fetch_all(&self.pool)
+        .await?;
+        decode_classifications(rows)
     }
 
     /// Starts a run record and returns its id.
@@ -371,7 +452,7 @@ impl Store {
     }
 }
 
-/// One log template to count; see [`Store::apply_templates`].
+/// One log template or span pattern to count; see [`Store::apply_templates`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct TemplateWrite {
     /// Fingerprint, text, severity and this report's activity.
@@ -434,6 +515,54 @@ async fn put_event_type<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     Ok(())
 }
 
+/// The stored body of event type `fingerprint` (without its activity).
+async fn event_body<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    fingerprint: &str,
+) -> Result<Option<EventType>, StoreError> {
+    let row = sqlx::query("SELECT body FROM event_types WHERE fingerprint = $1")
+        .bind(fingerprint)
+        .fetch_optional(executor)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let body: Vec<u8> = row.try_get("body")?;
+    EventType::decode(body.as_slice())
+        .map(Some)
+        .map_err(|e| StoreError::corrupt("event type", e))
+}
+
+/// Replaces the body of event type `fingerprint`, activity untouched.
+async fn set_event_body<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    fingerprint: &str,
+    event: &EventType,
+) -> Result<(), StoreError> {
+    let mut body = event.clone();
+    body.classification = None;
+    body.unclassified_reason.clear();
+    body.count = 0;
+    body.bytes = 0;
+    body.first_seen_unix_ms = 0;
+    body.last_seen_unix_ms = 0;
+    sqlx::query("UPDATE event_types SET body = $2 WHERE fingerprint = $1")
+        .bind(fingerprint)
+        .bind(body.encode_to_vec())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// Moves the accumulated observations of `from` into `into`, leaving the
+/// rest of `into` (name, severity, activity) as it is.
+fn take_observations(into: &mut EventType, from: EventType) {
+    into.examples = from.examples;
+    into.attributes = from.attributes;
+    into.sensitive = from.sensitive;
+    into.duplicate_fields = from.duplicate_fields;
+    into.edges = from.edges;
+    into.errors = from.errors;
+}
+
 /// Adds log activity to the event type `fingerprint` if it exists.
 async fn add_event_activity<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
@@ -491,6 +620,27 @@ async fn merge_event_type<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     .execute(executor)
     .await?;
     Ok(())
+}
+
+fn decode_classifications(
+    rows: Vec<sqlx::any::AnyRow>,
+) -> Result<HashMap<String, Vec<StoredClassification>>, StoreError> {
+    let mut out: HashMap<String, Vec<StoredClassification>> = HashMap::new();
+    for row in rows {
+        let body: Vec<u8> = row.try_get("body")?;
+        let classification = Classification::decode(body.as_slice())
+            .map_err(|e| StoreError::corrupt("classification", e))?;
+        let fingerprint: String = row.try_get("fingerprint")?;
+        out.entry(fingerprint.clone())
+            .or_default()
+            .push(StoredClassification {
+                fingerprint,
+                classifier: row.try_get("classifier")?,
+                definition: row.try_get("definition")?,
+                classification,
+            });
+    }
+    Ok(out)
 }
 
 /// BIGINT columns hold at most `i64::MAX`.

@@ -24,6 +24,10 @@ pub async fn app_state(store: &Store, admin_token: &str) -> State {
     let shutdown = CancellationToken::new();
     tokio::spawn(feed.clone().run(shutdown.clone()));
     let (ingest, _task) = Ingest::start(store.clone(), shutdown.clone());
+    let analyst = Analyst::new(store.clone(), IssueConfig::default());
+    let classifications =
+        Classifications::new(store.clone(), Chain::new(Box::new(Embedded::new())), None);
+    analyst.set_classifications(Arc::clone(&classifications));
     Arc::new(AppState {
         auth: Arc::new(Authenticator::new(admin_token, store.clone())),
         runtime: Runtime::new("test".into(), store.clone(), 30, 15),
@@ -34,12 +38,8 @@ pub async fn app_state(store: &Store, admin_token: &str) -> State {
         stream_slots: Arc::new(Semaphore::new(16)),
         max_streams: 16,
         metrics: Metrics::default(),
-        analyst: Analyst::new(store.clone(), IssueConfig::default()),
-        classifications: Classifications::new(
-            store.clone(),
-            Chain::new(Box::new(Embedded::new())),
-            None,
-        ),
+        analyst,
+        classifications,
         shutdown,
     })
 }
