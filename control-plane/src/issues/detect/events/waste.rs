@@ -1,0 +1,319 @@
+//! Log event types the classifier calls waste (or mixed): drop or sample
+//! the records of the template.
+//!
+//! What to keep:
+//!
+//! - health checks, bot and synthetic traffic, duplicates: `none`; the
+//!   records say nothing the service's metrics and its other logs do not.
+//! - debug noise at a debug level (`DEBUG`, `TRACE`, …): `none`, which is
+//!   what running the service at INFO would do.
+//! - debug noise at another level, or none (the classifier read the
+//!   content, the application did not mark it): the application may count
+//!   on seeing it, so some stays. From [`RATE_LIMIT_FROM_PER_EDGE`] records
+//!   a second per edge on average (a flood, or floods in bursts) a rate
+//!   limit of `1/s`, which caps the output whatever the flood; below it a
+//!   `10%` sample, which keeps the shape of a steady stream.
+//! - `mixed` (some records matter): a `10%` sample, never a drop.
+
+use tero_proto::controlplane::{Classification, EventType};
+
+use super::super::{Finding, domain};
+use super::estimate::{self, Removal, Signal};
+use super::matcher;
+use super::recommend::Recommendation;
+use super::{
+    Candidate, ClassifiedEvent, Ctx, cost_severity, event_evidence, kind, no_policy, short,
+    volume_clause,
+};
+
+/// Average records a second per edge from which debug noise that is not at
+/// a debug level is rate-limited rather than sampled.
+pub const RATE_LIMIT_FROM_PER_EDGE: f64 = 10.0;
+/// The rate limit kept of such floods, per edge.
+const RATE_LIMIT: &str = "1/s";
+const RATE_LIMIT_PER_SECOND: f64 = 1.0;
+/// The sample kept of steady debug noise and of mixed event types.
+const SAMPLE: &str = "10%";
+const SAMPLE_KEPT: f64 = 0.10;
+
+/// What the finding is called, given the classification.
+fn kind_of(c: &Classification) -> Option<&'static str> {
+    match (c.verdict.as_str(), c.category.as_str()) {
+        ("waste", "debug_noise") => Some(kind::DEBUG_LOGS),
+        ("waste", "health_check") => Some(kind::HEALTH_CHECK_LOGS),
+        ("waste", "synthetic_test") => Some(kind::SYNTHETIC_LOGS),
+        ("waste", "bot_traffic") => Some(kind::BOT_LOGS),
+        ("waste", "duplicate") => Some(kind::DUPLICATE_LOGS),
+        ("mixed", _) => Some(kind::NOISY_LOGS),
+        _ => None,
+    }
+}
+
+/// Lower is more certain (see [`super::settle`]).
+fn rank(kind: &str) -> u8 {
+    match kind {
+        kind::HEALTH_CHECK_LOGS => 0,
+        kind::BOT_LOGS => 1,
+        kind::SYNTHETIC_LOGS => 2,
+        kind::DUPLICATE_LOGS => 3,
+        kind::DEBUG_LOGS => 4,
+        _ => 5,
+    }
+}
+
+/// Whether a severity text names a debug level.
+pub fn debug_level(severity: &str) -> bool {
+    let s = severity.trim().to_ascii_lowercase();
+    ["debug", "trace", "dbg", "trc", "verbose", "fine"]
+        .iter()
+        .any(|p| s.starts_with(p))
+}
+
+/// The keep for `kind` and why, given the event type's rate per edge.
+fn choose_keep(kind: &str, event: &EventType, per_edge_per_second: f64, edges: u32) -> Keep {
+    match kind {
+        kind::NOISY_LOGS => Keep {
+            keep: SAMPLE,
+            removal: Removal::Fraction(1.0 - SAMPLE_KEPT),
+            why: "The classifier judged its records of mixed value, so the policy keeps a 10% \
+                  sample rather than dropping them."
+                .into(),
+        },
+        kind::DEBUG_LOGS if debug_level(&event.severity) => Keep {
+            keep: "none",
+            removal: Removal::All,
+            why: format!(
+                "Its records are logged at {}, so the policy drops them, as running the \
+                 service at INFO would.",
+                event.severity
+            ),
+        },
+        kind::DEBUG_LOGS if per_edge_per_second >= RATE_LIMIT_FROM_PER_EDGE => Keep {
+            keep: RATE_LIMIT,
+            removal: Removal::Rate {
+                per_second: RATE_LIMIT_PER_SECOND,
+                edges,
+            },
+            why: format!(
+                "It reads as debug output but is not logged at a debug level, and it comes at \
+                 about {per_edge_per_second:.0} records a second per edge (at least \
+                 {RATE_LIMIT_FROM_PER_EDGE:.0}): the policy keeps at most 1 a second per edge, \
+                 which caps floods and bursts whatever their size while showing it still \
+                 happens."
+            ),
+        },
+        kind::DEBUG_LOGS => Keep {
+            keep: SAMPLE,
+            removal: Removal::Fraction(1.0 - SAMPLE_KEPT),
+            why: format!(
+                "It reads as debug output but is not logged at a debug level, and it comes \
+                 steadily at about {per_edge_per_second:.2} records a second per edge (below \
+                 {RATE_LIMIT_FROM_PER_EDGE:.0}): the policy keeps a 10% sample, which keeps \
+                 its shape over time."
+            ),
+        },
+        _ => Keep {
+            keep: "none",
+            removal: Removal::All,
+            why: "The policy drops its records.".into(),
+        },
+    }
+}
+
+struct Keep {
+    keep: &'static str,
+    removal: Removal,
+    why: String,
+}
+
+fn title(kind: &str, service: &str, template: &str) -> String {
+    let what = match kind {
+        kind::DEBUG_LOGS => "Debug logs",
+        kind::HEALTH_CHECK_LOGS => "Health-check logs",
+        kind::SYNTHETIC_LOGS => "Synthetic-traffic logs",
+        kind::BOT_LOGS => "Bot-traffic logs",
+        kind::DUPLICATE_LOGS => "Duplicate logs",
+        _ => "Noisy logs",
+    };
+    format!("{what} in {service}: `{}`", short(template))
+}
+
+pub(super) fn detect(ctx: &Ctx, event: &ClassifiedEvent) -> Option<Candidate> {
+    let c = ctx.confident(event)?;
+    let kind = kind_of(c)?;
+    let volume = ctx.volume(event, Signal::Log)?;
+    let e = &event.event;
+    let edges = ctx
+        .inventory
+        .volume
+        .edges_reporting
+        .max(e.edges.len() as u32)
+        .max(1);
+    let per_edge = volume.records_per_day / 86_400.0 / f64::from(edges);
+    let keep = choose_keep(kind, e, per_edge, edges);
+    let estimate = estimate::estimate(volume, keep.removal, 0.0, ctx.prices);
+    let severity = cost_severity(ctx, estimate.cost_per_month);
+    let others = ctx.others(event, Signal::Log);
+    let matched = matcher::log_match(e, &others);
+
+    let mut summary = format!(
+        "{} classified `{}` as {} (verdict {}, confidence {:.2}): {}. It is {} \
+         ({:.1}% of the service's log records).",
+        if c.classifier.is_empty() {
+            "The classifier"
+        } else {
+            c.classifier.as_str()
+        },
+        short(&e.name),
+        c.category,
+        c.verdict,
+        c.confidence,
+        c.rationale.trim_end_matches('.'),
+        volume_clause(
+            estimate::round(volume.records_per_day),
+            estimate::round(volume.bytes_per_day),
+            estimate::cost_per_month(estimate::round(volume.bytes_per_day), ctx.prices)
+        ),
+        volume.share * 100.0,
+    );
+    let mut evidence = event_evidence(event, &volume, e.name.clone());
+    let recommended = match &matched {
+        Ok(m) => {
+            summary.push_str(&format!(
+                " {} The policy (keep `{}`) matches {}; it removes {} records/day.",
+                keep.why, keep.keep, m.described, estimate.records_per_day
+            ));
+            evidence.notes.push(format!("matcher: {}", m.described));
+            let rec = Recommendation {
+                kind,
+                service: ctx.service(),
+                subject: &e.fingerprint,
+                name: format!("{} `{}` ({})", verb(keep.keep), short(&e.name), c.category),
+                why: keep.why.clone(),
+            };
+            Some(rec.log(m.matchers.clone(), keep.keep, None))
+        }
+        Err(why) => {
+            summary.push_str(&format!(" {}", keep.why));
+            summary.push_str(&no_policy(&format!(
+                "no matcher could be checked to select exactly these records ({why})"
+            )));
+            None
+        }
+    };
+    evidence.notes.push(format!(
+        "volume: {:.2}% of the service's sampled log records ({} of {}){}",
+        volume.share * 100.0,
+        e.count,
+        ctx.log_totals.count,
+        if ctx.inventory.volume.log_records_per_day > 0.0 {
+            " applied to the log volume its edges reported".to_owned()
+        } else {
+            ", no edge reported volume: the sample's own rate stands in".to_owned()
+        }
+    ));
+    let finding = Finding {
+        kind,
+        domain: if kind == kind::NOISY_LOGS {
+            domain::SIGNAL_QUALITY
+        } else {
+            domain::COST
+        },
+        severity: severity.as_str(),
+        title: title(kind, ctx.service(), &e.name),
+        summary,
+        service: ctx.service().to_owned(),
+        subject: e.fingerprint.clone(),
+        evidence,
+        provenance: ctx.provenance(
+            kind,
+            vec![format!(
+                "debug_rate_limit_from_per_edge_per_second={RATE_LIMIT_FROM_PER_EDGE}"
+            )],
+            Some((c, event.run_id)),
+            super::sorted_unique(e.edges.iter().cloned()),
+        ),
+        estimate,
+        recommended,
+        absorbed: Vec::new(),
+    };
+    Some(Candidate {
+        finding,
+        rank: rank(kind),
+    })
+}
+
+fn verb(keep: &str) -> &'static str {
+    match keep {
+        "none" => "Drop",
+        RATE_LIMIT => "Rate-limit",
+        _ => "Sample",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_levels() {
+        for s in ["DEBUG", "debug", "Trace", "DEBUG2", "dbg", "VERBOSE"] {
+            assert!(debug_level(s), "{s}");
+        }
+        for s in ["INFO", "", "WARN", "error", "notice"] {
+            assert!(!debug_level(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn the_keep_follows_the_documented_rule() {
+        let at = |severity: &str| EventType {
+            severity: severity.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            choose_keep(kind::DEBUG_LOGS, &at("DEBUG"), 500.0, 2).keep,
+            "none"
+        );
+        assert_eq!(
+            choose_keep(kind::DEBUG_LOGS, &at("INFO"), 10.0, 2).keep,
+            "1/s"
+        );
+        assert_eq!(
+            choose_keep(kind::DEBUG_LOGS, &at("INFO"), 9.99, 2).keep,
+            "10%"
+        );
+        assert_eq!(choose_keep(kind::DEBUG_LOGS, &at(""), 0.1, 2).keep, "10%");
+        // Mixed never drops, whatever the level or the rate.
+        for (sev, rate) in [("DEBUG", 500.0), ("INFO", 0.1)] {
+            let k = choose_keep(kind::NOISY_LOGS, &at(sev), rate, 1);
+            assert_eq!(k.keep, "10%");
+            assert!(!matches!(k.removal, Removal::All));
+        }
+        for kind in [
+            kind::HEALTH_CHECK_LOGS,
+            kind::BOT_LOGS,
+            kind::SYNTHETIC_LOGS,
+            kind::DUPLICATE_LOGS,
+        ] {
+            assert_eq!(choose_keep(kind, &at("INFO"), 1.0, 1).keep, "none");
+        }
+    }
+
+    #[test]
+    fn only_waste_and_mixed_raise_findings() {
+        let c = |verdict: &str, category: &str| Classification {
+            verdict: verdict.into(),
+            category: category.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            kind_of(&c("waste", "health_check")),
+            Some(kind::HEALTH_CHECK_LOGS)
+        );
+        assert_eq!(kind_of(&c("mixed", "debug_noise")), Some(kind::NOISY_LOGS));
+        assert_eq!(kind_of(&c("keep", "debug_noise")), None);
+        assert_eq!(kind_of(&c("unknown", "unknown")), None);
+        assert_eq!(kind_of(&c("waste", "business_event")), None);
+    }
+}
