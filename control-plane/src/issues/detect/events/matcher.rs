@@ -12,9 +12,10 @@
 //! placeholders redaction leaves in stored examples (what the check sees):
 //! `<num>` accepts `12ms` and `<card>`, `<ip>` accepts `10.0.0.1:80` and
 //! `<ip>:80`. Typed placeholders have bounded shapes (a UUID is 36
-//! characters, a number at most 64); `<*>` and `<redacted>` accept any
-//! token, a quoted one included, or within quotes any text up to the
-//! closing quote. A 128-token template ends in a `<*>` that stands for the
+//! characters, a number at most 48 and a unit), cheap enough that a full
+//! 128-token line of them stays within the engine's regex budget; `<*>`
+//! and `<redacted>` accept any token, a quoted one included, or within
+//! quotes any text up to the closing quote. A 128-token template ends in a `<*>` that stands for the
 //! rest of the line, which becomes `(?s:.*)`. RE2 (and the sdk's engine)
 //! match in linear time, so no pattern can be made slow by its input.
 //!
@@ -65,11 +66,11 @@ const ANY_QUOTED: &str = r#"(?:[^"\\]|\\.)"#;
 /// The raw shape of each typed placeholder of `tero_sdk::templates`.
 fn raw_shape(placeholder: &str) -> Option<&'static str> {
     Some(match placeholder {
-        "<num>" => r"[-+]?\.?[0-9](?:[0-9A-Za-z.%+-]|µ){0,63}",
+        "<num>" => r"[-+]?\.?[0-9][0-9A-Za-z.%+-]{0,47}(?:µs)?",
         "<hex>" => r"(?:0[xX])?[0-9A-Fa-f]+",
         "<uuid>" => r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}",
         "<ip>" => r"[0-9A-Fa-f:.\[\]/%]{2,64}",
-        "<email>" => r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,255}",
+        "<email>" => r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]+",
         "<ts>" => r"[0-9][0-9A-Za-z:./,+_-]{0,63}",
         "<b64>" | "<jwt>" => r"[A-Za-z0-9+/=_.-]+",
         "<card>" => r"[0-9][0-9 -]{11,36}[0-9]",
@@ -322,6 +323,12 @@ pub fn own_body_regex(event: &EventType) -> Result<(BodyRegex, Probe), String> {
             .then_some(probe)
     };
     if !event.examples.iter().any(|e| is_cut(e)) {
+        if Probe::body(&full.pattern).is_none() {
+            return Err(format!(
+                "the regex built from the template `{}` is more than the policy engine accepts",
+                event.name
+            ));
+        }
         return match all_match(&full) {
             Some(probe) => Ok((full, probe)),
             None => Err(format!(
@@ -741,6 +748,32 @@ mod tests {
         api.attributes[0].more_values = true;
         let err = log_match(&probe, &[&api]).unwrap_err();
         assert!(err.contains("also matches example records"), "{err}");
+    }
+
+    #[test]
+    fn the_largest_templates_stay_within_the_engine_budget() {
+        // A full line of one placeholder, as `key=<p>` tokens.
+        for (p, value) in [
+            ("<num>", "12.5ms"),
+            ("<email>", "a@b.example"),
+            ("<ip>", "10.0.0.1:80"),
+            ("<ts>", "2026-01-01T00:00:00Z"),
+            ("<uuid>", "550e8400-e29b-41d4-a716-446655440000"),
+            ("<hex>", "0xdeadbeef"),
+            ("<b64>", "QUJDREVGR0hJSktMTU5PUA=="),
+            ("<*>", "anything"),
+            ("<redacted>", "hunter2"),
+        ] {
+            let event = EventType {
+                name: vec![format!("k={p}"); MAX_TOKENS].join(" "),
+                count: 1,
+                examples: vec![vec![format!("k={value}"); MAX_TOKENS].join(" ")],
+                ..Default::default()
+            };
+            if let Err(why) = own_body_regex(&event) {
+                panic!("{p}: {why}");
+            }
+        }
     }
 
     #[test]

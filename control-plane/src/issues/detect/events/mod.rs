@@ -16,7 +16,10 @@
 //! | `duplicated_log_fields` | cost | two attributes carry the same value | keep all, `remove` the duplicate |
 //!
 //! Classifications below `min_confidence`, verdicts `keep` and `unknown`,
-//! and event types without measurable volume raise nothing. Waste findings
+//! and event types without measurable volume raise nothing. Span patterns
+//! raise only the three waste kinds above: a trace policy can sample but
+//! not transform, and a `mixed` or `debug_noise` span is better fixed in
+//! the instrumentation than sampled blindly. Waste findings
 //! are keyed by the event type's fingerprint, field findings by the field
 //! (`body`, `attribute:<key>`). Matchers are checked against the stored
 //! examples before they are recommended ([`matcher`]); when none passes, the
