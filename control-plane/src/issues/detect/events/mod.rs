@@ -174,12 +174,15 @@ impl<'a> Ctx<'a> {
         let mut sorted: Vec<&ClassifiedEvent> = inventory.events.iter().collect();
         sorted.sort_by(|a, b| {
             a.event
-                .fingerprint
-                .cmp(&b.event.fingerprint)
+                .kind
+                .cmp(&b.event.kind)
+                .then_with(|| a.event.fingerprint.cmp(&b.event.fingerprint))
                 .then_with(|| b.event.count.cmp(&a.event.count))
                 .then_with(|| a.event.name.cmp(&b.event.name))
         });
-        sorted.dedup_by(|b, a| a.event.fingerprint == b.event.fingerprint);
+        sorted.dedup_by(|b, a| {
+            a.event.kind == b.event.kind && a.event.fingerprint == b.event.fingerprint
+        });
         let mut ctx = Ctx {
             inventory,
             events,

@@ -831,3 +831,45 @@ fn findings_recommending_one_change_are_folded() {
     assert_eq!(kinds(&settled), [("health_check_logs", "b")]);
     assert_eq!(settled[0].absorbed, [(kind::DEBUG_LOGS, "a".to_owned())]);
 }
+
+#[test]
+fn field_findings_do_not_depend_on_input_order_either() {
+    let mut inv = service();
+    for (i, e) in inv.events.iter_mut().enumerate() {
+        if e.event.kind != "log" {
+            continue;
+        }
+        e.event.sensitive = vec![
+            sensitive(
+                "email",
+                "attribute:message",
+                10 + i as u64,
+                &format!("x{i} <email>"),
+            ),
+            sensitive("jwt", "body", 5, "token <jwt>"),
+        ];
+        e.event.duplicate_fields = vec![DuplicateField {
+            keep: "attribute:user_id".into(),
+            duplicate: "attribute:userId".into(),
+            records: 5,
+            bytes: 50,
+        }];
+    }
+    let forward = run(&inv);
+    assert!(
+        forward
+            .iter()
+            .any(|f| f.kind == kind::SENSITIVE_LOG_DATA && f.subject == "attribute:message")
+    );
+    assert!(
+        forward
+            .iter()
+            .any(|f| f.kind == kind::DUPLICATED_LOG_FIELDS)
+    );
+    let mut reversed = inv.clone();
+    reversed.events.reverse();
+    for e in &mut reversed.events {
+        e.event.sensitive.reverse();
+    }
+    assert_eq!(forward, run(&reversed));
+}

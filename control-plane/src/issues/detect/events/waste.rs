@@ -5,8 +5,9 @@
 //!
 //! - health checks, bot and synthetic traffic, duplicates: `none`; the
 //!   records say nothing the service's metrics and its other logs do not.
-//! - debug noise at a debug level (`DEBUG`, `TRACE`, …): `none`, which is
-//!   what running the service at INFO would do.
+//! - debug noise at a debug level (severity `DEBUG`, `TRACE`, …, or every
+//!   example tagged so in plain text: `[DEBUG]`, `level=debug`, `<7>`):
+//!   `none`, which is what running the service at INFO would do.
 //! - debug noise at another level, or none (the classifier read the
 //!   content, the application did not mark it): the application may count
 //!   on seeing it, so some stays. From [`RATE_LIMIT_FROM_PER_EDGE`] records
@@ -69,6 +70,44 @@ pub fn debug_level(severity: &str) -> bool {
         .any(|p| s.starts_with(p))
 }
 
+/// Whether a log line carries a debug-level tag in its first tokens, as
+/// plain-text formats write it: `DEBUG …`, `[DEBUG]`, `level=debug`,
+/// `"level":"debug"`, a syslog priority `<7>` (any facility), a glog/klog
+/// `D1201` prefix. A bare lower-case word is not a tag (`trace exported`).
+pub fn debug_tagged(line: &str) -> bool {
+    line.split_whitespace().take(3).any(|token| {
+        let structured = token.contains(['=', ':', '[', '<', '{']);
+        if let Some(priority) = token
+            .strip_prefix('<')
+            .and_then(|t| t.split_once('>'))
+            .and_then(|(n, _)| n.parse::<u32>().ok())
+        {
+            return priority % 8 == 7;
+        }
+        if token.len() == 5
+            && token.starts_with('D')
+            && token[1..].bytes().all(|b| b.is_ascii_digit())
+        {
+            return true;
+        }
+        token
+            .split([
+                '=', ':', '"', '\'', '[', ']', '(', ')', '{', '}', '<', '>', ',',
+            ])
+            .any(|part| {
+                let upper = !part.is_empty() && part.bytes().all(|b| b.is_ascii_uppercase());
+                (upper || structured) && debug_level(part) && part.len() <= 7
+            })
+    })
+}
+
+/// Whether the event type is logged at a debug level: its severity says
+/// so, or every example line carries a debug tag.
+fn at_debug_level(event: &EventType) -> bool {
+    debug_level(&event.severity)
+        || (!event.examples.is_empty() && event.examples.iter().all(|e| debug_tagged(e)))
+}
+
 /// The keep for `kind` and why, given the event type's rate per edge.
 fn choose_keep(kind: &str, event: &EventType, per_edge_per_second: f64, edges: u32) -> Keep {
     match kind {
@@ -79,13 +118,17 @@ fn choose_keep(kind: &str, event: &EventType, per_edge_per_second: f64, edges: u
                   sample rather than dropping them."
                 .into(),
         },
-        kind::DEBUG_LOGS if debug_level(&event.severity) => Keep {
+        kind::DEBUG_LOGS if at_debug_level(event) => Keep {
             keep: "none",
             removal: Removal::All,
             why: format!(
-                "Its records are logged at {}, so the policy drops them, as running the \
-                 service at INFO would.",
-                event.severity
+                "Its records are logged at a debug level ({}), so the policy drops them, as \
+                 running the service at INFO would.",
+                if debug_level(&event.severity) {
+                    format!("severity {}", event.severity)
+                } else {
+                    "tagged in the line".to_owned()
+                }
             ),
         },
         kind::DEBUG_LOGS if per_edge_per_second >= RATE_LIMIT_FROM_PER_EDGE => Keep {
@@ -263,6 +306,38 @@ mod tests {
         for s in ["INFO", "", "WARN", "error", "notice"] {
             assert!(!debug_level(s), "{s}");
         }
+    }
+
+    #[test]
+    fn debug_tags_in_plain_text() {
+        for line in [
+            "DEBUG cache miss",
+            "2026-01-01T00:00:00Z DEBUG cache miss",
+            "level=debug msg=x",
+            "[DEBUG] x",
+            "[main] TRACE x",
+            r#"{"level":"debug","msg":"x"}"#,
+            "<7>Jan 1 x",
+            "<15>Jan 1 x",
+            "D1201 12:00:00.000000 1 x.go:1] x",
+        ] {
+            assert!(debug_tagged(line), "{line}");
+        }
+        for line in [
+            "trace exported to collector",
+            "INFO debug endpoint enabled later in the line",
+            "<6>Jan 1 x",
+            "Done 1201 items",
+            "DEBUGGING is fun",
+        ] {
+            assert!(!debug_tagged(line), "{line}");
+        }
+        let tagged = EventType {
+            severity: "INFO".into(),
+            examples: vec!["DEBUG a".into(), "DEBUG b".into()],
+            ..Default::default()
+        };
+        assert_eq!(choose_keep(kind::DEBUG_LOGS, &tagged, 0.1, 1).keep, "none");
     }
 
     #[test]
