@@ -116,7 +116,8 @@ pub struct BodyRegex {
 /// The anchored pattern of `template`, or of its first `prefix` tokens
 /// (followed by a token boundary) when given.
 pub fn body_regex(template: &str, prefix: Option<usize>) -> BodyRegex {
-    let template = template.trim();
+    // The tokenizer splits on ASCII whitespace only; other spaces are text.
+    let template = template.trim_matches(|c: char| c.is_ascii_whitespace());
     let json = template.starts_with('{');
     let template_tokens = count_tokens(template);
     let limit = prefix.unwrap_or(usize::MAX).min(template_tokens);
@@ -129,8 +130,11 @@ pub fn body_regex(template: &str, prefix: Option<usize>) -> BodyRegex {
     let mut rest = template;
     let mut complete = true;
     while let Some(c) = rest.chars().next() {
-        if c.is_whitespace() {
-            let run = rest.len() - rest.trim_start().len();
+        if c.is_ascii_whitespace() {
+            let run = rest.len()
+                - rest
+                    .trim_start_matches(|c: char| c.is_ascii_whitespace())
+                    .len();
             if !in_quote {
                 if prefix.is_some() && tokens == limit {
                     complete = false;
@@ -210,7 +214,7 @@ fn count_tokens(template: &str) -> usize {
         if c == '"' && !escaped(template, i) {
             in_quote = !in_quote;
         }
-        let space = c.is_whitespace() && !in_quote;
+        let space = c.is_ascii_whitespace() && !in_quote;
         if space && !prev_space {
             tokens += 1;
         }
@@ -566,6 +570,11 @@ mod tests {
         assert!(!matches(&r.pattern, "GET /a.b?x=1 (ok) [x] $5 ^ more"));
         assert_eq!(r.tokens, 6);
         assert_eq!(r.literal_letters, 9);
+        // Only ASCII whitespace separates tokens, as in the tokenizer.
+        let r = body_regex("café\u{a0}au lait", None);
+        assert_eq!(r.tokens, 2);
+        assert!(matches(&r.pattern, "café\u{a0}au  lait"));
+        assert!(!matches(&r.pattern, "café au lait"));
     }
 
     #[test]

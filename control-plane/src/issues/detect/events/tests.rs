@@ -359,7 +359,8 @@ type Stream = (
 /// examples the edges would store, then the policies on the raw lines.
 #[test]
 fn policies_built_from_mined_templates_drop_the_raw_lines_they_stand_for() {
-    let streams: [Stream; 4] = [
+    let names = ["alice", "bob", "carol", "dave"];
+    let streams: [Stream; 5] = [
         (
             "probe",
             (0..40)
@@ -378,6 +379,19 @@ fn policies_built_from_mined_templates_drop_the_raw_lines_they_stand_for() {
             "debug",
             (0..40)
                 .map(|i| format!("2026-01-01T00:00:{:02}Z DEBUG cache miss for key user:{i} took {}ms", i % 60, i * 3))
+                .collect(),
+            Some(("waste", "debug_noise")),
+        ),
+        (
+            "logfmt",
+            (0..40)
+                .map(|i| {
+                    format!(
+                        "level=debug took={}ms msg=\"cache lookup for user {}\"",
+                        i,
+                        names[i % 4]
+                    )
+                })
                 .collect(),
             Some(("waste", "debug_noise")),
         ),
@@ -424,13 +438,13 @@ fn policies_built_from_mined_templates_drop_the_raw_lines_they_stand_for() {
     }
     assert_eq!(
         events.len(),
-        4,
+        5,
         "{:?}",
         miner.templates().map(|t| &t.text).collect::<Vec<_>>()
     );
     let inv = inventory(events);
     let findings = run(&inv);
-    assert_eq!(findings.len(), 2, "{:?}", kinds(&findings));
+    assert_eq!(findings.len(), 3, "{:?}", kinds(&findings));
     let requests: Vec<_> = findings
         .iter()
         .map(|f| {
@@ -444,7 +458,7 @@ fn policies_built_from_mined_templates_drop_the_raw_lines_they_stand_for() {
         for l in lines {
             let d = engine.evaluate_log(&mut Record::new(l));
             match *name {
-                "probe" | "debug" => assert_eq!(d, Decision::Drop, "{l}"),
+                "probe" | "debug" | "logfmt" => assert_eq!(d, Decision::Drop, "{l}"),
                 _ => assert_eq!(d, Decision::NoMatch, "{l}"),
             }
         }
