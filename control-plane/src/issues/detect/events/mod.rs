@@ -2,9 +2,9 @@
 //! event types (log templates, span patterns) and its edges' volume to
 //! findings, each with evidence, an estimate and a recommended policy.
 //!
-//! CONTRACT (issue 20; the detector helper fills in the bodies, the wiring
-//! helper builds [`EventInventory`] from the store): the types below are
-//! shared; do not change their shape without telling the other side.
+//! The input types below ([`EventInventory`] and what it holds, built from
+//! the store by the analyst) are shared with the wiring: do not change
+//! their shape without telling the other side.
 //!
 //! | Kind | Domain | Fires when | Recommended |
 //! |---|---|---|---|
@@ -19,9 +19,9 @@
 //! and event types without measurable volume raise nothing. Span patterns
 //! raise only the three waste kinds above: a trace policy can sample but
 //! not transform, and a `mixed` or `debug_noise` span is better fixed in
-//! the instrumentation than sampled blindly. Waste findings
-//! are keyed by the event type's fingerprint, field findings by the field
-//! (`body`, `attribute:<key>`). Matchers are checked against the stored
+//! the instrumentation than sampled blindly. Waste findings are keyed by
+//! the event type's fingerprint, field findings by the field (`body`,
+//! `attribute:<key>`). Matchers are checked against the stored
 //! examples before they are recommended ([`matcher`]); when none passes, the
 //! finding carries no policy and its summary says why. Findings recommending
 //! the same change are folded into one, as for metrics. The output does not
