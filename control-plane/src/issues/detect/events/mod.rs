@@ -320,10 +320,10 @@ fn sorted_unique(items: impl IntoIterator<Item = String>) -> Vec<String> {
     v
 }
 
-/// `about 1.2k records/day (3.4 MiB/day, $0.05/month)`.
+/// `about 1200 records/day, 3.4 MiB/day, $0.05/month`.
 fn volume_clause(records_per_day: u64, bytes_per_day: u64, cost_per_month: f64) -> String {
     format!(
-        "about {} records/day ({}/day, ${cost_per_month:.2}/month)",
+        "about {} records/day, {}/day, ${cost_per_month:.2}/month",
         records_per_day,
         human_bytes(bytes_per_day)
     )

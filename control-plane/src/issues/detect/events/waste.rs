@@ -158,7 +158,9 @@ fn choose_keep(kind: &str, event: &EventType, per_edge_per_second: f64, edges: u
         _ => Keep {
             keep: "none",
             removal: Removal::All,
-            why: "The policy drops its records.".into(),
+            why: "Such records tell nothing the service's metrics and its other logs do not, \
+                  so the policy drops them."
+                .into(),
         },
     }
 }
@@ -200,8 +202,8 @@ pub(super) fn detect(ctx: &Ctx, event: &ClassifiedEvent) -> Option<Candidate> {
     let matched = matcher::log_match(e, &others);
 
     let mut summary = format!(
-        "{} classified `{}` as {} (verdict {}, confidence {:.2}): {}. It is {} \
-         ({:.1}% of the service's log records).",
+        "{} classified `{}` as {} (verdict {}, confidence {:.2}): {}. It makes up {:.1}% of \
+         the service's log records: {}.",
         if c.classifier.is_empty() {
             "The classifier"
         } else {
@@ -212,18 +214,18 @@ pub(super) fn detect(ctx: &Ctx, event: &ClassifiedEvent) -> Option<Candidate> {
         c.verdict,
         c.confidence,
         c.rationale.trim_end_matches('.'),
+        volume.share * 100.0,
         volume_clause(
             estimate::round(volume.records_per_day),
             estimate::round(volume.bytes_per_day),
             estimate::cost_per_month(estimate::round(volume.bytes_per_day), ctx.prices)
         ),
-        volume.share * 100.0,
     );
     let mut evidence = event_evidence(event, &volume, e.name.clone());
     let recommended = match &matched {
         Ok(m) => {
             summary.push_str(&format!(
-                " {} The policy (keep `{}`) matches {}; it removes {} records/day.",
+                " {} The policy (keep `{}`) selects {}; it removes about {} records/day.",
                 keep.why, keep.keep, m.described, estimate.records_per_day
             ));
             evidence.notes.push(format!("matcher: {}", m.described));
