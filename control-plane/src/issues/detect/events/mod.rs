@@ -2,13 +2,52 @@
 //! event types (log templates, span patterns) and its edges' volume to
 //! findings, each with evidence, an estimate and a recommended policy.
 //!
-//! CONTRACT (issue 20; the detector helper fills in the bodies, the wiring
-//! helper builds [`EventInventory`] from the store): the types below are
-//! shared; do not change their shape without telling the other side.
+//! The input types below ([`EventInventory`] and what it holds, built from
+//! the store by the analyst) are shared with the wiring: do not change
+//! their shape without telling the other side.
+//!
+//! | Kind | Domain | Fires when | Recommended |
+//! |---|---|---|---|
+//! | `debug_logs` | cost | verdict `waste`, category `debug_noise` | `none` at DEBUG/TRACE level; else `1/s` from 10 records/s per edge, `10%` below |
+//! | `health_check_logs`, `synthetic_logs`, `bot_logs`, `duplicate_logs` | cost | verdict `waste`, category `health_check`, `synthetic_test`, `bot_traffic`, `duplicate` | `none` |
+//! | `noisy_logs` | signal quality | verdict `mixed` | `10%`, never a drop |
+//! | `health_check_spans`, `synthetic_spans`, `bot_spans` | cost | a span pattern with verdict `waste`, category `health_check`, `synthetic_test`, `bot_traffic` | trace `percentage: 0`, failing spans kept |
+//! | `sensitive_log_data` | compliance | the edges' recognisers flagged secrets or personal data in a field | keep all, `redact` per recogniser |
+//! | `duplicated_log_fields` | cost | two attributes carry the same value | keep all, `remove` the duplicate |
+//!
+//! Classifications below `min_confidence`, verdicts `keep` and `unknown`,
+//! and event types without measurable volume raise nothing. Span patterns
+//! raise only the three waste kinds above: a trace policy can sample but
+//! not transform, and a `mixed` or `debug_noise` span is better fixed in
+//! the instrumentation than sampled blindly. Waste findings are keyed by
+//! the event type's fingerprint, field findings by the field (`body`,
+//! `attribute:<key>`). Matchers are checked against the stored
+//! examples before they are recommended ([`matcher`]); when none passes, the
+//! finding carries no policy and its summary says why. Findings recommending
+//! the same change are folded into one, as for metrics. The output does not
+//! depend on the order of the input.
 
-use tero_proto::controlplane::{Classification, EventType};
+mod estimate;
+mod fields;
+mod matcher;
+mod recommend;
+mod sensitive;
+mod spans;
+mod waste;
 
-use super::{Finding, Prices, Thresholds};
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use prost::Message;
+use tero_proto::controlplane::{Classification, EventType, Evidence, Provenance};
+use tero_proto::policy::policy::Target;
+
+use super::{Finding, Prices, Severity, Thresholds, human_bytes};
+use estimate::{Signal, Totals, Volume};
 
 /// Detector names for logs and traces (`Issue.kind`).
 pub mod kind {
@@ -99,6 +138,272 @@ pub fn detect(
     thresholds: &Thresholds,
     prices: &Prices,
 ) -> Vec<Finding> {
-    let _ = (inventory, events, thresholds, prices);
-    Vec::new()
+    let ctx = Ctx::new(inventory, events, thresholds, prices);
+    let mut candidates = Vec::new();
+    for event in &ctx.logs {
+        candidates.extend(waste::detect(&ctx, event));
+    }
+    for event in &ctx.spans {
+        candidates.extend(spans::detect(&ctx, event));
+    }
+    candidates.extend(sensitive::detect(&ctx));
+    candidates.extend(fields::detect(&ctx));
+    settle(candidates)
+}
+
+/// What every detector reads: the inventory with its event types sorted
+/// (by fingerprint, one per fingerprint) and the sampled totals per signal.
+struct Ctx<'a> {
+    pub inventory: &'a EventInventory,
+    pub events: &'a EventThresholds,
+    pub thresholds: &'a Thresholds,
+    pub prices: &'a Prices,
+    pub logs: Vec<&'a ClassifiedEvent>,
+    pub spans: Vec<&'a ClassifiedEvent>,
+    pub log_totals: Totals,
+    pub span_totals: Totals,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        inventory: &'a EventInventory,
+        events: &'a EventThresholds,
+        thresholds: &'a Thresholds,
+        prices: &'a Prices,
+    ) -> Self {
+        let mut sorted: Vec<&ClassifiedEvent> = inventory.events.iter().collect();
+        sorted.sort_by(|a, b| {
+            a.event
+                .kind
+                .cmp(&b.event.kind)
+                .then_with(|| a.event.fingerprint.cmp(&b.event.fingerprint))
+                .then_with(|| b.event.count.cmp(&a.event.count))
+                .then_with(|| a.event.name.cmp(&b.event.name))
+        });
+        sorted.dedup_by(|b, a| {
+            a.event.kind == b.event.kind && a.event.fingerprint == b.event.fingerprint
+        });
+        let mut ctx = Ctx {
+            inventory,
+            events,
+            thresholds,
+            prices,
+            logs: Vec::new(),
+            spans: Vec::new(),
+            log_totals: Totals::default(),
+            span_totals: Totals::default(),
+        };
+        for e in sorted {
+            match e.event.kind.as_str() {
+                "log" => {
+                    ctx.log_totals.add(&e.event);
+                    ctx.logs.push(e);
+                }
+                "span" => {
+                    ctx.span_totals.add(&e.event);
+                    ctx.spans.push(e);
+                }
+                _ => {}
+            }
+        }
+        ctx
+    }
+
+    pub fn service(&self) -> &str {
+        &self.inventory.service
+    }
+
+    pub fn totals(&self, signal: Signal) -> Totals {
+        match signal {
+            Signal::Log => self.log_totals,
+            Signal::Span => self.span_totals,
+        }
+    }
+
+    /// The whole event type's volume; `None` when not measurable.
+    pub fn volume(&self, event: &ClassifiedEvent, signal: Signal) -> Option<Volume> {
+        estimate::event_volume(
+            &event.event,
+            signal,
+            self.totals(signal),
+            &self.inventory.volume,
+        )
+    }
+
+    /// The other event types of the signal: what a matcher must not match.
+    pub fn others(&self, event: &ClassifiedEvent, signal: Signal) -> Vec<&'a EventType> {
+        let all = match signal {
+            Signal::Log => &self.logs,
+            Signal::Span => &self.spans,
+        };
+        all.iter()
+            .filter(|o| o.event.fingerprint != event.event.fingerprint)
+            .map(|o| &o.event)
+            .collect()
+    }
+
+    /// A classification that is confident enough to act on.
+    pub fn confident(&self, event: &'a ClassifiedEvent) -> Option<&'a Classification> {
+        event
+            .classification
+            .as_ref()
+            .filter(|c| c.confidence >= self.events.min_confidence)
+    }
+
+    /// `thresholds` are the detector's own; the confidence threshold, the
+    /// price and the severity bands apply to all.
+    pub fn provenance(
+        &self,
+        detector: &str,
+        thresholds: Vec<String>,
+        classified: Option<(&Classification, u64)>,
+        instances: Vec<String>,
+    ) -> Provenance {
+        let t = self.thresholds;
+        let mut all = thresholds;
+        all.push(format!("min_confidence={}", self.events.min_confidence));
+        all.push(format!("per_gb_logs={}", self.prices.per_gb_logs));
+        all.push(format!("high_cost_per_month={}", t.high_cost_per_month));
+        all.push(format!("medium_cost_per_month={}", t.medium_cost_per_month));
+        let instances = if instances.is_empty() {
+            sorted_unique(self.inventory.volume.edges.iter().cloned())
+        } else {
+            instances
+        };
+        let (classifier, run) = match classified {
+            Some((c, run)) => (c.classifier.clone(), if run > 0 { run } else { c.run_id }),
+            None => (String::new(), 0),
+        };
+        Provenance {
+            detector: detector.to_owned(),
+            thresholds: all,
+            instances,
+            inventory_from_unix_ms: self.inventory.from_unix_ms,
+            inventory_to_unix_ms: self.inventory.to_unix_ms,
+            classifier,
+            classification_run: run,
+        }
+    }
+}
+
+/// Example records shown in evidence.
+const MAX_EXAMPLES: usize = 5;
+
+/// Evidence of a finding on one whole event type.
+fn event_evidence(event: &ClassifiedEvent, volume: &Volume, template: String) -> Evidence {
+    let e = &event.event;
+    let c = event.classification.clone().unwrap_or_default();
+    Evidence {
+        template,
+        example_records: e.examples.iter().take(MAX_EXAMPLES).cloned().collect(),
+        severities: if e.severity.is_empty() {
+            Vec::new()
+        } else {
+            vec![e.severity.clone()]
+        },
+        edges: sorted_unique(e.edges.iter().cloned()),
+        records_per_day: estimate::round(volume.records_per_day),
+        bytes_per_day: estimate::round(volume.bytes_per_day),
+        category: c.category,
+        verdict: c.verdict,
+        confidence: c.confidence,
+        rationale: c.rationale,
+        volume_share: volume.share,
+        ..Evidence::default()
+    }
+}
+
+fn sorted_unique(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut v: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// `about 1200 records/day, 3.4 MiB/day, $0.05/month`.
+fn volume_clause(records_per_day: u64, bytes_per_day: u64, cost_per_month: f64) -> String {
+    format!(
+        "about {} records/day, {}/day, ${cost_per_month:.2}/month",
+        records_per_day,
+        human_bytes(bytes_per_day)
+    )
+}
+
+/// A template or name shortened for titles.
+fn short(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// The sentence a finding without a policy ends with.
+fn no_policy(why: &str) -> String {
+    format!(" No policy is recommended: {why}.")
+}
+
+/// A finding with what [`settle`] needs to fold it.
+struct Candidate {
+    pub finding: Finding,
+    /// Lower is more certain: the winner among findings with one change.
+    pub rank: u8,
+}
+
+/// What a recommended policy selects and does, independent of its id and
+/// wording: equal keys mean the same change. Empty without a policy.
+fn change_key(finding: &Finding) -> Vec<u8> {
+    match finding
+        .recommended
+        .as_ref()
+        .and_then(|r| r.policy.as_ref())
+        .and_then(|p| p.target.as_ref())
+    {
+        Some(Target::Log(t)) => t.encode_to_vec(),
+        Some(Target::Trace(t)) => {
+            let mut key = vec![b't'];
+            key.extend(t.encode_to_vec());
+            key
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// One finding per recommended change, in a stable order (subject, kind).
+fn settle(mut candidates: Vec<Candidate>) -> Vec<Finding> {
+    candidates.sort_by(|a, b| {
+        a.rank
+            .cmp(&b.rank)
+            .then_with(|| a.finding.subject.cmp(&b.finding.subject))
+            .then_with(|| a.finding.kind.cmp(b.finding.kind))
+    });
+    let mut kept: Vec<Finding> = Vec::new();
+    let mut by_change: HashMap<Vec<u8>, usize> = HashMap::new();
+    for candidate in candidates {
+        let key = change_key(&candidate.finding);
+        if !key.is_empty() {
+            if let Some(&i) = by_change.get(&key) {
+                let winner = &mut kept[i];
+                let loser = candidate.finding;
+                winner
+                    .evidence
+                    .notes
+                    .push(format!("also {}: {}", loser.kind, loser.title));
+                winner.absorbed.push((loser.kind, loser.subject));
+                winner.absorbed.extend(loser.absorbed);
+                continue;
+            }
+            by_change.insert(key, kept.len());
+        }
+        kept.push(candidate.finding);
+    }
+    kept.sort_by(|a, b| a.subject.cmp(&b.subject).then(a.kind.cmp(b.kind)));
+    kept
+}
+
+/// Severity from the estimated monthly cost.
+fn cost_severity(ctx: &Ctx, cost_per_month: f64) -> Severity {
+    estimate::severity(cost_per_month, ctx.thresholds)
 }
