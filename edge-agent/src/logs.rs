@@ -60,8 +60,9 @@ use profile::{Facts, Profile};
 
 /// Templates whose records are profiled at once (those active since the
 /// previous report); records of others are counted but not profiled. With
-/// [`profile`]'s per-template bounds this caps the profiles' memory.
-pub const MAX_PROFILED_TEMPLATES: usize = 1000;
+/// [`profile`]'s per-template bounds (some 25 KiB at worst) this caps the
+/// profiles' memory at about 12 MiB, whatever is posted or pushed.
+pub const MAX_PROFILED_TEMPLATES: usize = 500;
 
 /// Bytes kept of a record's severity: a level name, not a payload.
 pub const MAX_SEVERITY_BYTES: usize = 64;

@@ -508,6 +508,12 @@ pub fn spawn(
             "log samples accepted at POST /_edge/logs; their templates are reported with the inventory"
         );
     }
+    if inventory.spans().is_some() && config.intake.span_samples_per_second > 0 {
+        tracing::info!(
+            per_second = config.intake.span_samples_per_second,
+            "spans of pushed traces sampled; their patterns are reported with the inventory"
+        );
+    }
     let reporter = Reporter::new(inventory, sink, interval, identity.metadata());
     tasks.spawn(reporter.run(shutdown));
 }

@@ -63,7 +63,7 @@ pub const MAX_KEYS: usize = 32;
 pub const MAX_EXAMPLES: usize = 5;
 pub const MAX_EXAMPLE_BYTES: usize = 128;
 /// (kind, location) findings per template, and the bytes of their example.
-pub const MAX_FINDINGS: usize = 32;
+pub const MAX_FINDINGS: usize = 16;
 pub const MAX_FINDING_EXAMPLE_BYTES: usize = 256;
 /// Duplicate-field candidates tracked per template.
 pub const MAX_PAIRS: usize = 32;
