@@ -5,9 +5,10 @@
 //! refilled each second, and a payload is read for samples only while
 //! there is budget. Reading is a second pass over the decoded payload that
 //! keeps only bodies, severities, scalar attributes (bounded: see
-//! [`crate::logs::profile`]) and trace ids (every other field is skipped),
-//! so at the default budget it happens about once a second, whatever the
-//! push rate. Records are taken evenly across a payload, not just its head.
+//! [`crate::logs::profile`]) and trace ids (every other field is skipped;
+//! attributes stay encoded slices of the payload until a record is
+//! sampled), so at the default budget it happens about once a second,
+//! whatever the push rate. Records are taken evenly across a payload, not just its head.
 //! Kept and dropped records alike are samples: the miner describes what
 //! the application logs, and the control plane weighs policies with it.
 
@@ -15,6 +16,8 @@ use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use bytes::Bytes;
+use prost::Message as _;
 use tero_otlp::Format;
 
 use crate::logs::profile::json_attributes;
@@ -86,6 +89,10 @@ pub struct Sample<'a> {
     pub attributes: Vec<Attribute>,
     /// Lower-case hex.
     pub trace_id: Option<String>,
+    /// Protobuf: the record's `KeyValue`s still encoded (slices of the
+    /// payload), read by [`Sample::read_attributes`] for the sampled
+    /// records only.
+    encoded_attributes: Vec<Bytes>,
 }
 
 impl<'a> Sample<'a> {
@@ -95,13 +102,28 @@ impl<'a> Sample<'a> {
             severity,
             attributes: Vec::new(),
             trace_id: None,
+            encoded_attributes: Vec::new(),
         }
+    }
+
+    /// Its attributes, read from the payload if they were left encoded.
+    pub fn read_attributes(&self) -> Vec<Attribute> {
+        if self.encoded_attributes.is_empty() {
+            return self.attributes.clone();
+        }
+        let decoded: Vec<otlp_value::KeyValue> = self
+            .encoded_attributes
+            .iter()
+            .take(crate::logs::profile::MAX_RECORD_ATTRIBUTES * 2)
+            .filter_map(|kv| otlp_value::KeyValue::decode(kv.clone()).ok())
+            .collect();
+        otlp_value::attributes(&decoded)
     }
 }
 
 /// Feeds up to the budget's worth of `payload`'s records to `miner`;
 /// returns how many were mined.
-pub fn feed(budget: &SampleBudget, miner: &LogIntake, format: Format, payload: &[u8]) -> u64 {
+pub fn feed(budget: &SampleBudget, miner: &LogIntake, format: Format, payload: &Bytes) -> u64 {
     if !budget.has_room() {
         return 0;
     }
@@ -115,7 +137,7 @@ pub fn feed(budget: &SampleBudget, miner: &LogIntake, format: Format, payload: &
     let records: Vec<Record<'_>> = spread(&samples, n)
         .map(|s| Record {
             severity: s.severity.as_ref().map(|v| v.to_string()),
-            attributes: s.attributes.clone(),
+            attributes: s.read_attributes(),
             trace_id: s.trace_id.clone(),
             ..Record::line(Cow::Borrowed(s.body.as_ref()))
         })
@@ -131,7 +153,7 @@ pub(crate) fn spread<T>(items: &[T], n: usize) -> impl Iterator<Item = &T> {
 
 /// The log records of a payload, `None` when it is not a log payload or
 /// cannot be read.
-pub fn extract(format: Format, payload: &[u8]) -> Option<Vec<Sample<'_>>> {
+pub fn extract(format: Format, payload: &Bytes) -> Option<Vec<Sample<'static>>> {
     match format {
         Format::OtlpProtobuf => protobuf::extract(payload),
         Format::OtlpJson => otlp_json(payload),
@@ -224,9 +246,10 @@ pub(crate) mod otlp_value {
 mod protobuf {
     use std::borrow::Cow;
 
+    use bytes::Bytes;
     use prost::Message as _;
 
-    use super::otlp_value::{self, AnyValue, KeyValue};
+    use super::otlp_value::{self, AnyValue};
     use super::{Sample, severity_name};
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -257,14 +280,15 @@ mod protobuf {
         severity_text: Vec<u8>,
         #[prost(message, optional, tag = "5")]
         body: Option<AnyValue>,
-        #[prost(message, repeated, tag = "6")]
-        attributes: Vec<KeyValue>,
+        /// Left encoded: only the sampled records' are read.
+        #[prost(bytes = "bytes", repeated, tag = "6")]
+        attributes: Vec<Bytes>,
         #[prost(bytes = "vec", tag = "9")]
         trace_id: Vec<u8>,
     }
 
-    pub fn extract(payload: &[u8]) -> Option<Vec<Sample<'static>>> {
-        let data = LogsData::decode(payload).ok()?;
+    pub fn extract(payload: &Bytes) -> Option<Vec<Sample<'static>>> {
+        let data = LogsData::decode(payload.clone()).ok()?;
         let records = data
             .resource_logs
             .into_iter()
@@ -281,7 +305,7 @@ mod protobuf {
                     ))
                 };
                 Some(Sample {
-                    attributes: otlp_value::attributes(&r.attributes),
+                    encoded_attributes: r.attributes,
                     trace_id: otlp_value::trace_id(&r.trace_id),
                     ..Sample::new(
                         Cow::Owned(String::from_utf8_lossy(&body).into_owned()),
@@ -301,7 +325,7 @@ mod protobuf {
 fn otlp_json(payload: &[u8]) -> Option<Vec<Sample<'static>>> {
     let document: serde_json::Value = serde_json::from_slice(payload).ok()?;
     let encoded = tero_otlp::convert::json_to_protobuf(tero_otlp::Signal::Log, &document).ok()?;
-    protobuf::extract(&encoded)
+    protobuf::extract(&Bytes::from(encoded))
 }
 
 /// Members of a Datadog log that are not attributes of the event: the
@@ -373,7 +397,7 @@ mod tests {
             }],
         };
         let bytes = request.encode_to_vec();
-        let samples = extract(Format::OtlpProtobuf, &bytes).unwrap();
+        let samples = extract(Format::OtlpProtobuf, &Bytes::from(bytes.clone())).unwrap();
         assert_eq!(
             samples,
             [
@@ -381,7 +405,7 @@ mod tests {
                 Sample::new("disk full".into(), Some("error".into())),
             ]
         );
-        assert!(extract(Format::OtlpProtobuf, b"\xff\xff").is_none());
+        assert!(extract(Format::OtlpProtobuf, &Bytes::copy_from_slice(b"\xff\xff")).is_none());
     }
 
     #[test]
@@ -390,7 +414,7 @@ mod tests {
             {"body":{"stringValue":"a \"quoted\" line"},"severityNumber":"SEVERITY_NUMBER_WARN"},
             {"body":{"kvlistValue":{}},"severityText":"INFO"},
             {"body":{"stringValue":"plain"},"severityNumber":17}]}]}]}"#;
-        let samples = extract(Format::OtlpJson, otlp).unwrap();
+        let samples = extract(Format::OtlpJson, &Bytes::copy_from_slice(otlp)).unwrap();
         let got: Vec<(&str, Option<&str>)> = samples
             .iter()
             .map(|s| (s.body.as_ref(), s.severity.as_deref()))
@@ -404,10 +428,10 @@ mod tests {
         );
         let dd =
             br#"[{"message":"GET /health 200","status":"info","service":"web"},{"ddtags":"x"}]"#;
-        let samples = extract(Format::DatadogLogs, dd).unwrap();
+        let samples = extract(Format::DatadogLogs, &Bytes::copy_from_slice(dd)).unwrap();
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].severity.as_deref(), Some("info"));
-        assert!(extract(Format::DatadogSeries, b"{}").is_none());
+        assert!(extract(Format::DatadogSeries, &Bytes::copy_from_slice(b"{}")).is_none());
     }
 
     fn kv(key: &str, value: tero_proto::otel::any_value::Value) -> tero_proto::otel::KeyValue {
@@ -439,7 +463,7 @@ mod tests {
             }],
         };
         let pairs = |s: &Sample<'_>| -> Vec<(String, String)> {
-            s.attributes
+            s.read_attributes()
                 .iter()
                 .map(|a| (a.key.clone(), a.value.clone()))
                 .collect()
@@ -454,11 +478,11 @@ mod tests {
             ("ratio", "0.5"),
         ]);
         let bytes = request.encode_to_vec();
-        let samples = extract(Format::OtlpProtobuf, &bytes).unwrap();
+        let samples = extract(Format::OtlpProtobuf, &Bytes::from(bytes.clone())).unwrap();
         assert_eq!(pairs(&samples[0]), want);
         assert_eq!(samples[0].trace_id.as_deref(), Some(&"ab".repeat(16)[..]));
         let json = serde_json::to_vec(&tero_otlp::convert::logs_to_json(&request)).unwrap();
-        let samples = extract(Format::OtlpJson, &json).unwrap();
+        let samples = extract(Format::OtlpJson, &Bytes::copy_from_slice(&json)).unwrap();
         assert_eq!(
             pairs(&samples[0]),
             want,
@@ -469,7 +493,7 @@ mod tests {
 
         let dd = br#"[{"message":"paid","status":"info","timestamp":1,"service":"web",
             "usr":{"id":"u-1","email":"a@b.io"},"ddtags":"env:prod","tags":["x"]}]"#;
-        let samples = extract(Format::DatadogLogs, dd).unwrap();
+        let samples = extract(Format::DatadogLogs, &Bytes::copy_from_slice(dd)).unwrap();
         assert_eq!(
             pairs(&samples[0]),
             owned(&[
@@ -498,9 +522,22 @@ mod tests {
         };
         let bytes = request.encode_to_vec();
         let budget = SampleBudget::new(10);
-        assert_eq!(feed(&budget, &miner, Format::OtlpProtobuf, &bytes), 10);
         assert_eq!(
-            feed(&budget, &miner, Format::OtlpProtobuf, &bytes),
+            feed(
+                &budget,
+                &miner,
+                Format::OtlpProtobuf,
+                &Bytes::from(bytes.clone())
+            ),
+            10
+        );
+        assert_eq!(
+            feed(
+                &budget,
+                &miner,
+                Format::OtlpProtobuf,
+                &Bytes::from(bytes.clone())
+            ),
             0,
             "the second's budget is spent"
         );
