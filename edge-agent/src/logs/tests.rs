@@ -461,3 +461,58 @@ fn a_carried_template_carries_its_profile_with_its_counts() {
     );
     assert!(logs.take_report().is_empty());
 }
+
+#[test]
+fn profiles_stay_bounded_when_records_bring_endless_templates_and_keys() {
+    let logs = intake(&limits());
+    // Distinct first words: one template each, each with its own keys.
+    let lines: String = (0..profile_bound() + 50)
+        .map(|i| {
+            // Two leading words: the miner's tree keeps 100 children a
+            // node, so the variety is spread over two levels.
+            let w = format!("{} {}", word(i % 26), word(i / 26));
+            format!(
+                "{{\"body\": \"{w} started\", \"k{i}a\": \"v\", \"k{i}b\": \"secret-{i}@example.com\"}}\n"
+            )
+        })
+        .collect();
+    let accepted = logs
+        .ingest(BodyFormat::Ndjson, None, lines.as_bytes())
+        .unwrap();
+    assert_eq!(accepted.accepted as usize, profile_bound() + 50);
+    let report = logs.take_report();
+    let profiled = report
+        .templates
+        .iter()
+        .filter(|t| !t.attributes.is_empty())
+        .count();
+    assert_eq!(profiled, profile_bound(), "the rest counted, not profiled");
+    let lines_reported: u64 = report.templates.iter().map(|t| t.count).sum();
+    assert_eq!(lines_reported as usize, profile_bound() + 50);
+    let text = format!("{report:?}");
+    assert!(!text.contains("@example.com"), "flagged values stay here");
+    // The bound is per window: the next one profiles again.
+    logs.ingest(
+        BodyFormat::Ndjson,
+        None,
+        b"{\"body\": \"b a started\", \"k\": \"v\"}\n",
+    )
+    .unwrap();
+    assert_eq!(logs.take_report().templates[0].attributes.len(), 1);
+}
+
+/// A word of letters only (digits would be masked into one template).
+fn word(mut i: usize) -> String {
+    let mut w = String::new();
+    loop {
+        w.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return w;
+        }
+    }
+}
+
+fn profile_bound() -> usize {
+    MAX_PROFILED_TEMPLATES
+}
