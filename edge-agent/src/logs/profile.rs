@@ -6,7 +6,8 @@
 //! Work is split in two so the miner's lock is held only for counting:
 //! [`Facts::of`] runs the recognisers and compares values for one record
 //! (regular expressions, substring searches) before the lock is taken, and
-//! [`Profile::add`] folds those facts into the template's profile under it.
+//! [`Profile::add`] folds those facts into the template's profile under it
+//! (redacting a finding's example there, once per finding and window).
 //!
 //! # Locations
 //!
@@ -163,8 +164,9 @@ pub struct Facts {
     trace_id: Option<String>,
     trace_in_body: bool,
     body_findings: Vec<Sensitive>,
-    /// The body, redacted, when it holds a finding.
-    body_example: Option<String>,
+    /// The body (as searched) when it holds a finding: its redacted
+    /// example is made only if its finding has none yet.
+    flagged_body: Option<String>,
     /// Indices `(i, j)`, `i < j`, of attributes with equal non-empty values.
     equal: Vec<(usize, usize)>,
 }
@@ -178,8 +180,6 @@ struct AttributeFacts {
     findings: Vec<Sensitive>,
     /// The value cut for display, when no recogniser fired on it.
     example: Option<String>,
-    /// The value, redacted, when one did.
-    finding_example: Option<String>,
     /// The value is long enough and appears in the body.
     in_body: bool,
 }
@@ -206,8 +206,7 @@ impl Facts {
         // What the miner tokenises of a body is what is searched.
         let body = truncate(body, tero_sdk::templates::MAX_BODY_BYTES);
         let body_findings = kinds(body);
-        let body_example =
-            (!body_findings.is_empty()).then(|| redacted_example(body, MAX_FINDING_EXAMPLE_BYTES));
+        let flagged_body = (!body_findings.is_empty()).then(|| body.to_owned());
         let attributes: Vec<AttributeFacts> = attributes
             .iter()
             .map(|a| {
@@ -221,8 +220,6 @@ impl Facts {
                     // (the sdk guarantees the two agree), so cutting it is
                     // its redacted example.
                     example: (!flagged).then(|| cut(&a.value)),
-                    finding_example: flagged
-                        .then(|| redacted_example(&a.value, MAX_FINDING_EXAMPLE_BYTES)),
                     findings,
                     in_body: a.value.len() >= MIN_BODY_DUPLICATE && body.contains(a.value.as_str()),
                 }
@@ -245,7 +242,7 @@ impl Facts {
             trace_id,
             attributes,
             body_findings,
-            body_example,
+            flagged_body,
             equal,
         }
     }
@@ -429,19 +426,19 @@ impl Profile {
                 add_example(stats, example);
             }
             for kind in &a.findings {
-                self.finding(
-                    *kind,
-                    attribute_location(&a.key),
-                    a.finding_example.as_deref(),
-                );
+                self.finding(*kind, attribute_location(&a.key), &a.value);
             }
         }
-        for kind in &facts.body_findings {
-            self.finding(*kind, BODY.to_owned(), facts.body_example.as_deref());
+        if let Some(body) = &facts.flagged_body {
+            for kind in &facts.body_findings {
+                self.finding(*kind, BODY.to_owned(), body);
+            }
         }
     }
 
-    fn finding(&mut self, kind: Sensitive, location: String, example: Option<&str>) {
+    /// Counts a finding; `text` is redacted for its example only when it
+    /// has none yet (once per finding and window, not per record).
+    fn finding(&mut self, kind: Sensitive, location: String, text: &str) {
         let key = (kind, location);
         if !self.findings.contains_key(&key) && self.findings.len() >= MAX_FINDINGS {
             self.overflowed += 1;
@@ -449,10 +446,8 @@ impl Profile {
         }
         let stats = self.findings.entry(key).or_default();
         stats.records += 1;
-        if stats.example.is_empty()
-            && let Some(example) = example
-        {
-            stats.example = example.to_owned();
+        if stats.example.is_empty() {
+            stats.example = redacted_example(text, MAX_FINDING_EXAMPLE_BYTES);
         }
     }
 
