@@ -114,6 +114,8 @@ pub struct IntakeConfig {
     pub max_buffered_bytes: u64,
     /// Log records per second handed to the template miner.
     pub log_samples_per_second: u32,
+    /// Spans of pushed traces per second read into span patterns.
+    pub span_samples_per_second: u32,
     /// `GET /_edge/tap/{pre,post}`.
     pub tap_enabled: bool,
     /// Whether the tap answers clients that are not on loopback.
@@ -136,6 +138,7 @@ impl Default for IntakeConfig {
             max_concurrent_requests: 64,
             max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             log_samples_per_second: 20,
+            span_samples_per_second: 20,
             tap_enabled: false,
             tap_allow_remote: false,
             relay_other_paths: true,
@@ -430,6 +433,7 @@ struct RawIntake {
     max_concurrent_requests: Option<usize>,
     max_buffered_bytes: Option<u64>,
     log_samples_per_second: Option<u32>,
+    span_samples_per_second: Option<u32>,
     tap_allow_remote: Option<bool>,
     relay_other_paths: Option<bool>,
 }

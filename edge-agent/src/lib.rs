@@ -10,7 +10,8 @@
 //! [`providers`] into the [`registry`], which compiles and swaps them
 //! atomically; [`telemetry`] holds the self-metrics; [`inventory`] reports
 //! what upstream exposes, before filtering, to the control plane, with the
-//! log templates [`logs`] mines from samples posted to the Edge.
+//! log templates [`logs`] mines from samples posted to the Edge and the
+//! span patterns [`spans`] finds in sampled pushed traces.
 //!
 //! The push path: [`intake`] takes OTLP (HTTP and gRPC) and Datadog pushes
 //! on the same port, runs them through the `tero-otlp` codecs with the same
@@ -24,6 +25,7 @@ pub mod logs;
 pub mod providers;
 pub mod proxy;
 pub mod registry;
+pub mod spans;
 #[doc(hidden)]
 pub mod synthetic;
 pub mod telemetry;

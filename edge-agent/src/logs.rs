@@ -25,6 +25,19 @@
 //! plane stores it, while the miner keeps counting into the next report: a
 //! failed send neither loses nor double-counts a line, since the control
 //! plane stores each `(instance, session, seq)` once.
+//!
+//! # What else a report says about a template
+//!
+//! Records may carry attributes (OTLP attributes, the other fields of a
+//! Datadog or NDJSON record) and a trace id. For each template, its report
+//! also profiles them since the previous report ([`profile`]): per key, the
+//! records and bytes and a few redacted examples; values the sdk's
+//! recognisers flag (e-mails, card numbers, tokens…) as findings per kind
+//! and location, with a redacted example, never the value; and pairs of
+//! fields that repeat each other. A profile travels with its template: a
+//! template carried to the next report keeps accumulating its profile
+//! until it is reported, so a profile covers exactly the records its
+//! template's counts do.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -40,6 +53,17 @@ use tero_sdk::templates::{ConfigError, Miner, MinerConfig, Template, truncate};
 
 use crate::config::LogsConfig;
 
+pub mod profile;
+
+pub use profile::Attribute;
+use profile::{Facts, Profile};
+
+/// Templates whose records are profiled at once (those active since the
+/// previous report); records of others are counted but not profiled. With
+/// [`profile`]'s per-template bounds (some 25 KiB at worst) this caps the
+/// profiles' memory at about 12 MiB, whatever is posted or pushed.
+pub const MAX_PROFILED_TEMPLATES: usize = 500;
+
 /// Bytes kept of a record's severity: a level name, not a payload.
 pub const MAX_SEVERITY_BYTES: usize = 64;
 
@@ -48,6 +72,9 @@ const BODY_FIELDS: [&str; 4] = ["body", "message", "msg", "log"];
 /// Fields its severity is read from.
 const SEVERITY_FIELDS: [&str; 3] = ["severity", "severity_text", "level"];
 const TIME_FIELD: &str = "time_unix_ms";
+/// An NDJSON record's member whose object holds its attributes (the
+/// record's other members are attributes too).
+const ATTRIBUTES_FIELD: &str = "attributes";
 
 /// Why a request's samples were refused, as a whole: nothing of a refused
 /// request is mined.
@@ -124,14 +151,20 @@ pub struct Record<'a> {
     pub severity: Option<String>,
     /// When it was written, Unix milliseconds; 0 for "when received".
     pub time_unix_ms: i64,
+    /// Its attributes, bounded ([`profile::MAX_RECORD_ATTRIBUTES`]).
+    pub attributes: Vec<Attribute>,
+    /// Its trace id, as lower-case hex, when it has one.
+    pub trace_id: Option<String>,
 }
 
 impl<'a> Record<'a> {
-    fn line(body: Cow<'a, str>) -> Self {
+    pub fn line(body: Cow<'a, str>) -> Self {
         Record {
             body,
             severity: None,
             time_unix_ms: 0,
+            attributes: Vec::new(),
+            trace_id: None,
         }
     }
 }
@@ -190,9 +223,9 @@ pub fn parse(
                 return Err(IntakeError::TooManyRecords { limit: max_records });
             }
             records.extend(samples.into_iter().map(|s| Record {
-                body: Cow::Owned(s.body),
                 severity: Some(s.severity).filter(|s| !s.is_empty()),
                 time_unix_ms: s.time_unix_ms,
+                ..Record::line(Cow::Owned(s.body))
             }));
         }
     }
@@ -275,10 +308,18 @@ fn from_object(mut object: Map<String, Value>) -> Result<Record<'static>, String
             .map_err(|_| format!("{TIME_FIELD} must be a number (Unix milliseconds)"))?,
         Some(_) => return Err(format!("{TIME_FIELD} must be a number (Unix milliseconds)")),
     };
+    // What is left are the record's attributes; an `attributes` object
+    // holds more of them.
+    let mut attributes = Vec::new();
+    if let Some(Value::Object(inner)) = object.remove(ATTRIBUTES_FIELD) {
+        profile::json_attributes("", &inner, &mut attributes);
+    }
+    profile::json_attributes("", &object, &mut attributes);
     Ok(Record {
-        body: Cow::Owned(body),
         severity,
         time_unix_ms,
+        attributes,
+        ..Record::line(Cow::Owned(body))
     })
 }
 
@@ -320,6 +361,11 @@ impl LogReport {
 
 struct State {
     miner: Miner,
+    /// Per template fingerprint (as it was when the records came), what
+    /// its records carried since it was last reported.
+    profiles: HashMap<String, Profile>,
+    /// Records not profiled because [`MAX_PROFILED_TEMPLATES`] were.
+    unprofiled: u64,
     /// Activity left out of earlier reports by `max_report_templates`,
     /// added to the next one.
     carried: Vec<LogTemplate>,
@@ -350,6 +396,8 @@ impl LogIntake {
             limits: limits.clone(),
             state: Mutex::new(State {
                 miner,
+                profiles: HashMap::new(),
+                unprofiled: 0,
                 carried: Vec::new(),
                 since_ms: now_ms(),
             }),
@@ -413,12 +461,20 @@ impl LogIntake {
         let mut out = Accepted::default();
         let mut touched: HashSet<String> = HashSet::new();
         let mut created: HashSet<String> = HashSet::new();
+        // The recognisers and comparisons run before the lock is taken.
+        let facts: Vec<Option<Facts>> = records
+            .iter()
+            .map(|r| {
+                (!r.body.trim().is_empty())
+                    .then(|| Facts::of(&r.body, &r.attributes, r.trace_id.as_deref()))
+            })
+            .collect();
         let mut state = self.state();
-        for record in records {
-            if record.body.trim().is_empty() {
+        for (record, facts) in records.iter().zip(facts) {
+            let Some(facts) = facts else {
                 out.empty += 1;
                 continue;
-            }
+            };
             let severity = record
                 .severity
                 .as_deref()
@@ -430,10 +486,13 @@ impl LogIntake {
             } else {
                 record.time_unix_ms
             };
-            match state
-                .miner
-                .observe(&self.service, &record.body, severity, at)
-            {
+            let State {
+                miner,
+                profiles,
+                unprofiled,
+                ..
+            } = &mut *state;
+            match miner.observe(&self.service, &record.body, severity, at) {
                 Some(template) => {
                     out.accepted += 1;
                     if !touched.contains(&template.fingerprint) {
@@ -442,6 +501,16 @@ impl LogIntake {
                     // Its first line is this one: the request created it.
                     if template.count == 1 {
                         created.insert(template.fingerprint.clone());
+                    }
+                    let room = profiles.len() < MAX_PROFILED_TEMPLATES;
+                    match profiles.get_mut(&template.fingerprint) {
+                        Some(profile) => profile.add(&facts),
+                        None if room => {
+                            let mut profile = Profile::default();
+                            profile.add(&facts);
+                            profiles.insert(template.fingerprint.clone(), profile);
+                        }
+                        None => *unprofiled += 1,
                     }
                 }
                 None => out.overflowed += 1,
@@ -468,7 +537,13 @@ impl LogIntake {
         let mut state = self.state();
         let now = now_ms();
         let window_start_unix_ms = std::mem::replace(&mut state.since_ms, now).min(now);
-        let State { miner, carried, .. } = &mut *state;
+        let State {
+            miner,
+            carried,
+            profiles,
+            unprofiled,
+            ..
+        } = &mut *state;
         let delta = miner.take_delta();
         let mut by_fingerprint: HashMap<String, LogTemplate> = HashMap::new();
         // A carried template may have merged into another since: its
@@ -543,12 +618,73 @@ impl LogIntake {
             );
             *carried = rest;
         }
+        attach_profiles(miner, profiles, &mut templates, carried);
+        let unprofiled = std::mem::take(unprofiled);
+        if unprofiled > 0 {
+            tracing::warn!(
+                records = unprofiled,
+                limit = MAX_PROFILED_TEMPLATES,
+                "log records of more active templates than are profiled at once; counted without their attributes"
+            );
+        }
         LogReport {
             templates,
             overflowed,
             window_start_unix_ms,
             window_end_unix_ms: now,
         }
+    }
+}
+
+/// Gives each reported template its profile, and keeps those of carried
+/// templates for the report that carries their counts. Profiles are kept
+/// under the fingerprint a record's template had; one whose template has
+/// merged since joins the survivor's.
+fn attach_profiles(
+    miner: &Miner,
+    profiles: &mut HashMap<String, Profile>,
+    reported: &mut [LogTemplate],
+    carried: &[LogTemplate],
+) {
+    let mut merged: HashMap<String, Profile> = HashMap::with_capacity(profiles.len());
+    for (fingerprint, profile) in profiles.drain() {
+        let current = miner
+            .get(&fingerprint)
+            .map_or(fingerprint, |t| t.fingerprint.clone());
+        match merged.get_mut(&current) {
+            Some(survivor) => survivor.absorb(profile),
+            None => {
+                merged.insert(current, profile);
+            }
+        }
+    }
+    let mut overflowed = 0;
+    for template in reported.iter_mut() {
+        if let Some(profile) = merged.remove(&template.fingerprint) {
+            overflowed += profile.overflowed();
+            let (attributes, sensitive, duplicates) = profile.report();
+            template.attributes = attributes;
+            template.sensitive = sensitive;
+            template.duplicate_fields = duplicates;
+        }
+    }
+    if overflowed > 0 {
+        tracing::debug!(
+            overflowed,
+            "attribute keys, findings or duplicate candidates beyond a template's bounds were left out"
+        );
+    }
+    for template in carried {
+        if let Some(profile) = merged.remove(&template.fingerprint) {
+            profiles.insert(template.fingerprint.clone(), profile);
+        }
+    }
+    // Left: templates counted as overflow, whose records no report carries.
+    if !merged.is_empty() {
+        tracing::debug!(
+            templates = merged.len(),
+            "profiles of templates no report carries dropped"
+        );
     }
 }
 

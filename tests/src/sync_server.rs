@@ -1,4 +1,6 @@
-//! A fake policy control plane: `POST /v1/policy/sync` on loopback.
+//! A fake policy control plane: `POST /v1/policy/sync` on loopback, and
+//! `POST /api/v1/inventory`, whose protobuf `InventoryReport`s it stores
+//! (decoded, and as the bytes received) and acknowledges.
 //!
 //! It decodes every `SyncRequest` (proto3 JSON, or binary protobuf when the
 //! request says `application/x-protobuf`), records it, and answers with a
@@ -18,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use prost::Message as _;
+use tero_proto::controlplane::{InventoryAck, InventoryReport};
 use tero_proto::otel::any_value;
 use tero_proto::policy::{SyncRequest, SyncResponse};
 
@@ -82,6 +85,15 @@ struct State {
     response: SyncResponse,
     failures: VecDeque<Failure>,
     recorded: Vec<Recorded>,
+    inventory: Vec<InventoryReceived>,
+}
+
+/// One inventory report as received.
+#[derive(Debug, Clone)]
+pub struct InventoryReceived {
+    pub report: InventoryReport,
+    /// The request body exactly as it arrived.
+    pub body: Bytes,
 }
 
 pub struct SyncServer {
@@ -119,7 +131,34 @@ fn reply(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Full
         .expect("response")
 }
 
+async fn inventory(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return reply(StatusCode::BAD_REQUEST, "text/plain", e.to_string().into()),
+    };
+    let report = match InventoryReport::decode(body.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!("bad InventoryReport: {e}\n").into(),
+            );
+        }
+    };
+    let ack = InventoryAck { seq: report.seq };
+    state
+        .lock()
+        .unwrap()
+        .inventory
+        .push(InventoryReceived { report, body });
+    reply(StatusCode::OK, PROTOBUF, ack.encode_to_vec())
+}
+
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() == Method::POST && req.uri().path() == "/api/v1/inventory" {
+        return inventory(state, req).await;
+    }
     if req.uri().path() != "/v1/policy/sync" {
         return reply(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec());
     }
@@ -204,6 +243,7 @@ impl SyncServer {
             response,
             failures: VecDeque::new(),
             recorded: Vec::new(),
+            inventory: Vec::new(),
         }));
         let shared = state.clone();
         runtime.spawn(async move {
@@ -248,6 +288,11 @@ impl SyncServer {
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().recorded.clone()
+    }
+
+    /// Every inventory report received so far, oldest first.
+    pub fn inventory_reports(&self) -> Vec<InventoryReceived> {
+        self.state.lock().unwrap().inventory.clone()
     }
 }
 

@@ -309,7 +309,7 @@ impl Analyst {
                     .map(|event| ClassifiedEvent {
                         run_id: event.classification.as_ref().map_or(0, |c| c.run_id),
                         classification: event.classification.clone(),
-                        event,
+                        event: with_span_attributes(event),
                     }),
             );
         }
@@ -794,4 +794,24 @@ mod tests {
         analyst.volume_pass().await.unwrap();
         assert!(analyst.dirty.lock().unwrap().services.is_empty());
     }
+}
+
+/// A span event type's attribute keys (its labels) as key-only attribute
+/// profiles, the form the detectors read to choose between `http.route`,
+/// `url.path` and the user-agent keys. Log event types carry real profiles
+/// and are returned as they are.
+fn with_span_attributes(
+    mut event: tero_proto::controlplane::EventType,
+) -> tero_proto::controlplane::EventType {
+    if event.kind == crate::classify::catalog::KIND_SPAN && event.attributes.is_empty() {
+        event.attributes = event
+            .labels
+            .iter()
+            .map(|key| tero_proto::controlplane::AttributeProfile {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .collect();
+    }
+    event
 }

@@ -112,6 +112,7 @@ pub(super) fn apply_overrides(value: &mut Value, env: &dyn Fn(&str) -> Option<St
         &["intake", "max_concurrent_requests"],
         &["intake", "max_buffered_bytes"],
         &["intake", "log_samples_per_second"],
+        &["intake", "span_samples_per_second"],
         &["intake", "tap_allow_remote"],
         &["intake", "relay_other_paths"],
     ];

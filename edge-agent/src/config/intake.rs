@@ -9,6 +9,8 @@ use super::*;
 /// one request could hold the Edge's memory.
 const MIN_BODY: u64 = 1024;
 const MAX_BODY: u64 = 1024 * MIB;
+/// Samples per second beyond which sampling would cost more than it tells.
+const MAX_SAMPLES_PER_SECOND: u32 = 100_000;
 
 pub(super) fn intake_settings(
     raw: &mut RawConfig,
@@ -100,15 +102,26 @@ pub(super) fn intake_settings(
             ),
         ));
     }
-    let log_samples_per_second = section
-        .log_samples_per_second
-        .unwrap_or(defaults.log_samples_per_second);
-    if log_samples_per_second > 100_000 {
-        return Err(ConfigError::key(
-            "intake.log_samples_per_second",
-            "must be between 0 (off) and 100000",
-        ));
-    }
+    let samples_per_second = |key: &str, value: Option<u32>, default: u32| {
+        let value = value.unwrap_or(default);
+        if value > MAX_SAMPLES_PER_SECOND {
+            return Err(ConfigError::key(
+                key,
+                format!("must be between 0 (off) and {MAX_SAMPLES_PER_SECOND}"),
+            ));
+        }
+        Ok(value)
+    };
+    let log_samples_per_second = samples_per_second(
+        "intake.log_samples_per_second",
+        section.log_samples_per_second,
+        defaults.log_samples_per_second,
+    )?;
+    let span_samples_per_second = samples_per_second(
+        "intake.span_samples_per_second",
+        section.span_samples_per_second,
+        defaults.span_samples_per_second,
+    )?;
     let tap_enabled = raw.tap_enabled.unwrap_or(false);
     let tap_allow_remote = section.tap_allow_remote.unwrap_or(false);
     if tap_allow_remote && !tap_enabled {
@@ -157,6 +170,7 @@ pub(super) fn intake_settings(
         max_concurrent_requests,
         max_buffered_bytes,
         log_samples_per_second,
+        span_samples_per_second,
         tap_enabled,
         tap_allow_remote,
         relay_other_paths: section

@@ -598,7 +598,8 @@ fn push_limits_default_and_are_checked() {
     assert_eq!(c.intake.max_buffered_bytes, 32 * MIB);
     let (c, _) = load(json!({"upstream_url": "http://a:1",
         "intake": {"upstream_timeout_secs": 2.5, "max_concurrent_requests": 3,
-                   "log_samples_per_second": 0, "tap_allow_remote": true},
+                   "log_samples_per_second": 0, "span_samples_per_second": 7,
+                   "tap_allow_remote": true},
         "tap_enabled": true}))
     .unwrap();
     let i = &c.intake;
@@ -607,6 +608,8 @@ fn push_limits_default_and_are_checked() {
         (i.max_concurrent_requests, i.log_samples_per_second),
         (3, 0)
     );
+    assert_eq!(i.span_samples_per_second, 7);
+    assert_eq!(IntakeConfig::default().span_samples_per_second, 20);
     assert!(i.tap_allow_remote);
     for (doc, message) in [
         (
@@ -634,6 +637,14 @@ fn push_limits_default_and_are_checked() {
             "logs_url: \"ftp://x/y\" must be an absolute http:// or https:// URL",
         ),
         (json!({"tap_enabled": "yes"}), "tap_enabled: invalid type"),
+        (
+            json!({"intake": {"span_samples_per_second": 100_001}}),
+            "intake.span_samples_per_second: must be between 0 (off) and 100000",
+        ),
+        (
+            json!({"intake": {"log_samples_per_second": 100_001}}),
+            "intake.log_samples_per_second: must be between 0 (off) and 100000",
+        ),
     ] {
         let mut full = json!({"upstream_url": "http://a:1"});
         if let (Some(full), Some(doc)) = (full.as_object_mut(), doc.as_object()) {

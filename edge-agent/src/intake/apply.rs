@@ -6,8 +6,9 @@
 //! `edge_intake_undecodable_total`); only the size limits refuse a push.
 //! Statistics follow the spec: per-policy counts are the codec's, the
 //! `VolumeStats` of decoded payloads are added here, once per payload.
-//! Around the codec sit the tap (before and after policies) and the log
-//! samples for the template miner, both costing nothing when idle.
+//! Around the codec sit the tap (before and after policies) and the log and
+//! span samples for the template miner and span patterns, all costing
+//! nothing when idle.
 
 use std::sync::Arc;
 
@@ -179,8 +180,24 @@ fn count(state: &EdgeState, signal: Signal, counts: &Counts) {
     state.metrics.intake.records(signal, counts);
 }
 
-/// Log records for the template miner, within the sample budget.
+/// Log records for the template miner and spans for the span patterns,
+/// within their sample budgets.
 fn mine(state: &EdgeState, payload: &Payload, decoded: &Bytes) {
+    if payload.signal == Signal::Trace {
+        let Some(patterns) = state.spans.as_ref().filter(|p| p.is_reporting()) else {
+            return;
+        };
+        let sampled = crate::spans::feed(
+            &state.intake.span_samples,
+            patterns,
+            payload.format,
+            decoded,
+        );
+        if sampled > 0 {
+            state.metrics.intake.span_samples(sampled);
+        }
+        return;
+    }
     if payload.signal != Signal::Log {
         return;
     }

@@ -61,6 +61,7 @@ pub struct IntakeMetrics {
     relayed: [AtomicU64; 2],
     tap_records_dropped: AtomicU64,
     log_samples: AtomicU64,
+    span_samples: AtomicU64,
 }
 
 fn index<T: PartialEq>(all: &[T], item: &T) -> usize {
@@ -104,6 +105,10 @@ impl IntakeMetrics {
 
     pub fn log_samples(&self, n: u64) {
         self.log_samples.fetch_add(n, Relaxed);
+    }
+
+    pub fn span_samples(&self, n: u64) {
+        self.span_samples.fetch_add(n, Relaxed);
     }
 
     pub fn render(&self, w: &mut String) {
@@ -187,6 +192,13 @@ impl IntakeMetrics {
             "Pushed log records handed to the template miner (at most intake.log_samples_per_second).",
             "",
             [("", &self.log_samples)],
+        );
+        counter(
+            w,
+            "edge_intake_span_samples_total",
+            "Pushed spans read into span patterns (at most intake.span_samples_per_second).",
+            "",
+            [("", &self.span_samples)],
         );
     }
 }

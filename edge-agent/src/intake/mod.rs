@@ -11,7 +11,8 @@
 //! [`grpc`] string the steps together for each protocol and say what each
 //! failure means to its clients; [`relay`] passes everything else;
 //! [`tap`] streams records before and after policies; [`samples`] feeds
-//! the template miner; [`metrics`] counts.
+//! the template miner (and [`crate::spans`] the span patterns);
+//! [`metrics`] counts.
 //!
 //! gRPC is accepted and OTLP/HTTP spoken upstream: an Export message is
 //! forwarded as `POST {upstream}/v1/{signal}` with the same protobuf bytes,
@@ -60,6 +61,8 @@ pub struct Intake {
     pub processing: Arc<Semaphore>,
     pub tap: tap::Tap,
     pub samples: samples::SampleBudget,
+    /// Spans of pushed traces read into span patterns.
+    pub span_samples: samples::SampleBudget,
     /// Cancelled when the Edge starts draining: tap streams, which
     /// otherwise wait for traffic indefinitely, end then.
     pub closing: CancellationToken,
@@ -74,6 +77,7 @@ impl Intake {
             processing: budget::processing_slots(),
             tap: tap::Tap::default(),
             samples: samples::SampleBudget::new(config.intake.log_samples_per_second),
+            span_samples: samples::SampleBudget::new(config.intake.span_samples_per_second),
             closing: CancellationToken::new(),
         }
     }

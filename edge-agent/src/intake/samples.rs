@@ -4,9 +4,11 @@
 //! Bounded twice: a budget of `intake.log_samples_per_second` records,
 //! refilled each second, and a payload is read for samples only while
 //! there is budget. Reading is a second pass over the decoded payload that
-//! keeps only bodies and severities (every other field is skipped), so at
-//! the default budget it happens about once a second, whatever the push
-//! rate. Records are taken evenly across a payload, not just its head.
+//! keeps only bodies, severities, scalar attributes (bounded: see
+//! [`crate::logs::profile`]) and trace ids (every other field is skipped;
+//! attributes stay encoded slices of the payload until a record is
+//! sampled), so at the default budget it happens about once a second,
+//! whatever the push rate. Records are taken evenly across a payload, not just its head.
 //! Kept and dropped records alike are samples: the miner describes what
 //! the application logs, and the control plane weighs policies with it.
 
@@ -14,10 +16,12 @@ use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use serde::Deserialize;
+use bytes::Bytes;
+use prost::Message as _;
 use tero_otlp::Format;
 
-use crate::logs::{LogIntake, Record};
+use crate::logs::profile::json_attributes;
+use crate::logs::{Attribute, LogIntake, Record};
 
 /// A token bucket of records, refilled to `per_second` each second.
 pub struct SampleBudget {
@@ -75,17 +79,51 @@ impl SampleBudget {
     }
 }
 
-/// One log record's text and severity, borrowed from the payload where it
-/// can be.
+/// One log record's text, severity, attributes and trace id, borrowed
+/// from the payload where it can be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample<'a> {
     pub body: Cow<'a, str>,
     pub severity: Option<Cow<'a, str>>,
+    /// Bounded: see [`crate::logs::profile`].
+    pub attributes: Vec<Attribute>,
+    /// Lower-case hex.
+    pub trace_id: Option<String>,
+    /// Protobuf: the record's `KeyValue`s still encoded (slices of the
+    /// payload), read by [`Sample::read_attributes`] for the sampled
+    /// records only.
+    encoded_attributes: Vec<Bytes>,
+}
+
+impl<'a> Sample<'a> {
+    fn new(body: Cow<'a, str>, severity: Option<Cow<'a, str>>) -> Self {
+        Sample {
+            body,
+            severity,
+            attributes: Vec::new(),
+            trace_id: None,
+            encoded_attributes: Vec::new(),
+        }
+    }
+
+    /// Its attributes, read from the payload if they were left encoded.
+    pub fn read_attributes(&self) -> Vec<Attribute> {
+        if self.encoded_attributes.is_empty() {
+            return self.attributes.clone();
+        }
+        let decoded: Vec<otlp_value::KeyValue> = self
+            .encoded_attributes
+            .iter()
+            .take(crate::logs::profile::MAX_RECORD_ATTRIBUTES * 2)
+            .filter_map(|kv| otlp_value::KeyValue::decode(kv.clone()).ok())
+            .collect();
+        otlp_value::attributes(&decoded)
+    }
 }
 
 /// Feeds up to the budget's worth of `payload`'s records to `miner`;
 /// returns how many were mined.
-pub fn feed(budget: &SampleBudget, miner: &LogIntake, format: Format, payload: &[u8]) -> u64 {
+pub fn feed(budget: &SampleBudget, miner: &LogIntake, format: Format, payload: &Bytes) -> u64 {
     if !budget.has_room() {
         return 0;
     }
@@ -98,23 +136,24 @@ pub fn feed(budget: &SampleBudget, miner: &LogIntake, format: Format, payload: &
     }
     let records: Vec<Record<'_>> = spread(&samples, n)
         .map(|s| Record {
-            body: Cow::Borrowed(s.body.as_ref()),
             severity: s.severity.as_ref().map(|v| v.to_string()),
-            time_unix_ms: 0,
+            attributes: s.read_attributes(),
+            trace_id: s.trace_id.clone(),
+            ..Record::line(Cow::Borrowed(s.body.as_ref()))
         })
         .collect();
     miner.mine(&records, None).accepted
 }
 
 /// `n` of `items`, evenly spaced.
-fn spread<T>(items: &[T], n: usize) -> impl Iterator<Item = &T> {
+pub(crate) fn spread<T>(items: &[T], n: usize) -> impl Iterator<Item = &T> {
     let len = items.len();
     (0..n.min(len)).map(move |i| &items[i * len / n.min(len).max(1)])
 }
 
 /// The log records of a payload, `None` when it is not a log payload or
 /// cannot be read.
-pub fn extract(format: Format, payload: &[u8]) -> Option<Vec<Sample<'_>>> {
+pub fn extract(format: Format, payload: &Bytes) -> Option<Vec<Sample<'static>>> {
     match format {
         Format::OtlpProtobuf => protobuf::extract(payload),
         Format::OtlpJson => otlp_json(payload),
@@ -136,13 +175,81 @@ fn severity_name(number: i64) -> Option<&'static str> {
     })
 }
 
+/// OTLP's `KeyValue` and scalar `AnyValue`s, decoded with prost: arrays,
+/// maps and bytes are skipped (never materialised). Shared with the span
+/// sampler.
+pub(crate) mod otlp_value {
+    use crate::logs::Attribute;
+    use crate::logs::profile::push_attribute;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(bytes = "vec", tag = "1")]
+        pub key: Vec<u8>,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+
+    /// `AnyValue`'s scalar members (a oneof on the wire: at most one is
+    /// set). Strings are bytes: invalid UTF-8 is read lossily.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(bytes = "vec", optional, tag = "1")]
+        pub string_value: Option<Vec<u8>>,
+        #[prost(bool, optional, tag = "2")]
+        pub bool_value: Option<bool>,
+        #[prost(int64, optional, tag = "3")]
+        pub int_value: Option<i64>,
+        #[prost(double, optional, tag = "4")]
+        pub double_value: Option<f64>,
+    }
+
+    impl AnyValue {
+        /// The value as text, `None` for the kinds not read.
+        pub fn text(&self) -> Option<String> {
+            if let Some(s) = &self.string_value {
+                return Some(String::from_utf8_lossy(s).into_owned());
+            }
+            if let Some(b) = self.bool_value {
+                return Some(b.to_string());
+            }
+            if let Some(i) = self.int_value {
+                return Some(i.to_string());
+            }
+            self.double_value.map(|d| d.to_string())
+        }
+    }
+
+    /// `key_values` as bounded attributes.
+    pub fn attributes(key_values: &[KeyValue]) -> Vec<Attribute> {
+        let mut out = Vec::new();
+        for kv in key_values {
+            let Some(value) = kv.value.as_ref().and_then(AnyValue::text) else {
+                continue;
+            };
+            push_attribute(&mut out, &String::from_utf8_lossy(&kv.key), &value);
+            if out.len() >= crate::logs::profile::MAX_RECORD_ATTRIBUTES {
+                break;
+            }
+        }
+        out
+    }
+
+    /// A 16-byte trace id as hex; `None` when unset (empty or all zero).
+    pub fn trace_id(bytes: &[u8]) -> Option<String> {
+        (!bytes.is_empty() && bytes.iter().any(|&b| b != 0)).then(|| hex::encode(bytes))
+    }
+}
+
 /// The few fields of `ExportLogsServiceRequest` samples need, decoded with
 /// prost: every other field is skipped, never materialised.
 mod protobuf {
     use std::borrow::Cow;
 
+    use bytes::Bytes;
     use prost::Message as _;
 
+    use super::otlp_value::{self, AnyValue};
     use super::{Sample, severity_name};
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -173,23 +280,22 @@ mod protobuf {
         severity_text: Vec<u8>,
         #[prost(message, optional, tag = "5")]
         body: Option<AnyValue>,
+        /// Left encoded: only the sampled records' are read.
+        #[prost(bytes = "bytes", repeated, tag = "6")]
+        attributes: Vec<Bytes>,
+        #[prost(bytes = "vec", tag = "9")]
+        trace_id: Vec<u8>,
     }
 
-    /// `AnyValue`: only a string body is text to mine.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct AnyValue {
-        #[prost(bytes = "vec", optional, tag = "1")]
-        string_value: Option<Vec<u8>>,
-    }
-
-    pub fn extract(payload: &[u8]) -> Option<Vec<Sample<'static>>> {
-        let data = LogsData::decode(payload).ok()?;
+    pub fn extract(payload: &Bytes) -> Option<Vec<Sample<'static>>> {
+        let data = LogsData::decode(payload.clone()).ok()?;
         let records = data
             .resource_logs
             .into_iter()
             .flat_map(|r| r.scope_logs)
             .flat_map(|s| s.log_records)
             .filter_map(|r| {
+                // Only a string body is text to mine.
                 let body = r.body?.string_value?;
                 let severity = if r.severity_text.is_empty() {
                     severity_name(i64::from(r.severity_number)).map(Cow::Borrowed)
@@ -199,8 +305,12 @@ mod protobuf {
                     ))
                 };
                 Some(Sample {
-                    body: Cow::Owned(String::from_utf8_lossy(&body).into_owned()),
-                    severity,
+                    encoded_attributes: r.attributes,
+                    trace_id: otlp_value::trace_id(&r.trace_id),
+                    ..Sample::new(
+                        Cow::Owned(String::from_utf8_lossy(&body).into_owned()),
+                        severity,
+                    )
                 })
             })
             .collect();
@@ -208,84 +318,44 @@ mod protobuf {
     }
 }
 
-#[derive(Deserialize)]
-struct JsonLogsData<'a> {
-    #[serde(default, rename = "resourceLogs", alias = "resource_logs", borrow)]
-    resource_logs: Vec<JsonResourceLogs<'a>>,
+/// OTLP JSON through `tero_otlp`'s reader (which accepts what producers
+/// write: camelCase or snake_case, hex ids, enums by name or number), then
+/// read as protobuf. It builds the whole request, which is affordable at
+/// the sampling rate: this runs only while the second's budget lasts.
+fn otlp_json(payload: &[u8]) -> Option<Vec<Sample<'static>>> {
+    let document: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let encoded = tero_otlp::convert::json_to_protobuf(tero_otlp::Signal::Log, &document).ok()?;
+    protobuf::extract(&Bytes::from(encoded))
 }
 
-#[derive(Deserialize)]
-struct JsonResourceLogs<'a> {
-    #[serde(default, rename = "scopeLogs", alias = "scope_logs", borrow)]
-    scope_logs: Vec<JsonScopeLogs<'a>>,
-}
+/// Members of a Datadog log that are not attributes of the event: the
+/// message and status (its body and severity) and its time.
+const DATADOG_NOT_ATTRIBUTES: [&str; 4] = ["message", "status", "timestamp", "date"];
 
-#[derive(Deserialize)]
-struct JsonScopeLogs<'a> {
-    #[serde(default, rename = "logRecords", alias = "log_records", borrow)]
-    log_records: Vec<JsonLogRecord<'a>>,
-}
-
-#[derive(Deserialize)]
-struct JsonLogRecord<'a> {
-    #[serde(default, rename = "severityText", alias = "severity_text", borrow)]
-    severity_text: Option<Cow<'a, str>>,
-    /// A number, or the enum's name (`SEVERITY_NUMBER_INFO`).
-    #[serde(default, rename = "severityNumber", alias = "severity_number")]
-    severity_number: Option<serde_json::Value>,
-    #[serde(default, borrow)]
-    body: Option<JsonAnyValue<'a>>,
-}
-
-#[derive(Deserialize)]
-struct JsonAnyValue<'a> {
-    #[serde(default, rename = "stringValue", alias = "string_value", borrow)]
-    string_value: Option<Cow<'a, str>>,
-}
-
-fn otlp_json(payload: &[u8]) -> Option<Vec<Sample<'_>>> {
-    let data: JsonLogsData<'_> = serde_json::from_slice(payload).ok()?;
-    let records = data
-        .resource_logs
-        .into_iter()
-        .flat_map(|r| r.scope_logs)
-        .flat_map(|s| s.log_records)
-        .filter_map(|r| {
-            let body = r.body?.string_value?;
-            let severity = r.severity_text.filter(|s| !s.is_empty()).or_else(|| {
-                let number = match r.severity_number? {
-                    serde_json::Value::Number(n) => n.as_i64()?,
-                    serde_json::Value::String(s) => {
-                        return s
-                            .strip_prefix("SEVERITY_NUMBER_")
-                            .map(|name| Cow::Owned(name.to_owned()));
-                    }
-                    _ => return None,
-                };
-                severity_name(number).map(Cow::Borrowed)
-            });
-            Some(Sample { body, severity })
-        })
-        .collect();
-    Some(records)
-}
-
-#[derive(Deserialize)]
-struct DatadogLog<'a> {
-    #[serde(default, borrow)]
-    message: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    status: Option<Cow<'a, str>>,
-}
-
-fn datadog(payload: &[u8]) -> Option<Vec<Sample<'_>>> {
-    let logs: Vec<DatadogLog<'_>> = serde_json::from_slice(payload).ok()?;
+/// Datadog logs: `message` is the body, `status` the severity; the other
+/// members (`service`, `hostname`, `ddtags` as written, nested objects
+/// flattened as `http.url`) are attributes.
+fn datadog(payload: &[u8]) -> Option<Vec<Sample<'static>>> {
+    let logs: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(payload).ok()?;
     Some(
         logs.into_iter()
-            .filter_map(|l| {
+            .filter_map(|mut log| {
+                let serde_json::Value::String(body) = log.remove("message")? else {
+                    return None;
+                };
+                let severity = match log.remove("status") {
+                    Some(serde_json::Value::String(s)) => Some(Cow::Owned(s)),
+                    _ => None,
+                };
+                for name in DATADOG_NOT_ATTRIBUTES {
+                    log.remove(name);
+                }
+                let mut attributes = Vec::new();
+                json_attributes("", &log, &mut attributes);
                 Some(Sample {
-                    body: l.message?,
-                    severity: l.status,
+                    attributes,
+                    ..Sample::new(Cow::Owned(body), severity)
                 })
             })
             .collect(),
@@ -327,21 +397,15 @@ mod tests {
             }],
         };
         let bytes = request.encode_to_vec();
-        let samples = extract(Format::OtlpProtobuf, &bytes).unwrap();
+        let samples = extract(Format::OtlpProtobuf, &Bytes::from(bytes.clone())).unwrap();
         assert_eq!(
             samples,
             [
-                Sample {
-                    body: "user 42 logged in".into(),
-                    severity: Some("INFO".into())
-                },
-                Sample {
-                    body: "disk full".into(),
-                    severity: Some("error".into())
-                },
+                Sample::new("user 42 logged in".into(), Some("INFO".into())),
+                Sample::new("disk full".into(), Some("error".into())),
             ]
         );
-        assert!(extract(Format::OtlpProtobuf, b"\xff\xff").is_none());
+        assert!(extract(Format::OtlpProtobuf, &Bytes::copy_from_slice(b"\xff\xff")).is_none());
     }
 
     #[test]
@@ -350,7 +414,7 @@ mod tests {
             {"body":{"stringValue":"a \"quoted\" line"},"severityNumber":"SEVERITY_NUMBER_WARN"},
             {"body":{"kvlistValue":{}},"severityText":"INFO"},
             {"body":{"stringValue":"plain"},"severityNumber":17}]}]}]}"#;
-        let samples = extract(Format::OtlpJson, otlp).unwrap();
+        let samples = extract(Format::OtlpJson, &Bytes::copy_from_slice(otlp)).unwrap();
         let got: Vec<(&str, Option<&str>)> = samples
             .iter()
             .map(|s| (s.body.as_ref(), s.severity.as_deref()))
@@ -364,10 +428,81 @@ mod tests {
         );
         let dd =
             br#"[{"message":"GET /health 200","status":"info","service":"web"},{"ddtags":"x"}]"#;
-        let samples = extract(Format::DatadogLogs, dd).unwrap();
+        let samples = extract(Format::DatadogLogs, &Bytes::copy_from_slice(dd)).unwrap();
         assert_eq!(samples.len(), 1);
         assert_eq!(samples[0].severity.as_deref(), Some("info"));
-        assert!(extract(Format::DatadogSeries, b"{}").is_none());
+        assert!(extract(Format::DatadogSeries, &Bytes::copy_from_slice(b"{}")).is_none());
+    }
+
+    fn kv(key: &str, value: tero_proto::otel::any_value::Value) -> tero_proto::otel::KeyValue {
+        tero_proto::otel::KeyValue {
+            key: key.into(),
+            value: Some(tero_proto::otel::AnyValue { value: Some(value) }),
+        }
+    }
+
+    #[test]
+    fn attributes_and_trace_ids_are_read_in_every_format() {
+        use tero_proto::otel::any_value::Value as V;
+        let mut with_attributes = record("paid", "INFO", 0);
+        with_attributes.attributes = vec![
+            kv("user_id", V::StringValue("u-1".into())),
+            kv("attempt", V::IntValue(3)),
+            kv("retry", V::BoolValue(true)),
+            kv("ratio", V::DoubleValue(0.5)),
+            kv("raw", V::BytesValue(vec![1, 2])),
+        ];
+        with_attributes.trace_id = vec![0xab; 16];
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![with_attributes],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let pairs = |s: &Sample<'_>| -> Vec<(String, String)> {
+            s.read_attributes()
+                .iter()
+                .map(|a| (a.key.clone(), a.value.clone()))
+                .collect()
+        };
+        let owned = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        };
+        let want = owned(&[
+            ("user_id", "u-1"),
+            ("attempt", "3"),
+            ("retry", "true"),
+            ("ratio", "0.5"),
+        ]);
+        let bytes = request.encode_to_vec();
+        let samples = extract(Format::OtlpProtobuf, &Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(pairs(&samples[0]), want);
+        assert_eq!(samples[0].trace_id.as_deref(), Some(&"ab".repeat(16)[..]));
+        let json = serde_json::to_vec(&tero_otlp::convert::logs_to_json(&request)).unwrap();
+        let samples = extract(Format::OtlpJson, &Bytes::copy_from_slice(&json)).unwrap();
+        assert_eq!(
+            pairs(&samples[0]),
+            want,
+            "{}",
+            String::from_utf8_lossy(&json)
+        );
+        assert_eq!(samples[0].trace_id.as_deref(), Some(&"ab".repeat(16)[..]));
+
+        let dd = br#"[{"message":"paid","status":"info","timestamp":1,"service":"web",
+            "usr":{"id":"u-1","email":"a@b.io"},"ddtags":"env:prod","tags":["x"]}]"#;
+        let samples = extract(Format::DatadogLogs, &Bytes::copy_from_slice(dd)).unwrap();
+        assert_eq!(
+            pairs(&samples[0]),
+            owned(&[
+                ("ddtags", "env:prod"),
+                ("service", "web"),
+                ("usr.email", "a@b.io"),
+                ("usr.id", "u-1"),
+            ])
+        );
     }
 
     #[test]
@@ -387,9 +522,22 @@ mod tests {
         };
         let bytes = request.encode_to_vec();
         let budget = SampleBudget::new(10);
-        assert_eq!(feed(&budget, &miner, Format::OtlpProtobuf, &bytes), 10);
         assert_eq!(
-            feed(&budget, &miner, Format::OtlpProtobuf, &bytes),
+            feed(
+                &budget,
+                &miner,
+                Format::OtlpProtobuf,
+                &Bytes::from(bytes.clone())
+            ),
+            10
+        );
+        assert_eq!(
+            feed(
+                &budget,
+                &miner,
+                Format::OtlpProtobuf,
+                &Bytes::from(bytes.clone())
+            ),
             0,
             "the second's budget is spent"
         );

@@ -22,11 +22,14 @@
 //! the same reports: taking a report takes the miner's activity since the
 //! previous one, so a retried report repeats its templates' counts under
 //! the same seq and lines that arrive meanwhile go into the next seq; each
-//! line is counted in exactly one report. A report goes out when it has an
-//! inventoried scrape or log activity; one with only log activity lists no
-//! families and says so with `scrapes_inventoried: 0` (its window is the
-//! log window; the scrapes served meanwhile stay counted in the metric
-//! window, for the next report that has one).
+//! line is counted in exactly one report. Span patterns of sampled pushed
+//! traces ([`crate::spans`]) ride the same way: taking a report takes them
+//! all, and a retry repeats them under its seq. A report goes out when it
+//! has an inventoried scrape, log or span activity; one without an
+//! inventoried scrape lists no families and says so with
+//! `scrapes_inventoried: 0` (its window is the log and span window; the
+//! scrapes served meanwhile stay counted in the metric window, for the
+//! next report that has one).
 
 mod sink;
 
@@ -49,6 +52,7 @@ use crate::config::{Config, InventoryConfig};
 use crate::exposition::Format;
 use crate::logs::LogIntake;
 use crate::providers::ClientIdentity;
+use crate::spans::SpanPatterns;
 
 pub use sink::{ControlPlaneSink, GrpcSink, HttpSink, ReportSink, SendError};
 
@@ -75,6 +79,8 @@ pub struct Inventory {
     scrapes: AtomicU64,
     /// Log-sample intake whose templates ride in the reports.
     logs: Option<Arc<LogIntake>>,
+    /// Span patterns that ride in the reports.
+    spans: Option<Arc<SpanPatterns>>,
     /// Set by the first inventoried scrape; wakes the reporter for the
     /// first report.
     sampled: AtomicBool,
@@ -98,6 +104,7 @@ impl Inventory {
             next_due_ms: AtomicI64::new(0),
             scrapes: AtomicU64::new(0),
             logs: None,
+            spans: None,
             sampled: AtomicBool::new(false),
             first_sample: Notify::new(),
         }
@@ -120,6 +127,16 @@ impl Inventory {
 
     pub fn logs(&self) -> Option<&Arc<LogIntake>> {
         self.logs.as_ref()
+    }
+
+    /// Reports `spans`' patterns too.
+    pub fn with_spans(mut self, spans: Option<Arc<SpanPatterns>>) -> Self {
+        self.spans = spans;
+        self
+    }
+
+    pub fn spans(&self) -> Option<&Arc<SpanPatterns>> {
+        self.spans.as_ref()
     }
 
     /// The window, even if a panicking holder poisoned the lock: its data
@@ -165,15 +182,16 @@ impl Inventory {
         }
     }
 
-    /// The report of the window so far, with the log templates' activity
-    /// since the previous report, and both start over; `None` when there is
-    /// neither an inventoried scrape nor log activity.
+    /// The report of the window so far, with the log templates' and span
+    /// patterns' activity since the previous report, and all start over;
+    /// `None` when there is neither an inventoried scrape nor log or span
+    /// activity.
     ///
     /// Without an inventoried scrape the metric window is left as it is: a
     /// report of it would list no families, which the control plane would
     /// read as every family gone; its scrapes stay counted for the next
-    /// report that has one. Log activity alone still makes a report, with
-    /// no families, `scrapes: 0` and `scrapes_inventoried: 0`.
+    /// report that has one. Log or span activity alone still makes a
+    /// report, with no families, `scrapes: 0` and `scrapes_inventoried: 0`.
     pub fn take_report(&self) -> Option<InventoryReport> {
         let scrapes = self.scrapes.swap(0, Relaxed);
         let logs = self
@@ -181,21 +199,41 @@ impl Inventory {
             .as_ref()
             .map(|l| l.take_report())
             .filter(|l| !l.is_empty());
+        let spans = self
+            .spans
+            .as_ref()
+            .map(|s| s.take_report())
+            .filter(|s| !s.is_empty());
         let mut window = self.window();
         window.record_scrapes(scrapes);
         let mut report = if window.scrapes_inventoried() > 0 {
             window.take_report(SystemTime::now())
         } else {
-            let logs = logs.as_ref()?;
+            // The window the log and span activity covers.
+            let windows = [
+                logs.as_ref()
+                    .map(|l| (l.window_start_unix_ms, l.window_end_unix_ms)),
+                spans
+                    .as_ref()
+                    .map(|s| (s.window_start_unix_ms, s.window_end_unix_ms)),
+            ];
+            let (start, end) = windows
+                .into_iter()
+                .flatten()
+                .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))?;
             InventoryReport {
-                window_start_unix_ms: logs.window_start_unix_ms,
-                window_end_unix_ms: logs.window_end_unix_ms,
+                window_start_unix_ms: start,
+                window_end_unix_ms: end,
                 ..InventoryReport::default()
             }
         };
         if let Some(logs) = logs {
             report.log_templates = logs.templates;
             report.log_lines_overflowed = logs.overflowed;
+        }
+        if let Some(spans) = spans {
+            report.span_patterns = spans.patterns;
+            report.spans_overflowed = spans.overflowed;
         }
         Some(report)
     }
@@ -294,6 +332,9 @@ impl<S> Drop for Reporter<S> {
         if let Some(logs) = self.inventory.logs() {
             logs.set_reporting(false);
         }
+        if let Some(spans) = self.inventory.spans() {
+            spans.set_reporting(false);
+        }
     }
 }
 
@@ -310,6 +351,9 @@ impl<S: ReportSink> Reporter<S> {
         }
         if let Some(logs) = inventory.logs() {
             logs.set_reporting(true);
+        }
+        if let Some(spans) = inventory.spans() {
+            spans.set_reporting(true);
         }
         Reporter {
             inventory,
@@ -394,6 +438,7 @@ impl<S: ReportSink> Reporter<S> {
                         families = report.families.len(),
                         scrapes = report.scrapes,
                         log_templates = report.log_templates.len(),
+                        span_patterns = report.span_patterns.len(),
                         "inventory report stored"
                     );
                     self.pending = None;
@@ -461,6 +506,12 @@ pub fn spawn(
         tracing::info!(
             service = logs.service(),
             "log samples accepted at POST /_edge/logs; their templates are reported with the inventory"
+        );
+    }
+    if inventory.spans().is_some() && config.intake.span_samples_per_second > 0 {
+        tracing::info!(
+            per_second = config.intake.span_samples_per_second,
+            "spans of pushed traces sampled; their patterns are reported with the inventory"
         );
     }
     let reporter = Reporter::new(inventory, sink, interval, identity.metadata());

@@ -633,3 +633,101 @@ async fn the_first_report_follows_the_first_sampled_scrape_not_the_interval() {
     stop.cancel();
     task.await.expect("reporter");
 }
+
+/// `count` spans named `name` on route `route`, as sampled.
+fn spans_of(name: &str, route: &str, count: usize) -> Vec<crate::spans::SpanSample> {
+    (0..count)
+        .map(|_| crate::spans::SpanSample {
+            name: name.into(),
+            kind: "server",
+            route: route.into(),
+            user_agent: String::new(),
+            error: false,
+            bytes: 100,
+            attribute_keys: vec!["http.route".into()],
+            example: format!("{name} kind=server status=unset"),
+            time_unix_ms: 0,
+        })
+        .collect()
+}
+
+fn span_counts(report: &InventoryReport) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = report
+        .span_patterns
+        .iter()
+        .map(|p| (p.name.clone(), p.count))
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[tokio::test]
+async fn span_patterns_ride_in_reports_exactly_once_across_failed_sends() {
+    let spans = Arc::new(SpanPatterns::new("checkout"));
+    let inventory = Arc::new(
+        Inventory::new(&settings(Duration::from_secs(60))).with_spans(Some(spans.clone())),
+    );
+    let script = Script::default();
+    let mut reporter = Reporter::new(
+        inventory.clone(),
+        script.clone(),
+        Duration::from_secs(300),
+        ClientMetadata::default(),
+    );
+    assert!(spans.is_reporting(), "a reporter takes the samples");
+    reporter.flush(SEND_TIMEOUT).await;
+    assert!(script.sent().is_empty(), "no spans: no report");
+
+    // Spans alone make a report; it fails, and is retried unchanged while
+    // the spans that arrive meanwhile wait for the next seq.
+    spans.observe(&spans_of("GET /healthz", "/healthz", 3));
+    script.answer(down());
+    reporter.flush(SEND_TIMEOUT).await;
+    let first = script.sent();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (
+            first[0].seq,
+            first[0].scrapes_inventoried,
+            first[0].families.len()
+        ),
+        (1, 0, 0)
+    );
+    assert_eq!(span_counts(&first[0]), [("GET /healthz".to_string(), 3)]);
+    spans.observe(&spans_of("GET /healthz", "/healthz", 2));
+    spans.observe(&spans_of("POST /pay", "/pay", 1));
+    script.answer(down());
+    reporter.flush(SEND_TIMEOUT).await;
+    assert_eq!(script.sent(), first, "a retry repeats the report");
+
+    reporter.flush(SEND_TIMEOUT).await;
+    let sent = script.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], first[0]);
+    assert_eq!(sent[1].seq, 2);
+    assert_eq!(
+        span_counts(&sent[1]),
+        [
+            ("GET /healthz".to_string(), 2),
+            ("POST /pay".to_string(), 1)
+        ]
+    );
+    assert_eq!(
+        sent[1].span_patterns[0].fingerprint, first[0].span_patterns[0].fingerprint,
+        "a pattern keeps its fingerprint across reports"
+    );
+    // Stored once per seq: every sampled span counted once.
+    let mut stored = std::collections::BTreeMap::new();
+    for report in first.iter().chain(&sent) {
+        stored.insert((report.session.clone(), report.seq), report.clone());
+    }
+    let total: u64 = stored
+        .values()
+        .flat_map(|r| &r.span_patterns)
+        .map(|p| p.count)
+        .sum();
+    assert_eq!(total, 6);
+    assert!(reporter.pending.is_none());
+    drop(reporter);
+    assert!(!spans.is_reporting(), "no reporter, no samples");
+}

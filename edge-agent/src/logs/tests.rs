@@ -383,3 +383,136 @@ fn forms_decode() {
     assert_eq!(query_param(None, "severity"), None);
     assert_eq!(query_param(Some("sev=1"), "severity"), None);
 }
+
+#[test]
+fn ndjson_fields_become_attributes_profiled_with_their_template() {
+    let logs = intake(&limits());
+    let body = br#"{"body": "order 1 placed", "severity": "INFO", "user_id": "u-10000001", "userId": "u-10000001", "attributes": {"contact": "jane@example.com"}}
+{"body": "order 2 placed", "user_id": "u-10000002", "userId": "u-10000002", "attributes": {"contact": "bob@example.com"}}
+"#;
+    let records = parse(BodyFormat::Ndjson, body, 10).unwrap();
+    let keys: Vec<&str> = records[0]
+        .attributes
+        .iter()
+        .map(|a| a.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["contact", "userId", "user_id"],
+        "body and severity are not attributes"
+    );
+    logs.ingest(BodyFormat::Ndjson, None, body).unwrap();
+    let report = logs.take_report();
+    let t = &report.templates[0];
+    assert_eq!(t.count, 2);
+    let keys: Vec<(&str, u64)> = t
+        .attributes
+        .iter()
+        .map(|a| (a.key.as_str(), a.records))
+        .collect();
+    assert_eq!(keys, [("contact", 2), ("userId", 2), ("user_id", 2)]);
+    assert_eq!(t.sensitive.len(), 1);
+    assert_eq!(
+        (
+            t.sensitive[0].kind.as_str(),
+            t.sensitive[0].location.as_str()
+        ),
+        ("email", "attribute:contact")
+    );
+    let pairs: Vec<(&str, &str)> = t
+        .duplicate_fields
+        .iter()
+        .map(|d| (d.keep.as_str(), d.duplicate.as_str()))
+        .collect();
+    assert_eq!(pairs, [("attribute:user_id", "attribute:userId")]);
+    let text = format!("{report:?}");
+    assert!(!text.contains("jane@") && !text.contains("bob@"), "{text}");
+    // Reported once: the next report has nothing.
+    assert!(logs.take_report().is_empty());
+}
+
+#[test]
+fn a_carried_template_carries_its_profile_with_its_counts() {
+    let logs = intake(&LogsConfig {
+        max_report_templates: 1,
+        ..limits()
+    });
+    let body = "{\"body\": \"busy one\", \"k\": \"a\"}\n{\"body\": \"busy one\", \"k\": \"a\"}\n{\"body\": \"quiet two\", \"q\": \"x\"}\n";
+    logs.ingest(BodyFormat::Ndjson, None, body.as_bytes())
+        .unwrap();
+    let first = logs.take_report();
+    assert_eq!(first.templates.len(), 1);
+    assert_eq!(first.templates[0].text, "busy one");
+    assert_eq!(first.templates[0].attributes[0].records, 2);
+    logs.ingest(
+        BodyFormat::Ndjson,
+        None,
+        b"{\"body\": \"quiet two\", \"q\": \"y\"}\n",
+    )
+    .unwrap();
+    let second = logs.take_report();
+    let quiet = &second.templates[0];
+    assert_eq!((quiet.text.as_str(), quiet.count), ("quiet two", 2));
+    let q = &quiet.attributes[0];
+    assert_eq!(
+        (q.key.as_str(), q.records, q.examples.clone()),
+        ("q", 2, vec!["x".to_owned(), "y".to_owned()]),
+        "the profile covers the same records as the counts"
+    );
+    assert!(logs.take_report().is_empty());
+}
+
+#[test]
+fn profiles_stay_bounded_when_records_bring_endless_templates_and_keys() {
+    let logs = intake(&limits());
+    // Distinct first words: one template each, each with its own keys.
+    let lines: String = (0..profile_bound() + 50)
+        .map(|i| {
+            // Two leading words: the miner's tree keeps 100 children a
+            // node, so the variety is spread over two levels.
+            let w = format!("{} {}", word(i % 26), word(i / 26));
+            format!(
+                "{{\"body\": \"{w} started\", \"k{i}a\": \"v\", \"k{i}b\": \"secret-{i}@example.com\"}}\n"
+            )
+        })
+        .collect();
+    let accepted = logs
+        .ingest(BodyFormat::Ndjson, None, lines.as_bytes())
+        .unwrap();
+    assert_eq!(accepted.accepted as usize, profile_bound() + 50);
+    let report = logs.take_report();
+    let profiled = report
+        .templates
+        .iter()
+        .filter(|t| !t.attributes.is_empty())
+        .count();
+    assert_eq!(profiled, profile_bound(), "the rest counted, not profiled");
+    let lines_reported: u64 = report.templates.iter().map(|t| t.count).sum();
+    assert_eq!(lines_reported as usize, profile_bound() + 50);
+    let text = format!("{report:?}");
+    assert!(!text.contains("@example.com"), "flagged values stay here");
+    // The bound is per window: the next one profiles again.
+    logs.ingest(
+        BodyFormat::Ndjson,
+        None,
+        b"{\"body\": \"b a started\", \"k\": \"v\"}\n",
+    )
+    .unwrap();
+    assert_eq!(logs.take_report().templates[0].attributes.len(), 1);
+}
+
+/// A word of letters only (digits would be masked into one template).
+fn word(mut i: usize) -> String {
+    let mut w = String::new();
+    loop {
+        w.push((b'a' + (i % 26) as u8) as char);
+        i /= 26;
+        if i == 0 {
+            return w;
+        }
+    }
+}
+
+fn profile_bound() -> usize {
+    MAX_PROFILED_TEMPLATES
+}

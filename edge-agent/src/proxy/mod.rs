@@ -50,6 +50,7 @@ use crate::intake::Intake;
 use crate::inventory::Inventory;
 use crate::logs::LogIntake;
 use crate::registry::PolicyRegistry;
+use crate::spans::SpanPatterns;
 use crate::telemetry::EdgeMetrics;
 
 pub(crate) use layers::Deadline;
@@ -76,6 +77,9 @@ pub struct EdgeState {
     /// Log-sample intake (`POST /_edge/logs`): only with an inventory,
     /// whose reports carry its templates.
     pub logs: Option<Arc<LogIntake>>,
+    /// Span patterns of sampled pushed traces: only with an inventory,
+    /// whose reports carry them.
+    pub spans: Option<Arc<SpanPatterns>>,
     /// The push intake (OTLP, Datadog) and relayed requests.
     pub intake: Intake,
 }
@@ -110,8 +114,20 @@ impl EdgeState {
             })
             .flatten()
             .map(Arc::new);
-        let inventory =
-            reported.then(|| Arc::new(Inventory::new(&config.inventory).with_logs(logs.clone())));
+        // Under the same service as the log templates: part of every
+        // pattern's fingerprint.
+        let spans = reported.then(|| {
+            Arc::new(SpanPatterns::new(
+                config.service.name.clone().unwrap_or_default(),
+            ))
+        });
+        let inventory = reported.then(|| {
+            Arc::new(
+                Inventory::new(&config.inventory)
+                    .with_logs(logs.clone())
+                    .with_spans(spans.clone()),
+            )
+        });
         EdgeState {
             intake: Intake::new(&config),
             config,
@@ -122,6 +138,7 @@ impl EdgeState {
             scrapes,
             inventory,
             logs,
+            spans,
         }
     }
 }

@@ -51,7 +51,9 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use mask::{MAX_BODY_BYTES, MAX_TOKENS, Mask, Token, TokenKind, mask_line, truncate};
-pub use redact::redact;
+pub use redact::{
+    Finding, Sensitive, example as redacted_example, is_sensitive, recognise, redact,
+};
 
 use mask::MaskedLine;
 use pattern::Pattern;
