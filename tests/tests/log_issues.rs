@@ -363,6 +363,38 @@ fn planted_log_and_trace_waste_is_found_accepted_measured_and_redacted() {
     let keep = &sensitive["recommended"]["policy"]["log"]["keep"];
     assert!(keep.is_null() || keep == "all", "{sensitive}");
 
+    // The user id written twice: the camelCase copy goes.
+    let duplicated = of_kind(&found, "duplicated_log_fields");
+    let duplicated = duplicated
+        .iter()
+        .find(|i| i["subject"] == "attribute:userId")
+        .unwrap_or_else(|| panic!("userId duplicating user_id: {listing}"));
+    let duplicated = tero_json_at(
+        &cp,
+        &["issues", "show", duplicated["id"].as_str().expect("id")],
+    );
+    let remove = &duplicated["recommended"]["policy"]["log"]["transform"]["remove"];
+    assert!(
+        remove.to_string().contains("userId") && !remove.to_string().contains("user_id"),
+        "{duplicated}"
+    );
+
+    // The health-check spans get a trace sampling policy that keeps none
+    // of them (failing ones excepted).
+    let spans = of_kind(&found, "health_check_spans").remove(0);
+    let spans = tero_json_at(&cp, &["issues", "show", spans["id"].as_str().expect("id")]);
+    let trace = &spans["recommended"]["policy"]["trace"];
+    assert!(trace.is_object(), "{spans}");
+    assert!(
+        trace["match"].to_string().contains("GET /healthz"),
+        "{spans}"
+    );
+    assert!(
+        trace["keep"]["percentage"].as_f64().unwrap_or_default() == 0.0,
+        "{spans}"
+    );
+    eprintln!("issues found: {listing}");
+
     // 3. Accepted in shadow: delivered and counted, nothing dropped.
     let accepted = tero_json_at(&cp, &["issues", "accept", &health_id]);
     let policy_id = accepted["issue"]["policyId"]
