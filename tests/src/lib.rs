@@ -13,6 +13,7 @@ pub mod control_plane;
 pub mod cutting_proxy;
 pub mod fake_openai;
 pub mod fixtures;
+pub mod otel;
 pub mod prometheus;
 pub mod push_sink;
 pub mod sync_server;

@@ -27,9 +27,9 @@ use serde_json::{Value, json};
 use tero_e2e::cli::{json_u64, tero_at, tero_json_at};
 use tero_e2e::control_plane::ControlPlane;
 use tero_e2e::fake_openai::FakeOpenAi;
+use tero_e2e::otel::attribute;
 use tero_e2e::push_sink::{PushSink, Reply};
 use tero_e2e::{Edge, wait_for};
-use tero_proto::otel::any_value::Value as Any;
 use tero_proto::otlp_collector::logs::v1::ExportLogsServiceRequest;
 use tero_proto::otlp_logs::LogRecord;
 
@@ -39,36 +39,9 @@ const INSTANCE: &str = "shop-edge-0";
 /// found anywhere in the control plane's files, an address leaked.
 const EMAIL_MARK: &[u8] = b"x.buyer@";
 
-/// The interpreter with the SDK, or `None` (skip) when there is none.
-fn otel_python() -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = std::env::var_os("TERO_OTEL_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from("python3")])
-        .collect();
-    let import = "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http";
-    let found = candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", import])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("TERO_REQUIRE_OTEL").as_deref() != Ok("1"),
-            "TERO_REQUIRE_OTEL=1 but no Python with the OpenTelemetry SDK: set TERO_OTEL_PYTHON \
-             (pip install -r tests/fixtures/otel/requirements.txt)"
-        );
-        eprintln!(
-            "skipped: no Python with the OpenTelemetry SDK (set TERO_OTEL_PYTHON; .ci/run installs it)"
-        );
-    }
-    found
-}
-
 /// Runs the application for `requests` requests tagged `phase`.
 fn run_app(python: &Path, edge: &Edge, phase: &str, requests: usize) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/otel/app.py");
+    let script = tero_e2e::otel::script("app.py");
     let output = Command::new(python)
         .arg(&script)
         .args(["--endpoint", &format!("http://{}", edge.addr())])
@@ -85,18 +58,6 @@ fn run_app(python: &Path, edge: &Edge, phase: &str, requests: usize) {
         String::from_utf8_lossy(&output.stderr),
         edge.process.log()
     );
-}
-
-fn text(value: Option<&tero_proto::otel::AnyValue>) -> Option<&str> {
-    match value?.value.as_ref()? {
-        Any::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn attribute<'a>(record: &'a LogRecord, key: &str) -> Option<&'a str> {
-    let kv = record.attributes.iter().find(|kv| kv.key == key)?;
-    text(kv.value.as_ref())
 }
 
 /// Every log record that reached the sink.
@@ -236,7 +197,7 @@ fn started_sink() -> PushSink {
 
 #[test]
 fn planted_log_and_trace_waste_is_found_accepted_measured_and_redacted() {
-    let Some(python) = otel_python() else {
+    let Some(python) = tero_e2e::otel::python() else {
         return;
     };
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -495,7 +456,7 @@ fn planted_log_and_trace_waste_is_found_accepted_measured_and_redacted() {
 
 #[test]
 fn an_ai_classifier_raises_the_same_issues_and_sees_no_address() {
-    let Some(python) = otel_python() else {
+    let Some(python) = tero_e2e::otel::python() else {
         return;
     };
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));

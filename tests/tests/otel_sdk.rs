@@ -19,6 +19,7 @@ use prost::Message as _;
 use serde_json::{Value, json};
 use tero_e2e::cli::tero_json_at;
 use tero_e2e::control_plane::ControlPlane;
+use tero_e2e::otel::{attribute, text};
 use tero_e2e::push_sink::{PushSink, Reply};
 use tero_e2e::{Edge, wait_for};
 use tero_proto::otel::any_value::Value as Any;
@@ -71,35 +72,8 @@ policies:
         percentage: 25
 "#;
 
-/// The interpreter with the SDK, or `None` (skip) when there is none.
-fn otel_python() -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = std::env::var_os("TERO_OTEL_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([PathBuf::from("python3")])
-        .collect();
-    let import = "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc";
-    let found = candidates.into_iter().find(|python| {
-        Command::new(python)
-            .args(["-c", import])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("TERO_REQUIRE_OTEL").as_deref() != Ok("1"),
-            "TERO_REQUIRE_OTEL=1 but no Python with the OpenTelemetry SDK: set TERO_OTEL_PYTHON \
-             (pip install -r tests/fixtures/otel/requirements.txt)"
-        );
-        eprintln!(
-            "skipped: no Python with the OpenTelemetry SDK (set TERO_OTEL_PYTHON; .ci/run installs it)"
-        );
-    }
-    found
-}
-
 fn send(python: &PathBuf, edge: &Edge, protocol: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/otel/send.py");
+    let script = tero_e2e::otel::script("send.py");
     let output = Command::new(python)
         .arg(&script)
         .args(["--endpoint", &format!("http://{}", edge.addr())])
@@ -118,18 +92,6 @@ fn send(python: &PathBuf, edge: &Edge, protocol: &str) {
         String::from_utf8_lossy(&output.stderr),
         edge.process.log()
     );
-}
-
-fn text(value: Option<&tero_proto::otel::AnyValue>) -> Option<&str> {
-    match value?.value.as_ref()? {
-        Any::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn attribute<'a>(record: &'a LogRecord, key: &str) -> Option<&'a str> {
-    let kv = record.attributes.iter().find(|kv| kv.key == key)?;
-    text(kv.value.as_ref())
 }
 
 /// Everything that reached the upstream: log records and spans.
@@ -181,7 +143,7 @@ fn int(v: &Value) -> i64 {
 
 #[test]
 fn python_sdk_exporters_through_the_edge_keep_redact_sample_and_report() {
-    let Some(python) = otel_python() else {
+    let Some(python) = tero_e2e::otel::python() else {
         return;
     };
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -375,7 +337,7 @@ fn delivered_lines(sink: &PushSink) -> Vec<(String, i64)> {
 
 #[test]
 fn an_exporter_retrying_through_an_upstream_outage_delivers_every_record_once() {
-    let Some(python) = otel_python() else {
+    let Some(python) = tero_e2e::otel::python() else {
         return;
     };
     let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
@@ -392,7 +354,7 @@ fn an_exporter_retrying_through_an_upstream_outage_delivers_every_record_once() 
         dir.clone(),
         "edge-outage",
     );
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/otel/send.py");
+    let script = tero_e2e::otel::script("send.py");
     let sender = Command::new(&python)
         .arg(&script)
         .args(["--endpoint", &format!("http://{}", edge.addr())])

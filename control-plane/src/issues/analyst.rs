@@ -715,6 +715,26 @@ async fn next_run(runs: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool 
     }
 }
 
+/// A span event type's attribute keys (its labels) as key-only attribute
+/// profiles, the form the detectors read to choose between `http.route`,
+/// `url.path` and the user-agent keys. Log event types carry real profiles
+/// and are returned as they are.
+fn with_span_attributes(
+    mut event: tero_proto::controlplane::EventType,
+) -> tero_proto::controlplane::EventType {
+    if event.kind == crate::classify::catalog::KIND_SPAN && event.attributes.is_empty() {
+        event.attributes = event
+            .labels
+            .iter()
+            .map(|key| tero_proto::controlplane::AttributeProfile {
+                key: key.clone(),
+                ..Default::default()
+            })
+            .collect();
+    }
+    event
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -794,24 +814,4 @@ mod tests {
         analyst.volume_pass().await.unwrap();
         assert!(analyst.dirty.lock().unwrap().services.is_empty());
     }
-}
-
-/// A span event type's attribute keys (its labels) as key-only attribute
-/// profiles, the form the detectors read to choose between `http.route`,
-/// `url.path` and the user-agent keys. Log event types carry real profiles
-/// and are returned as they are.
-fn with_span_attributes(
-    mut event: tero_proto::controlplane::EventType,
-) -> tero_proto::controlplane::EventType {
-    if event.kind == crate::classify::catalog::KIND_SPAN && event.attributes.is_empty() {
-        event.attributes = event
-            .labels
-            .iter()
-            .map(|key| tero_proto::controlplane::AttributeProfile {
-                key: key.clone(),
-                ..Default::default()
-            })
-            .collect();
-    }
-    event
 }

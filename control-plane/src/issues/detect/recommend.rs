@@ -75,9 +75,44 @@ impl DropPolicy<'_> {
             }
             None => format!("Drop {} ({})", self.family, self.short),
         };
+        let target = Target::Metric(MetricTarget {
+            r#match: matchers,
+            keep: false,
+        });
+        Recommended {
+            kind: self.kind,
+            service: self.service,
+            subject: self.subject,
+            name,
+            why: self.why,
+            label: (FAMILY_LABEL, self.family),
+        }
+        .request(target)
+    }
+}
+
+/// What every recommended policy shares, metric, log or trace: an id
+/// derived from the finding, a description naming the issue, the labels
+/// linking it back (`tero.source`, `tero.issue_kind`, and one naming what
+/// it acts on), and a `service.name in [service]` scope.
+pub struct Recommended<'a> {
+    pub kind: &'static str,
+    pub service: &'a str,
+    pub subject: &'a str,
+    pub name: String,
+    /// One sentence for the description.
+    pub why: &'a str,
+    /// The label naming what the policy acts on (`metric_family`,
+    /// `tero.issue_subject`) and its value.
+    pub label: (&'static str, &'a str),
+}
+
+impl Recommended<'_> {
+    /// The complete request for a policy with `target`.
+    pub fn request(self, target: Target) -> CreatePolicyRequest {
         let policy = Policy {
             id: policy_id(self.kind, self.service, self.subject),
-            name,
+            name: self.name,
             description: format!(
                 "Recommended for the {} issue on {}/{}: {}",
                 self.kind, self.service, self.subject, self.why
@@ -86,12 +121,9 @@ impl DropPolicy<'_> {
             labels: vec![
                 string_label(SOURCE_LABEL, SOURCE_ISSUE),
                 string_label(KIND_LABEL, self.kind),
-                string_label(FAMILY_LABEL, self.family),
+                string_label(self.label.0, self.label.1),
             ],
-            target: Some(Target::Metric(MetricTarget {
-                r#match: matchers,
-                keep: false,
-            })),
+            target: Some(target),
             ..Default::default()
         };
         CreatePolicyRequest {

@@ -2,9 +2,9 @@
 //! event types (log templates, span patterns) and its edges' volume to
 //! findings, each with evidence, an estimate and a recommended policy.
 //!
-//! The input types below ([`EventInventory`] and what it holds, built from
-//! the store by the analyst) are shared with the wiring: do not change
-//! their shape without telling the other side.
+//! The input ([`EventInventory`] and what it holds) is built from the
+//! store by the analyst (`Analyst::event_inventory`); everything here is
+//! free of I/O, so the detectors are tested on hand-built inventories.
 //!
 //! | Kind | Domain | Fires when | Recommended |
 //! |---|---|---|---|

@@ -4,17 +4,14 @@
 //! labels `tero.source=issue` and `tero.issue_kind`), with the event type
 //! or field they act on as a label too.
 
-use tero_proto::controlplane::{CreatePolicyRequest, Scope, ScopeMatcher, ScopeOperator};
+use tero_proto::controlplane::CreatePolicyRequest;
 use tero_proto::policy::{
-    LogMatcher, LogTarget, LogTransform, Policy, SpanStatusCode, TraceField, TraceMatcher,
+    LogMatcher, LogTarget, LogTransform, SpanStatusCode, TraceField, TraceMatcher,
     TraceSamplingConfig, TraceTarget, log_matcher, policy::Target, trace_matcher,
 };
 
-use super::super::recommend::{
-    KIND_LABEL, SERVICE_ATTRIBUTE, SOURCE_ISSUE, SOURCE_LABEL, policy_id,
-};
+use super::super::recommend::{Recommended, SERVICE_ATTRIBUTE};
 use super::matcher::path;
-use crate::issues::string_label;
 
 /// The label naming the event type (fingerprint) or field a policy acts
 /// on, like `metric_family` for metric policies.
@@ -33,33 +30,15 @@ pub struct Recommendation<'a> {
 
 impl Recommendation<'_> {
     fn request(&self, target: Target) -> CreatePolicyRequest {
-        let policy = Policy {
-            id: policy_id(self.kind, self.service, self.subject),
+        Recommended {
+            kind: self.kind,
+            service: self.service,
+            subject: self.subject,
             name: self.name.clone(),
-            description: format!(
-                "Recommended for the {} issue on {}/{}: {}",
-                self.kind, self.service, self.subject, self.why
-            ),
-            enabled: true,
-            labels: vec![
-                string_label(SOURCE_LABEL, SOURCE_ISSUE),
-                string_label(KIND_LABEL, self.kind),
-                string_label(SUBJECT_LABEL, self.subject),
-            ],
-            target: Some(target),
-            ..Default::default()
-        };
-        CreatePolicyRequest {
-            policy: Some(policy),
-            scope: Some(Scope {
-                matchers: vec![ScopeMatcher {
-                    key: SERVICE_ATTRIBUTE.to_owned(),
-                    operator: ScopeOperator::In as i32,
-                    values: vec![self.service.to_owned()],
-                }],
-            }),
-            reason: format!("{} issue on {}/{}", self.kind, self.service, self.subject),
+            why: &self.why,
+            label: (SUBJECT_LABEL, self.subject),
         }
+        .request(target)
     }
 
     /// A log policy: the service matcher, then `matchers`.
@@ -138,6 +117,7 @@ mod tests {
     use tero_sdk::policy::validate;
 
     use super::*;
+    use crate::issues::detect::recommend::{KIND_LABEL, SOURCE_LABEL};
     use crate::issues::label_of;
     use crate::scope;
 
